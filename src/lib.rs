@@ -1,0 +1,13 @@
+//! Granary: a distributed, S3-compatible object store, thread-per-core on io_uring.
+//!
+//! Layering (enforced by review and `tests/tidy.rs`):
+//! - sans-IO, pure: `http`, `s3` (sigv4, xml, error, checksum), `meta::keys`, `meta::types`,
+//!   `storage::record`. These never import glommio or heed.
+//! - I/O: `storage` (segments on glommio DmaFile, LMDB through heed), `runtime` (executors,
+//!   mesh), `server` (connections, S3 operations).
+
+pub mod constants;
+pub mod http;
+pub mod meta;
+pub mod s3;
+pub mod storage;

@@ -1,0 +1,5 @@
+//! Metadata: the rows Granary keeps (pure types) and their order-preserving key encodings.
+//! The LMDB store that persists them lives in `storage`.
+
+pub mod keys;
+pub mod types;

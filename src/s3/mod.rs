@@ -1,0 +1,6 @@
+//! The S3 protocol, sans-IO: authentication (SigV4), XML bodies, error codes, checksums.
+
+pub mod checksum;
+pub mod error;
+pub mod sigv4;
+pub mod xml;
