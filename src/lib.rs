@@ -11,3 +11,6 @@ pub mod http;
 pub mod meta;
 pub mod s3;
 pub mod storage;
+pub mod config;
+pub mod runtime;
+pub mod server;

@@ -1,3 +1,58 @@
-fn main() {
-    println!("granary: being built");
+//! The `granary` command: parse the command line, read the configuration, run.
+
+use clap::{Parser, Subcommand};
+use granary::config::{LogFormat, ServerArgs, DEFAULT_CONFIG_PATH};
+
+#[derive(Parser)]
+#[command(name = "granary", version, about = "A distributed, S3-compatible object store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (with no configuration: a single local node, data in ./granary-data)
+    Server {
+        /// TOML configuration file [default: /etc/granary.toml when it exists]
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        args: ServerArgs,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server { config, args } => {
+            let file = match config {
+                Some(path) => Some(path),
+                None => Some(std::path::PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+            };
+            let file_args = match file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                    ServerArgs::from_toml(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                }
+                None => ServerArgs::default(),
+            };
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u16;
+            let config = args.overlay(file_args).validate(cores)?;
+            init_logging(config.log_format);
+            granary::runtime::run(config)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GRANARY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }

@@ -1,0 +1,197 @@
+//! glommio glue: one pinned executor per shard, the mesh between them, start-up order.
+
+pub mod mesh;
+
+use std::rc::Rc;
+use std::sync::mpsc;
+
+use anyhow::Context;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::ServerConfig;
+use crate::meta::types::{KeyRow, Stamp};
+use crate::server::global::Global;
+use crate::server::shard_api::{ShardRequest, ShardResponse};
+use crate::server::{conn, now_ms, Shard};
+use crate::storage::ShardStore;
+
+type Ready = mpsc::Sender<Result<u16, String>>;
+
+/// Runs a node until it stops. Returns once every shard has ended.
+pub fn run(config: ServerConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let node_id = node_id(&config)?;
+    let shards = config.shards;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let config = std::sync::Arc::new(config);
+    let mesh = mesh::builder::<ShardRequest, ShardResponse>(usize::from(shards));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut handles = Vec::new();
+    for id in 0..shards {
+        let placement = if usize::from(shards) <= cores {
+            Placement::Fixed(usize::from(id))
+        } else {
+            Placement::Unbound
+        };
+        let config = (*config).clone();
+        let mesh = mesh.clone();
+        let ready = ready_tx.clone();
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{id}"))
+            .spawn(move || async move {
+                if let Err(e) = shard_main(id, node_id, config, mesh, ready.clone()).await {
+                    let _ = ready.send(Err(format!("shard {id}: {e:#}")));
+                }
+            })
+            .with_context(|| format!("starting the executor of shard {id}"))?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => anyhow::bail!("{e}"),
+            Err(_) => anyhow::bail!("a shard ended during start-up"),
+        }
+    }
+    tracing::info!(
+        shards,
+        s3 = %config.s3_addr,
+        data = %config.data_dir.display(),
+        "Granary is ready: S3 API on http://{}",
+        config.s3_addr
+    );
+    for handle in handles {
+        handle.join().map_err(|e| anyhow::anyhow!("a shard failed: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The node's identity, made at first start and kept in the data directory.
+fn node_id(config: &ServerConfig) -> anyhow::Result<u64> {
+    let path = config.data_dir.join("node_id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return u64::from_str_radix(text.trim(), 16)
+            .with_context(|| format!("{} does not hold a node id", path.display()));
+    }
+    let id: u64 = rand::random();
+    std::fs::write(&path, format!("{id:016x}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+async fn shard_main(
+    id: u16,
+    node_id: u64,
+    config: ServerConfig,
+    mesh: mesh::Builder<ShardRequest, ShardResponse>,
+    ready: Ready,
+) -> anyhow::Result<()> {
+    let dir = config.data_dir.join(format!("shard-{id}"));
+    let store = ShardStore::open(&dir, crate::storage::StorageConfig::from_server(&config))
+        .await
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let mesh = mesh::Mesh::join(mesh).await;
+    assert_eq!(mesh.me(), usize::from(id), "mesh ids follow shard ids");
+    let mut global = Global::default();
+    if id == 0 {
+        global.apply(store.list_buckets()?, store.list_keys()?);
+    }
+    let shard = Rc::new(Shard {
+        id,
+        shards: config.shards,
+        node_id,
+        config: Rc::new(config),
+        store,
+        mesh: Rc::clone(&mesh),
+        global: std::cell::RefCell::new(global),
+    });
+    let handler_shard = Rc::clone(&shard);
+    mesh.set_handler(Rc::new(move |request| {
+        let shard = Rc::clone(&handler_shard);
+        Box::pin(async move { shard.handle(request).await })
+    }));
+    if id == 0 {
+        ensure_root_key(&shard).await?;
+    } else {
+        match shard.call_on(0, ShardRequest::GlobalSnapshot).await {
+            ShardResponse::Global { buckets, keys } => shard.global.borrow_mut().apply(buckets, keys),
+            other => anyhow::bail!("shard 0 answered {other:?} to a snapshot request"),
+        }
+    }
+    let listener = glommio::net::TcpListener::bind(shard.config.s3_addr)
+        .with_context(|| format!("binding the S3 listener on {}", shard.config.s3_addr))?;
+    let _ = ready.send(Ok(id));
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(conn::serve(Rc::clone(&shard), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(shard = id, "accept failed: {e}");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// On first start, creates the administrator key: from `GRANARY_ROOT_ACCESS_KEY_ID` and
+/// `GRANARY_ROOT_SECRET_ACCESS_KEY` when both are set, otherwise generated and printed once.
+async fn ensure_root_key(shard: &Rc<Shard>) -> anyhow::Result<()> {
+    if shard.global.borrow().keys().next().is_some() {
+        return Ok(());
+    }
+    let from_env = (
+        std::env::var("GRANARY_ROOT_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty()),
+        std::env::var("GRANARY_ROOT_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty()),
+    );
+    let (access_key_id, secret_access_key, generated) = match from_env {
+        (Some(id), Some(secret)) => (id, secret, false),
+        _ => (generate_access_key_id(), generate_secret(), true),
+    };
+    let row = KeyRow {
+        access_key_id: access_key_id.clone(),
+        secret_access_key: secret_access_key.clone(),
+        name: "root".into(),
+        created_ms: now_ms(),
+        stamp: Stamp { time_ms: now_ms(), node: shard.node_id },
+        deleted: false,
+        create_bucket: true,
+    };
+    shard
+        .call_on(0, ShardRequest::PutKey { row })
+        .await
+        .done()
+        .map_err(|e| anyhow::anyhow!("storing the root key: {e:?}"))?;
+    if generated {
+        let endpoint = format!("http://{}", shard.config.s3_addr);
+        println!(
+            "\nGranary created an administrator access key. It is printed this once: keep it.\n\
+             \n    Access key ID:     {access_key_id}\n    Secret access key: {secret_access_key}\n\
+             \nTo use it with the AWS CLI:\n\
+             \n    aws configure set aws_access_key_id {access_key_id}\
+             \n    aws configure set aws_secret_access_key {secret_access_key}\
+             \n    aws configure set region {}\
+             \n    aws --endpoint-url {endpoint} s3 mb s3://my-bucket\n",
+            shard.config.s3_region
+        );
+    } else {
+        tracing::info!(access_key_id, "created the administrator key from the environment");
+    }
+    Ok(())
+}
+
+fn random_chars(alphabet: &[u8], n: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..n).map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())])).collect()
+}
+
+fn generate_access_key_id() -> String {
+    format!("GR{}", random_chars(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 18))
+}
+
+fn generate_secret() -> String {
+    random_chars(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40)
+}

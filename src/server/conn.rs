@@ -1,0 +1,524 @@
+//! One HTTP/1.1 connection: read a head (bounded in size and time), hand the request and a
+//! streaming `Body` to the router, write the response (streamed for objects), repeat while
+//! keep-alive holds. Memory per connection is bounded whatever the object size: the read
+//! buffer, plus one block being assembled by the operation.
+
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use sha2::{Digest, Sha256};
+
+use super::objects::ObjectBody;
+use super::Shard;
+use crate::http::{self, AwsChunkEvent, AwsChunkedDecoder, BodyEvent, BodyFraming, ChunkedDecoder};
+use crate::s3::error::S3Error;
+use crate::s3::sigv4::ChunkVerifier;
+
+/// A connection idle longer than this between requests is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request head must arrive whole within this time once its first byte has.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Each read of a request body and each write of a response must progress within this time.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of an unread request body the server reads and discards to keep a connection.
+const DRAIN_BYTES_MAX: u64 = 1 << 20;
+const READ_CHUNK_BYTES: usize = 256 * 1024;
+
+pub struct ConnIo {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    /// The client sent `Expect: 100-continue` and has not been told to go on yet.
+    continue_pending: bool,
+}
+
+impl ConnIo {
+    fn available(&self) -> &[u8] {
+        &self.rbuf[self.rpos..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        assert!(self.rpos + n <= self.rbuf.len());
+        self.rpos += n;
+    }
+
+    /// Reads more bytes from the socket. Returns 0 at end of stream.
+    async fn fill(&mut self) -> io::Result<usize> {
+        if self.continue_pending {
+            self.continue_pending = false;
+            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        }
+        if self.rpos == self.rbuf.len() {
+            self.rbuf.clear();
+            self.rpos = 0;
+        } else if self.rpos > 0 && self.rbuf.len() + READ_CHUNK_BYTES > self.rbuf.capacity() {
+            self.rbuf.drain(..self.rpos);
+            self.rpos = 0;
+        }
+        let filled = self.rbuf.len();
+        self.rbuf.resize(filled + READ_CHUNK_BYTES, 0);
+        let n = self.stream.read(&mut self.rbuf[filled..]).await;
+        self.rbuf.truncate(filled + *n.as_ref().unwrap_or(&0));
+        n
+    }
+
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.stream.write_all(data).await
+    }
+}
+
+enum Framing {
+    Empty,
+    Length { remaining: u64 },
+    Chunked { decoder: ChunkedDecoder, done: bool },
+}
+
+/// The aws-chunked layer (Content-Encoding: aws-chunked), with chunk signatures checked
+/// when the payload is signed.
+struct AwsLayer {
+    decoder: AwsChunkedDecoder,
+    pending: Vec<u8>,
+    pending_pos: usize,
+    verifier: Option<ChunkVerifier>,
+    chunk_hash: Sha256,
+    chunk_signature: Option<String>,
+    trailer_signature: Option<String>,
+    done: bool,
+}
+
+/// A request body as the operation sees it: the decoded payload, pulled piece by piece.
+pub struct Body<'c> {
+    io: &'c mut ConnIo,
+    framing: Framing,
+    aws: Option<AwsLayer>,
+    trailers: Vec<(String, String)>,
+    decoded_bytes: u64,
+}
+
+impl<'c> Body<'c> {
+    fn new(io: &'c mut ConnIo, framing: BodyFraming) -> Self {
+        let framing = match framing {
+            BodyFraming::Empty => Framing::Empty,
+            BodyFraming::Length(n) if n == 0 => Framing::Empty,
+            BodyFraming::Length(n) => Framing::Length { remaining: n },
+            BodyFraming::Chunked => {
+                Framing::Chunked { decoder: ChunkedDecoder::new(), done: false }
+            }
+        };
+        Body { io, framing, aws: None, trailers: Vec::new(), decoded_bytes: 0 }
+    }
+
+    /// Decodes `Content-Encoding: aws-chunked` on top of the transfer framing.
+    pub fn enable_aws_chunked(&mut self, verifier: Option<ChunkVerifier>) {
+        self.aws = Some(AwsLayer {
+            decoder: AwsChunkedDecoder::new(),
+            pending: Vec::new(),
+            pending_pos: 0,
+            verifier,
+            chunk_hash: Sha256::new(),
+            chunk_signature: None,
+            trailer_signature: None,
+            done: false,
+        });
+    }
+
+    /// Trailers of the aws-chunked stream (or of HTTP chunked encoding), once the body ended.
+    pub fn trailers(&self) -> &[(String, String)] {
+        &self.trailers
+    }
+
+    pub fn decoded_bytes(&self) -> u64 {
+        self.decoded_bytes
+    }
+
+    /// True when nothing of the body remains to be read.
+    pub fn is_finished(&self) -> bool {
+        let framing_done = match &self.framing {
+            Framing::Empty => true,
+            Framing::Length { remaining } => *remaining == 0,
+            Framing::Chunked { done, .. } => *done,
+        };
+        framing_done && self.aws.as_ref().is_none_or(|a| a.done)
+    }
+
+    /// Appends decoded payload bytes to `out` (about `want` at most). Returns 0 at the end.
+    pub async fn read_into(&mut self, out: &mut Vec<u8>, want: usize) -> Result<usize, S3Error> {
+        let n = if self.aws.is_some() {
+            self.read_aws(out, want).await?
+        } else {
+            self.read_framed(out, want).await?
+        };
+        self.decoded_bytes += n as u64;
+        Ok(n)
+    }
+
+    /// Reads the whole body, refusing one larger than `limit` bytes.
+    pub async fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, S3Error> {
+        let mut out = Vec::new();
+        while self.read_into(&mut out, READ_CHUNK_BYTES).await? > 0 {
+            if out.len() > limit {
+                return Err(S3Error::EntityTooLarge);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn fill(&mut self) -> Result<(), S3Error> {
+        let read = glommio::timer::timeout(IO_TIMEOUT, async {
+            Ok(self.io.fill().await)
+        })
+        .await;
+        match read {
+            Ok(Ok(0)) => Err(S3Error::IncompleteBody),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(S3Error::IncompleteBody),
+            Err(_) => Err(S3Error::RequestTimeout),
+        }
+    }
+
+    /// The transfer-framing layer: Content-Length or HTTP chunked.
+    async fn read_framed(&mut self, out: &mut Vec<u8>, want: usize) -> Result<usize, S3Error> {
+        loop {
+            match &mut self.framing {
+                Framing::Empty => return Ok(0),
+                Framing::Length { remaining } => {
+                    if *remaining == 0 {
+                        return Ok(0);
+                    }
+                    if self.io.available().is_empty() {
+                        self.fill().await?;
+                        continue;
+                    }
+                    let Framing::Length { remaining } = &mut self.framing else { unreachable!() };
+                    let available = self.io.available();
+                    let n = available.len().min(want).min(*remaining as usize);
+                    out.extend_from_slice(&available[..n]);
+                    *remaining -= n as u64;
+                    self.io.consume(n);
+                    return Ok(n);
+                }
+                Framing::Chunked { decoder, done } => {
+                    if *done {
+                        return Ok(0);
+                    }
+                    let (consumed, event) =
+                        decoder.decode(self.io.available()).map_err(|_| S3Error::IncompleteBody)?;
+                    let produced = match event {
+                        Some(BodyEvent::Data(data)) => {
+                            out.extend_from_slice(data);
+                            Some(data.len())
+                        }
+                        Some(BodyEvent::Done) => {
+                            *done = true;
+                            self.trailers.extend(decoder.trailers().iter().cloned());
+                            Some(0)
+                        }
+                        None => None,
+                    };
+                    self.io.consume(consumed);
+                    match produced {
+                        Some(n) if n > 0 || self.is_finished() => return Ok(n),
+                        Some(_) => {}
+                        None if consumed == 0 => self.fill().await?,
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The aws-chunked layer, fed from the framing layer.
+    async fn read_aws(&mut self, out: &mut Vec<u8>, want: usize) -> Result<usize, S3Error> {
+        let mut produced = 0;
+        loop {
+            let aws = self.aws.as_mut().expect("read_aws runs with the aws layer on");
+            if aws.done {
+                return Ok(produced);
+            }
+            if aws.pending_pos == aws.pending.len() {
+                aws.pending.clear();
+                aws.pending_pos = 0;
+                let mut pending = std::mem::take(&mut aws.pending);
+                let n = self.read_framed(&mut pending, READ_CHUNK_BYTES).await;
+                let aws = self.aws.as_mut().expect("still on");
+                aws.pending = pending;
+                if n? == 0 {
+                    return Err(S3Error::IncompleteBody);
+                }
+                continue;
+            }
+            let AwsLayer { decoder, pending, pending_pos, .. } = aws;
+            let (consumed, event) = decoder
+                .decode(&pending[*pending_pos..])
+                .map_err(|e| S3Error::InvalidRequest(format!("bad aws-chunked body: {e}")))?;
+            let mut chunk_end = false;
+            let mut ended = false;
+            match event {
+                Some(AwsChunkEvent::Data(data)) => {
+                    out.extend_from_slice(data);
+                    produced += data.len();
+                    if aws.verifier.is_some() {
+                        aws.chunk_hash.update(data);
+                    }
+                }
+                Some(AwsChunkEvent::ChunkStart { signature, .. }) => {
+                    aws.chunk_signature = signature;
+                    aws.chunk_hash = Sha256::new();
+                }
+                Some(AwsChunkEvent::ChunkEnd) => chunk_end = true,
+                Some(AwsChunkEvent::Trailer { name, value }) => {
+                    if name == "x-amz-trailer-signature" {
+                        aws.trailer_signature = Some(value);
+                    } else {
+                        self.trailers.push((name, value));
+                    }
+                }
+                Some(AwsChunkEvent::Done) => ended = true,
+                None => {}
+            }
+            let aws = self.aws.as_mut().expect("still on");
+            aws.pending_pos += consumed;
+            if chunk_end {
+                if let Some(verifier) = aws.verifier.as_mut() {
+                    let hash: [u8; 32] = std::mem::take(&mut aws.chunk_hash).finalize().into();
+                    let signature = aws.chunk_signature.take().unwrap_or_default();
+                    verifier.verify_chunk(&hash, &signature)?;
+                }
+            }
+            if ended {
+                if let (Some(verifier), Some(signature)) =
+                    (aws.verifier.as_mut(), aws.trailer_signature.take())
+                {
+                    let mut canonical = Vec::new();
+                    for (name, value) in &self.trailers {
+                        canonical.extend_from_slice(format!("{name}:{value}\n").as_bytes());
+                    }
+                    verifier.verify_trailer(&canonical, &signature)?;
+                }
+                aws.done = true;
+                // The framing may still hold its own end (HTTP chunked's last chunk).
+                let mut rest = Vec::new();
+                while self.read_framed(&mut rest, READ_CHUNK_BYTES).await? > 0 {
+                    if !rest.iter().all(|b| b.is_ascii_whitespace()) {
+                        return Err(S3Error::InvalidRequest(
+                            "bytes after the end of the aws-chunked body".into(),
+                        ));
+                    }
+                    rest.clear();
+                }
+                return Ok(produced);
+            }
+            if produced >= want {
+                return Ok(produced);
+            }
+            if consumed == 0 && event_was_none(chunk_end, ended) {
+                // The decoder needs more bytes than `pending` holds: get them.
+                let aws = self.aws.as_mut().expect("still on");
+                let mut pending = std::mem::take(&mut aws.pending);
+                pending.drain(..aws.pending_pos);
+                let got = self.read_framed(&mut pending, READ_CHUNK_BYTES).await;
+                let aws = self.aws.as_mut().expect("still on");
+                aws.pending = pending;
+                aws.pending_pos = 0;
+                if got? == 0 {
+                    return Err(S3Error::IncompleteBody);
+                }
+            }
+        }
+    }
+
+    /// Reads and discards what is left of the body, up to a bound. True if it all went.
+    async fn drain(&mut self) -> bool {
+        let mut sink = Vec::new();
+        let mut drained = 0u64;
+        while drained <= DRAIN_BYTES_MAX {
+            sink.clear();
+            match self.read_into(&mut sink, READ_CHUNK_BYTES).await {
+                Ok(0) => return self.is_finished(),
+                Ok(n) => drained += n as u64,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+fn event_was_none(chunk_end: bool, ended: bool) -> bool {
+    !chunk_end && !ended
+}
+
+/// What an operation answers.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: ResponseBody,
+}
+
+pub enum ResponseBody {
+    Empty,
+    Bytes(Vec<u8>),
+    /// A HEAD answer: the length of what a GET would send, and no body.
+    HeadOnly { content_length: u64 },
+    /// Object data streamed from blocks.
+    Object(ObjectBody),
+}
+
+impl Response {
+    pub fn new(status: u16) -> Self {
+        Response { status, headers: Vec::new(), body: ResponseBody::Empty }
+    }
+    pub fn xml(status: u16, xml: String) -> Self {
+        let mut r = Response::new(status);
+        r.headers.push(("Content-Type".into(), "application/xml".into()));
+        r.body = ResponseBody::Bytes(xml.into_bytes());
+        r
+    }
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Serves one connection until it closes, errs, or idles out.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let mut io = ConnIo {
+        stream,
+        rbuf: Vec::with_capacity(READ_CHUNK_BYTES * 2),
+        rpos: 0,
+        continue_pending: false,
+    };
+    loop {
+        let head = match read_head(&mut io).await {
+            HeadRead::Head(head) => head,
+            HeadRead::Closed => return,
+            HeadRead::Bad(error) => {
+                let rid = super::router::request_id(&shard);
+                let response = super::router::error_response(&error, "", &rid, false);
+                let _ = write_response(&shard, &mut io, response, false, &rid).await;
+                return;
+            }
+        };
+        if !serve_request(&shard, &mut io, head).await {
+            return;
+        }
+    }
+}
+
+enum HeadRead {
+    Head(http::RequestHead),
+    Closed,
+    Bad(S3Error),
+}
+
+async fn read_head(io: &mut ConnIo) -> HeadRead {
+    // Wait (idle) for the first byte of the next request.
+    if io.available().is_empty() {
+        let first = glommio::timer::timeout(IDLE_TIMEOUT, async { Ok(io.fill().await) }).await;
+        match first {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return HeadRead::Closed,
+        }
+    }
+    let head = glommio::timer::timeout(HEAD_TIMEOUT, async {
+        loop {
+            match http::parse_head(io.available()) {
+                Ok(Some((head, used))) => {
+                    io.consume(used);
+                    return Ok(HeadRead::Head(head));
+                }
+                Ok(None) => match io.fill().await {
+                    Ok(n) if n > 0 => {}
+                    // Closed mid-head: nothing to answer to.
+                    _ => return Ok(HeadRead::Closed),
+                },
+                Err(e) => return Ok(HeadRead::Bad(S3Error::from(e))),
+            }
+        }
+    })
+    .await;
+    head.unwrap_or(HeadRead::Bad(S3Error::RequestTimeout))
+}
+
+/// Handles one request. Returns whether the connection may serve another.
+async fn serve_request(shard: &Rc<Shard>, io: &mut ConnIo, head: http::RequestHead) -> bool {
+    let rid = super::router::request_id(shard);
+    let framing = match http::body_framing(&head) {
+        Ok(f) => f,
+        Err(e) => {
+            let response =
+                super::router::error_response(&S3Error::from(e), &head.path, &rid, false);
+            let _ = write_response(shard, io, response, false, &rid).await;
+            return false;
+        }
+    };
+    io.continue_pending = head.expects_continue() && !matches!(framing, BodyFraming::Empty);
+    let is_head = head.method == "HEAD";
+    let mut body = Body::new(io, framing);
+    let result = super::router::handle(shard, &head, &mut body).await;
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => super::router::error_response(&error, &head.path, &rid, is_head),
+    };
+    let body_done = body.is_finished();
+    // A body the client never got to send (we answered before 100 Continue) or that is
+    // too large to drain means the connection cannot carry another request.
+    let mut keep_alive = head.keep_alive();
+    if !body_done {
+        if body.io.continue_pending {
+            keep_alive = false;
+        } else {
+            keep_alive = keep_alive && body.drain().await;
+        }
+    }
+    io.continue_pending = false;
+    match write_response(shard, io, response, keep_alive, &rid).await {
+        Ok(()) => keep_alive,
+        Err(_) => false,
+    }
+}
+
+async fn write_response(
+    shard: &Rc<Shard>,
+    io: &mut ConnIo,
+    response: Response,
+    keep_alive: bool,
+    rid: &str,
+) -> io::Result<()> {
+    let Response { status, mut headers, body } = response;
+    let content_length = match &body {
+        ResponseBody::Empty => 0,
+        ResponseBody::Bytes(b) => b.len() as u64,
+        ResponseBody::HeadOnly { content_length } => *content_length,
+        ResponseBody::Object(o) => o.len(),
+    };
+    if status != 204 && status != 304 && status >= 200 {
+        headers.push(("Content-Length".into(), content_length.to_string()));
+    }
+    headers.push(("x-amz-request-id".into(), rid.to_string()));
+    headers.push(("Server".into(), "Granary".into()));
+    headers.push(("Date".into(), http::http_date(std::time::SystemTime::now())));
+    if !keep_alive {
+        headers.push(("Connection".into(), "close".into()));
+    }
+    let borrowed: Vec<(&str, &str)> =
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let mut out = Vec::with_capacity(512);
+    http::write_response_head(&mut out, status, &borrowed);
+    match body {
+        ResponseBody::Bytes(bytes) => {
+            out.extend_from_slice(&bytes);
+            io.write_all(&out).await?;
+        }
+        ResponseBody::Empty | ResponseBody::HeadOnly { .. } => io.write_all(&out).await?,
+        ResponseBody::Object(object) => {
+            io.write_all(&out).await?;
+            object.stream_to(shard, io).await?;
+        }
+    }
+    io.stream.flush().await
+}

@@ -1,0 +1,92 @@
+//! The global tables (buckets and access keys): small, read on every request, written
+//! rarely. Shard 0 keeps them in its store and copies every change to all shards, so that
+//! every shard answers authentication and bucket lookups from memory.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::shard_api::{ShardRequest, ShardResponse};
+use super::Shard;
+use crate::meta::types::{BucketRow, KeyRow};
+
+#[derive(Default)]
+pub struct Global {
+    /// Live buckets by name.
+    buckets: BTreeMap<String, BucketRow>,
+    /// Live access keys by id.
+    keys: HashMap<String, KeyRow>,
+    /// Every row ever seen (tombstones included), for last-writer-wins merges.
+    bucket_rows: HashMap<String, BucketRow>,
+}
+
+impl Global {
+    pub fn bucket(&self, name: &str) -> Option<&BucketRow> {
+        self.buckets.get(name)
+    }
+    pub fn buckets(&self) -> impl Iterator<Item = &BucketRow> {
+        self.buckets.values()
+    }
+    pub fn key(&self, access_key_id: &str) -> Option<&KeyRow> {
+        self.keys.get(access_key_id)
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &KeyRow> {
+        self.keys.values()
+    }
+    pub fn bucket_rows(&self) -> Vec<BucketRow> {
+        self.bucket_rows.values().cloned().collect()
+    }
+    pub fn key_rows(&self) -> Vec<KeyRow> {
+        self.keys.values().cloned().collect()
+    }
+
+    /// Merges rows last-writer-wins by stamp; deleted rows hide the live ones.
+    pub fn apply(&mut self, buckets: Vec<BucketRow>, keys: Vec<KeyRow>) {
+        for row in buckets {
+            let newer = self.bucket_rows.get(&row.name).is_none_or(|old| old.stamp < row.stamp);
+            if !newer {
+                continue;
+            }
+            if row.deleted {
+                self.buckets.remove(&row.name);
+            } else {
+                self.buckets.insert(row.name.clone(), row.clone());
+            }
+            self.bucket_rows.insert(row.name.clone(), row);
+        }
+        for row in keys {
+            let newer = self.keys.get(&row.access_key_id).is_none_or(|old| old.stamp < row.stamp);
+            if !newer {
+                continue;
+            }
+            if row.deleted {
+                self.keys.remove(&row.access_key_id);
+            } else {
+                self.keys.insert(row.access_key_id.clone(), row);
+            }
+        }
+    }
+}
+
+/// Stores a bucket row on shard 0 and copies it to every shard.
+pub async fn put_bucket(shard: &Shard, row: BucketRow) -> ShardResponse {
+    if let Err(e) = shard.store.put_bucket(row.clone()).await {
+        return ShardResponse::Done(Err(super::storage_err(e)));
+    }
+    broadcast(shard, vec![row], vec![]).await
+}
+
+/// Stores an access key row on shard 0 and copies it to every shard.
+pub async fn put_key(shard: &Shard, row: KeyRow) -> ShardResponse {
+    if let Err(e) = shard.store.put_key(row.clone()).await {
+        return ShardResponse::Done(Err(super::storage_err(e)));
+    }
+    broadcast(shard, vec![], vec![row]).await
+}
+
+async fn broadcast(shard: &Shard, buckets: Vec<BucketRow>, keys: Vec<KeyRow>) -> ShardResponse {
+    shard.global.borrow_mut().apply(buckets.clone(), keys.clone());
+    for other in 1..shard.shards {
+        let update = ShardRequest::GlobalUpdate { buckets: buckets.clone(), keys: keys.clone() };
+        shard.call_on(other, update).await.done().expect("applying a global update cannot fail");
+    }
+    ShardResponse::Done(Ok(()))
+}

@@ -1,0 +1,248 @@
+//! Listing objects. Objects are spread over the shards by partition, so a listing merges
+//! the shards' pages: each round asks every shard for its next keys after the cursor, and
+//! only keys up to the smallest last key of a full page are certain to be in order.
+//! A delimiter folds keys into common prefixes; after one, the cursor jumps past it.
+
+use std::rc::Rc;
+
+use super::conn::Response;
+use super::shard_api::ShardRequest;
+use super::Shard;
+use crate::http::{self, RequestHead};
+use crate::meta::types::{BucketRow, ObjectRow};
+use crate::s3::error::S3Error;
+use crate::s3::xml;
+
+/// Keys asked of each shard per round.
+const PAGE_KEYS: usize = 1000;
+
+pub struct Listing {
+    pub contents: Vec<ObjectRow>,
+    pub common_prefixes: Vec<String>,
+    pub truncated: bool,
+    /// The last key or common prefix returned (where the next page starts).
+    pub last: Option<String>,
+}
+
+/// The smallest string greater than every key starting with `prefix` (as far as valid
+/// UTF-8 keys go): the cursor that skips a whole common prefix.
+fn past_prefix(prefix: &str) -> String {
+    format!("{prefix}{}", char::MAX)
+}
+
+async fn page(
+    shard: &Rc<Shard>,
+    bucket: &BucketRow,
+    prefix: &str,
+    cursor: &str,
+    limit: usize,
+) -> Result<(Vec<ObjectRow>, Option<String>), S3Error> {
+    let mut merged = Vec::new();
+    let mut horizon: Option<String> = None;
+    for s in 0..shard.shards {
+        let request = ShardRequest::ListObjects {
+            bucket: bucket.id,
+            prefix: prefix.into(),
+            start_after: cursor.into(),
+            limit,
+        };
+        let rows = shard.call_on(s, request).await.objects()?;
+        if rows.len() == limit {
+            let last = rows.last().expect("full page").key.clone();
+            if horizon.as_ref().is_none_or(|h| last < *h) {
+                horizon = Some(last);
+            }
+        }
+        merged.extend(rows);
+    }
+    merged.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+    if let Some(h) = &horizon {
+        merged.retain(|r| r.key.as_bytes() <= h.as_bytes());
+    }
+    Ok((merged, horizon))
+}
+
+/// Lists up to `max_keys` entries (keys and common prefixes) after `start_after`.
+pub async fn collect(
+    shard: &Rc<Shard>,
+    bucket: &BucketRow,
+    prefix: &str,
+    delimiter: Option<&str>,
+    start_after: &str,
+    max_keys: usize,
+) -> Result<Listing, S3Error> {
+    let mut listing =
+        Listing { contents: Vec::new(), common_prefixes: Vec::new(), truncated: false, last: None };
+    let mut cursor = start_after.to_string();
+    // A marker inside a common prefix continues after that prefix.
+    if let Some(d) = delimiter.filter(|d| !d.is_empty()) {
+        if let Some(rest) = cursor.strip_prefix(prefix) {
+            if let Some(i) = rest.find(d) {
+                cursor = past_prefix(&format!("{prefix}{}", &rest[..i + d.len()]));
+            }
+        }
+    }
+    let limit = PAGE_KEYS.min(max_keys + 1).max(1);
+    'rounds: loop {
+        let (rows, horizon) = page(shard, bucket, prefix, &cursor, limit).await?;
+        if rows.is_empty() {
+            return Ok(listing);
+        }
+        for row in rows {
+            let entries = listing.contents.len() + listing.common_prefixes.len();
+            if entries == max_keys {
+                listing.truncated = true;
+                return Ok(listing);
+            }
+            let folded = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+                let rest = &row.key[prefix.len()..];
+                rest.find(d).map(|i| format!("{prefix}{}", &rest[..i + d.len()]))
+            });
+            match folded {
+                Some(common) => {
+                    cursor = past_prefix(&common);
+                    listing.last = Some(common.clone());
+                    listing.common_prefixes.push(common);
+                    continue 'rounds;
+                }
+                None => {
+                    cursor = row.key.clone();
+                    listing.last = Some(row.key.clone());
+                    listing.contents.push(row);
+                }
+            }
+        }
+        if horizon.is_none() {
+            return Ok(listing);
+        }
+    }
+}
+
+fn max_keys(head: &RequestHead) -> Result<usize, S3Error> {
+    match head.query_param("max-keys") {
+        None => Ok(1000),
+        Some(v) => v
+            .parse::<usize>()
+            .map(|n| n.min(1000))
+            .map_err(|_| S3Error::InvalidArgument("max-keys must be a number".into())),
+    }
+}
+
+fn encoder(head: &RequestHead) -> Result<fn(&str) -> String, S3Error> {
+    match head.query_param("encoding-type") {
+        None => Ok(|s: &str| s.to_string()),
+        Some("url") => Ok(http::url_encode_key),
+        Some(other) => Err(S3Error::InvalidArgument(format!("bad encoding-type {other}"))),
+    }
+}
+
+fn entries(listing: &Listing, encode: fn(&str) -> String) -> Vec<xml::ObjectEntry> {
+    listing
+        .contents
+        .iter()
+        .map(|r| xml::ObjectEntry {
+            key: encode(&r.key),
+            last_modified_ms: r.last_modified_ms,
+            etag: r.etag.clone(),
+            size: r.bytes,
+        })
+        .collect()
+}
+
+/// ListObjects (V1) and ListObjectsV2.
+pub async fn list_objects(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    bucket: &BucketRow,
+) -> Result<Response, S3Error> {
+    let encode = encoder(head)?;
+    let v2 = head.query_param("list-type") == Some("2");
+    let prefix = head.query_param("prefix").unwrap_or("");
+    let delimiter = head.query_param("delimiter").filter(|d| !d.is_empty());
+    let max_keys = max_keys(head)?;
+    let continuation = head.query_param("continuation-token");
+    let start = if v2 {
+        match continuation {
+            Some(token) => decode_token(token)?,
+            None => head.query_param("start-after").unwrap_or("").to_string(),
+        }
+    } else {
+        head.query_param("marker").unwrap_or("").to_string()
+    };
+    let listing = collect(shard, bucket, prefix, delimiter, &start, max_keys).await?;
+    let result = xml::ListBucket {
+        name: bucket.name.clone(),
+        prefix: encode(prefix),
+        delimiter: delimiter.map(encode),
+        max_keys: max_keys as u32,
+        is_truncated: listing.truncated,
+        encoding_url: head.query_param("encoding-type") == Some("url"),
+        contents: entries(&listing, encode),
+        common_prefixes: listing.common_prefixes.iter().map(|p| encode(p)).collect(),
+    };
+    let next = listing.last.as_deref().filter(|_| listing.truncated);
+    let xml = if v2 {
+        let v2 = xml::ListV2 {
+            continuation_token: continuation.map(str::to_string),
+            next_continuation_token: next.map(encode_token),
+            start_after: head.query_param("start-after").map(encode),
+            key_count: (listing.contents.len() + listing.common_prefixes.len()) as u32,
+            fetch_owner: head.query_param("fetch-owner") == Some("true"),
+        };
+        xml::list_objects_v2_xml(&result, &v2)
+    } else {
+        let v1 = xml::ListV1 {
+            marker: encode(head.query_param("marker").unwrap_or("")),
+            // S3 sends NextMarker only with a delimiter; clients use the last key otherwise.
+            next_marker: next.filter(|_| delimiter.is_some()).map(encode),
+        };
+        xml::list_objects_v1_xml(&result, &v1)
+    };
+    Ok(Response::xml(200, xml))
+}
+
+/// ListObjectVersions on a bucket without versioning: every object is its one version,
+/// `null`, and the latest.
+pub async fn list_versions(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    bucket: &BucketRow,
+) -> Result<Response, S3Error> {
+    let encode = encoder(head)?;
+    let prefix = head.query_param("prefix").unwrap_or("");
+    let delimiter = head.query_param("delimiter").filter(|d| !d.is_empty());
+    let max_keys = match head.query_param("max-keys") {
+        None => 1000,
+        Some(v) => v.parse::<usize>().map_err(|_| S3Error::InvalidArgument("bad max-keys".into()))?.min(1000),
+    };
+    let key_marker = head.query_param("key-marker").unwrap_or("");
+    let listing = collect(shard, bucket, prefix, delimiter, key_marker, max_keys).await?;
+    let next = listing.last.as_deref().filter(|_| listing.truncated);
+    let result = xml::ListVersions {
+        name: bucket.name.clone(),
+        prefix: encode(prefix),
+        delimiter: delimiter.map(encode),
+        key_marker: encode(key_marker),
+        next_key_marker: next.map(encode),
+        max_keys: max_keys as u32,
+        is_truncated: listing.truncated,
+        versions: entries(&listing, encode),
+        common_prefixes: listing.common_prefixes.iter().map(|p| encode(p)).collect(),
+    };
+    Ok(Response::xml(200, xml::list_versions_xml(&result)))
+}
+
+/// Continuation tokens are opaque to clients: the base64 of the cursor key.
+fn encode_token(cursor: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(cursor)
+}
+
+fn decode_token(token: &str) -> Result<String, S3Error> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| S3Error::InvalidArgument("The continuation token provided is incorrect".into()))
+}

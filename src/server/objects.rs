@@ -1,0 +1,614 @@
+//! Object operations: put (hash each byte once while it passes, cut into blocks, send each
+//! block to the shard owning its hash), get (streamed block by block, ranges, part numbers,
+//! conditional headers), head, delete, delete-many, copy.
+
+use std::io;
+use std::rc::Rc;
+
+use super::conn::{Body, ConnIo, Response, ResponseBody};
+use super::router::{self, check, prepare_body, Caller, Need};
+use super::shard_api::{ShardRequest, WriteCondition};
+use super::{now_ms, Shard};
+use crate::http::{self, RequestHead};
+use crate::meta::types::{
+    BlockHash, BlockRef, BucketRow, Checksum, ChecksumAlgorithm, ObjectData, ObjectRow, Stamp,
+};
+use crate::s3::checksum::{self, Hashers};
+use crate::s3::error::S3Error;
+use crate::s3::sigv4::PayloadMode;
+use crate::s3::xml;
+
+/// Blocks of one upload being written at once (per request): enough to keep both the
+/// hashing and the owning shards busy, small enough to bound memory (this many blocks).
+const BLOCK_WRITES_IN_FLIGHT_MAX: usize = 4;
+/// Largest piece of a block read and sent at once on GET; the first is smaller so the
+/// first byte leaves early.
+const READ_PIECE_BYTES: u32 = 256 * 1024;
+const FIRST_READ_PIECE_BYTES: u32 = 64 * 1024;
+/// S3's limit on user metadata (`x-amz-meta-*` names and values).
+const USER_METADATA_BYTES_MAX: usize = 2048;
+
+/// What an upload's body became.
+pub struct Ingested {
+    pub bytes: u64,
+    pub md5: [u8; 16],
+    pub checksum: Option<Checksum>,
+    pub data: ObjectData,
+}
+
+/// The checksum a request declares: algorithm, and the value if it came as a header
+/// (otherwise it comes in a trailer).
+fn declared_checksum(head: &RequestHead) -> Result<Option<(ChecksumAlgorithm, Option<String>)>, S3Error> {
+    for (name, value) in &head.headers {
+        if let Some(algorithm) = checksum::algorithm_of_header(name) {
+            return Ok(Some((algorithm, Some(value.clone()))));
+        }
+    }
+    if let Some(trailer) = head.header("x-amz-trailer") {
+        let algorithm = checksum::algorithm_of_header(&trailer.trim().to_ascii_lowercase())
+            .ok_or_else(|| S3Error::InvalidRequest(format!("unsupported trailer {trailer}")))?;
+        return Ok(Some((algorithm, None)));
+    }
+    if let Some(name) = head.header("x-amz-sdk-checksum-algorithm") {
+        let algorithm = checksum::algorithm_of_name(name)
+            .ok_or_else(|| S3Error::InvalidRequest(format!("unsupported checksum {name}")))?;
+        return Ok(Some((algorithm, None)));
+    }
+    Ok(None)
+}
+
+/// Reads an upload's body: hashes it (MD5 for the ETag, SHA-256 when signed, the declared
+/// checksum), stores it in blocks (or keeps it for inline storage when it is small and
+/// `inline_ok`), and checks every digest the client declared.
+pub async fn ingest(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &mut Body<'_>,
+    caller: &Caller,
+    inline_ok: bool,
+) -> Result<Ingested, S3Error> {
+    prepare_body(body, head, caller);
+    let expected_length = match head.header("x-amz-decoded-content-length") {
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            S3Error::InvalidArgument("bad x-amz-decoded-content-length".into())
+        })?),
+        None => None,
+    };
+    if expected_length.is_some_and(|n| n > crate::constants::OBJECT_BYTES_MAX_SINGLE_PUT) {
+        return Err(S3Error::EntityTooLarge);
+    }
+    let content_md5 = head.header("content-md5").map(checksum::parse_content_md5).transpose()?;
+    let declared = declared_checksum(head)?;
+    let signed_sha = match caller.payload() {
+        PayloadMode::Sha256(expected) => Some(*expected),
+        _ => None,
+    };
+    let mut hashers = Hashers::new(signed_sha.is_some(), declared.as_ref().map(|d| d.0));
+    let block_size = shard.config.block_size as usize;
+    let inline_threshold = shard.config.inline_threshold as usize;
+
+    let mut blocks: Vec<BlockRef> = Vec::new();
+    let mut in_flight: std::collections::VecDeque<glommio::task::JoinHandle<Result<(), S3Error>>> =
+        Default::default();
+    let mut buffer: Vec<u8> = Vec::with_capacity(inline_threshold.max(64 * 1024));
+    let mut total: u64 = 0;
+    let result: Result<(), S3Error> = async {
+        loop {
+            let want = block_size - buffer.len();
+            let before = buffer.len();
+            let n = body.read_into(&mut buffer, want.min(256 * 1024)).await?;
+            hashers.update(&buffer[before..]);
+            total += n as u64;
+            if total > crate::constants::OBJECT_BYTES_MAX_SINGLE_PUT {
+                return Err(S3Error::EntityTooLarge);
+            }
+            let ended = n == 0;
+            while buffer.len() >= block_size || (ended && !buffer.is_empty() && !(inline_ok
+                && blocks.is_empty()
+                && buffer.len() < inline_threshold))
+            {
+                let rest = if buffer.len() > block_size { buffer.split_off(block_size) } else { Vec::new() };
+                let data = std::mem::replace(&mut buffer, rest);
+                if buffer.capacity() < 64 * 1024 {
+                    buffer.reserve(64 * 1024);
+                }
+                let hash = BlockHash::of(&data);
+                blocks.push(BlockRef { hash, bytes: data.len() as u32 });
+                if in_flight.len() >= BLOCK_WRITES_IN_FLIGHT_MAX {
+                    let first = in_flight.pop_front().expect("non-empty");
+                    first.await.expect("block writes are not cancelled")?;
+                }
+                let shard = Rc::clone(shard);
+                let task = glommio::spawn_local(async move {
+                    shard.call(ShardRequest::PutBlock { hash, data }).await.done().map_err(S3Error::from)
+                })
+                .detach();
+                in_flight.push_back(task);
+            }
+            if ended {
+                break;
+            }
+        }
+        for task in in_flight.drain(..) {
+            task.await.expect("block writes are not cancelled")?;
+        }
+        Ok(())
+    }
+    .await;
+    // Even on error, wait for the writes already sent, so that their blocks can be released.
+    for task in in_flight.drain(..) {
+        let _ = task.await;
+    }
+    let finish = || -> Result<Ingested, S3Error> {
+        result?;
+        if let Some(expected) = expected_length {
+            if expected != total {
+                return Err(S3Error::IncompleteBody);
+            }
+        }
+        let digests = hashers.finish();
+        if let (Some(expected), Some(actual)) = (signed_sha, digests.sha256) {
+            if expected != actual {
+                return Err(S3Error::XAmzContentSHA256Mismatch);
+            }
+        }
+        if let Some(expected) = content_md5 {
+            if expected != digests.md5 {
+                return Err(S3Error::BadDigest("Content-MD5 does not match the body".into()));
+            }
+        }
+        let checksum = match declared {
+            None => None,
+            Some((algorithm, value)) => {
+                let actual = digests.checksum.clone().expect("hashers computed the declared checksum");
+                let expected = value.or_else(|| {
+                    let name = checksum::header_of_algorithm(algorithm);
+                    body.trailers().iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+                });
+                match expected {
+                    Some(expected) if expected != actual => {
+                        return Err(S3Error::BadDigest(format!(
+                            "{} does not match the body",
+                            checksum::header_of_algorithm(algorithm)
+                        )))
+                    }
+                    _ => {}
+                }
+                Some(Checksum { algorithm, base64: actual, composite: false })
+            }
+        };
+        let data = if blocks.is_empty() {
+            ObjectData::Inline(std::mem::take(&mut buffer))
+        } else {
+            ObjectData::Blocks(blocks.clone())
+        };
+        Ok(Ingested { bytes: total, md5: digests.md5, checksum, data })
+    };
+    let outcome = finish();
+    if outcome.is_err() {
+        release_blocks(shard, &blocks).await;
+    }
+    outcome
+}
+
+/// Drops one reference to each block (the object or part that held them is gone).
+pub async fn release_blocks(shard: &Rc<Shard>, blocks: &[BlockRef]) {
+    for block in blocks {
+        let released = shard.call(ShardRequest::DecrefBlock { hash: block.hash }).await.done();
+        if let Err(e) = released {
+            tracing::warn!(?block.hash, "could not release a block: {e:?}");
+        }
+    }
+}
+
+pub async fn release_data(shard: &Rc<Shard>, data: &ObjectData) {
+    if let ObjectData::Blocks(blocks) = data {
+        release_blocks(shard, blocks).await;
+    }
+}
+
+/// Headers of a PUT that are stored and returned with the object.
+pub fn stored_headers(head: &RequestHead) -> Result<Vec<(String, String)>, S3Error> {
+    let mut out = Vec::new();
+    let mut user_bytes = 0;
+    for (name, value) in &head.headers {
+        let keep = match name.as_str() {
+            "content-type" | "content-disposition" | "content-language" | "cache-control"
+            | "expires" | "x-amz-website-redirect-location" => true,
+            "content-encoding" => {
+                let rest: Vec<&str> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.eq_ignore_ascii_case("aws-chunked") && !p.is_empty())
+                    .collect();
+                if !rest.is_empty() {
+                    out.push((name.clone(), rest.join(", ")));
+                }
+                false
+            }
+            n if n.starts_with("x-amz-meta-") => {
+                user_bytes += n.len() - "x-amz-meta-".len() + value.len();
+                true
+            }
+            _ => false,
+        };
+        if keep {
+            out.push((name.clone(), value.clone()));
+        }
+    }
+    if user_bytes > USER_METADATA_BYTES_MAX {
+        return Err(S3Error::MetadataTooLarge);
+    }
+    Ok(out)
+}
+
+fn write_condition(head: &RequestHead) -> Result<Option<WriteCondition>, S3Error> {
+    if let Some(v) = head.header("if-none-match") {
+        if v.trim() == "*" {
+            return Ok(Some(WriteCondition::Absent));
+        }
+        return Err(S3Error::NotImplemented("If-None-Match other than * on writes".into()));
+    }
+    Ok(head.header("if-match").map(|v| WriteCondition::EtagMatches(v.trim().to_string())))
+}
+
+pub async fn put_object(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &mut Body<'_>,
+    caller: &Caller,
+    bucket: &BucketRow,
+    key: &str,
+) -> Result<Response, S3Error> {
+    let headers = stored_headers(head)?;
+    let condition = write_condition(head)?;
+    let ingested = ingest(shard, head, body, caller, true).await?;
+    let etag = checksum::etag_single(ingested.md5);
+    let now = now_ms();
+    let row = ObjectRow {
+        bucket: bucket.id,
+        key: key.to_string(),
+        stamp: Stamp { time_ms: now, node: shard.node_id },
+        bytes: ingested.bytes,
+        etag: etag.clone(),
+        last_modified_ms: now,
+        headers,
+        checksum: ingested.checksum.clone(),
+        parts: Vec::new(),
+        data: ingested.data,
+    };
+    let data = row.data.clone();
+    match shard.call(ShardRequest::PutObject { row, condition }).await.object() {
+        Ok(previous) => {
+            if let Some(previous) = previous {
+                release_data(shard, &previous.data).await;
+            }
+        }
+        Err(e) => {
+            release_data(shard, &data).await;
+            return Err(e.into());
+        }
+    }
+    let mut response = Response::new(200).header("ETag", etag);
+    if let Some(c) = &ingested.checksum {
+        response = response.header(checksum::header_of_algorithm(c.algorithm), c.base64.clone());
+    }
+    Ok(response)
+}
+
+pub async fn fetch_object(shard: &Rc<Shard>, bucket: &BucketRow, key: &str) -> Result<ObjectRow, S3Error> {
+    shard
+        .call(ShardRequest::GetObject { bucket: bucket.id, key: key.to_string() })
+        .await
+        .object()?
+        .ok_or_else(|| S3Error::NoSuchKey(key.to_string()))
+}
+
+/// `Range: bytes=...` against an object of `size` bytes: None for the whole object.
+pub fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None); // several ranges: S3 sends the whole object
+    }
+    let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
+    let (first, last) = (first.trim(), last.trim());
+    let range = if first.is_empty() {
+        let Ok(suffix) = last.parse::<u64>() else { return Ok(None) };
+        if suffix == 0 {
+            return Err(S3Error::InvalidRange(size));
+        }
+        (size.saturating_sub(suffix), size)
+    } else {
+        let Ok(start) = first.parse::<u64>() else { return Ok(None) };
+        let end = if last.is_empty() {
+            size
+        } else {
+            let Ok(last) = last.parse::<u64>() else { return Ok(None) };
+            if last < start {
+                return Ok(None);
+            }
+            (last + 1).min(size)
+        };
+        if start >= size {
+            return Err(S3Error::InvalidRange(size));
+        }
+        (start, end)
+    };
+    Ok(Some(range))
+}
+
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.trim_matches('"') == etag.trim_matches('"'))
+}
+
+/// If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, as S3 evaluates them.
+pub fn check_conditions(head: &RequestHead, row: &ObjectRow) -> Result<(), S3Error> {
+    let modified_s = row.last_modified_ms / 1000;
+    let date = |v: &str| httpdate::parse_http_date(v).ok().map(|t| {
+        t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    });
+    let if_match = head.header("if-match");
+    if let Some(list) = if_match {
+        if !etag_matches(list, &row.etag) {
+            return Err(S3Error::PreconditionFailed("If-Match".into()));
+        }
+    } else if let Some(since) = head.header("if-unmodified-since").and_then(date) {
+        if modified_s > since {
+            return Err(S3Error::PreconditionFailed("If-Unmodified-Since".into()));
+        }
+    }
+    if let Some(list) = head.header("if-none-match") {
+        if etag_matches(list, &row.etag) {
+            return Err(S3Error::NotModified);
+        }
+    } else if let Some(since) = head.header("if-modified-since").and_then(date) {
+        if modified_s <= since {
+            return Err(S3Error::NotModified);
+        }
+    }
+    Ok(())
+}
+
+pub fn last_modified(row_ms: u64) -> String {
+    http::http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(row_ms))
+}
+
+pub async fn get_object(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    bucket: &BucketRow,
+    key: &str,
+) -> Result<Response, S3Error> {
+    let row = fetch_object(shard, bucket, key).await?;
+    check_conditions(head, &row)?;
+    let size = row.bytes;
+    let mut status = 200;
+    let mut range = (0, size);
+    let mut response = Response::new(200);
+    if let Some(part) = head.query_param("partNumber") {
+        let number: u32 = part.parse().map_err(|_| S3Error::InvalidArgument("bad partNumber".into()))?;
+        let (start, end) = part_range(&row, number)?;
+        range = (start, end);
+        status = 206;
+        let parts = row.parts.len().max(1);
+        response.headers.push(("x-amz-mp-parts-count".into(), parts.to_string()));
+    } else if let Some(value) = head.header("range") {
+        if let Some(r) = parse_range(value, size)? {
+            range = r;
+            status = 206;
+        }
+    }
+    response.status = status;
+    if status == 206 {
+        let content_range = format!("bytes {}-{}/{}", range.0, range.1.saturating_sub(1), size);
+        response.headers.push(("Content-Range".into(), content_range));
+    }
+    response.headers.push(("ETag".into(), row.etag.clone()));
+    response.headers.push(("Last-Modified".into(), last_modified(row.last_modified_ms)));
+    response.headers.push(("Accept-Ranges".into(), "bytes".into()));
+    if !row.headers.iter().any(|(n, _)| n == "content-type") {
+        response.headers.push(("Content-Type".into(), "binary/octet-stream".into()));
+    }
+    for (name, value) in &row.headers {
+        response.headers.push((name.clone(), value.clone()));
+    }
+    let whole = range == (0, size) && status == 200;
+    if let (Some(c), Some("ENABLED")) = (&row.checksum, head.header("x-amz-checksum-mode")) {
+        if whole {
+            response.headers.push((checksum::header_of_algorithm(c.algorithm).into(), c.base64.clone()));
+        }
+    }
+    for (param, header) in [
+        ("response-content-type", "content-type"),
+        ("response-content-language", "content-language"),
+        ("response-expires", "expires"),
+        ("response-cache-control", "cache-control"),
+        ("response-content-disposition", "content-disposition"),
+        ("response-content-encoding", "content-encoding"),
+    ] {
+        if let Some(value) = head.query_param(param) {
+            response.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(header));
+            response.headers.push((header.into(), value.into()));
+        }
+    }
+    response.body = if head.method == "HEAD" {
+        ResponseBody::HeadOnly { content_length: range.1 - range.0 }
+    } else {
+        ResponseBody::Object(ObjectBody { data: row.data, start: range.0, end: range.1 })
+    };
+    Ok(response)
+}
+
+/// The byte range of part `number` of an object.
+fn part_range(row: &ObjectRow, number: u32) -> Result<(u64, u64), S3Error> {
+    if row.parts.is_empty() {
+        return if number == 1 { Ok((0, row.bytes)) } else { Err(S3Error::InvalidPartNumber) };
+    }
+    let mut start = 0;
+    for part in &row.parts {
+        if part.number == number {
+            return Ok((start, start + part.bytes));
+        }
+        start += part.bytes;
+    }
+    Err(S3Error::InvalidPartNumber)
+}
+
+/// Object bytes `[start, end)` to be streamed to a connection.
+pub struct ObjectBody {
+    pub data: ObjectData,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ObjectBody {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The block pieces to read, in order: (block, offset in block, length).
+    fn pieces(&self, blocks: &[BlockRef]) -> Vec<(BlockHash, u32, u32)> {
+        let mut pieces = Vec::new();
+        let mut block_start = 0u64;
+        for block in blocks {
+            let block_end = block_start + u64::from(block.bytes);
+            let from = self.start.max(block_start);
+            let to = self.end.min(block_end);
+            let mut offset = from;
+            while offset < to {
+                let piece_max = if pieces.is_empty() { FIRST_READ_PIECE_BYTES } else { READ_PIECE_BYTES };
+                let len = (to - offset).min(u64::from(piece_max));
+                pieces.push((block.hash, (offset - block_start) as u32, len as u32));
+                offset += len;
+            }
+            block_start = block_end;
+            if block_start >= self.end {
+                break;
+            }
+        }
+        pieces
+    }
+
+    /// Streams the bytes: each piece is read from the shard that owns its block while the
+    /// previous one is being written, so the disk and the socket work at once.
+    pub async fn stream_to(self, shard: &Rc<Shard>, io: &mut ConnIo) -> io::Result<()> {
+        let blocks = match &self.data {
+            ObjectData::Inline(bytes) => {
+                return io.write_all(&bytes[self.start as usize..self.end as usize]).await;
+            }
+            ObjectData::Blocks(blocks) => blocks,
+        };
+        let fetch = |(hash, offset, len): (BlockHash, u32, u32)| {
+            let shard = Rc::clone(shard);
+            glommio::spawn_local(async move {
+                shard.call(ShardRequest::ReadBlock { hash, offset, len }).await.block()
+            })
+            .detach()
+        };
+        let mut pieces = self.pieces(blocks).into_iter();
+        let mut next = pieces.next().map(fetch);
+        while let Some(current) = next.take() {
+            next = pieces.next().map(fetch);
+            let data = current
+                .await
+                .expect("block reads are not cancelled")
+                .map_err(|e| io::Error::other(format!("{e:?}")))?;
+            io.write_all(&data).await?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn delete_object(shard: &Rc<Shard>, bucket: &BucketRow, key: &str) -> Result<Response, S3Error> {
+    let removed = shard
+        .call(ShardRequest::DeleteObject { bucket: bucket.id, key: key.to_string() })
+        .await
+        .object()?;
+    if let Some(row) = removed {
+        release_data(shard, &row.data).await;
+    }
+    Ok(Response::new(204))
+}
+
+pub async fn delete_objects(shard: &Rc<Shard>, bucket: &BucketRow, body: &[u8]) -> Result<Response, S3Error> {
+    let request = xml::parse_delete(body)?;
+    if request.objects.len() > 1000 {
+        return Err(S3Error::MalformedXML("at most 1000 keys per DeleteObjects".into()));
+    }
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for object in request.objects {
+        match delete_object(shard, bucket, &object.key).await {
+            Ok(_) => {
+                if !request.quiet {
+                    deleted.push(object.key);
+                }
+            }
+            Err(e) => errors.push(xml::DeleteError { key: object.key, code: e.code().into(), message: e.message() }),
+        }
+    }
+    Ok(Response::xml(200, xml::delete_result_xml(&deleted, &errors)))
+}
+
+/// `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded.
+pub fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
+    let value = value.split_once('?').map_or(value, |(path, _)| path);
+    let decoded = http::uri_decode(value).map_err(|_| S3Error::InvalidArgument("bad x-amz-copy-source".into()))?;
+    let decoded = decoded.strip_prefix('/').unwrap_or(&decoded);
+    match decoded.split_once('/') {
+        Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok((bucket.into(), key.into())),
+        _ => Err(S3Error::InvalidArgument("x-amz-copy-source must be bucket/key".into())),
+    }
+}
+
+pub async fn copy_object(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    caller: &Caller,
+    bucket: &BucketRow,
+    key: &str,
+) -> Result<Response, S3Error> {
+    let (source_bucket, source_key) = parse_copy_source(head.header("x-amz-copy-source").unwrap_or(""))?;
+    let source_bucket = router::lookup_bucket(shard, &source_bucket)?;
+    check(caller, &source_bucket, Need::Read)?;
+    let source = fetch_object(shard, &source_bucket, &source_key).await?;
+    let replace = match head.header("x-amz-metadata-directive") {
+        None | Some("COPY") => false,
+        Some("REPLACE") => true,
+        Some(other) => return Err(S3Error::InvalidArgument(format!("bad metadata directive {other}"))),
+    };
+    if !replace && source_bucket.id == bucket.id && source_key == key {
+        return Err(S3Error::InvalidRequest(
+            "copying an object onto itself without changing anything is not allowed".into(),
+        ));
+    }
+    // The copy takes its own reference on every block (no data moves if it exists).
+    if let ObjectData::Blocks(blocks) = &source.data {
+        for block in blocks {
+            let data = shard
+                .call(ShardRequest::ReadBlock { hash: block.hash, offset: 0, len: block.bytes })
+                .await
+                .block()?;
+            shard.call(ShardRequest::PutBlock { hash: block.hash, data }).await.done()?;
+        }
+    }
+    let now = now_ms();
+    let row = ObjectRow {
+        bucket: bucket.id,
+        key: key.to_string(),
+        stamp: Stamp { time_ms: now, node: shard.node_id },
+        last_modified_ms: now,
+        headers: if replace { stored_headers(head)? } else { source.headers.clone() },
+        ..source
+    };
+    let etag = row.etag.clone();
+    let previous = shard.call(ShardRequest::PutObject { row, condition: None }).await.object()?;
+    if let Some(previous) = previous {
+        release_data(shard, &previous.data).await;
+    }
+    Ok(Response::xml(200, xml::copy_object_result_xml(&etag, now)))
+}

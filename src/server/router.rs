@@ -1,0 +1,411 @@
+//! From a parsed request to an S3 operation: addressing (path-style and virtual-host-style),
+//! authentication (SigV4), permissions, dispatch. Errors become S3 XML here, in one place.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use super::conn::{Body, Response};
+use super::shard_api::ShardRequest;
+use super::{list, multipart, now_ms, objects, Shard};
+use crate::http::RequestHead;
+use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
+use crate::s3::error::S3Error;
+use crate::s3::sigv4::{self, AuthInput, PayloadMode, Verified};
+use crate::s3::xml;
+
+thread_local! {
+    static REQUEST_COUNTER: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A request id unique on this node: shard, then a per-shard counter.
+pub fn request_id(shard: &Shard) -> String {
+    let n = REQUEST_COUNTER.with(|c| {
+        let n = c.get() + 1;
+        c.set(n);
+        n
+    });
+    format!("{:02X}{:014X}", shard.id, n)
+}
+
+pub fn error_response(error: &S3Error, resource: &str, rid: &str, head_only: bool) -> Response {
+    let status = error.status();
+    if status == 500 {
+        tracing::error!(request_id = rid, "{error:?}");
+    }
+    let mut response = if head_only || status == 304 {
+        Response::new(status)
+    } else {
+        Response::xml(status, xml::error_xml(error.code(), &error.message(), resource, rid, &[]))
+    };
+    if let S3Error::MethodNotAllowed = error {
+        response.headers.push(("Allow".into(), "GET, PUT, HEAD, POST, DELETE".into()));
+    }
+    response
+}
+
+/// Who is asking, once the signature checked out.
+pub struct Caller {
+    pub key: KeyRow,
+    pub verified: Verified,
+}
+
+impl Caller {
+    pub fn payload(&self) -> &PayloadMode {
+        &self.verified.payload
+    }
+}
+
+fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Caller, S3Error> {
+    let input = AuthInput {
+        method: &head.method,
+        raw_path: &head.raw_path,
+        raw_query: &head.raw_query,
+        headers: &head.headers,
+    };
+    let Some(parsed) = sigv4::parse(&input)? else {
+        return Err(S3Error::AccessDenied("anonymous access is not allowed here".into()));
+    };
+    let key = shard
+        .global
+        .borrow()
+        .key(&parsed.access_key_id)
+        .cloned()
+        .ok_or(S3Error::InvalidAccessKeyId)?;
+    let now_s = (now_ms() / 1000) as i64;
+    let verified = sigv4::verify(&input, &parsed, &key.secret_access_key, now_s)?;
+    Ok(Caller { key, verified })
+}
+
+/// Bucket and key named by the request, from the Host header (virtual-host style under
+/// `--s3-root-domain`) or from the path.
+fn address<'h>(shard: &Shard, head: &'h RequestHead) -> (Option<String>, Option<&'h str>) {
+    let path = head.path.strip_prefix('/').unwrap_or(&head.path);
+    if let (Some(root), Some(host)) = (&shard.config.s3_root_domain, head.header("host")) {
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        if let Some(bucket) = host.strip_suffix(root.as_str()).and_then(|b| b.strip_suffix('.'))
+        {
+            let key = (!path.is_empty()).then_some(path);
+            return (Some(bucket.to_string()), key);
+        }
+    }
+    if path.is_empty() {
+        return (None, None);
+    }
+    match path.split_once('/') {
+        Some((bucket, key)) if !key.is_empty() => (Some(bucket.to_string()), Some(key)),
+        Some((bucket, _)) | None => {
+            let bucket = path.split_once('/').map_or(path, |(b, _)| b);
+            (Some(bucket.to_string()), None)
+        }
+    }
+}
+
+/// What a request needs of the caller on a bucket.
+#[derive(Clone, Copy)]
+pub enum Need {
+    Read,
+    Write,
+    Owner,
+}
+
+pub fn check(caller: &Caller, bucket: &BucketRow, need: Need) -> Result<(), S3Error> {
+    let granted = bucket
+        .grants
+        .iter()
+        .find(|(id, _)| *id == caller.key.access_key_id)
+        .map(|(_, p)| *p)
+        .unwrap_or_default();
+    let ok = match need {
+        Need::Read => granted.read || granted.owner,
+        Need::Write => granted.write || granted.owner,
+        Need::Owner => granted.owner,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(S3Error::AccessDenied(format!(
+            "key {} lacks the permission on bucket {}",
+            caller.key.access_key_id, bucket.name
+        )))
+    }
+}
+
+pub fn lookup_bucket(shard: &Shard, name: &str) -> Result<BucketRow, S3Error> {
+    shard.global.borrow().bucket(name).cloned().ok_or_else(|| S3Error::NoSuchBucket(name.into()))
+}
+
+/// Sets up the body's decoding for the payload mode the signature declared.
+pub fn prepare_body(body: &mut Body<'_>, head: &RequestHead, caller: &Caller) {
+    let aws_chunked = head
+        .header("content-encoding")
+        .is_some_and(|e| e.split(',').any(|p| p.trim().eq_ignore_ascii_case("aws-chunked")));
+    match caller.payload() {
+        PayloadMode::StreamingSigned | PayloadMode::StreamingSignedTrailer => {
+            body.enable_aws_chunked(Some(caller.verified.chunk_verifier()));
+        }
+        PayloadMode::StreamingUnsignedTrailer => body.enable_aws_chunked(None),
+        PayloadMode::UnsignedPayload | PayloadMode::Sha256(_) if aws_chunked => {
+            body.enable_aws_chunked(None);
+        }
+        PayloadMode::UnsignedPayload | PayloadMode::Sha256(_) => {}
+    }
+}
+
+/// Reads a small request body (XML) whole, checking its signed SHA-256 if there is one.
+pub async fn read_small_body(
+    body: &mut Body<'_>,
+    head: &RequestHead,
+    caller: &Caller,
+) -> Result<Vec<u8>, S3Error> {
+    prepare_body(body, head, caller);
+    let bytes = body.read_to_end(2 << 20).await?;
+    if let PayloadMode::Sha256(expected) = caller.payload() {
+        let actual: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        if &actual != expected {
+            return Err(S3Error::XAmzContentSHA256Mismatch);
+        }
+    }
+    if let Some(md5) = head.header("content-md5") {
+        let expected = crate::s3::checksum::parse_content_md5(md5)?;
+        let actual: [u8; 16] = md5::Md5::digest(&bytes).into();
+        if actual != expected {
+            return Err(S3Error::BadDigest("Content-MD5 does not match the body".into()));
+        }
+    }
+    Ok(bytes)
+}
+
+use sha2::Digest;
+
+/// Dispatches one request.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &mut Body<'_>,
+) -> Result<Response, S3Error> {
+    let caller = authenticate(shard, head)?;
+    let (bucket, key) = address(shard, head);
+    let method = head.method.as_str();
+    let Some(bucket) = bucket else {
+        return match method {
+            "GET" => list_buckets(shard, &caller),
+            _ => Err(S3Error::MethodNotAllowed),
+        };
+    };
+    match key {
+        None => bucket_op(shard, head, body, &caller, &bucket).await,
+        Some(key) => {
+            if key.len() > crate::constants::OBJECT_KEY_BYTES_MAX {
+                return Err(S3Error::KeyTooLongError);
+            }
+            if key.contains('\0') {
+                return Err(S3Error::InvalidArgument("object keys may not contain NUL".into()));
+            }
+            let row = lookup_bucket(shard, &bucket)?;
+            object_op(shard, head, body, &caller, &row, key).await
+        }
+    }
+}
+
+/// Subresources Granary does not implement yet: answered with NotImplemented, never
+/// mistaken for a plain GET or PUT.
+const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
+    "acl", "analytics", "accelerate", "cors", "encryption", "intelligent-tiering", "inventory",
+    "lifecycle", "logging", "metrics", "notification", "object-lock", "ownershipControls",
+    "policy", "policyStatus", "publicAccessBlock", "replication", "requestPayment", "retention",
+    "legal-hold", "restore", "select", "tagging", "torrent", "website", "attributes",
+];
+
+fn unsupported(head: &RequestHead) -> Option<&'static str> {
+    UNSUPPORTED_SUBRESOURCES.iter().copied().find(|s| head.has_query(s))
+}
+
+async fn bucket_op(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &mut Body<'_>,
+    caller: &Caller,
+    bucket: &str,
+) -> Result<Response, S3Error> {
+    if let Some(sub) = unsupported(head) {
+        return Err(S3Error::NotImplemented(format!("bucket subresource ?{sub}")));
+    }
+    match head.method.as_str() {
+        "PUT" if head.has_query("versioning") => {
+            Err(S3Error::NotImplemented("bucket versioning".into()))
+        }
+        "PUT" => create_bucket(shard, head, body, caller, bucket).await,
+        "DELETE" => delete_bucket(shard, caller, bucket).await,
+        "HEAD" => {
+            let row = lookup_bucket(shard, bucket)?;
+            check(caller, &row, Need::Read)?;
+            Ok(Response::new(200).header("x-amz-bucket-region", &shard.config.s3_region))
+        }
+        "GET" => {
+            let row = lookup_bucket(shard, bucket)?;
+            check(caller, &row, Need::Read)?;
+            if head.has_query("location") {
+                let region = &shard.config.s3_region;
+                let text = if region == "us-east-1" { "" } else { region.as_str() };
+                Ok(Response::xml(200, xml::location_xml(text)))
+            } else if head.has_query("versioning") {
+                Ok(Response::xml(200, xml::versioning_xml()))
+            } else if head.has_query("uploads") {
+                multipart::list_uploads(shard, head, &row).await
+            } else if head.has_query("versions") {
+                list::list_versions(shard, head, &row).await
+            } else {
+                list::list_objects(shard, head, &row).await
+            }
+        }
+        "POST" if head.has_query("delete") => {
+            let row = lookup_bucket(shard, bucket)?;
+            check(caller, &row, Need::Write)?;
+            let xml_body = read_small_body(body, head, caller).await?;
+            objects::delete_objects(shard, &row, &xml_body).await
+        }
+        "POST" => Err(S3Error::NotImplemented("POST on a bucket (form uploads)".into())),
+        _ => Err(S3Error::MethodNotAllowed),
+    }
+}
+
+async fn object_op(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &mut Body<'_>,
+    caller: &Caller,
+    bucket: &BucketRow,
+    key: &str,
+) -> Result<Response, S3Error> {
+    if let Some(sub) = unsupported(head) {
+        return Err(S3Error::NotImplemented(format!("object subresource ?{sub}")));
+    }
+    let upload_id = head.query_param("uploadId");
+    match head.method.as_str() {
+        "GET" | "HEAD" => {
+            check(caller, bucket, Need::Read)?;
+            match upload_id {
+                Some(id) if head.method == "GET" => {
+                    multipart::list_parts(shard, head, bucket, key, id).await
+                }
+                _ => objects::get_object(shard, head, bucket, key).await,
+            }
+        }
+        "PUT" => {
+            check(caller, bucket, Need::Write)?;
+            if head.header("x-amz-copy-source").is_some() {
+                if upload_id.is_some() {
+                    return Err(S3Error::NotImplemented("UploadPartCopy".into()));
+                }
+                return objects::copy_object(shard, head, caller, bucket, key).await;
+            }
+            match upload_id {
+                Some(id) => multipart::upload_part(shard, head, body, caller, bucket, key, id).await,
+                None => objects::put_object(shard, head, body, caller, bucket, key).await,
+            }
+        }
+        "DELETE" => {
+            check(caller, bucket, Need::Write)?;
+            match upload_id {
+                Some(id) => multipart::abort(shard, bucket, key, id).await,
+                None => objects::delete_object(shard, bucket, key).await,
+            }
+        }
+        "POST" => {
+            check(caller, bucket, Need::Write)?;
+            if head.has_query("uploads") {
+                multipart::create(shard, head, bucket, key).await
+            } else if let Some(id) = upload_id {
+                let xml_body = read_small_body(body, head, caller).await?;
+                multipart::complete(shard, head, bucket, key, id, &xml_body).await
+            } else {
+                Err(S3Error::InvalidRequest("POST on an object needs ?uploads or ?uploadId".into()))
+            }
+        }
+        _ => Err(S3Error::MethodNotAllowed),
+    }
+}
+
+fn list_buckets(shard: &Shard, caller: &Caller) -> Result<Response, S3Error> {
+    let global = shard.global.borrow();
+    let buckets: Vec<xml::BucketEntry> = global
+        .buckets()
+        .filter(|b| {
+            b.grants.iter().any(|(id, p)| *id == caller.key.access_key_id && (p.read || p.owner))
+        })
+        .map(|b| xml::BucketEntry { name: b.name.clone(), created_ms: b.created_ms })
+        .collect();
+    let owner = xml::Owner {
+        id: caller.key.access_key_id.clone(),
+        display_name: caller.key.name.clone(),
+    };
+    Ok(Response::xml(200, xml::list_buckets_xml(&owner, &buckets)))
+}
+
+/// S3's bucket naming rules (the DNS-compatible ones).
+pub fn valid_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(b))
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+async fn create_bucket(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &mut Body<'_>,
+    caller: &Caller,
+    name: &str,
+) -> Result<Response, S3Error> {
+    if !valid_bucket_name(name) {
+        return Err(S3Error::InvalidBucketName(name.into()));
+    }
+    let config = read_small_body(body, head, caller).await?;
+    xml::parse_create_bucket(&config)?;
+    if let Some(existing) = shard.global.borrow().bucket(name) {
+        let ours = existing.grants.iter().any(|(id, p)| *id == caller.key.access_key_id && p.owner);
+        return Err(if ours {
+            S3Error::BucketAlreadyOwnedByYou(name.into())
+        } else {
+            S3Error::BucketAlreadyExists(name.into())
+        });
+    }
+    if !caller.key.create_bucket {
+        return Err(S3Error::AccessDenied("this key may not create buckets".into()));
+    }
+    let row = BucketRow {
+        id: BucketId(rand::random()),
+        name: name.to_string(),
+        created_ms: now_ms(),
+        stamp: Stamp { time_ms: now_ms(), node: shard.node_id },
+        deleted: false,
+        grants: vec![(
+            caller.key.access_key_id.clone(),
+            Permissions { read: true, write: true, owner: true },
+        )],
+    };
+    shard.call(ShardRequest::PutBucket { row }).await.done().map_err(S3Error::from)?;
+    Ok(Response::new(200).header("Location", format!("/{name}")))
+}
+
+async fn delete_bucket(shard: &Rc<Shard>, caller: &Caller, name: &str) -> Result<Response, S3Error> {
+    let mut row = lookup_bucket(shard, name)?;
+    check(caller, &row, Need::Owner)?;
+    for s in 0..shard.shards {
+        let has = shard
+            .call_on(s, ShardRequest::BucketHasObjects { bucket: row.id })
+            .await
+            .flag()
+            .map_err(S3Error::from)?;
+        if has {
+            return Err(S3Error::BucketNotEmpty(name.into()));
+        }
+    }
+    row.deleted = true;
+    row.stamp = Stamp { time_ms: now_ms().max(row.stamp.time_ms + 1), node: shard.node_id };
+    shard.call(ShardRequest::PutBucket { row }).await.done().map_err(S3Error::from)?;
+    Ok(Response::new(204))
+}

@@ -1,0 +1,118 @@
+//! What shards ask of each other: every operation on data a shard owns. A request goes to the
+//! shard that owns the partition (`Partition::shard`); the handler asserts it landed there.
+
+use crate::meta::types::{
+    BlockHash, BucketId, BucketRow, KeyRow, ObjectRow, PartRow, Partition, UploadRow,
+};
+
+/// A condition on the current row, checked atomically with the write on the owning shard
+/// (`If-None-Match: *`, `If-Match: <etag>` on PutObject and CompleteMultipartUpload).
+#[derive(Debug, Clone)]
+pub enum WriteCondition {
+    /// Write only if no object exists under the key.
+    Absent,
+    /// Write only if the current object has this ETag (with quotes).
+    EtagMatches(String),
+}
+
+#[derive(Debug)]
+pub enum ShardRequest {
+    PutBlock { hash: BlockHash, data: Vec<u8> },
+    ReadBlock { hash: BlockHash, offset: u32, len: u32 },
+    DecrefBlock { hash: BlockHash },
+    GetObject { bucket: BucketId, key: String },
+    PutObject { row: ObjectRow, condition: Option<WriteCondition> },
+    DeleteObject { bucket: BucketId, key: String },
+    ListObjects { bucket: BucketId, prefix: String, start_after: String, limit: usize },
+    BucketHasObjects { bucket: BucketId },
+    PutUpload { row: UploadRow },
+    GetUpload { bucket: BucketId, key: String, upload_id: String },
+    /// Removes the upload and its parts; answers with the parts removed.
+    DeleteUpload { bucket: BucketId, key: String, upload_id: String },
+    ListUploads { bucket: BucketId, prefix: String, key_marker: String, limit: usize },
+    PutPart { bucket: BucketId, key: String, row: PartRow },
+    ListParts { bucket: BucketId, key: String, upload_id: String, after: u32, limit: usize },
+    /// Global tables, kept by shard 0 and copied to every shard.
+    PutBucket { row: BucketRow },
+    PutKey { row: KeyRow },
+    GlobalSnapshot,
+    GlobalUpdate { buckets: Vec<BucketRow>, keys: Vec<KeyRow> },
+}
+
+impl ShardRequest {
+    /// The shard that must handle this request.
+    pub fn shard(&self, shards: u16) -> u16 {
+        let object = |bucket: &BucketId, key: &str| Partition::of_object(bucket, key).shard(shards);
+        match self {
+            Self::PutBlock { hash, .. } | Self::ReadBlock { hash, .. } => {
+                hash.partition().shard(shards)
+            }
+            Self::DecrefBlock { hash } => hash.partition().shard(shards),
+            Self::GetObject { bucket, key } | Self::DeleteObject { bucket, key } => {
+                object(bucket, key)
+            }
+            Self::PutObject { row, .. } => object(&row.bucket, &row.key),
+            Self::PutUpload { row } => object(&row.bucket, &row.key),
+            Self::GetUpload { bucket, key, .. }
+            | Self::DeleteUpload { bucket, key, .. }
+            | Self::PutPart { bucket, key, .. }
+            | Self::ListParts { bucket, key, .. } => object(bucket, key),
+            // Fan-out requests name their shard explicitly (see `Shard::call_on`).
+            Self::ListObjects { .. }
+            | Self::BucketHasObjects { .. }
+            | Self::ListUploads { .. }
+            | Self::GlobalUpdate { .. } => unreachable!("fan-out requests are sent with call_on"),
+            Self::PutBucket { .. } | Self::PutKey { .. } | Self::GlobalSnapshot => 0,
+        }
+    }
+}
+
+/// A failure on the owning shard, carried back as values (storage errors are not `Send`).
+#[derive(Debug, Clone)]
+pub enum ShardError {
+    /// The condition of a conditional write did not hold.
+    PreconditionFailed,
+    /// The block is missing or failed its checksum.
+    BlockUnavailable(String),
+    /// Any other storage failure: logged on the owning shard, reported as InternalError.
+    Storage(String),
+}
+
+pub type ShardResult<T> = Result<T, ShardError>;
+
+#[derive(Debug)]
+pub enum ShardResponse {
+    Done(ShardResult<()>),
+    Block(ShardResult<Vec<u8>>),
+    Object(ShardResult<Option<ObjectRow>>),
+    Objects(ShardResult<Vec<ObjectRow>>),
+    Flag(ShardResult<bool>),
+    Upload(ShardResult<Option<UploadRow>>),
+    Uploads(ShardResult<Vec<UploadRow>>),
+    Part(ShardResult<Option<PartRow>>),
+    Parts(ShardResult<Vec<PartRow>>),
+    Global { buckets: Vec<BucketRow>, keys: Vec<KeyRow> },
+}
+
+macro_rules! expect_variant {
+    ($name:ident, $variant:ident, $ty:ty) => {
+        pub fn $name(self) -> $ty {
+            match self {
+                Self::$variant(v) => v,
+                other => panic!("shard answered {other:?} to a request expecting {}", stringify!($variant)),
+            }
+        }
+    };
+}
+
+impl ShardResponse {
+    expect_variant!(done, Done, ShardResult<()>);
+    expect_variant!(block, Block, ShardResult<Vec<u8>>);
+    expect_variant!(object, Object, ShardResult<Option<ObjectRow>>);
+    expect_variant!(objects, Objects, ShardResult<Vec<ObjectRow>>);
+    expect_variant!(flag, Flag, ShardResult<bool>);
+    expect_variant!(upload, Upload, ShardResult<Option<UploadRow>>);
+    expect_variant!(uploads, Uploads, ShardResult<Vec<UploadRow>>);
+    expect_variant!(part, Part, ShardResult<Option<PartRow>>);
+    expect_variant!(parts, Parts, ShardResult<Vec<PartRow>>);
+}
