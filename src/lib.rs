@@ -14,3 +14,5 @@ pub mod storage;
 pub mod config;
 pub mod runtime;
 pub mod server;
+pub mod admin;
+pub mod cli;

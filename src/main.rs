@@ -1,6 +1,7 @@
 //! The `granary` command: parse the command line, read the configuration, run.
 
 use clap::{Parser, Subcommand};
+use granary::cli::{AdminTarget, BucketCommand, KeyCommand};
 use granary::config::{LogFormat, ServerArgs, DEFAULT_CONFIG_PATH};
 
 #[derive(Parser)]
@@ -19,6 +20,20 @@ enum Command {
         config: Option<std::path::PathBuf>,
         #[command(flatten)]
         args: ServerArgs,
+    },
+    /// Manage access keys of a running node
+    Key {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Manage buckets of a running node
+    Bucket {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: BucketCommand,
     },
 }
 
@@ -44,6 +59,8 @@ fn main() -> anyhow::Result<()> {
             init_logging(config.log_format);
             granary::runtime::run(config)
         }
+        Command::Key { target, command } => granary::cli::key(&target, command),
+        Command::Bucket { target, command } => granary::cli::bucket(&target, command),
     }
 }
 

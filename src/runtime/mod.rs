@@ -106,6 +106,7 @@ async fn shard_main(
         store,
         mesh: Rc::clone(&mesh),
         global: std::cell::RefCell::new(global),
+        conditional_writes: Default::default(),
     });
     let handler_shard = Rc::clone(&shard);
     mesh.set_handler(Rc::new(move |request| {
@@ -114,6 +115,12 @@ async fn shard_main(
     }));
     if id == 0 {
         ensure_root_key(&shard).await?;
+        let token = crate::admin::load_or_create_token(&shard.config.data_dir)
+            .context("reading or creating the admin token")?;
+        let admin = glommio::net::TcpListener::bind(shard.config.admin_addr)
+            .with_context(|| format!("binding the admin listener on {}", shard.config.admin_addr))?;
+        glommio::spawn_local(crate::admin::serve(Rc::clone(&shard), admin, Rc::new(token)))
+            .detach();
     } else {
         match shard.call_on(0, ShardRequest::GlobalSnapshot).await {
             ShardResponse::Global { buckets, keys } => shard.global.borrow_mut().apply(buckets, keys),

@@ -27,6 +27,9 @@ pub struct Shard {
     pub store: Rc<ShardStore>,
     pub mesh: Rc<Mesh<ShardRequest, ShardResponse>>,
     pub global: RefCell<Global>,
+    /// Keys with a conditional write in progress on this shard. A condition is checked
+    /// against committed rows, so conditional writes to one key run one at a time.
+    pub conditional_writes: RefCell<std::collections::HashSet<(BucketId, String)>>,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> ShardError {
@@ -118,31 +121,45 @@ impl Shard {
         }
     }
 
-    /// A put, with its condition checked atomically: the shard is single-threaded, and the
-    /// check and the queued write happen without an await between them.
+    /// A put, with its condition checked atomically: conditional writes to one key are
+    /// serialized on this (owning) shard, and each checks the row the previous one committed.
     async fn put_object(
         &self,
         row: ObjectRow,
         condition: Option<shard_api::WriteCondition>,
     ) -> shard_api::ShardResult<Option<ObjectRow>> {
         use shard_api::WriteCondition as C;
-        if let Some(condition) = condition {
+        let Some(condition) = condition else {
+            return self.store.put_object(row).await.map_err(storage_err);
+        };
+        let slot = (row.bucket, row.key.clone());
+        while !self.conditional_writes.borrow_mut().insert(slot.clone()) {
+            glommio::timer::sleep(std::time::Duration::from_micros(200)).await;
+        }
+        let result = async {
             let current = self.store.get_object(&row.bucket, &row.key).map_err(storage_err)?;
             let holds = match (&condition, &current) {
                 (C::Absent, None) => true,
                 (C::Absent, Some(_)) => false,
-                (C::EtagMatches(etag), Some(current)) => &current.etag == etag,
+                (C::EtagMatches(etag), Some(current)) => etags_equal(&current.etag, etag),
                 (C::EtagMatches(_), None) => false,
             };
             if !holds {
                 return Err(ShardError::PreconditionFailed);
             }
+            self.store.put_object(row).await.map_err(storage_err)
         }
-        self.store.put_object(row).await.map_err(storage_err)
+        .await;
+        self.conditional_writes.borrow_mut().remove(&slot);
+        result
     }
 }
 
-use crate::meta::types::ObjectRow;
+fn etags_equal(a: &str, b: &str) -> bool {
+    a.trim_matches('"') == b.trim().trim_matches('"')
+}
+
+use crate::meta::types::{BucketId, ObjectRow};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -1,0 +1,263 @@
+//! The admin API's operations on keys and buckets, as JSON.
+
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
+use crate::server::shard_api::ShardRequest;
+use crate::server::{now_ms, router, Shard};
+
+pub fn error_json(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct KeyInfo {
+    pub access_key_id: String,
+    pub name: String,
+    pub created_ms: u64,
+    pub create_bucket: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub buckets: Vec<Grant>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Grant {
+    /// Bucket name (in a key's view) or access key id (in a bucket's view).
+    pub name: String,
+    pub read: bool,
+    pub write: bool,
+    pub owner: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct BucketInfo {
+    pub name: String,
+    pub id: String,
+    pub created_ms: u64,
+    pub keys: Vec<Grant>,
+}
+
+#[derive(Deserialize)]
+struct CreateKey {
+    name: String,
+    #[serde(default)]
+    create_bucket: bool,
+}
+
+#[derive(Deserialize)]
+struct CreateBucket {
+    name: String,
+    /// Access key id that becomes the owner (optional).
+    owner: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Allow {
+    key: String,
+    #[serde(default)]
+    read: bool,
+    #[serde(default)]
+    write: bool,
+    #[serde(default)]
+    owner: bool,
+}
+
+type Answer = (u16, String);
+
+fn ok<T: Serialize>(value: &T) -> Answer {
+    (200, serde_json::to_string(value).expect("admin values serialize"))
+}
+
+fn fail(status: u16, message: &str) -> Answer {
+    (status, error_json(message))
+}
+
+fn key_info(shard: &Shard, key: &KeyRow, with_secret: bool) -> KeyInfo {
+    let global = shard.global.borrow();
+    let buckets = global
+        .buckets()
+        .filter_map(|b| {
+            b.grants.iter().find(|(id, _)| *id == key.access_key_id).map(|(_, p)| Grant {
+                name: b.name.clone(),
+                read: p.read,
+                write: p.write,
+                owner: p.owner,
+            })
+        })
+        .collect();
+    KeyInfo {
+        access_key_id: key.access_key_id.clone(),
+        name: key.name.clone(),
+        created_ms: key.created_ms,
+        create_bucket: key.create_bucket,
+        secret_access_key: with_secret.then(|| key.secret_access_key.clone()),
+        buckets,
+    }
+}
+
+fn bucket_info(bucket: &BucketRow) -> BucketInfo {
+    BucketInfo {
+        name: bucket.name.clone(),
+        id: hex::encode(bucket.id.0),
+        created_ms: bucket.created_ms,
+        keys: bucket
+            .grants
+            .iter()
+            .map(|(id, p)| Grant { name: id.clone(), read: p.read, write: p.write, owner: p.owner })
+            .collect(),
+    }
+}
+
+fn stamp(shard: &Shard, previous: Option<Stamp>) -> Stamp {
+    let time_ms = previous.map_or(now_ms(), |p| now_ms().max(p.time_ms + 1));
+    Stamp { time_ms, node: shard.node_id }
+}
+
+pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) -> Answer {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        ("GET", ["v1", "status"]) => ok(&serde_json::json!({
+            "node_id": format!("{:016x}", shard.node_id),
+            "shards": shard.shards,
+            "s3_addr": shard.config.s3_addr.to_string(),
+            "buckets": shard.global.borrow().buckets().count(),
+            "keys": shard.global.borrow().keys().count(),
+        })),
+        ("GET", ["v1", "keys"]) => {
+            let keys: Vec<KeyRow> = shard.global.borrow().keys().cloned().collect();
+            let infos: Vec<KeyInfo> = keys.iter().map(|k| key_info(shard, k, false)).collect();
+            ok(&infos)
+        }
+        ("POST", ["v1", "keys"]) => {
+            let Ok(request) = serde_json::from_slice::<CreateKey>(body) else {
+                return fail(400, "expected {\"name\": ..., \"create_bucket\": bool}");
+            };
+            let row = KeyRow {
+                access_key_id: format!("GR{}", hex::encode_upper(rand::random::<[u8; 9]>())),
+                secret_access_key: hex::encode(rand::random::<[u8; 20]>()),
+                name: request.name,
+                created_ms: now_ms(),
+                stamp: stamp(shard, None),
+                deleted: false,
+                create_bucket: request.create_bucket,
+            };
+            match shard.call(ShardRequest::PutKey { row: row.clone() }).await.done() {
+                Ok(()) => ok(&key_info(shard, &row, true)),
+                Err(e) => fail(500, &format!("{e:?}")),
+            }
+        }
+        ("GET", ["v1", "keys", id]) => {
+            let key = shard.global.borrow().key(id).cloned();
+            match key {
+                Some(key) => ok(&key_info(shard, &key, true)),
+                None => fail(404, "no such key"),
+            }
+        }
+        ("DELETE", ["v1", "keys", id]) => {
+            let key = shard.global.borrow().key(id).cloned();
+            let Some(mut row) = key else { return fail(404, "no such key") };
+            row.deleted = true;
+            row.stamp = stamp(shard, Some(row.stamp));
+            match shard.call(ShardRequest::PutKey { row }).await.done() {
+                Ok(()) => ok(&serde_json::json!({ "deleted": id })),
+                Err(e) => fail(500, &format!("{e:?}")),
+            }
+        }
+        ("GET", ["v1", "buckets"]) => {
+            let infos: Vec<BucketInfo> = shard.global.borrow().buckets().map(bucket_info).collect();
+            ok(&infos)
+        }
+        ("POST", ["v1", "buckets"]) => {
+            let Ok(request) = serde_json::from_slice::<CreateBucket>(body) else {
+                return fail(400, "expected {\"name\": ..., \"owner\": access key id?}");
+            };
+            if !router::valid_bucket_name(&request.name) {
+                return fail(400, "not a valid bucket name");
+            }
+            if shard.global.borrow().bucket(&request.name).is_some() {
+                return fail(409, "the bucket exists already");
+            }
+            let mut grants = Vec::new();
+            if let Some(owner) = request.owner {
+                if shard.global.borrow().key(&owner).is_none() {
+                    return fail(404, "no such key");
+                }
+                grants.push((owner, Permissions { read: true, write: true, owner: true }));
+            }
+            let row = BucketRow {
+                id: BucketId(rand::random()),
+                name: request.name,
+                created_ms: now_ms(),
+                stamp: stamp(shard, None),
+                deleted: false,
+                grants,
+            };
+            match shard.call(ShardRequest::PutBucket { row: row.clone() }).await.done() {
+                Ok(()) => ok(&bucket_info(&row)),
+                Err(e) => fail(500, &format!("{e:?}")),
+            }
+        }
+        ("GET", ["v1", "buckets", name]) => match shard.global.borrow().bucket(name) {
+            Some(b) => ok(&bucket_info(b)),
+            None => fail(404, "no such bucket"),
+        },
+        ("DELETE", ["v1", "buckets", name]) => {
+            let bucket = shard.global.borrow().bucket(name).cloned();
+            let Some(mut row) = bucket else { return fail(404, "no such bucket") };
+            for s in 0..shard.shards {
+                let has = shard.call_on(s, ShardRequest::BucketHasObjects { bucket: row.id }).await;
+                match has.flag() {
+                    Ok(false) => {}
+                    Ok(true) => return fail(409, "the bucket is not empty"),
+                    Err(e) => return fail(500, &format!("{e:?}")),
+                }
+            }
+            row.deleted = true;
+            row.stamp = stamp(shard, Some(row.stamp));
+            match shard.call(ShardRequest::PutBucket { row }).await.done() {
+                Ok(()) => ok(&serde_json::json!({ "deleted": name })),
+                Err(e) => fail(500, &format!("{e:?}")),
+            }
+        }
+        ("POST", ["v1", "buckets", name, action @ ("allow" | "deny")]) => {
+            let Ok(request) = serde_json::from_slice::<Allow>(body) else {
+                return fail(400, "expected {\"key\", \"read\", \"write\", \"owner\"}");
+            };
+            let bucket = shard.global.borrow().bucket(name).cloned();
+            let Some(mut row) = bucket else { return fail(404, "no such bucket") };
+            if shard.global.borrow().key(&request.key).is_none() {
+                return fail(404, "no such key");
+            }
+            let mut current = row
+                .grants
+                .iter()
+                .find(|(id, _)| *id == request.key)
+                .map(|(_, p)| *p)
+                .unwrap_or_default();
+            let set = *action == "allow";
+            if request.read {
+                current.read = set;
+            }
+            if request.write {
+                current.write = set;
+            }
+            if request.owner {
+                current.owner = set;
+            }
+            row.grants.retain(|(id, _)| *id != request.key);
+            if current != Permissions::default() {
+                row.grants.push((request.key, current));
+            }
+            row.stamp = stamp(shard, Some(row.stamp));
+            match shard.call(ShardRequest::PutBucket { row: row.clone() }).await.done() {
+                Ok(()) => ok(&bucket_info(&row)),
+                Err(e) => fail(500, &format!("{e:?}")),
+            }
+        }
+        _ => fail(404, "no such admin endpoint"),
+    }
+}

@@ -1,0 +1,137 @@
+//! The admin API: JSON over HTTP on `--admin-addr`, bearer-token authentication, versioned
+//! paths. The `granary key` and `granary bucket` commands use it. It runs on shard 0, which
+//! keeps the global tables; answers are small, so each connection serves one request.
+//!
+//! | method | path | does |
+//! | --- | --- | --- |
+//! | GET | /health | 200 when the node serves (no token) |
+//! | GET | /v1/keys | list access keys |
+//! | POST | /v1/keys | create a key `{"name", "create_bucket"?}` |
+//! | GET, DELETE | /v1/keys/{id} | show (with secret) or delete a key |
+//! | GET | /v1/buckets | list buckets |
+//! | POST | /v1/buckets | create a bucket `{"name", "owner"?}` |
+//! | GET, DELETE | /v1/buckets/{name} | show or delete (empty) a bucket |
+//! | POST | /v1/buckets/{name}/allow, /deny | `{"key", "read", "write", "owner"}` |
+
+pub mod api;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::http;
+use crate::server::Shard;
+
+const ADMIN_BODY_BYTES_MAX: usize = 64 * 1024;
+const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Name of the token file in the data directory.
+pub const TOKEN_FILE: &str = "admin.token";
+
+/// Reads the admin token, creating it (readable by its owner only) on first start.
+pub fn load_or_create_token(data_dir: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(TOKEN_FILE);
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_string());
+    }
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    Ok(token)
+}
+
+pub async fn serve(shard: Rc<Shard>, listener: TcpListener, token: Rc<String>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let shard = Rc::clone(&shard);
+                let token = Rc::clone(&token);
+                glommio::spawn_local(async move {
+                    let _ = stream.set_read_timeout(Some(ADMIN_IO_TIMEOUT));
+                    let _ = stream.set_write_timeout(Some(ADMIN_IO_TIMEOUT));
+                    handle_connection(&shard, stream, &token).await;
+                })
+                .detach();
+            }
+            Err(e) => {
+                tracing::warn!("admin accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn handle_connection(shard: &Rc<Shard>, mut stream: TcpStream, token: &str) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let (head, used) = loop {
+        match http::parse_head(&buf) {
+            Ok(Some(parsed)) => break parsed,
+            Ok(None) => {}
+            Err(e) => {
+                let _ = respond(&mut stream, 400, &api::error_json(&e.to_string())).await;
+                return;
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let length = match http::body_framing(&head) {
+        Ok(http::BodyFraming::Empty) => 0,
+        Ok(http::BodyFraming::Length(n)) if n as usize <= ADMIN_BODY_BYTES_MAX => n as usize,
+        _ => {
+            let _ = respond(&mut stream, 413, &api::error_json("body too large or chunked")).await;
+            return;
+        }
+    };
+    let mut body = buf[used..].to_vec();
+    while body.len() < length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    body.truncate(length);
+    let (status, json) = if head.path == "/health" {
+        (200, "{\"status\":\"ok\"}".to_string())
+    } else if !authorized(&head, token) {
+        (401, api::error_json("missing or wrong bearer token"))
+    } else {
+        api::handle(shard, &head.method, &head.path, &body).await
+    };
+    let _ = respond(&mut stream, status, &json).await;
+}
+
+fn authorized(head: &http::RequestHead, token: &str) -> bool {
+    let Some(given) = head.header("authorization").and_then(|v| v.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    // Constant-time comparison: the token is a secret.
+    given.len() == token.len()
+        && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn respond(stream: &mut TcpStream, status: u16, json: &str) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(json.len() + 128);
+    let length = json.len().to_string();
+    http::write_response_head(
+        &mut out,
+        status,
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Length", &length),
+            ("Connection", "close"),
+        ],
+    );
+    out.extend_from_slice(json.as_bytes());
+    stream.write_all(&out).await?;
+    stream.flush().await
+}

@@ -1,0 +1,217 @@
+//! `granary key` and `granary bucket`: clients of the admin API of a running node.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+use crate::admin::api::{BucketInfo, KeyInfo};
+
+#[derive(Args, Debug)]
+pub struct AdminTarget {
+    /// Address of the node's admin API
+    #[arg(long, default_value = "127.0.0.1:3903", env = "GRANARY_ADMIN_ADDR")]
+    pub admin_addr: SocketAddr,
+    /// Admin token [default: read from <data-dir>/admin.token]
+    #[arg(long, env = "GRANARY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Data directory of the local node, where the admin token is kept
+    #[arg(long, default_value = "granary-data")]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create an access key (prints its secret once)
+    Create {
+        name: String,
+        /// Allow the key to create buckets
+        #[arg(long)]
+        create_bucket: bool,
+    },
+    /// List access keys
+    List,
+    /// Show a key, its secret and its buckets
+    Info { access_key_id: String },
+    /// Delete a key
+    Delete { access_key_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BucketCommand {
+    /// Create a bucket, optionally owned by a key
+    Create {
+        name: String,
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// List buckets
+    List,
+    /// Show a bucket and the keys allowed on it
+    Info { name: String },
+    /// Delete an empty bucket
+    Delete { name: String },
+    /// Give a key permissions on a bucket
+    Allow(Permission),
+    /// Take permissions away from a key
+    Deny(Permission),
+}
+
+#[derive(Args, Debug)]
+pub struct Permission {
+    pub bucket: String,
+    #[arg(long)]
+    pub key: String,
+    #[arg(long)]
+    pub read: bool,
+    #[arg(long)]
+    pub write: bool,
+    #[arg(long)]
+    pub owner: bool,
+}
+
+fn token(target: &AdminTarget) -> anyhow::Result<String> {
+    if let Some(token) = &target.admin_token {
+        return Ok(token.clone());
+    }
+    let path = target.data_dir.join(crate::admin::TOKEN_FILE);
+    let token = std::fs::read_to_string(&path).with_context(|| {
+        format!("reading the admin token from {} (or give --admin-token)", path.display())
+    })?;
+    Ok(token.trim().to_string())
+}
+
+/// One request to the admin API; returns the JSON body of a 2xx answer.
+fn call(target: &AdminTarget, method: &str, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<String> {
+    let token = token(target)?;
+    let mut stream = TcpStream::connect_timeout(&target.admin_addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to the admin API on {} (is the server running?)", target.admin_addr))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        target.admin_addr,
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, json) = text.split_once("\r\n\r\n").context("malformed admin API answer")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("malformed admin API status line")?;
+    if !(200..300).contains(&status) {
+        let message = serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_else(|| json.to_string());
+        bail!("admin API answered {status}: {message}");
+    }
+    Ok(json.to_string())
+}
+
+fn print_key(key: &KeyInfo) {
+    println!("Access key ID:     {}", key.access_key_id);
+    if let Some(secret) = &key.secret_access_key {
+        println!("Secret access key: {secret}");
+    }
+    println!("Name:              {}", key.name);
+    println!("Can create buckets: {}", key.create_bucket);
+    for b in &key.buckets {
+        println!("  bucket {:<40} {}", b.name, flags(b.read, b.write, b.owner));
+    }
+}
+
+fn print_bucket(bucket: &BucketInfo) {
+    println!("Bucket: {}  (id {})", bucket.name, bucket.id);
+    for k in &bucket.keys {
+        println!("  key {:<24} {}", k.name, flags(k.read, k.write, k.owner));
+    }
+}
+
+fn flags(read: bool, write: bool, owner: bool) -> String {
+    let f = |b: bool, c: char| if b { c } else { '-' };
+    format!("{}{}{}", f(read, 'R'), f(write, 'W'), f(owner, 'O'))
+}
+
+pub fn key(target: &AdminTarget, command: KeyCommand) -> anyhow::Result<()> {
+    let json = match &command {
+        KeyCommand::Create { name, create_bucket } => call(
+            target,
+            "POST",
+            "/v1/keys",
+            Some(serde_json::json!({ "name": name, "create_bucket": create_bucket })),
+        )?,
+        KeyCommand::List => call(target, "GET", "/v1/keys", None)?,
+        KeyCommand::Info { access_key_id } => {
+            call(target, "GET", &format!("/v1/keys/{access_key_id}"), None)?
+        }
+        KeyCommand::Delete { access_key_id } => {
+            call(target, "DELETE", &format!("/v1/keys/{access_key_id}"), None)?
+        }
+    };
+    if target.json {
+        println!("{json}");
+        return Ok(());
+    }
+    match command {
+        KeyCommand::List => {
+            let keys: Vec<KeyInfo> = serde_json::from_str(&json)?;
+            for k in keys {
+                println!("{:<24} {}", k.access_key_id, k.name);
+            }
+        }
+        KeyCommand::Delete { access_key_id } => println!("deleted key {access_key_id}"),
+        _ => print_key(&serde_json::from_str(&json)?),
+    }
+    Ok(())
+}
+
+pub fn bucket(target: &AdminTarget, command: BucketCommand) -> anyhow::Result<()> {
+    let permission = |p: &Permission| {
+        serde_json::json!({ "key": p.key, "read": p.read, "write": p.write, "owner": p.owner })
+    };
+    let json = match &command {
+        BucketCommand::Create { name, owner } => call(
+            target,
+            "POST",
+            "/v1/buckets",
+            Some(serde_json::json!({ "name": name, "owner": owner })),
+        )?,
+        BucketCommand::List => call(target, "GET", "/v1/buckets", None)?,
+        BucketCommand::Info { name } => call(target, "GET", &format!("/v1/buckets/{name}"), None)?,
+        BucketCommand::Delete { name } => {
+            call(target, "DELETE", &format!("/v1/buckets/{name}"), None)?
+        }
+        BucketCommand::Allow(p) => {
+            call(target, "POST", &format!("/v1/buckets/{}/allow", p.bucket), Some(permission(p)))?
+        }
+        BucketCommand::Deny(p) => {
+            call(target, "POST", &format!("/v1/buckets/{}/deny", p.bucket), Some(permission(p)))?
+        }
+    };
+    if target.json {
+        println!("{json}");
+        return Ok(());
+    }
+    match command {
+        BucketCommand::List => {
+            let buckets: Vec<BucketInfo> = serde_json::from_str(&json)?;
+            for b in buckets {
+                println!("{}", b.name);
+            }
+        }
+        BucketCommand::Delete { name } => println!("deleted bucket {name}"),
+        _ => print_bucket(&serde_json::from_str(&json)?),
+    }
+    Ok(())
+}
