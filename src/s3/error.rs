@@ -615,3 +615,22 @@ mod tests {
         );
     }
 }
+
+impl From<crate::http::HttpError> for S3Error {
+    fn from(e: crate::http::HttpError) -> Self {
+        use crate::http::HttpError as H;
+        match e {
+            H::HeadTooLarge | H::TooManyHeaders | H::TrailersTooLarge => {
+                S3Error::RequestHeaderSectionTooLarge
+            }
+            H::UnsupportedTransferEncoding => {
+                S3Error::NotImplemented("that Transfer-Encoding".into())
+            }
+            H::BadPath | H::BadQuery | H::BadPercentEncoding | H::NotUtf8 | H::BadTarget => {
+                S3Error::InvalidURI
+            }
+            H::Truncated => S3Error::IncompleteBody,
+            other => S3Error::BadRequest(other.to_string()),
+        }
+    }
+}

@@ -35,7 +35,7 @@ async fn fetch_upload(
         })
         .await
         .upload()?
-        .ok_or_else(|| S3Error::NoSuchUpload(upload_id.into()))
+        .ok_or(S3Error::NoSuchUpload)
 }
 
 pub async fn create(
@@ -46,7 +46,7 @@ pub async fn create(
 ) -> Result<Response, S3Error> {
     let checksum_algorithm = match head.header("x-amz-checksum-algorithm") {
         Some(name) => Some(
-            checksum::algorithm_of_name(name)
+            checksum::parse_algorithm(name)
                 .ok_or_else(|| S3Error::InvalidRequest(format!("unsupported checksum {name}")))?,
         ),
         None => None,
@@ -64,7 +64,7 @@ pub async fn create(
     let mut response =
         Response::xml(200, xml::initiate_multipart_xml(&bucket.name, key, &upload_id));
     if let Some(a) = checksum_algorithm {
-        response = response.header("x-amz-checksum-algorithm", checksum::name_of_algorithm(a));
+        response = response.header("x-amz-checksum-algorithm", checksum::algorithm_name(a));
     }
     Ok(response)
 }
@@ -113,11 +113,11 @@ pub async fn upload_part(
     }
     // The upload may have been aborted or completed while the part was being written.
     if fetch_upload(shard, bucket, key, upload_id).await.is_err() {
-        return Err(S3Error::NoSuchUpload(upload_id.into()));
+        return Err(S3Error::NoSuchUpload);
     }
     let mut response = Response::new(200).header("ETag", etag);
     if let Some(c) = &ingested.checksum {
-        response = response.header(checksum::header_of_algorithm(c.algorithm), c.base64.clone());
+        response = response.header(checksum::header_name(c.algorithm), c.base64.clone());
     }
     Ok(response)
 }
@@ -155,7 +155,7 @@ pub async fn complete(
 ) -> Result<Response, S3Error> {
     let wanted = xml::parse_complete_multipart(body)?;
     if wanted.is_empty() {
-        return Err(S3Error::MalformedXML("CompleteMultipartUpload names no part".into()));
+        return Err(S3Error::MalformedXML);
     }
     let upload = fetch_upload(shard, bucket, key, upload_id).await?;
     let stored = all_parts(shard, bucket, key, upload_id).await?;
@@ -169,7 +169,7 @@ pub async fn complete(
         let found = stored
             .iter()
             .find(|p| p.number == part.part_number && same_etag(&p.etag, &part.etag))
-            .ok_or_else(|| S3Error::InvalidPart(part.part_number))?;
+            .ok_or(S3Error::InvalidPart)?;
         chosen.push(found);
     }
     for part in &chosen[..chosen.len() - 1] {
@@ -179,7 +179,7 @@ pub async fn complete(
     }
     let md5s: Vec<[u8; 16]> = chosen
         .iter()
-        .map(|p| checksum::etag_md5(&p.etag).expect("part ETags are MD5s we computed"))
+        .map(|p| checksum::parse_part_etag(&p.etag).expect("part ETags are MD5s we computed"))
         .collect();
     let etag = checksum::etag_multipart(&md5s);
     let mut blocks: Vec<BlockRef> = Vec::new();
@@ -243,7 +243,7 @@ pub async fn complete(
     let location = format!("/{}/{}", bucket.name, key);
     let checksum_xml = checksum
         .as_ref()
-        .map(|c| (checksum::xml_name_of_algorithm(c.algorithm), format!("{}-{}", c.base64, chosen.len())));
+        .map(|c| (checksum::xml_element(c.algorithm), format!("{}-{}", c.base64, chosen.len())));
     Ok(Response::xml(
         200,
         xml::complete_multipart_xml(&location, &bucket.name, key, &etag, checksum_xml),
@@ -322,10 +322,10 @@ pub async fn list_parts(
                 checksum: p
                     .checksum
                     .as_ref()
-                    .map(|c| (checksum::xml_name_of_algorithm(c.algorithm), c.base64.clone())),
+                    .map(|c| (checksum::xml_element(c.algorithm), c.base64.clone())),
             })
             .collect(),
-        checksum_algorithm: upload.checksum_algorithm.map(checksum::name_of_algorithm),
+        checksum_algorithm: upload.checksum_algorithm.map(checksum::algorithm_name),
     };
     Ok(Response::xml(200, xml::list_parts_xml(&listing)))
 }

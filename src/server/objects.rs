@@ -40,17 +40,17 @@ pub struct Ingested {
 /// (otherwise it comes in a trailer).
 fn declared_checksum(head: &RequestHead) -> Result<Option<(ChecksumAlgorithm, Option<String>)>, S3Error> {
     for (name, value) in &head.headers {
-        if let Some(algorithm) = checksum::algorithm_of_header(name) {
+        if let Some(algorithm) = checksum::algorithm_from_header_name(name) {
             return Ok(Some((algorithm, Some(value.clone()))));
         }
     }
     if let Some(trailer) = head.header("x-amz-trailer") {
-        let algorithm = checksum::algorithm_of_header(&trailer.trim().to_ascii_lowercase())
+        let algorithm = checksum::algorithm_from_header_name(&trailer.trim().to_ascii_lowercase())
             .ok_or_else(|| S3Error::InvalidRequest(format!("unsupported trailer {trailer}")))?;
         return Ok(Some((algorithm, None)));
     }
     if let Some(name) = head.header("x-amz-sdk-checksum-algorithm") {
-        let algorithm = checksum::algorithm_of_name(name)
+        let algorithm = checksum::parse_algorithm(name)
             .ok_or_else(|| S3Error::InvalidRequest(format!("unsupported checksum {name}")))?;
         return Ok(Some((algorithm, None)));
     }
@@ -154,7 +154,7 @@ pub async fn ingest(
         }
         if let Some(expected) = content_md5 {
             if expected != digests.md5 {
-                return Err(S3Error::BadDigest("Content-MD5 does not match the body".into()));
+                return Err(S3Error::BadDigest(None));
             }
         }
         let checksum = match declared {
@@ -162,15 +162,12 @@ pub async fn ingest(
             Some((algorithm, value)) => {
                 let actual = digests.checksum.clone().expect("hashers computed the declared checksum");
                 let expected = value.or_else(|| {
-                    let name = checksum::header_of_algorithm(algorithm);
+                    let name = checksum::header_name(algorithm);
                     body.trailers().iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
                 });
                 match expected {
                     Some(expected) if expected != actual => {
-                        return Err(S3Error::BadDigest(format!(
-                            "{} does not match the body",
-                            checksum::header_of_algorithm(algorithm)
-                        )))
+                        return Err(S3Error::BadDigest(Some(algorithm)))
                     }
                     _ => {}
                 }
@@ -291,7 +288,7 @@ pub async fn put_object(
     }
     let mut response = Response::new(200).header("ETag", etag);
     if let Some(c) = &ingested.checksum {
-        response = response.header(checksum::header_of_algorithm(c.algorithm), c.base64.clone());
+        response = response.header(checksum::header_name(c.algorithm), c.base64.clone());
     }
     Ok(response)
 }
@@ -301,7 +298,7 @@ pub async fn fetch_object(shard: &Rc<Shard>, bucket: &BucketRow, key: &str) -> R
         .call(ShardRequest::GetObject { bucket: bucket.id, key: key.to_string() })
         .await
         .object()?
-        .ok_or_else(|| S3Error::NoSuchKey(key.to_string()))
+        .ok_or(S3Error::NoSuchKey)
 }
 
 /// `Range: bytes=...` against an object of `size` bytes: None for the whole object.
@@ -315,7 +312,7 @@ pub fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error
     let range = if first.is_empty() {
         let Ok(suffix) = last.parse::<u64>() else { return Ok(None) };
         if suffix == 0 {
-            return Err(S3Error::InvalidRange(size));
+            return Err(S3Error::InvalidRange);
         }
         (size.saturating_sub(suffix), size)
     } else {
@@ -330,7 +327,7 @@ pub fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error
             (last + 1).min(size)
         };
         if start >= size {
-            return Err(S3Error::InvalidRange(size));
+            return Err(S3Error::InvalidRange);
         }
         (start, end)
     };
@@ -350,11 +347,11 @@ pub fn check_conditions(head: &RequestHead, row: &ObjectRow) -> Result<(), S3Err
     let if_match = head.header("if-match");
     if let Some(list) = if_match {
         if !etag_matches(list, &row.etag) {
-            return Err(S3Error::PreconditionFailed("If-Match".into()));
+            return Err(S3Error::PreconditionFailed);
         }
     } else if let Some(since) = head.header("if-unmodified-since").and_then(date) {
         if modified_s > since {
-            return Err(S3Error::PreconditionFailed("If-Unmodified-Since".into()));
+            return Err(S3Error::PreconditionFailed);
         }
     }
     if let Some(list) = head.header("if-none-match") {
@@ -415,7 +412,7 @@ pub async fn get_object(
     let whole = range == (0, size) && status == 200;
     if let (Some(c), Some("ENABLED")) = (&row.checksum, head.header("x-amz-checksum-mode")) {
         if whole {
-            response.headers.push((checksum::header_of_algorithm(c.algorithm).into(), c.base64.clone()));
+            response.headers.push((checksum::header_name(c.algorithm).into(), c.base64.clone()));
         }
     }
     for (param, header) in [
@@ -537,7 +534,7 @@ pub async fn delete_object(shard: &Rc<Shard>, bucket: &BucketRow, key: &str) -> 
 pub async fn delete_objects(shard: &Rc<Shard>, bucket: &BucketRow, body: &[u8]) -> Result<Response, S3Error> {
     let request = xml::parse_delete(body)?;
     if request.objects.len() > 1000 {
-        return Err(S3Error::MalformedXML("at most 1000 keys per DeleteObjects".into()));
+        return Err(S3Error::MalformedXML);
     }
     let mut deleted = Vec::new();
     let mut errors = Vec::new();

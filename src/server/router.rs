@@ -131,7 +131,7 @@ pub fn check(caller: &Caller, bucket: &BucketRow, need: Need) -> Result<(), S3Er
 }
 
 pub fn lookup_bucket(shard: &Shard, name: &str) -> Result<BucketRow, S3Error> {
-    shard.global.borrow().bucket(name).cloned().ok_or_else(|| S3Error::NoSuchBucket(name.into()))
+    shard.global.borrow().bucket(name).cloned().ok_or(S3Error::NoSuchBucket)
 }
 
 /// Sets up the body's decoding for the payload mode the signature declared.
@@ -169,7 +169,7 @@ pub async fn read_small_body(
         let expected = crate::s3::checksum::parse_content_md5(md5)?;
         let actual: [u8; 16] = md5::Md5::digest(&bytes).into();
         if actual != expected {
-            return Err(S3Error::BadDigest("Content-MD5 does not match the body".into()));
+            return Err(S3Error::BadDigest(None));
         }
     }
     Ok(bytes)
@@ -361,16 +361,16 @@ async fn create_bucket(
     name: &str,
 ) -> Result<Response, S3Error> {
     if !valid_bucket_name(name) {
-        return Err(S3Error::InvalidBucketName(name.into()));
+        return Err(S3Error::InvalidBucketName);
     }
     let config = read_small_body(body, head, caller).await?;
     xml::parse_create_bucket(&config)?;
     if let Some(existing) = shard.global.borrow().bucket(name) {
         let ours = existing.grants.iter().any(|(id, p)| *id == caller.key.access_key_id && p.owner);
         return Err(if ours {
-            S3Error::BucketAlreadyOwnedByYou(name.into())
+            S3Error::BucketAlreadyOwnedByYou
         } else {
-            S3Error::BucketAlreadyExists(name.into())
+            S3Error::BucketAlreadyExists
         });
     }
     if !caller.key.create_bucket {
@@ -401,7 +401,7 @@ async fn delete_bucket(shard: &Rc<Shard>, caller: &Caller, name: &str) -> Result
             .flag()
             .map_err(S3Error::from)?;
         if has {
-            return Err(S3Error::BucketNotEmpty(name.into()));
+            return Err(S3Error::BucketNotEmpty);
         }
     }
     row.deleted = true;

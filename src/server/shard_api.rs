@@ -116,3 +116,14 @@ impl ShardResponse {
     expect_variant!(part, Part, ShardResult<Option<PartRow>>);
     expect_variant!(parts, Parts, ShardResult<Vec<PartRow>>);
 }
+
+impl From<ShardError> for crate::s3::error::S3Error {
+    fn from(e: ShardError) -> Self {
+        use crate::s3::error::S3Error;
+        match e {
+            ShardError::PreconditionFailed => S3Error::PreconditionFailed,
+            ShardError::BlockUnavailable(m) => S3Error::InternalError(format!("block unavailable: {m}")),
+            ShardError::Storage(m) => S3Error::InternalError(m),
+        }
+    }
+}
