@@ -303,7 +303,8 @@ pub fn request_checksum(headers: &[(String, String)]) -> Result<RequestChecksum,
         if let Some(a) = algorithm_from_header_name(n) {
             if out.expected.is_some() {
                 return Err(S3Error::InvalidRequest(
-                    "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+                    "Expecting a single x-amz-checksum- header. Multiple checksum Types are not \
+                        allowed."
                         .into(),
                 ));
             }
@@ -322,13 +323,15 @@ pub fn request_checksum(headers: &[(String, String)]) -> Result<RequestChecksum,
                 })?;
                 if out.algorithm.is_some_and(|b| b != a) || out.in_trailer {
                     return Err(S3Error::InvalidRequest(
-                        "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+                        "Expecting a single x-amz-checksum- header. Multiple checksum Types are \
+                            not allowed."
                             .into(),
                     ));
                 }
                 if out.expected.is_some() {
                     return Err(S3Error::InvalidRequest(
-                        "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+                        "Expecting a single x-amz-checksum- header. Multiple checksum Types are \
+                            not allowed."
                             .into(),
                     ));
                 }

@@ -248,7 +248,8 @@ pub fn parse_post_auth(fields: &[(String, String)]) -> Result<Option<PostAuth>, 
     let get = |n: &str| form_value(fields, n);
     if get("awsaccesskeyid").is_some() || get("signature").is_some() {
         return Err(S3Error::InvalidRequest(
-            "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+            "The authorization mechanism you have provided is not supported. Please use \
+                AWS4-HMAC-SHA256."
                 .into(),
         ));
     }
@@ -258,7 +259,8 @@ pub fn parse_post_auth(fields: &[(String, String)]) -> Result<Option<PostAuth>, 
     }
     let missing = |what: &str| {
         S3Error::InvalidArgument(format!(
-            "Bucket POST must contain a field named '{what}'.  If it is specified, please check the order of the fields."
+            "Bucket POST must contain a field named '{what}'.  If it is specified, please check \
+                the order of the fields."
         ))
     };
     let policy = policy.ok_or_else(|| missing("policy"))?;

@@ -84,7 +84,10 @@ pub enum AuthError {
     /// The access key is unknown: decided by the caller, which holds the key table.
     #[error("The AWS Access Key Id you provided does not exist in our records.")]
     InvalidAccessKeyId(String),
-    #[error("The request signature we calculated does not match the signature you provided. Check your key and signing method.")]
+    #[error(
+        "The request signature we calculated does not match the signature you provided. \
+        Check your key and signing method."
+    )]
     SignatureDoesNotMatch,
     #[error("The difference between the request time and the current time is too large.")]
     RequestTimeTooSkewed,
@@ -141,7 +144,12 @@ impl PayloadMode {
                 match hex::decode_to_slice(v, &mut out) {
                     Ok(()) => Ok(Self::Sha256(out)),
                     Err(_) => Err(AuthError::InvalidArgument(
-                        "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, or a valid sha256 value.".into(),
+                        "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, \
+                            STREAMING-UNSIGNED-PAYLOAD-TRAILER, \
+                            STREAMING-AWS4-HMAC-SHA256-PAYLOAD, \
+                            STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, or a valid sha256 \
+                            value."
+                            .into(),
                     )),
                 }
             }
@@ -503,7 +511,8 @@ fn parse_credential(
             (Some(t), Some(s), Some(r), Some(d), Some(k)) => (t, s, r, d, k),
             _ => {
                 return Err(err(format!(
-                    "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\". ({cred})"
+                    "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; \
+                        expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\". ({cred})"
                 )))
             }
         };
@@ -512,7 +521,8 @@ fn parse_credential(
     }
     if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
         return Err(err(format!(
-            "Invalid credential date \"{date}\". This date is not the same as X-Amz-Date: \"yyyyMMdd\" expected."
+            "Invalid credential date \"{date}\". This date is not the same as X-Amz-Date: \
+                \"yyyyMMdd\" expected."
         )));
     }
     if region.is_empty() {
@@ -520,12 +530,14 @@ fn parse_credential(
     }
     if term != "aws4_request" {
         return Err(err(format!(
-            "Error parsing the Credential; incorrect terminal \"{term}\". This endpoint uses \"aws4_request\"."
+            "Error parsing the Credential; incorrect terminal \"{term}\". This endpoint uses \
+                \"aws4_request\"."
         )));
     }
     if service != "s3" {
         return Err(err(format!(
-            "Error parsing the Credential; incorrect service \"{service}\". This endpoint belongs to \"s3\"."
+            "Error parsing the Credential; incorrect service \"{service}\". This endpoint \
+                belongs to \"s3\"."
         )));
     }
     Ok((key.into(), date.into(), region.into(), service.into()))
@@ -570,7 +582,8 @@ fn header_amz_date(input: &AuthInput) -> Result<String, AuthError> {
 
 fn sigv2_refused() -> AuthError {
     AuthError::InvalidRequest(
-        "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+        "The authorization mechanism you have provided is not supported. Please use \
+            AWS4-HMAC-SHA256."
             .into(),
     )
 }
@@ -587,11 +600,12 @@ pub fn parse(input: &AuthInput) -> Result<Option<ParsedAuth>, AuthError> {
     };
     let presigned = qget("X-Amz-Algorithm").is_some();
     match auth {
-        Some(_) if presigned => {
-            Err(AuthError::InvalidArgument(
-                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified".into(),
-            ))
-        }
+        Some(_) if presigned => Err(AuthError::InvalidArgument(
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, \
+                    Signature query string parameter or the Authorization header should be \
+                    specified"
+                .into(),
+        )),
         Some(a) => parse_header_form(input, a).map(Some),
         None if presigned => parse_query_form(input, &qget).map(Some),
         None => {
@@ -628,7 +642,8 @@ fn parse_header_form(input: &AuthInput, auth: &str) -> Result<ParsedAuth, AuthEr
         }
         let (k, v) = part.split_once('=').ok_or_else(|| {
             malformed(format!(
-                "The authorization header is malformed; the authorization component \"{part}\" is malformed."
+                "The authorization header is malformed; the authorization component \"{part}\" \
+                    is malformed."
             ))
         })?;
         match k.trim() {
@@ -637,14 +652,17 @@ fn parse_header_form(input: &AuthInput, auth: &str) -> Result<ParsedAuth, AuthEr
             "Signature" => sig = Some(v.trim()),
             _ => {
                 return Err(malformed(format!(
-                    "The authorization header is malformed; the authorization component \"{part}\" is malformed."
+                    "The authorization header is malformed; the authorization component \
+                        \"{part}\" is malformed."
                 )))
             }
         }
     }
     let (Some(cred), Some(sh), Some(sig)) = (cred, sh, sig) else {
         return Err(malformed(
-            "The authorization header is malformed; it must contain Credential, SignedHeaders and Signature.".into(),
+            "The authorization header is malformed; it must contain Credential, SignedHeaders \
+                and Signature."
+                .into(),
         ));
     };
     let (access_key_id, date, region, service) = parse_credential(cred, malformed)?;
@@ -658,7 +676,8 @@ fn parse_header_form(input: &AuthInput, auth: &str) -> Result<ParsedAuth, AuthEr
     let amz_date = header_amz_date(input)?;
     if amz_date[..8] != date {
         return Err(malformed(format!(
-            "The authorization header is malformed; Invalid credential date. Date is not the same as X-Amz-Date: \"{date}\"."
+            "The authorization header is malformed; Invalid credential date. Date is not the \
+                same as X-Amz-Date: \"{date}\"."
         )));
     }
     let payload_hash = input
@@ -699,7 +718,10 @@ fn parse_query_form(
         qget("X-Amz-Signature"),
     ) else {
         return Err(qerr(
-            "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.".into(),
+            "Query-string authentication version 4 requires the X-Amz-Algorithm, \
+                X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and \
+                X-Amz-Expires parameters."
+                .into(),
         ));
     };
     if alg == "AWS4-ECDSA-P256-SHA256" {
@@ -883,7 +905,8 @@ pub fn chunk_signature(
     chunk_sha256: &[u8; 32],
 ) -> String {
     let sts = format!(
-        "AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{previous_signature}\n{EMPTY_SHA256_HEX}\n{}",
+        "AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{previous_signature}\n\
+         {EMPTY_SHA256_HEX}\n{}",
         hex::encode(chunk_sha256)
     );
     sign_hex(signing_key, &sts)
@@ -1092,7 +1115,8 @@ pub fn presign_url(
         query.push('&');
     }
     query.push_str(&format!(
-        "X-Amz-Algorithm={ALGORITHM}&X-Amz-Credential={}&X-Amz-Date={}&X-Amz-Expires={expires_s}&X-Amz-SignedHeaders=host",
+        "X-Amz-Algorithm={ALGORITHM}&X-Amz-Credential={}&X-Amz-Date={}\
+         &X-Amz-Expires={expires_s}&X-Amz-SignedHeaders=host",
         uri_encode(cred.as_bytes(), true),
         params.amz_date
     ));
@@ -1145,7 +1169,8 @@ mod tests {
 
     fn auth_header(signed: &str, sig: &str) -> String {
         format!(
-            "AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders={signed},Signature={sig}"
+            "AWS4-HMAC-SHA256 \
+                Credential={AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders={signed},Signature={sig}"
         )
     }
 
@@ -1529,9 +1554,12 @@ mod tests {
         assert_eq!(parse(&input("GET", "/", "", &base)).unwrap(), None);
         // Spaces or not after commas.
         for a in [
-            format!("AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature={sig}"),
-            format!("AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;x-amz-date,Signature={sig}"),
-            format!("AWS4-HMAC-SHA256  Credential={AK}/20130524/us-east-1/s3/aws4_request ,  SignedHeaders=host;x-amz-date , Signature={sig}"),
+            format!("AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_request, \
+                SignedHeaders=host;x-amz-date, Signature={sig}"),
+            format!("AWS4-HMAC-SHA256 \
+                Credential={AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;x-amz-date,Signature={sig}"),
+            format!("AWS4-HMAC-SHA256  Credential={AK}/20130524/us-east-1/s3/aws4_request \
+                ,  SignedHeaders=host;x-amz-date , Signature={sig}"),
         ] {
             let hs = with(&a);
             let p = parse(&input("GET", "/", "", &hs)).unwrap().unwrap();
@@ -1557,15 +1585,24 @@ mod tests {
             AuthError::AuthorizationHeaderMalformed(_)
         ));
         assert!(matches!(
-            err(&format!("AWS4-HMAC-SHA256 Credential={AK}/20130525/us-east-1/s3/aws4_request, SignedHeaders=host, Signature={sig}")),
+            err(&format!(
+                "AWS4-HMAC-SHA256 Credential={AK}/20130525/us-east-1/s3/aws4_request, \
+                SignedHeaders=host, Signature={sig}"
+            )),
             AuthError::AuthorizationHeaderMalformed(_)
         ));
         assert!(matches!(
-            err(&format!("AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=abc")),
+            err(&format!(
+                "AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_request, \
+                SignedHeaders=host, Signature=abc"
+            )),
             AuthError::AuthorizationHeaderMalformed(_)
         ));
         assert!(matches!(
-            err(&format!("AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_req, SignedHeaders=host, Signature={sig}")),
+            err(&format!(
+                "AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_req, \
+                SignedHeaders=host, Signature={sig}"
+            )),
             AuthError::AuthorizationHeaderMalformed(_)
         ));
         // Missing x-amz-content-sha256.
