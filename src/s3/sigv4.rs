@@ -809,6 +809,34 @@ pub fn verify(
     secret_access_key: &str,
     now_unix_s: i64,
 ) -> Result<Verified, AuthError> {
+    check_time_and_headers(input, parsed, now_unix_s)?;
+    let key = signing_key(
+        secret_access_key,
+        &parsed.date,
+        &parsed.region,
+        &parsed.service,
+    );
+    check_signature(input, parsed, key)
+}
+
+/// As `verify`, with a signing key the caller cached for `(access key, parsed.date,
+/// parsed.region, parsed.service)`: saves the four HMACs of the key derivation.
+pub fn verify_with_key(
+    input: &AuthInput,
+    parsed: &ParsedAuth,
+    signing_key: [u8; 32],
+    now_unix_s: i64,
+) -> Result<Verified, AuthError> {
+    check_time_and_headers(input, parsed, now_unix_s)?;
+    check_signature(input, parsed, signing_key)
+}
+
+/// Date, expiry, skew, and which headers must be signed.
+fn check_time_and_headers(
+    input: &AuthInput,
+    parsed: &ParsedAuth,
+    now_unix_s: i64,
+) -> Result<(), AuthError> {
     let t = parse_amz_date(&parsed.amz_date).ok_or_else(|| {
         AuthError::AccessDenied(
             "AWS authentication requires a valid Date or x-amz-date header".into(),
@@ -848,14 +876,17 @@ pub fn verify(
             "There were headers present in the request which were not signed: {n}"
         )));
     }
+    Ok(())
+}
 
+/// The canonical request, string to sign and signature; the raw path first, then the
+/// normalized one.
+fn check_signature(
+    input: &AuthInput,
+    parsed: &ParsedAuth,
+    key: [u8; 32],
+) -> Result<Verified, AuthError> {
     let scope = parsed.scope();
-    let key = signing_key(
-        secret_access_key,
-        &parsed.date,
-        &parsed.region,
-        &parsed.service,
-    );
     let query = canonical_query(input.raw_query, parsed.presigned);
     let raw_uri = if input.raw_path.is_empty() {
         "/"
@@ -927,6 +958,24 @@ pub fn trailer_signature(
         sha256_hex(trailer_bytes)
     );
     sign_hex(signing_key, &sts)
+}
+
+/// The bytes a trailer signature covers: each trailing header but
+/// `x-amz-trailer-signature`, in the order sent, as `name:value\n` with the name lowercase
+/// and the value trimmed.
+pub fn canonical_trailer(trailers: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    for (n, v) in trailers {
+        let n = n.trim().to_ascii_lowercase();
+        if n == "x-amz-trailer-signature" {
+            continue;
+        }
+        out.extend_from_slice(n.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(v.trim().as_bytes());
+        out.push(b'\n');
+    }
+    out
 }
 
 /// Checks the chain of chunk signatures of an aws-chunked body, in order.
@@ -1520,7 +1569,11 @@ mod tests {
         let c2: [u8; 32] = Sha256::digest(b"").into();
         let s1 = chunk_signature(&key, DATE, &scope, &v.seed_signature, &c1);
         let s2 = chunk_signature(&key, DATE, &scope, &s1, &c2);
-        let trailer = b"x-amz-checksum-crc32:poTHxg==\n";
+        let trailer = &canonical_trailer(&h(&[
+            ("X-Amz-Checksum-Crc32", " poTHxg=="),
+            ("x-amz-trailer-signature", "ignored"),
+        ]));
+        assert_eq!(trailer, b"x-amz-checksum-crc32:poTHxg==\n");
         let st = trailer_signature(&key, DATE, &scope, &s2, trailer);
         let mut cv = ChunkVerifier::new(&v);
         cv.verify_chunk(&c1, &s1).unwrap();
@@ -1733,6 +1786,11 @@ mod tests {
         let inp = input("GET", "/b", "", &hs);
         let p = parse(&inp).unwrap().unwrap();
         verify(&inp, &p, SK, now() + 900).unwrap();
+        verify_with_key(&inp, &p, params.signing_key(), now()).unwrap();
+        assert_eq!(
+            verify_with_key(&inp, &p, [0; 32], now()).unwrap_err(),
+            AuthError::SignatureDoesNotMatch
+        );
         verify(&inp, &p, SK, now() - 900).unwrap();
         assert_eq!(
             verify(&inp, &p, SK, now() + 901).unwrap_err(),
