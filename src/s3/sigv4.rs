@@ -1815,6 +1815,34 @@ mod tests {
     }
 
     #[test]
+    fn date_header_and_repeated_headers() {
+        let params = SigningParams {
+            access_key_id: AK,
+            secret_access_key: SK,
+            region: "us-east-1",
+            amz_date: DATE,
+        };
+        // No x-amz-date: the HTTP Date header gives the time.
+        let mut hs = h(&[
+            ("date", "Fri, 24 May 2013 00:00:00 GMT"),
+            ("host", "h"),
+            ("x-amz-content-sha256", EMPTY_SHA256_HEX),
+            ("x-amz-meta-a", "one"),
+            ("x-amz-meta-a", "two   three"),
+        ]);
+        let signed = ["date", "host", "x-amz-content-sha256", "x-amz-meta-a"];
+        let a = sign_request(&params, "GET", "/b", "", &hs, &signed, EMPTY_SHA256_HEX);
+        hs.push(("authorization".into(), a));
+        let inp = input("GET", "/b", "", &hs);
+        let p = parse(&inp).unwrap().unwrap();
+        assert_eq!(p.amz_date, DATE);
+        verify(&inp, &p, SK, now()).unwrap();
+        // The canonical form joins repeated headers and collapses blanks.
+        let ch = canonical_headers(&hs, &["x-amz-meta-a".to_string()]);
+        assert_eq!(ch, "x-amz-meta-a:one,two three\n");
+    }
+
+    #[test]
     fn dates() {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date(DATE), Some(1_369_353_600));
@@ -1908,6 +1936,41 @@ mod tests {
             let p4 = parse(&inp4).unwrap().unwrap();
             prop_assert!(verify(&inp4, &p4, SK, now() + 3600).is_ok());
             prop_assert!(verify(&inp4, &p4, SK, now() + 3601).is_err());
+        }
+
+        /// Clients that send some characters raw or with lowercase escapes but sign AWS's
+        /// encoding still verify, through the normalized-path fallback.
+        #[test]
+        fn sloppy_path_encoding_verifies(key in key_strategy(), mask in any::<u64>()) {
+            let signed_path = format!("/b/{}", uri_encode(key.as_bytes(), false));
+            let mut wire_path = String::from("/b/");
+            for (i, &b) in key.as_bytes().iter().enumerate() {
+                let raw_ok = matches!(b, b'!' | b'$' | b'+' | b'=' | b'&');
+                if raw_ok && mask >> (i % 64) & 1 == 1 {
+                    wire_path.push(b as char);
+                } else if !is_unreserved(b) && b != b'/' {
+                    wire_path.push_str(&format!("%{b:02x}"));
+                } else {
+                    wire_path.push(b as char);
+                }
+            }
+            let sp = SigningParams {
+                access_key_id: AK,
+                secret_access_key: SK,
+                region: "us-east-1",
+                amz_date: DATE,
+            };
+            let mut hs = h(&[
+                ("host", "h"),
+                ("x-amz-date", DATE),
+                ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
+            ]);
+            let signed = ["host", "x-amz-date", "x-amz-content-sha256"];
+            let a = sign_request(&sp, "GET", &signed_path, "", &hs, &signed, UNSIGNED_PAYLOAD);
+            hs.push(("authorization".into(), a));
+            let inp = input("GET", &wire_path, "", &hs);
+            let p = parse(&inp).unwrap().unwrap();
+            prop_assert!(verify(&inp, &p, SK, now()).is_ok(), "{} vs {}", wire_path, signed_path);
         }
 
         #[test]
