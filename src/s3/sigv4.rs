@@ -1973,6 +1973,47 @@ mod tests {
             prop_assert!(verify(&inp, &p, SK, now()).is_ok(), "{} vs {}", wire_path, signed_path);
         }
 
+        /// A chain of chunk signatures verifies in order; reordering or altering a chunk
+        /// breaks it from that chunk on.
+        #[test]
+        fn chunk_chain(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..6), bad in any::<usize>()) {
+            let key = signing_key(SK, "20130524", "us-east-1", "s3");
+            let scope = "20130524/us-east-1/s3/aws4_request";
+            let seed = "0".repeat(64);
+            let v = Verified {
+                access_key_id: AK.into(),
+                signing_key: key,
+                amz_date: DATE.into(),
+                scope: scope.into(),
+                seed_signature: seed.clone(),
+                payload: PayloadMode::StreamingSigned,
+            };
+            let mut prev = seed;
+            let mut sigs = Vec::new();
+            for c in &chunks {
+                let d: [u8; 32] = Sha256::digest(c).into();
+                prev = chunk_signature(&key, DATE, scope, &prev, &d);
+                sigs.push(prev.clone());
+            }
+            let mut cv = ChunkVerifier::new(&v);
+            for (c, sig) in chunks.iter().zip(&sigs) {
+                prop_assert!(cv.verify_chunk(&Sha256::digest(c).into(), sig).is_ok());
+            }
+            let i = bad % chunks.len();
+            let mut cv = ChunkVerifier::new(&v);
+            for (j, (c, sig)) in chunks.iter().zip(&sigs).enumerate() {
+                let mut c = c.clone();
+                if j == i {
+                    c.push(1);
+                }
+                let r = cv.verify_chunk(&Sha256::digest(&c).into(), sig);
+                prop_assert_eq!(r.is_ok(), j < i);
+                if j >= i {
+                    break;
+                }
+            }
+        }
+
         #[test]
         fn canonical_query_order_independent(mut params in proptest::collection::vec((key_strategy(), key_strategy()), 0..6), seed in any::<u64>()) {
             let enc = |ps: &[(String, String)]| ps.iter()
