@@ -354,7 +354,8 @@ mod tests {
         {"bucket": "sigv4examplebucket"},
         ["starts-with", "$key", "user/user1/"],
         {"acl": "public-read"},
-        {"success_action_redirect": "http://sigv4examplebucket.s3.amazonaws.com/successful_upload.html"},
+        {"success_action_redirect":
+            "http://sigv4examplebucket.s3.amazonaws.com/successful_upload.html"},
         ["starts-with", "$Content-Type", "image/"],
         {"x-amz-meta-uuid": "14365123651274"},
         {"x-amz-server-side-encryption": "AES256"},
@@ -452,7 +453,8 @@ mod tests {
                 r#"{"expiration": "2015-12-30T12:00:00Z", "conditions": [["gt", "$key", "a"]]}"#,
             ),
             &policy_b64(
-                r#"{"expiration": "2015-12-30T12:00:00Z", "conditions": [["content-length-range", 5, 1]]}"#,
+                r#"{"expiration": "2015-12-30T12:00:00Z",
+                    "conditions": [["content-length-range", 5, 1]]}"#,
             ),
             &policy_b64(
                 r#"{"expiration": "2015-12-30T12:00:00Z", "conditions": [{"a": "b", "c": "d"}]}"#,
@@ -479,7 +481,8 @@ mod tests {
         #[test]
         fn starts_with_semantics(prefix in "[a-z/]{0,6}", key in "[a-z/]{0,10}") {
             let json = format!(
-                r#"{{"expiration": "2030-01-01T00:00:00Z", "conditions": [["starts-with", "$key", "{prefix}"], {{"bucket": "b"}}]}}"#
+                r#"{{"expiration": "2030-01-01T00:00:00Z",
+                    "conditions": [["starts-with", "$key", "{prefix}"], {{"bucket": "b"}}]}}"#
             );
             let p = parse_policy(&B64.encode(json)).unwrap();
             let r = p.check(&f(&[("key", &key)]), "b", 0);

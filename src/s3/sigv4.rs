@@ -1219,7 +1219,8 @@ mod tests {
     fn auth_header(signed: &str, sig: &str) -> String {
         format!(
             "AWS4-HMAC-SHA256 \
-                Credential={AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders={signed},Signature={sig}"
+                Credential={AK}/20130524/us-east-1/s3/aws4_request,\
+                SignedHeaders={signed},Signature={sig}"
         )
     }
 
@@ -1384,7 +1385,10 @@ mod tests {
     // "Authenticating Requests: Using Query Parameters", example presigned GET.
     #[test]
     fn aws_example_presigned() {
-        let q = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+        let q = "X-Amz-Algorithm=AWS4-HMAC-SHA256\
+            &X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request\
+            &X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host\
+            &X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
         let hs = h(&[("host", "examplebucket.s3.amazonaws.com")]);
         let inp = input("GET", "/test.txt", q, &hs);
         let p = parse(&inp).unwrap().unwrap();
@@ -1447,7 +1451,8 @@ mod tests {
             ("x-amz-decoded-content-length", "66560"),
             ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
         ]);
-        let signed = "content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class";
+        let signed = "content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;\
+            x-amz-decoded-content-length;x-amz-storage-class";
         let seed = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
         let v = check(
             "PUT",
@@ -1607,12 +1612,19 @@ mod tests {
         assert_eq!(parse(&input("GET", "/", "", &base)).unwrap(), None);
         // Spaces or not after commas.
         for a in [
-            format!("AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_request, \
-                SignedHeaders=host;x-amz-date, Signature={sig}"),
-            format!("AWS4-HMAC-SHA256 \
-                Credential={AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;x-amz-date,Signature={sig}"),
-            format!("AWS4-HMAC-SHA256  Credential={AK}/20130524/us-east-1/s3/aws4_request \
-                ,  SignedHeaders=host;x-amz-date , Signature={sig}"),
+            format!(
+                "AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_request, \
+                SignedHeaders=host;x-amz-date, Signature={sig}"
+            ),
+            format!(
+                "AWS4-HMAC-SHA256 \
+                Credential={AK}/20130524/us-east-1/s3/aws4_request,\
+                SignedHeaders=host;x-amz-date,Signature={sig}"
+            ),
+            format!(
+                "AWS4-HMAC-SHA256  Credential={AK}/20130524/us-east-1/s3/aws4_request \
+                ,  SignedHeaders=host;x-amz-date , Signature={sig}"
+            ),
         ] {
             let hs = with(&a);
             let p = parse(&input("GET", "/", "", &hs)).unwrap().unwrap();
@@ -1707,7 +1719,12 @@ mod tests {
             AuthError::AuthorizationQueryParametersError(_)
         ));
         let full = |exp: &str| {
-            format!("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={AK}%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date={DATE}&X-Amz-Expires={exp}&X-Amz-SignedHeaders=host&X-Amz-Signature={sig}")
+            format!(
+                "X-Amz-Algorithm=AWS4-HMAC-SHA256\
+                &X-Amz-Credential={AK}%2F20130524%2Fus-east-1%2Fs3%2Faws4_request\
+                &X-Amz-Date={DATE}&X-Amz-Expires={exp}&X-Amz-SignedHeaders=host\
+                &X-Amz-Signature={sig}"
+            )
         };
         assert!(matches!(
             q(&full("604801")),
@@ -1871,6 +1888,14 @@ mod tests {
         assert_eq!(percent_decode("%zz%4"), b"%zz%4");
     }
 
+    fn encode_pair(n: &str, v: &str) -> String {
+        format!(
+            "{}={}",
+            uri_encode(n.as_bytes(), true),
+            uri_encode(v.as_bytes(), true)
+        )
+    }
+
     fn key_strategy() -> impl Strategy<Value = String> {
         proptest::collection::vec(
             prop_oneof![
@@ -1902,10 +1927,15 @@ mod tests {
             let path = format!("/bucket/{}", uri_encode(key.as_bytes(), false));
             let query = params
                 .iter()
-                .map(|(n, v)| format!("{}={}", uri_encode(n.as_bytes(), true), uri_encode(v.as_bytes(), true)))
+                .map(|(n, v)| encode_pair(n, v))
                 .collect::<Vec<_>>()
                 .join("&");
-            let sp = SigningParams { access_key_id: AK, secret_access_key: SK, region: "eu-west-3", amz_date: DATE };
+            let sp = SigningParams {
+                access_key_id: AK,
+                secret_access_key: SK,
+                region: "eu-west-3",
+                amz_date: DATE,
+            };
             let mut hs = h(&[
                 ("host", "127.0.0.1:3900"),
                 ("x-amz-date", DATE),
@@ -1923,11 +1953,13 @@ mod tests {
             let mut b = p2.signature.into_bytes();
             b[flip] = if b[flip] == b'0' { b'1' } else { b'0' };
             p2.signature = String::from_utf8(b).unwrap();
-            prop_assert_eq!(verify(&inp, &p2, SK, now()).unwrap_err(), AuthError::SignatureDoesNotMatch);
+            let e = verify(&inp, &p2, SK, now()).unwrap_err();
+            prop_assert_eq!(e, AuthError::SignatureDoesNotMatch);
             // A different path fails.
             let other = format!("{path}x");
             let inp3 = input("PUT", &other, &query, &hs);
-            prop_assert_eq!(verify(&inp3, &p, SK, now()).unwrap_err(), AuthError::SignatureDoesNotMatch);
+            let e = verify(&inp3, &p, SK, now()).unwrap_err();
+            prop_assert_eq!(e, AuthError::SignatureDoesNotMatch);
             // Presigned form round trip.
             let url = presign_url(&sp, "GET", "127.0.0.1:3900", &path, &query, 3600);
             let (pp, pq) = url.split_once('?').unwrap();
@@ -1976,7 +2008,13 @@ mod tests {
         /// A chain of chunk signatures verifies in order; reordering or altering a chunk
         /// breaks it from that chunk on.
         #[test]
-        fn chunk_chain(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..6), bad in any::<usize>()) {
+        fn chunk_chain(
+            chunks in proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), 0..64),
+                1..6,
+            ),
+            bad in any::<usize>(),
+        ) {
             let key = signing_key(SK, "20130524", "us-east-1", "s3");
             let scope = "20130524/us-east-1/s3/aws4_request";
             let seed = "0".repeat(64);
@@ -2015,9 +2053,12 @@ mod tests {
         }
 
         #[test]
-        fn canonical_query_order_independent(mut params in proptest::collection::vec((key_strategy(), key_strategy()), 0..6), seed in any::<u64>()) {
+        fn canonical_query_order_independent(
+            mut params in proptest::collection::vec((key_strategy(), key_strategy()), 0..6),
+            seed in any::<u64>(),
+        ) {
             let enc = |ps: &[(String, String)]| ps.iter()
-                .map(|(n, v)| format!("{}={}", uri_encode(n.as_bytes(), true), uri_encode(v.as_bytes(), true)))
+                .map(|(n, v)| encode_pair(n, v))
                 .collect::<Vec<_>>().join("&");
             let a = canonical_query(&enc(&params), false);
             let n = params.len();
@@ -2033,7 +2074,12 @@ mod tests {
 
         #[test]
         fn parse_never_panics(auth in ".{0,200}", query in ".{0,200}", date in ".{0,20}") {
-            let hs = h(&[("host", "h"), ("x-amz-date", &date), ("x-amz-content-sha256", UNSIGNED_PAYLOAD), ("authorization", &auth)]);
+            let hs = h(&[
+                ("host", "h"),
+                ("x-amz-date", &date),
+                ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
+                ("authorization", &auth),
+            ]);
             let _ = parse(&input("GET", "/", &query, &hs));
             let hs = h(&[("host", "h")]);
             if let Ok(Some(p)) = parse(&input("GET", "/", &query, &hs)) {
