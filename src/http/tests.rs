@@ -127,6 +127,16 @@ fn absolute_form_targets() {
 }
 
 #[test]
+fn pipelined_and_leading_crlf() {
+    let raw = b"\r\nGET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+    let (h, n) = parse_head(raw).unwrap().unwrap();
+    assert_eq!(h.path, "/a");
+    let (h, m) = parse_head(&raw[n..]).unwrap().unwrap();
+    assert_eq!(h.path, "/b");
+    assert_eq!(n + m, raw.len());
+}
+
+#[test]
 fn partial_heads_need_more() {
     let raw = b"GET /b/k HTTP/1.1\r\nHost: x\r\n\r\n";
     for i in 0..raw.len() {

@@ -303,7 +303,8 @@ pub fn request_checksum(headers: &[(String, String)]) -> Result<RequestChecksum,
         if let Some(a) = algorithm_from_header_name(n) {
             if out.expected.is_some() {
                 return Err(S3Error::InvalidRequest(
-                    "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+                    "Expecting a single x-amz-checksum- header. Multiple checksum Types are not \
+                        allowed."
                         .into(),
                 ));
             }
@@ -322,13 +323,15 @@ pub fn request_checksum(headers: &[(String, String)]) -> Result<RequestChecksum,
                 })?;
                 if out.algorithm.is_some_and(|b| b != a) || out.in_trailer {
                     return Err(S3Error::InvalidRequest(
-                        "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+                        "Expecting a single x-amz-checksum- header. Multiple checksum Types are \
+                            not allowed."
                             .into(),
                     ));
                 }
                 if out.expected.is_some() {
                     return Err(S3Error::InvalidRequest(
-                        "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+                        "Expecting a single x-amz-checksum- header. Multiple checksum Types are \
+                            not allowed."
                             .into(),
                     ));
                 }
@@ -744,7 +747,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn incremental_equals_oneshot(data in proptest::collection::vec(any::<u8>(), 0..2048), cut in 0usize..2048) {
+        fn incremental_equals_oneshot(
+            data in proptest::collection::vec(any::<u8>(), 0..2048),
+            cut in 0usize..2048,
+        ) {
             let cut = cut.min(data.len());
             for a in ALL_ALGORITHMS {
                 let mut h = ChecksumHasher::new(a);
@@ -758,13 +764,22 @@ mod tests {
         }
 
         #[test]
-        fn crc_combine_matches(a in proptest::collection::vec(any::<u8>(), 0..600), b in proptest::collection::vec(any::<u8>(), 0..600)) {
+        fn crc_combine_matches(
+            a in proptest::collection::vec(any::<u8>(), 0..600),
+            b in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
             let mut ab = a.clone();
             ab.extend_from_slice(&b);
-            for alg in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc64Nvme] {
+            let crcs = [
+                ChecksumAlgorithm::Crc32,
+                ChecksumAlgorithm::Crc32c,
+                ChecksumAlgorithm::Crc64Nvme,
+            ];
+            for alg in crcs {
                 let c = |d: &[u8]| checksum_base64(alg, d);
                 let (ca, cb) = (c(&a), c(&b));
-                let full = full_object_crc(alg, &[(&ca, a.len() as u64), (&cb, b.len() as u64)]).unwrap().unwrap();
+                let parts = [(ca.as_str(), a.len() as u64), (cb.as_str(), b.len() as u64)];
+                let full = full_object_crc(alg, &parts).unwrap().unwrap();
                 prop_assert_eq!(full.base64, c(&ab));
             }
         }

@@ -240,29 +240,65 @@ impl S3Error {
                     algorithm_name(*a)
                 )
             }
-            BucketAlreadyExists => "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
-            BucketAlreadyOwnedByYou => "Your previous request to create the named bucket succeeded and you already own it.",
+            BucketAlreadyExists => {
+                "The requested bucket name is not available. The bucket \
+                namespace is shared by all users of the system. Please select a different name \
+                and try again."
+            }
+            BucketAlreadyOwnedByYou => {
+                "Your previous request to create the named bucket \
+                succeeded and you already own it."
+            }
             BucketNotEmpty => "The bucket you tried to delete is not empty",
-            ConditionalRequestConflict => "A conflicting operation occurred. If using PutObject you can retry the request. If using multipart upload you should initiate another CreateMultipartUpload request and re-upload each part.",
+            ConditionalRequestConflict => {
+                "A conflicting operation occurred. If using PutObject \
+                you can retry the request. If using multipart upload you should initiate another \
+                CreateMultipartUpload request and re-upload each part."
+            }
             EntityTooLarge => "Your proposed upload exceeds the maximum allowed object size.",
-            EntityTooSmall => "Your proposed upload is smaller than the minimum allowed object size.",
-            IncompleteBody => "You did not provide the number of bytes specified by the Content-Length HTTP header.",
-            IncorrectNumberOfFilesInPostRequest => "POST requires exactly one file upload per request.",
+            EntityTooSmall => {
+                "Your proposed upload is smaller than the minimum allowed object \
+                size."
+            }
+            IncompleteBody => {
+                "You did not provide the number of bytes specified by the \
+                Content-Length HTTP header."
+            }
+            IncorrectNumberOfFilesInPostRequest => {
+                "POST requires exactly one file upload per \
+                request."
+            }
             InternalError(_) => "We encountered an internal error. Please try again.",
-            InvalidAccessKeyId => "The AWS Access Key Id you provided does not exist in our records.",
+            InvalidAccessKeyId => {
+                "The AWS Access Key Id you provided does not exist in our \
+                records."
+            }
             InvalidBucketName => "The specified bucket is not valid.",
-            InvalidChunkSizeError => "Only the last chunk is allowed to have a size less than 8192 bytes",
+            InvalidChunkSizeError => {
+                "Only the last chunk is allowed to have a size less than \
+                8192 bytes"
+            }
             InvalidDigest => "The Content-MD5 you specified was invalid.",
             InvalidLocationConstraint => "The specified location-constraint is not valid",
             InvalidObjectState => "The operation is not valid for the object's storage class",
-            InvalidPart => "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+            InvalidPart => {
+                "One or more of the specified parts could not be found.  The part may \
+                not have been uploaded, or the specified entity tag may not match the part's \
+                entity tag."
+            }
             InvalidPartNumber => "The requested partnumber is not satisfiable",
-            InvalidPartOrder => "The list of parts was not in ascending order. Parts must be ordered by part number.",
+            InvalidPartOrder => {
+                "The list of parts was not in ascending order. Parts must be \
+                ordered by part number."
+            }
             InvalidRange => "The requested range is not satisfiable",
             InvalidStorageClass => "The storage class you specified is not valid",
             InvalidURI => "Couldn't parse the specified URI.",
             KeyTooLongError => "Your key is too long",
-            MalformedXML => "The XML you provided was not well-formed or did not validate against our published schema",
+            MalformedXML => {
+                "The XML you provided was not well-formed or did not validate \
+                against our published schema"
+            }
             MaxMessageLengthExceeded => "Your request was too big.",
             MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
             MethodNotAllowed => "The specified method is not allowed against this resource.",
@@ -274,21 +310,45 @@ impl S3Error {
             NoSuchKey => "The specified key does not exist.",
             NoSuchLifecycleConfiguration => "The lifecycle configuration does not exist",
             NoSuchTagSet => "The TagSet does not exist",
-            NoSuchUpload => "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+            NoSuchUpload => {
+                "The specified upload does not exist. The upload ID may be invalid, \
+                or the upload may have been aborted or completed."
+            }
             NoSuchVersion => "The specified version does not exist.",
-            NoSuchWebsiteConfiguration => "The specified bucket does not have a website configuration",
+            NoSuchWebsiteConfiguration => {
+                "The specified bucket does not have a website \
+                configuration"
+            }
             NotModified => "Not Modified",
-            OperationAborted => "A conflicting conditional operation is currently in progress against this resource. Please try again.",
+            OperationAborted => {
+                "A conflicting conditional operation is currently in progress \
+                against this resource. Please try again."
+            }
             PreconditionFailed => "At least one of the pre-conditions you specified did not hold",
-            RequestHeaderSectionTooLarge => "Your request header section exceeds the maximum allowed size.",
-            RequestTimeTooSkewed => "The difference between the request time and the current time is too large.",
-            RequestTimeout => "Your socket connection to the server was not read from or written to within the timeout period.",
+            RequestHeaderSectionTooLarge => {
+                "Your request header section exceeds the maximum \
+                allowed size."
+            }
+            RequestTimeTooSkewed => {
+                "The difference between the request time and the current \
+                time is too large."
+            }
+            RequestTimeout => {
+                "Your socket connection to the server was not read from or written \
+                to within the timeout period."
+            }
             ServiceUnavailable => "Service is unable to handle request.",
-            SignatureDoesNotMatch => "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+            SignatureDoesNotMatch => {
+                "The request signature we calculated does not match the \
+                signature you provided. Check your key and signing method."
+            }
             SlowDown => "Please reduce your request rate.",
             TooManyBuckets => "You have attempted to create more buckets than allowed",
             UnexpectedContent => "This request does not support content",
-            XAmzContentSHA256Mismatch => "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            XAmzContentSHA256Mismatch => {
+                "The provided 'x-amz-content-sha256' header does not \
+                match what was computed."
+            }
         };
         s.to_string()
     }

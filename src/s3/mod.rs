@@ -2,5 +2,6 @@
 
 pub mod checksum;
 pub mod error;
+pub mod policy;
 pub mod sigv4;
 pub mod xml;
