@@ -44,7 +44,7 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
                     let _ = ready.send(Err(format!("shard {id}: {e:#}")));
                 }
             })
-            .with_context(|| format!("starting the executor of shard {id}"))?;
+            .map_err(|e| anyhow::anyhow!("starting the executor of shard {id}: {e}"))?;
         handles.push(handle);
     }
     drop(ready_tx);
@@ -118,7 +118,7 @@ async fn shard_main(
         let token = crate::admin::load_or_create_token(&shard.config.data_dir)
             .context("reading or creating the admin token")?;
         let admin = glommio::net::TcpListener::bind(shard.config.admin_addr)
-            .with_context(|| format!("binding the admin listener on {}", shard.config.admin_addr))?;
+            .map_err(|e| anyhow::anyhow!("binding the admin listener on {}: {e}", shard.config.admin_addr))?;
         glommio::spawn_local(crate::admin::serve(Rc::clone(&shard), admin, Rc::new(token)))
             .detach();
     } else {
@@ -128,7 +128,7 @@ async fn shard_main(
         }
     }
     let listener = glommio::net::TcpListener::bind(shard.config.s3_addr)
-        .with_context(|| format!("binding the S3 listener on {}", shard.config.s3_addr))?;
+        .map_err(|e| anyhow::anyhow!("binding the S3 listener on {}: {e}", shard.config.s3_addr))?;
     let _ = ready.send(Ok(id));
     loop {
         match listener.accept().await {

@@ -694,3 +694,9 @@ impl From<crate::http::HttpError> for S3Error {
         }
     }
 }
+
+impl From<crate::s3::xml::XmlError> for S3Error {
+    fn from(_: crate::s3::xml::XmlError) -> Self {
+        S3Error::MalformedXML
+    }
+}

@@ -7,11 +7,11 @@ use std::rc::Rc;
 
 use super::conn::Response;
 use super::shard_api::ShardRequest;
-use super::Shard;
+use super::{router, Shard};
 use crate::http::{self, RequestHead};
 use crate::meta::types::{BucketRow, ObjectRow};
 use crate::s3::error::S3Error;
-use crate::s3::xml;
+use crate::s3::{checksum, xml};
 
 /// Keys asked of each shard per round.
 const PAGE_KEYS: usize = 1000;
@@ -136,7 +136,11 @@ fn encoder(head: &RequestHead) -> Result<fn(&str) -> String, S3Error> {
     }
 }
 
-fn entries(listing: &Listing, encode: fn(&str) -> String) -> Vec<xml::ObjectEntry> {
+fn entries(
+    listing: &Listing,
+    encode: fn(&str) -> String,
+    owner: Option<&xml::Owner>,
+) -> Vec<xml::ObjectEntry> {
     listing
         .contents
         .iter()
@@ -145,6 +149,11 @@ fn entries(listing: &Listing, encode: fn(&str) -> String) -> Vec<xml::ObjectEntr
             last_modified_ms: r.last_modified_ms,
             etag: r.etag.clone(),
             size: r.bytes,
+            owner: owner.cloned(),
+            checksum_algorithm: r
+                .checksum
+                .as_ref()
+                .map(|c| checksum::algorithm_name(c.algorithm).to_string()),
         })
         .collect()
 }
@@ -156,6 +165,7 @@ pub async fn list_objects(
     bucket: &BucketRow,
 ) -> Result<Response, S3Error> {
     let encode = encoder(head)?;
+    let encoding_type = head.query_param("encoding-type").map(str::to_string);
     let v2 = head.query_param("list-type") == Some("2");
     let prefix = head.query_param("prefix").unwrap_or("");
     let delimiter = head.query_param("delimiter").filter(|d| !d.is_empty());
@@ -170,33 +180,39 @@ pub async fn list_objects(
         head.query_param("marker").unwrap_or("").to_string()
     };
     let listing = collect(shard, bucket, prefix, delimiter, &start, max_keys).await?;
-    let result = xml::ListBucket {
-        name: bucket.name.clone(),
-        prefix: encode(prefix),
-        delimiter: delimiter.map(encode),
-        max_keys: max_keys as u32,
-        is_truncated: listing.truncated,
-        encoding_url: head.query_param("encoding-type") == Some("url"),
-        contents: entries(&listing, encode),
-        common_prefixes: listing.common_prefixes.iter().map(|p| encode(p)).collect(),
-    };
     let next = listing.last.as_deref().filter(|_| listing.truncated);
+    let owner = router::bucket_owner(bucket);
+    let common_prefixes: Vec<String> = listing.common_prefixes.iter().map(|p| encode(p)).collect();
     let xml = if v2 {
-        let v2 = xml::ListV2 {
+        let fetch_owner = head.query_param("fetch-owner") == Some("true");
+        xml::list_objects_v2_xml(&xml::ListObjectsV2 {
+            bucket: bucket.name.clone(),
+            prefix: encode(prefix),
+            max_keys: max_keys as u64,
+            key_count: (listing.contents.len() + listing.common_prefixes.len()) as u64,
+            delimiter: delimiter.map(encode),
+            is_truncated: listing.truncated,
             continuation_token: continuation.map(str::to_string),
             next_continuation_token: next.map(encode_token),
             start_after: head.query_param("start-after").map(encode),
-            key_count: (listing.contents.len() + listing.common_prefixes.len()) as u32,
-            fetch_owner: head.query_param("fetch-owner") == Some("true"),
-        };
-        xml::list_objects_v2_xml(&result, &v2)
+            encoding_type,
+            contents: entries(&listing, encode, fetch_owner.then_some(&owner)),
+            common_prefixes,
+        })
     } else {
-        let v1 = xml::ListV1 {
+        xml::list_objects_v1_xml(&xml::ListObjectsV1 {
+            bucket: bucket.name.clone(),
+            prefix: encode(prefix),
             marker: encode(head.query_param("marker").unwrap_or("")),
             // S3 sends NextMarker only with a delimiter; clients use the last key otherwise.
             next_marker: next.filter(|_| delimiter.is_some()).map(encode),
-        };
-        xml::list_objects_v1_xml(&result, &v1)
+            max_keys: max_keys as u64,
+            delimiter: delimiter.map(encode),
+            is_truncated: listing.truncated,
+            encoding_type,
+            contents: entries(&listing, encode, Some(&owner)),
+            common_prefixes,
+        })
     };
     Ok(Response::xml(200, xml))
 }
@@ -211,22 +227,37 @@ pub async fn list_versions(
     let encode = encoder(head)?;
     let prefix = head.query_param("prefix").unwrap_or("");
     let delimiter = head.query_param("delimiter").filter(|d| !d.is_empty());
-    let max_keys = match head.query_param("max-keys") {
-        None => 1000,
-        Some(v) => v.parse::<usize>().map_err(|_| S3Error::InvalidArgument("bad max-keys".into()))?.min(1000),
-    };
+    let max_keys = max_keys(head)?;
     let key_marker = head.query_param("key-marker").unwrap_or("");
     let listing = collect(shard, bucket, prefix, delimiter, key_marker, max_keys).await?;
     let next = listing.last.as_deref().filter(|_| listing.truncated);
+    let owner = router::bucket_owner(bucket);
+    let versions = listing
+        .contents
+        .iter()
+        .map(|r| xml::VersionEntry {
+            key: encode(&r.key),
+            version_id: "null".into(),
+            is_latest: true,
+            is_delete_marker: false,
+            last_modified_ms: r.last_modified_ms,
+            etag: r.etag.clone(),
+            size: r.bytes,
+            owner: owner.clone(),
+        })
+        .collect();
     let result = xml::ListVersions {
-        name: bucket.name.clone(),
+        bucket: bucket.name.clone(),
         prefix: encode(prefix),
-        delimiter: delimiter.map(encode),
         key_marker: encode(key_marker),
+        version_id_marker: head.query_param("version-id-marker").unwrap_or("").to_string(),
         next_key_marker: next.map(encode),
-        max_keys: max_keys as u32,
+        next_version_id_marker: next.map(|_| "null".to_string()),
+        max_keys: max_keys as u64,
+        delimiter: delimiter.map(encode),
         is_truncated: listing.truncated,
-        versions: entries(&listing, encode),
+        encoding_type: head.query_param("encoding-type").map(str::to_string),
+        versions,
         common_prefixes: listing.common_prefixes.iter().map(|p| encode(p)).collect(),
     };
     Ok(Response::xml(200, xml::list_versions_xml(&result)))

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::conn::{Body, Response};
-use super::objects::{self, ingest, release_blocks, release_data, stored_headers};
+use super::objects::{ingest, release_blocks, release_data, stored_headers};
 use super::router::Caller;
 use super::shard_api::{ShardRequest, WriteCondition};
 use super::{now_ms, Shard};
@@ -62,7 +62,7 @@ pub async fn create(
     };
     shard.call(ShardRequest::PutUpload { row }).await.done()?;
     let mut response =
-        Response::xml(200, xml::initiate_multipart_xml(&bucket.name, key, &upload_id));
+        Response::xml(200, xml::initiate_multipart_upload_xml(&bucket.name, key, &upload_id));
     if let Some(a) = checksum_algorithm {
         response = response.header("x-amz-checksum-algorithm", checksum::algorithm_name(a));
     }
@@ -153,7 +153,7 @@ pub async fn complete(
     upload_id: &str,
     body: &[u8],
 ) -> Result<Response, S3Error> {
-    let wanted = xml::parse_complete_multipart(body)?;
+    let wanted = xml::parse_complete_multipart_upload(body)?;
     if wanted.is_empty() {
         return Err(S3Error::MalformedXML);
     }
@@ -196,15 +196,17 @@ pub async fn complete(
         bytes += part.bytes;
         blocks.extend(part.blocks.iter().cloned());
     }
-    let checksum = upload.checksum_algorithm.and_then(|algorithm| {
-        let values: Option<Vec<String>> =
-            chosen.iter().map(|p| p.checksum.as_ref().map(|c| c.base64.clone())).collect();
-        values.and_then(|v| checksum::composite(algorithm, &v)).map(|base64| Checksum {
-            algorithm,
-            base64,
-            composite: true,
-        })
-    });
+    let checksum = match upload.checksum_algorithm {
+        Some(algorithm) => {
+            let values: Option<Vec<&str>> =
+                chosen.iter().map(|p| p.checksum.as_ref().map(|c| c.base64.as_str())).collect();
+            match values {
+                Some(values) => Some(checksum::composite_checksum(algorithm, &values)?),
+                None => None,
+            }
+        }
+        None => None,
+    };
     let now = now_ms();
     let row = ObjectRow {
         bucket: bucket.id,
@@ -240,14 +242,17 @@ pub async fn complete(
             release_blocks(shard, &part.blocks).await;
         }
     }
-    let location = format!("/{}/{}", bucket.name, key);
-    let checksum_xml = checksum
-        .as_ref()
-        .map(|c| (checksum::xml_element(c.algorithm), format!("{}-{}", c.base64, chosen.len())));
-    Ok(Response::xml(
-        200,
-        xml::complete_multipart_xml(&location, &bucket.name, key, &etag, checksum_xml),
-    ))
+    let result = xml::CompleteResult {
+        location: format!("/{}/{}", bucket.name, key),
+        bucket: bucket.name.clone(),
+        key: key.into(),
+        etag,
+        checksums: checksum
+            .iter()
+            .map(|c| (checksum::xml_element(c.algorithm).to_string(), c.base64.clone()))
+            .collect(),
+    };
+    Ok(Response::xml(200, xml::complete_multipart_upload_xml(&result)))
 }
 
 fn same_etag(a: &str, b: &str) -> bool {
@@ -319,13 +324,16 @@ pub async fn list_parts(
                 last_modified_ms: p.last_modified_ms,
                 etag: p.etag.clone(),
                 size: p.bytes,
-                checksum: p
+                checksums: p
                     .checksum
-                    .as_ref()
-                    .map(|c| (checksum::xml_element(c.algorithm), c.base64.clone())),
+                    .iter()
+                    .map(|c| (checksum::xml_element(c.algorithm).to_string(), c.base64.clone()))
+                    .collect(),
             })
             .collect(),
-        checksum_algorithm: upload.checksum_algorithm.map(checksum::algorithm_name),
+        checksum_algorithm: upload.checksum_algorithm.map(|a| checksum::algorithm_name(a).to_string()),
+        initiator: super::router::bucket_owner(bucket),
+        owner: super::router::bucket_owner(bucket),
     };
     Ok(Response::xml(200, xml::list_parts_xml(&listing)))
 }
@@ -355,27 +363,31 @@ pub async fn list_uploads(
     uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
     let truncated = uploads.len() > max;
     uploads.truncate(max);
+    let owner = super::router::bucket_owner(bucket);
     let listing = xml::ListUploads {
         bucket: bucket.name.clone(),
-        prefix,
         key_marker,
+        upload_id_marker: head.query_param("upload-id-marker").unwrap_or("").to_string(),
         next_key_marker: uploads.last().map(|u| u.key.clone()).unwrap_or_default(),
         next_upload_id_marker: uploads.last().map(|u| u.upload_id.clone()).unwrap_or_default(),
-        max_uploads: max as u32,
+        max_uploads: max as u64,
         is_truncated: truncated,
+        prefix,
+        delimiter: None,
+        encoding_type: head.query_param("encoding-type").map(str::to_string),
         uploads: uploads
             .iter()
             .map(|u| xml::UploadEntry {
                 key: u.key.clone(),
                 upload_id: u.upload_id.clone(),
                 initiated_ms: u.initiated_ms,
+                owner: owner.clone(),
+                initiator: owner.clone(),
+                checksum_algorithm: u.checksum_algorithm.map(|a| checksum::algorithm_name(a).to_string()),
             })
             .collect(),
+        common_prefixes: Vec::new(),
     };
-    Ok(Response::xml(200, xml::list_uploads_xml(&listing)))
+    Ok(Response::xml(200, xml::list_multipart_uploads_xml(&listing)))
 }
 
-#[allow(unused)]
-fn _assert_objects_linked() {
-    let _ = objects::parse_range;
-}

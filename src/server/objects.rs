@@ -160,18 +160,16 @@ pub async fn ingest(
         let checksum = match declared {
             None => None,
             Some((algorithm, value)) => {
-                let actual = digests.checksum.clone().expect("hashers computed the declared checksum");
+                let actual =
+                    digests.checksum.clone().expect("hashers computed the declared checksum");
                 let expected = value.or_else(|| {
                     let name = checksum::header_name(algorithm);
                     body.trailers().iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
                 });
-                match expected {
-                    Some(expected) if expected != actual => {
-                        return Err(S3Error::BadDigest(Some(algorithm)))
-                    }
-                    _ => {}
+                if let Some(expected) = expected {
+                    checksum::check_checksum(&actual, &expected)?;
                 }
-                Some(Checksum { algorithm, base64: actual, composite: false })
+                Some(actual)
             }
         };
         let data = if blocks.is_empty() {
@@ -536,19 +534,23 @@ pub async fn delete_objects(shard: &Rc<Shard>, bucket: &BucketRow, body: &[u8]) 
     if request.objects.len() > 1000 {
         return Err(S3Error::MalformedXML);
     }
-    let mut deleted = Vec::new();
-    let mut errors = Vec::new();
+    let mut outcomes = Vec::new();
     for object in request.objects {
         match delete_object(shard, bucket, &object.key).await {
-            Ok(_) => {
-                if !request.quiet {
-                    deleted.push(object.key);
-                }
-            }
-            Err(e) => errors.push(xml::DeleteError { key: object.key, code: e.code().into(), message: e.message() }),
+            Ok(_) if request.quiet => {}
+            Ok(_) => outcomes.push(xml::DeleteOutcome::Deleted {
+                key: object.key,
+                version_id: object.version_id,
+            }),
+            Err(e) => outcomes.push(xml::DeleteOutcome::Error {
+                key: object.key,
+                version_id: object.version_id,
+                code: e.code().into(),
+                message: e.message(),
+            }),
         }
     }
-    Ok(Response::xml(200, xml::delete_result_xml(&deleted, &errors)))
+    Ok(Response::xml(200, xml::delete_result_xml(&outcomes)))
 }
 
 /// `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded.
@@ -607,5 +609,5 @@ pub async fn copy_object(
     if let Some(previous) = previous {
         release_data(shard, &previous.data).await;
     }
-    Ok(Response::xml(200, xml::copy_object_result_xml(&etag, now)))
+    Ok(Response::xml(200, xml::copy_object_xml(&etag, now, &[])))
 }

@@ -93,10 +93,8 @@ fn address<'h>(shard: &Shard, head: &'h RequestHead) -> (Option<String>, Option<
     }
     match path.split_once('/') {
         Some((bucket, key)) if !key.is_empty() => (Some(bucket.to_string()), Some(key)),
-        Some((bucket, _)) | None => {
-            let bucket = path.split_once('/').map_or(path, |(b, _)| b);
-            (Some(bucket.to_string()), None)
-        }
+        Some((bucket, _)) => (Some(bucket.to_string()), None),
+        None => (Some(path.to_string()), None),
     }
 }
 
@@ -130,6 +128,13 @@ pub fn check(caller: &Caller, bucket: &BucketRow, need: Need) -> Result<(), S3Er
     }
 }
 
+/// The owner shown in listings: the first key with owner rights on the bucket.
+pub fn bucket_owner(bucket: &BucketRow) -> xml::Owner {
+    let id = bucket.grants.iter().find(|(_, p)| p.owner).map(|(id, _)| id.clone());
+    let id = id.unwrap_or_default();
+    xml::Owner { display_name: id.clone(), id }
+}
+
 pub fn lookup_bucket(shard: &Shard, name: &str) -> Result<BucketRow, S3Error> {
     shard.global.borrow().bucket(name).cloned().ok_or(S3Error::NoSuchBucket)
 }
@@ -141,7 +146,7 @@ pub fn prepare_body(body: &mut Body<'_>, head: &RequestHead, caller: &Caller) {
         .is_some_and(|e| e.split(',').any(|p| p.trim().eq_ignore_ascii_case("aws-chunked")));
     match caller.payload() {
         PayloadMode::StreamingSigned | PayloadMode::StreamingSignedTrailer => {
-            body.enable_aws_chunked(Some(caller.verified.chunk_verifier()));
+            body.enable_aws_chunked(Some(sigv4::ChunkVerifier::new(&caller.verified)));
         }
         PayloadMode::StreamingUnsignedTrailer => body.enable_aws_chunked(None),
         PayloadMode::UnsignedPayload | PayloadMode::Sha256(_) if aws_chunked => {
@@ -247,9 +252,9 @@ async fn bucket_op(
             if head.has_query("location") {
                 let region = &shard.config.s3_region;
                 let text = if region == "us-east-1" { "" } else { region.as_str() };
-                Ok(Response::xml(200, xml::location_xml(text)))
+                Ok(Response::xml(200, xml::location_constraint_xml(text)))
             } else if head.has_query("versioning") {
-                Ok(Response::xml(200, xml::versioning_xml()))
+                Ok(Response::xml(200, xml::versioning_xml(None)))
             } else if head.has_query("uploads") {
                 multipart::list_uploads(shard, head, &row).await
             } else if head.has_query("versions") {
@@ -333,7 +338,7 @@ fn list_buckets(shard: &Shard, caller: &Caller) -> Result<Response, S3Error> {
         .filter(|b| {
             b.grants.iter().any(|(id, p)| *id == caller.key.access_key_id && (p.read || p.owner))
         })
-        .map(|b| xml::BucketEntry { name: b.name.clone(), created_ms: b.created_ms })
+        .map(|b| xml::BucketEntry { name: b.name.clone(), creation_ms: b.created_ms })
         .collect();
     let owner = xml::Owner {
         id: caller.key.access_key_id.clone(),
@@ -364,7 +369,7 @@ async fn create_bucket(
         return Err(S3Error::InvalidBucketName);
     }
     let config = read_small_body(body, head, caller).await?;
-    xml::parse_create_bucket(&config)?;
+    xml::parse_create_bucket_configuration(&config)?;
     if let Some(existing) = shard.global.borrow().bucket(name) {
         let ours = existing.grants.iter().any(|(id, p)| *id == caller.key.access_key_id && p.owner);
         return Err(if ours {
