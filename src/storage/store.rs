@@ -1,0 +1,1523 @@
+//! `ShardStore`: segments on glommio DmaFile, index and rows in LMDB, the group-commit
+//! pipeline, recovery. See the module docs of `storage` for the design.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use glommio::io::{DmaFile, OpenOptions};
+use heed::types::Bytes;
+use heed::{Database, Env, EnvFlags, EnvOpenOptions};
+
+use super::index::{gc_key, segment_key, BlockEntry, Checkpoint, SegmentInfo};
+use super::record;
+use super::{FsyncPolicy, PutIf, StorageConfig, StorageError, StorageStats};
+use crate::meta::keys::{object_key, part_key, upload_key};
+use crate::meta::types::{BlockHash, BucketId, BucketRow, KeyRow, ObjectRow, PartRow, UploadRow};
+
+type Result<T> = std::result::Result<T, StorageError>;
+
+/// Environments open in this process (LMDB must not open one twice in a process).
+static OPEN_DIRS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+struct OpenGuard(PathBuf);
+
+impl OpenGuard {
+    fn take(dir: &Path) -> Result<Self> {
+        let dir = std::fs::canonicalize(dir)?;
+        let mut g = OPEN_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+        let set = g.get_or_insert_with(HashSet::new);
+        if !set.insert(dir.clone()) {
+            return Err(StorageError::AlreadyOpen(dir.display().to_string()));
+        }
+        Ok(OpenGuard(dir))
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        let mut g = OPEN_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = g.as_mut() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Dbs {
+    blocks: Database<Bytes, Bytes>,
+    segments: Database<Bytes, Bytes>,
+    gc: Database<Bytes, Bytes>,
+    state: Database<Bytes, Bytes>,
+    objects: Database<Bytes, Bytes>,
+    uploads: Database<Bytes, Bytes>,
+    parts: Database<Bytes, Bytes>,
+    buckets: Database<Bytes, Bytes>,
+    keys: Database<Bytes, Bytes>,
+}
+
+const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+
+type Cond = Box<dyn FnOnce(Option<&ObjectRow>) -> bool + Send>;
+
+/// One write applied in a metadata transaction.
+enum Op {
+    /// A record was written and synced: index it (or, if the hash is indexed, count one
+    /// more reference and account the new record as dead space).
+    BlockWritten {
+        hash: BlockHash,
+        entry: BlockEntry,
+    },
+    /// Found during recovery: index it if absent, with `refs` references.
+    Recovered {
+        hash: BlockHash,
+        entry: BlockEntry,
+    },
+    /// Add a reference to an indexed block; `NeedsData` if absent or bad.
+    Incref(BlockHash),
+    Decref(BlockHash),
+    MarkBad(BlockHash),
+    Checkpoint(Checkpoint),
+    PutObject(Box<ObjectRow>, Option<Cond>),
+    DeleteObject(BucketId, String),
+    PutUpload(Box<UploadRow>),
+    DeleteUpload(BucketId, String, String),
+    PutPart(Box<PartRow>),
+    PutBucket(Box<BucketRow>),
+    PutKey(Box<KeyRow>),
+}
+
+enum OpResult {
+    Unit,
+    NeedsData,
+    NotFound,
+    Object(PutIf<ObjectRow>),
+    Upload(Option<UploadRow>, Vec<PartRow>),
+    Part(Option<PartRow>),
+}
+
+type Reply = oneshot::Sender<Result<OpResult>>;
+
+enum MetaMsg {
+    Ops(Vec<(Op, Option<Reply>)>),
+    /// Answered once everything sent before it has committed.
+    Flush(oneshot::Sender<()>),
+}
+
+struct DataReq {
+    hash: BlockHash,
+    data: Vec<u8>,
+    reply: Reply,
+}
+
+struct Segments {
+    files: BTreeMap<u32, Rc<DmaFile>>,
+    active: u32,
+    /// Next write offset in the active segment.
+    offset: u64,
+    /// Segments written since their last fdatasync (periodic/never policies).
+    dirty: BTreeSet<u32>,
+}
+
+#[derive(Default)]
+struct Counters {
+    data_syncs: Cell<u64>,
+    data_batches: Cell<u64>,
+    data_batch_blocks: Cell<u64>,
+    data_bytes_written: Cell<u64>,
+    meta_commits: Cell<u64>,
+    meta_commit_ops: Cell<u64>,
+    gc_dropped: Cell<u64>,
+    compacted_segments: Cell<u64>,
+    scrubbed_blocks: Cell<u64>,
+    recovered_records: Cell<u64>,
+    truncated_bytes: Cell<u64>,
+    startup_ms: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>, n: u64) {
+    c.set(c.get() + n);
+}
+
+/// One shard's storage: see the module docs.
+pub struct ShardStore {
+    dir: PathBuf,
+    cfg: StorageConfig,
+    env: Env,
+    db: Dbs,
+    segs: RefCell<Segments>,
+    data_tx: RefCell<Option<mpsc::UnboundedSender<DataReq>>>,
+    meta_tx: RefCell<Option<mpsc::UnboundedSender<MetaMsg>>>,
+    /// Set after a failed fdatasync: block writes refused until reopen.
+    failed: RefCell<Option<String>>,
+    counters: Counters,
+    _guard: OpenGuard,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(what.to_string())
+}
+
+fn seg_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join("segments").join(format!("seg-{id:08}"))
+}
+
+async fn open_segment(dir: &Path, id: u32, create: bool) -> Result<DmaFile> {
+    Ok(OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .dma_open(seg_path(dir, id))
+        .await?)
+}
+
+fn encode_row<T: serde::Serialize>(row: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(row).map_err(|e| StorageError::Invalid(format!("encoding row: {e}")))
+}
+
+fn decode_row<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T> {
+    postcard::from_bytes(b).map_err(|e| corrupt(format!("undecodable metadata row: {e}")))
+}
+
+fn heed_opts(cfg: &StorageConfig) -> EnvOpenOptions {
+    let mut o = EnvOpenOptions::new();
+    o.map_size(cfg.lmdb_map_bytes as usize).max_dbs(16);
+    let mut flags = EnvFlags::NO_READ_AHEAD;
+    if cfg.metadata_fsync != FsyncPolicy::Always {
+        flags |= EnvFlags::NO_SYNC;
+    }
+    // SAFETY: NO_SYNC only weakens durability (documented policy), never consistency
+    // of the memory map; NO_READ_AHEAD is a hint.
+    unsafe {
+        o.flags(flags);
+    }
+    o
+}
+
+/// glommio probes each device once per thread for io_uring IOPOLL support by reading the
+/// first file opened with `dma_open`; when that file is empty the probe "succeeds" and every
+/// later O_DIRECT read of the device fails with EOPNOTSUPP on devices without poll queues
+/// (virtio here). So the first DmaFile a shard opens must hold data: this opens a 4 KiB
+/// probe file and checks that a direct read works.
+async fn probe_direct_reads(dir: &Path) -> Result<()> {
+    let path = dir.join("direct-io-probe");
+    if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) < record::ALIGN as u64 {
+        std::fs::write(&path, vec![0x5a; record::ALIGN])?;
+    }
+    let f = DmaFile::open(&path).await?;
+    let r = f.read_at_aligned(0, record::ALIGN).await;
+    let _ = f.close().await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) => Err(StorageError::Io(format!(
+            "O_DIRECT reads fail on this device ({e}); open the ShardStore before any other \
+             DmaFile on this thread (glommio's IOPOLL probe misdetects empty files)"
+        ))),
+    }
+}
+
+async fn blocking<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    glommio::executor().spawn_blocking(f).await
+}
+
+impl ShardStore {
+    /// Open (or create) the store in `dir`, running recovery. Startup time is logged and
+    /// reported in [`StorageStats::startup_ms`].
+    pub async fn open(dir: &Path, cfg: StorageConfig) -> Result<Rc<ShardStore>> {
+        let t0 = Instant::now();
+        if cfg.segment_bytes < record::ALIGN as u64 || cfg.fsync_batch_bytes == 0 {
+            return Err(StorageError::Invalid(
+                "segment_bytes and fsync_batch_bytes must be positive".into(),
+            ));
+        }
+        std::fs::create_dir_all(dir.join("meta"))?;
+        std::fs::create_dir_all(dir.join("segments"))?;
+        let guard = OpenGuard::take(dir)?;
+        probe_direct_reads(dir).await?;
+        let meta_dir = dir.join("meta");
+        let opts = heed_opts(&cfg);
+        let (env, db) = blocking(move || -> Result<(Env, Dbs)> {
+            // SAFETY: the OpenGuard makes this the only open of this environment in the
+            // process; no other process opens a shard's files.
+            let env = unsafe { opts.open(&meta_dir)? };
+            let mut w = env.write_txn()?;
+            let mut mk = |name: &str| env.create_database::<Bytes, Bytes>(&mut w, Some(name));
+            let db = Dbs {
+                blocks: mk("blocks")?,
+                segments: mk("segments")?,
+                gc: mk("gc")?,
+                state: mk("state")?,
+                objects: mk("objects")?,
+                uploads: mk("uploads")?,
+                parts: mk("parts")?,
+                buckets: mk("buckets")?,
+                keys: mk("keys")?,
+            };
+            w.commit()?;
+            Ok((env, db))
+        })
+        .await?;
+
+        let checkpoint = {
+            let r = env.read_txn()?;
+            match db.state.get(&r, CHECKPOINT_KEY)? {
+                Some(b) => Checkpoint::decode(b).ok_or_else(|| corrupt("bad checkpoint row"))?,
+                None => Checkpoint::default(),
+            }
+        };
+
+        // Segment files.
+        let mut ids = Vec::new();
+        for ent in std::fs::read_dir(dir.join("segments"))? {
+            let name = ent?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name
+                .strip_prefix("seg-")
+                .and_then(|s| s.parse::<u32>().ok())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        let mut files = BTreeMap::new();
+        for &id in &ids {
+            files.insert(id, Rc::new(open_segment(dir, id, false).await?));
+        }
+
+        // Recovery: scan the tail after the checkpoint.
+        let refs_for_recovered = if cfg.metadata_fsync == FsyncPolicy::Always {
+            0
+        } else {
+            1
+        };
+        let mut ops = Vec::new();
+        let mut recovered = 0u64;
+        let mut truncated = 0u64;
+        let mut last = Checkpoint {
+            segment: checkpoint.segment,
+            offset: checkpoint.offset,
+        };
+        for (&id, file) in files.range(checkpoint.segment..) {
+            let size = file.file_size().await?;
+            let mut start = if id == checkpoint.segment {
+                checkpoint.offset
+            } else {
+                0
+            };
+            if start > size {
+                tracing::error!(
+                    segment = id,
+                    size,
+                    checkpoint = start,
+                    "segment is shorter than its checkpoint: indexed data was lost"
+                );
+                start = size - size % record::ALIGN as u64;
+            }
+            let (found, end) = scan_file(file, start, size).await?;
+            for (off, h) in found {
+                recovered += 1;
+                let entry = BlockEntry {
+                    segment: id,
+                    offset: off,
+                    data_len: h.data_len,
+                    record_len: h.record_len() as u32,
+                    refs: refs_for_recovered,
+                    zero_since_ms: 0,
+                    bad: false,
+                };
+                ops.push(Op::Recovered {
+                    hash: h.hash,
+                    entry,
+                });
+            }
+            if end < size {
+                tracing::warn!(
+                    segment = id,
+                    at = end,
+                    bytes = size - end,
+                    "truncating torn segment tail"
+                );
+                file.truncate(end).await?;
+                file.fdatasync().await?;
+                truncated += size - end;
+            }
+            last = Checkpoint {
+                segment: id,
+                offset: end,
+            };
+        }
+        let (active, offset) = match files.keys().next_back() {
+            Some(&id) if id >= last.segment => {
+                let size = if id == last.segment {
+                    last.offset
+                } else {
+                    files[&id].file_size().await?
+                };
+                (id, size)
+            }
+            _ => {
+                let id = checkpoint.segment.max(1);
+                let id = files.keys().next_back().map_or(id, |&m| m.max(id));
+                let id = if files.contains_key(&id) { id + 1 } else { id };
+                files.insert(id, Rc::new(open_segment(dir, id, true).await?));
+                (id, 0)
+            }
+        };
+        if !ops.is_empty() || truncated > 0 || last != checkpoint {
+            ops.push(Op::Checkpoint(last));
+            let (e2, now) = (env.clone(), now_ms());
+            blocking(move || -> Result<()> {
+                apply(&e2, db, ops, now)?;
+                e2.force_sync()?;
+                Ok(())
+            })
+            .await?;
+        }
+
+        let (data_tx, data_rx) = mpsc::unbounded();
+        let (meta_tx, meta_rx) = mpsc::unbounded();
+        let store = Rc::new(ShardStore {
+            dir: dir.to_path_buf(),
+            cfg,
+            env,
+            db,
+            segs: RefCell::new(Segments {
+                files,
+                active,
+                offset,
+                dirty: BTreeSet::new(),
+            }),
+            data_tx: RefCell::new(Some(data_tx)),
+            meta_tx: RefCell::new(Some(meta_tx)),
+            failed: RefCell::new(None),
+            counters: Counters::default(),
+            _guard: guard,
+        });
+        bump(&store.counters.recovered_records, recovered);
+        bump(&store.counters.truncated_bytes, truncated);
+        glommio::spawn_local(data_loop(Rc::downgrade(&store), data_rx)).detach();
+        glommio::spawn_local(meta_loop(Rc::downgrade(&store), meta_rx)).detach();
+        if let FsyncPolicy::Periodic(every) = store.cfg.data_fsync {
+            glommio::spawn_local(periodic_data_sync(Rc::downgrade(&store), every)).detach();
+        }
+        if let FsyncPolicy::Periodic(every) = store.cfg.metadata_fsync {
+            glommio::spawn_local(periodic_meta_sync(Rc::downgrade(&store), every)).detach();
+        }
+        let ms = t0.elapsed().as_millis() as u64;
+        store.counters.startup_ms.set(ms);
+        tracing::info!(
+            dir = %store.dir.display(),
+            startup_ms = ms,
+            recovered_records = recovered,
+            truncated_bytes = truncated,
+            active_segment = active,
+            "storage opened"
+        );
+        Ok(store)
+    }
+
+    pub fn config(&self) -> &StorageConfig {
+        &self.cfg
+    }
+
+    // ---------------------------------------------------------------- blocks
+
+    /// Store a block (or, if it is already stored, count one more reference). Returns once
+    /// durable per the data and metadata policies.
+    pub async fn put_block(&self, hash: BlockHash, data: Vec<u8>) -> Result<()> {
+        if data.len() > record::RECORD_DATA_MAX {
+            return Err(StorageError::Invalid(format!(
+                "block of {} bytes exceeds the maximum of {}",
+                data.len(),
+                record::RECORD_DATA_MAX
+            )));
+        }
+        debug_assert_eq!(
+            BlockHash::of(&data),
+            hash,
+            "put_block: hash does not match data"
+        );
+        if let Some(e) = self.block_entry(&hash)? {
+            if !e.bad {
+                match self.meta_op(Op::Incref(hash)).await? {
+                    OpResult::NeedsData => {}
+                    _ => return Ok(()),
+                }
+            }
+        }
+        if let Some(why) = self.failed.borrow().clone() {
+            return Err(StorageError::Failed(why));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.data_tx
+            .borrow()
+            .as_ref()
+            .ok_or(StorageError::Closed)?
+            .unbounded_send(DataReq { hash, data, reply })
+            .map_err(|_| StorageError::Closed)?;
+        rx.await.map_err(|_| StorageError::Closed)?.map(|_| ())
+    }
+
+    /// Read `len` bytes at `offset` of a block's data. Reads and verifies only the 64 KiB
+    /// chunks it needs (and the blake3 hash when the whole block is read). Corrupt data is
+    /// an error, never returned.
+    pub async fn read_block(&self, hash: &BlockHash, offset: u32, len: u32) -> Result<Vec<u8>> {
+        let e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+        if e.bad {
+            return Err(corrupt(format!("block {} is marked bad", hash.to_hex())));
+        }
+        let (first, span) = record::chunk_span(e.data_len, offset, len).ok_or_else(|| {
+            StorageError::Invalid(format!(
+                "range {offset}+{len} outside block of {} bytes",
+                e.data_len
+            ))
+        })?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let file = self
+            .segs
+            .borrow()
+            .files
+            .get(&e.segment)
+            .cloned()
+            .ok_or_else(|| corrupt(format!("segment {} missing", e.segment)))?;
+        let hl = record::header_len(e.data_len as usize);
+        let whole = span.start == 0 && span.end == e.data_len as usize;
+        let res = if span.start <= 256 * 1024 {
+            let buf = file.read_at(e.offset, hl + span.end).await?;
+            verify_read(
+                hash,
+                &e,
+                &buf[..],
+                &buf[(hl + span.start).min(buf.len())..],
+                first,
+                &span,
+                whole,
+            )
+            .map(|data| data[offset as usize - span.start..][..len as usize].to_vec())
+        } else {
+            let (h, d) = futures::join!(
+                file.read_at(e.offset, hl),
+                file.read_at(e.offset + (hl + span.start) as u64, span.len())
+            );
+            let (h, d) = (h?, d?);
+            verify_read(hash, &e, &h[..], &d[..], first, &span, whole)
+                .map(|data| data[offset as usize - span.start..][..len as usize].to_vec())
+        };
+        if let Err(StorageError::Corrupt(why)) = &res {
+            tracing::error!(block = %hash.to_hex(), segment = e.segment, offset = e.offset, %why, "corrupt block: marking bad");
+            self.send_meta(vec![(Op::MarkBad(*hash), None)]);
+        }
+        res
+    }
+
+    /// Drop one reference. At zero the block becomes eligible for GC after the grace delay.
+    /// `NotFound` if the block is not indexed.
+    pub async fn decref_block(&self, hash: &BlockHash) -> Result<()> {
+        match self.meta_op(Op::Decref(*hash)).await? {
+            OpResult::NotFound => Err(StorageError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    /// The index entry of a block (location, reference count, bad mark), if indexed.
+    pub fn block_info(&self, hash: &BlockHash) -> Result<Option<BlockEntry>> {
+        self.block_entry(hash)
+    }
+
+    fn block_entry(&self, hash: &BlockHash) -> Result<Option<BlockEntry>> {
+        let r = self.env.read_txn()?;
+        match self.db.blocks.get(&r, &hash.0)? {
+            None => Ok(None),
+            Some(b) => Ok(Some(
+                BlockEntry::decode(b).ok_or_else(|| corrupt("bad block index entry"))?,
+            )),
+        }
+    }
+
+    // ---------------------------------------------------------------- objects
+
+    /// Write an object row (replacing any); returns the previous row.
+    pub async fn put_object(&self, row: ObjectRow) -> Result<Option<ObjectRow>> {
+        match self.meta_op(Op::PutObject(Box::new(row), None)).await? {
+            OpResult::Object(PutIf::Written(prev)) => Ok(prev),
+            _ => unreachable!("put_object result"),
+        }
+    }
+
+    /// Write an object row if `cond(current row)` holds, deciding atomically with the
+    /// write (inside the shard's single write transaction): `If-None-Match: *` is
+    /// `|cur| cur.is_none()`, last-writer-wins merge is `|cur| cur.map_or(true, |c| c.stamp < stamp)`.
+    pub async fn put_object_if(
+        &self,
+        row: ObjectRow,
+        cond: impl FnOnce(Option<&ObjectRow>) -> bool + Send + 'static,
+    ) -> Result<PutIf<ObjectRow>> {
+        match self
+            .meta_op(Op::PutObject(Box::new(row), Some(Box::new(cond))))
+            .await?
+        {
+            OpResult::Object(r) => Ok(r),
+            _ => unreachable!("put_object_if result"),
+        }
+    }
+
+    pub fn get_object(&self, bucket: &BucketId, key: &str) -> Result<Option<ObjectRow>> {
+        let r = self.env.read_txn()?;
+        self.db
+            .objects
+            .get(&r, &object_key(bucket, key))?
+            .map(decode_row)
+            .transpose()
+    }
+
+    /// Delete an object row; returns it (the caller decrefs its blocks).
+    pub async fn delete_object(&self, bucket: &BucketId, key: &str) -> Result<Option<ObjectRow>> {
+        match self
+            .meta_op(Op::DeleteObject(*bucket, key.to_string()))
+            .await?
+        {
+            OpResult::Object(PutIf::Written(prev)) => Ok(prev),
+            _ => unreachable!("delete_object result"),
+        }
+    }
+
+    /// Objects of `bucket` whose key starts with `prefix` and sorts after `start_after`
+    /// (exclusive; "" = from the start), in key byte order, at most `limit`.
+    pub fn list_objects(
+        &self,
+        bucket: &BucketId,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<Vec<ObjectRow>> {
+        let r = self.env.read_txn()?;
+        let pfx = object_key(bucket, prefix);
+        let mut from = object_key(bucket, start_after);
+        let lower = if from > pfx {
+            from.push(0);
+            Bound::Included(from.as_slice())
+        } else {
+            Bound::Included(pfx.as_slice())
+        };
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for item in self
+            .db
+            .objects
+            .range(&r, &(lower, Bound::<&[u8]>::Unbounded))?
+        {
+            let (k, v) = item?;
+            if !k.starts_with(&pfx) {
+                break;
+            }
+            out.push(decode_row(v)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the bucket holds no object rows (O(1)).
+    pub fn bucket_is_empty(&self, bucket: &BucketId) -> Result<bool> {
+        let r = self.env.read_txn()?;
+        let mut it = self.db.objects.prefix_iter(&r, &bucket.0)?;
+        Ok(it.next().transpose()?.is_none())
+    }
+
+    /// Number of object rows of the bucket in this shard (walks them).
+    pub fn bucket_object_count(&self, bucket: &BucketId) -> Result<u64> {
+        let r = self.env.read_txn()?;
+        let mut n = 0;
+        for item in self.db.objects.prefix_iter(&r, &bucket.0)? {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    // ---------------------------------------------------------------- multipart
+
+    pub async fn put_upload(&self, row: UploadRow) -> Result<()> {
+        self.meta_op(Op::PutUpload(Box::new(row))).await.map(|_| ())
+    }
+
+    pub fn get_upload(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<UploadRow>> {
+        let r = self.env.read_txn()?;
+        self.db
+            .uploads
+            .get(&r, &upload_key(bucket, key, upload_id))?
+            .map(decode_row)
+            .transpose()
+    }
+
+    /// Delete an upload and all its part rows; returns them (the caller decrefs the parts'
+    /// blocks, unless it completed the upload into an object that now references them).
+    pub async fn delete_upload(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(Option<UploadRow>, Vec<PartRow>)> {
+        match self
+            .meta_op(Op::DeleteUpload(
+                *bucket,
+                key.to_string(),
+                upload_id.to_string(),
+            ))
+            .await?
+        {
+            OpResult::Upload(u, parts) => Ok((u, parts)),
+            _ => unreachable!("delete_upload result"),
+        }
+    }
+
+    /// Uploads of `bucket` under `prefix`, in (key, upload id) order, after the markers as
+    /// S3's ListMultipartUploads defines them: with an upload id marker, uploads of
+    /// `key_marker` with a greater id then greater keys; without, keys after `key_marker`.
+    pub fn list_uploads(
+        &self,
+        bucket: &BucketId,
+        prefix: &str,
+        key_marker: &str,
+        upload_id_marker: &str,
+        limit: usize,
+    ) -> Result<Vec<UploadRow>> {
+        let r = self.env.read_txn()?;
+        let pfx = object_key(bucket, prefix);
+        let from = if key_marker.is_empty() {
+            None
+        } else if upload_id_marker.is_empty() {
+            // Past every upload of key_marker ("key\0id"): "key\x01".
+            let mut k = object_key(bucket, key_marker);
+            k.push(1);
+            Some(k)
+        } else {
+            let mut k = upload_key(bucket, key_marker, upload_id_marker);
+            k.push(0);
+            Some(k)
+        };
+        let lower = match &from {
+            Some(f) if *f > pfx => f.as_slice(),
+            _ => pfx.as_slice(),
+        };
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for item in self
+            .db
+            .uploads
+            .range(&r, &(Bound::Included(lower), Bound::<&[u8]>::Unbounded))?
+        {
+            let (k, v) = item?;
+            if !k.starts_with(&pfx) {
+                break;
+            }
+            out.push(decode_row(v)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Write a part row, replacing the same part number; returns the replaced row (the
+    /// caller decrefs its blocks).
+    pub async fn put_part(&self, row: PartRow) -> Result<Option<PartRow>> {
+        match self.meta_op(Op::PutPart(Box::new(row))).await? {
+            OpResult::Part(p) => Ok(p),
+            _ => unreachable!("put_part result"),
+        }
+    }
+
+    /// Parts of an upload with number > `after_part`, in number order, at most `limit`.
+    pub fn list_parts(
+        &self,
+        upload_id: &str,
+        after_part: u32,
+        limit: usize,
+    ) -> Result<Vec<PartRow>> {
+        let r = self.env.read_txn()?;
+        let mut pfx = upload_id.as_bytes().to_vec();
+        pfx.push(0);
+        let mut out = Vec::new();
+        let Some(start) = after_part.checked_add(1) else {
+            return Ok(out);
+        };
+        if limit == 0 {
+            return Ok(out);
+        }
+        let from = part_key(upload_id, start);
+        for item in self.db.parts.range(
+            &r,
+            &(Bound::Included(from.as_slice()), Bound::<&[u8]>::Unbounded),
+        )? {
+            let (k, v) = item?;
+            if !k.starts_with(&pfx) {
+                break;
+            }
+            out.push(decode_row(v)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- global tables
+
+    /// Write a bucket row (keyed by bucket id; tombstones are rows with `deleted`).
+    pub async fn put_bucket(&self, row: BucketRow) -> Result<()> {
+        self.meta_op(Op::PutBucket(Box::new(row))).await.map(|_| ())
+    }
+
+    pub fn get_bucket(&self, id: &BucketId) -> Result<Option<BucketRow>> {
+        let r = self.env.read_txn()?;
+        self.db.buckets.get(&r, &id.0)?.map(decode_row).transpose()
+    }
+
+    /// Every bucket row (tombstones included), sorted by name.
+    pub fn list_buckets(&self) -> Result<Vec<BucketRow>> {
+        let r = self.env.read_txn()?;
+        let mut out: Vec<BucketRow> = Vec::new();
+        for item in self.db.buckets.iter(&r)? {
+            out.push(decode_row(item?.1)?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    pub async fn put_key(&self, row: KeyRow) -> Result<()> {
+        self.meta_op(Op::PutKey(Box::new(row))).await.map(|_| ())
+    }
+
+    pub fn get_key(&self, access_key_id: &str) -> Result<Option<KeyRow>> {
+        let r = self.env.read_txn()?;
+        self.db
+            .keys
+            .get(&r, access_key_id.as_bytes())?
+            .map(decode_row)
+            .transpose()
+    }
+
+    /// Every access key row (tombstones included), by access key id.
+    pub fn list_keys(&self) -> Result<Vec<KeyRow>> {
+        let r = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.db.keys.iter(&r)? {
+            out.push(decode_row(item?.1)?);
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- admin
+
+    pub fn stats(&self) -> StorageStats {
+        let c = &self.counters;
+        let mut s = StorageStats {
+            data_syncs: c.data_syncs.get(),
+            data_batches: c.data_batches.get(),
+            data_batch_blocks: c.data_batch_blocks.get(),
+            data_bytes_written: c.data_bytes_written.get(),
+            meta_commits: c.meta_commits.get(),
+            meta_commit_ops: c.meta_commit_ops.get(),
+            gc_dropped: c.gc_dropped.get(),
+            compacted_segments: c.compacted_segments.get(),
+            scrubbed_blocks: c.scrubbed_blocks.get(),
+            recovered_records: c.recovered_records.get(),
+            truncated_bytes: c.truncated_bytes.get(),
+            startup_ms: c.startup_ms.get(),
+            segments: self.segs.borrow().files.len() as u64,
+            ..Default::default()
+        };
+        if s.data_batches > 0 {
+            s.mean_data_batch = s.data_batch_blocks as f64 / s.data_batches as f64;
+        }
+        if s.meta_commits > 0 {
+            s.mean_meta_batch = s.meta_commit_ops as f64 / s.meta_commits as f64;
+        }
+        if let Ok(r) = self.env.read_txn() {
+            s.blocks = self.db.blocks.len(&r).unwrap_or(0);
+            if let Ok(it) = self.db.segments.iter(&r) {
+                for (_, v) in it.flatten() {
+                    if let Some(i) = SegmentInfo::decode(v) {
+                        s.live_bytes += i.live_bytes;
+                        s.dead_bytes += i.total_bytes - i.live_bytes.min(i.total_bytes);
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// Wait for every queued write to commit, then sync all data and metadata whatever the
+    /// policies (graceful shutdown, tests).
+    pub async fn sync_all(&self) -> Result<()> {
+        self.flush_pipeline().await?;
+        let files: Vec<Rc<DmaFile>> = {
+            let mut s = self.segs.borrow_mut();
+            s.dirty.clear();
+            s.files.values().cloned().collect()
+        };
+        if self.failed.borrow().is_none() {
+            let active = self.segs.borrow().active;
+            for f in files.iter() {
+                if let Err(e) = f.fdatasync().await {
+                    let e = StorageError::from(e);
+                    *self.failed.borrow_mut() = Some(e.to_string());
+                    tracing::error!(segment = active, error = %e, "fdatasync failed: block writes disabled");
+                    return Err(e);
+                }
+            }
+        }
+        let env = self.env.clone();
+        blocking(move || env.force_sync()).await?;
+        Ok(())
+    }
+
+    /// Sync everything and stop accepting writes. Dropping the last `Rc` then closes files.
+    pub async fn close(&self) -> Result<()> {
+        let r = self.sync_all().await;
+        self.data_tx.borrow_mut().take();
+        self.meta_tx.borrow_mut().take();
+        r
+    }
+
+    async fn flush_pipeline(&self) -> Result<()> {
+        // Data first (its batches feed the metadata stage), then metadata.
+        let (reply, done) = oneshot::channel();
+        self.data_tx
+            .borrow()
+            .as_ref()
+            .ok_or(StorageError::Closed)?
+            .unbounded_send(DataReq {
+                hash: FLUSH_HASH,
+                data: Vec::new(),
+                reply,
+            })
+            .map_err(|_| StorageError::Closed)?;
+        let _ = done.await;
+        let (ftx, frx) = oneshot::channel();
+        self.meta_tx
+            .borrow()
+            .as_ref()
+            .ok_or(StorageError::Closed)?
+            .unbounded_send(MetaMsg::Flush(ftx))
+            .map_err(|_| StorageError::Closed)?;
+        frx.await.map_err(|_| StorageError::Closed)
+    }
+
+    fn send_meta(&self, ops: Vec<(Op, Option<Reply>)>) -> bool {
+        match self.meta_tx.borrow().as_ref() {
+            Some(tx) => tx.unbounded_send(MetaMsg::Ops(ops)).is_ok(),
+            None => false,
+        }
+    }
+
+    async fn meta_op(&self, op: Op) -> Result<OpResult> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send_meta(vec![(op, Some(reply))]) {
+            return Err(StorageError::Closed);
+        }
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    // ---------------------------------------------------------------- data stage
+
+    async fn write_batch(&self, batch: Vec<DataReq>) {
+        let mut writes: Vec<DataReq> = Vec::new();
+        let mut dups: Vec<DataReq> = Vec::new();
+        let mut flushes = Vec::new();
+        let mut seen = HashSet::new();
+        for r in batch {
+            if r.hash == FLUSH_HASH && r.data.is_empty() {
+                flushes.push(r);
+            } else if seen.insert(r.hash) {
+                writes.push(r);
+            } else {
+                dups.push(r);
+            }
+        }
+        if !writes.is_empty() {
+            let res = self.write_records(&writes).await;
+            match res {
+                Ok((entries, ckpt)) => {
+                    let mut ops = Vec::with_capacity(writes.len() + dups.len() + 1);
+                    for (r, e) in writes.into_iter().zip(entries) {
+                        ops.push((
+                            Op::BlockWritten {
+                                hash: r.hash,
+                                entry: e,
+                            },
+                            Some(r.reply),
+                        ));
+                    }
+                    for r in dups {
+                        ops.push((Op::Incref(r.hash), Some(r.reply)));
+                    }
+                    ops.push((Op::Checkpoint(ckpt), None));
+                    if !self.send_meta(ops) {
+                        // Replies dropped: callers see Closed.
+                    }
+                }
+                Err(e) => {
+                    for r in writes.into_iter().chain(dups) {
+                        let _ = r.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        for f in flushes {
+            let _ = f.reply.send(Ok(OpResult::Unit));
+        }
+    }
+
+    /// Encode, write and (policy `always`) sync one batch of distinct blocks.
+    async fn write_records(&self, writes: &[DataReq]) -> Result<(Vec<BlockEntry>, Checkpoint)> {
+        if let Some(why) = self.failed.borrow().clone() {
+            return Err(StorageError::Failed(why));
+        }
+        let total: usize = writes
+            .iter()
+            .map(|r| record::record_len(r.data.len()))
+            .sum();
+        // Roll to a new segment if this batch would overflow the active one.
+        let needs_roll = {
+            let s = self.segs.borrow();
+            s.offset > 0 && s.offset + total as u64 > self.cfg.segment_bytes
+        };
+        if needs_roll {
+            let next = self.segs.borrow().active + 1;
+            let f = Rc::new(open_segment(&self.dir, next, true).await?);
+            let mut s = self.segs.borrow_mut();
+            let prev = s.active;
+            if self.cfg.data_fsync != FsyncPolicy::Always {
+                s.dirty.insert(prev);
+            }
+            s.files.insert(next, f);
+            s.active = next;
+            s.offset = 0;
+        }
+        let (id, file, offset) = {
+            let s = self.segs.borrow();
+            (s.active, s.files[&s.active].clone(), s.offset)
+        };
+        let mut buf = file.alloc_dma_buffer(total);
+        let mut entries = Vec::with_capacity(writes.len());
+        {
+            let out = buf.as_bytes_mut();
+            let mut pos = 0usize;
+            for r in writes {
+                let rl = record::encode_into(&r.hash, &r.data, &mut out[pos..]);
+                entries.push(BlockEntry {
+                    segment: id,
+                    offset: offset + pos as u64,
+                    data_len: r.data.len() as u32,
+                    record_len: rl as u32,
+                    refs: 1,
+                    zero_since_ms: 0,
+                    bad: false,
+                });
+                pos += rl;
+            }
+        }
+        let n = file.write_at(buf, offset).await?;
+        if n != total {
+            return Err(StorageError::Io(format!(
+                "short write to segment {id}: {n} of {total} bytes"
+            )));
+        }
+        bump(&self.counters.data_bytes_written, total as u64);
+        bump(&self.counters.data_batches, 1);
+        bump(&self.counters.data_batch_blocks, writes.len() as u64);
+        if self.cfg.data_fsync == FsyncPolicy::Always {
+            if let Err(e) = file.fdatasync().await {
+                let e = StorageError::from(e);
+                tracing::error!(segment = id, error = %e, "fdatasync failed: block writes disabled until reopen");
+                *self.failed.borrow_mut() = Some(e.to_string());
+                return Err(StorageError::Failed(e.to_string()));
+            }
+            bump(&self.counters.data_syncs, 1);
+        } else {
+            self.segs.borrow_mut().dirty.insert(id);
+        }
+        let end = offset + total as u64;
+        {
+            let mut s = self.segs.borrow_mut();
+            if s.active == id {
+                s.offset = s.offset.max(end);
+            }
+        }
+        Ok((
+            entries,
+            Checkpoint {
+                segment: id,
+                offset: end,
+            },
+        ))
+    }
+}
+
+/// Marker hash of the data stage's flush request (with empty data; a real block with this
+/// hash and empty data cannot exist: blake3("") differs).
+const FLUSH_HASH: BlockHash = BlockHash([0xff; 32]);
+
+#[allow(clippy::too_many_arguments)]
+fn verify_read<'a>(
+    hash: &BlockHash,
+    e: &BlockEntry,
+    header: &[u8],
+    data: &'a [u8],
+    first: usize,
+    span: &std::ops::Range<usize>,
+    whole: bool,
+) -> Result<&'a [u8]> {
+    let h = record::decode_header(header)
+        .map_err(|err| corrupt(format!("block {}: {err}", hash.to_hex())))?;
+    if h.hash != *hash || h.data_len != e.data_len {
+        return Err(corrupt(format!(
+            "block {}: record header names another block",
+            hash.to_hex()
+        )));
+    }
+    if data.len() < span.len() {
+        return Err(corrupt(format!(
+            "block {}: record truncated",
+            hash.to_hex()
+        )));
+    }
+    let data = &data[..span.len()];
+    if whole {
+        h.verify_data(data)
+            .map_err(|err| corrupt(format!("block {}: {err}", hash.to_hex())))?;
+    } else {
+        for (i, c) in data.chunks(record::CHUNK).enumerate() {
+            h.verify_chunk(first + i, c)
+                .map_err(|err| corrupt(format!("block {}: {err}", hash.to_hex())))?;
+        }
+    }
+    Ok(data)
+}
+
+/// Scan records of `file` from `start` to `size`: the valid ones and the end of the valid
+/// prefix.
+async fn scan_file(
+    file: &DmaFile,
+    start: u64,
+    size: u64,
+) -> Result<(Vec<(u64, record::Header)>, u64)> {
+    let mut out = Vec::new();
+    let mut pos = start;
+    while pos < size {
+        let want = (size - pos).min(record::HEADER_MAX as u64) as usize;
+        let hb = file.read_at(pos, want).await?;
+        let h = match record::decode_header(&hb[..]) {
+            Ok(h) => h,
+            Err(_) => break,
+        };
+        let rl = h.record_len() as u64;
+        if pos + rl > size {
+            break;
+        }
+        let body = file
+            .read_at(pos, h.header_len() + h.data_len as usize)
+            .await?;
+        match record::decode(&body[..]) {
+            Ok((h2, _)) if h2 == h => {}
+            _ => break,
+        }
+        out.push((pos, h));
+        pos += rl;
+        glommio::yield_if_needed().await;
+    }
+    Ok((out, pos))
+}
+
+async fn data_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<DataReq>) {
+    let mut queue: VecDeque<DataReq> = VecDeque::new();
+    loop {
+        if queue.is_empty() {
+            match rx.next().await {
+                Some(r) => queue.push_back(r),
+                None => return,
+            }
+        }
+        let (cap, delay) = match store.upgrade() {
+            Some(s) => (
+                s.cfg.fsync_batch_bytes as usize,
+                Duration::from_micros(s.cfg.fsync_batch_delay_us),
+            ),
+            None => return,
+        };
+        let deadline = Instant::now() + delay;
+        let mut closed = false;
+        loop {
+            while let Ok(r) = rx.try_recv() {
+                queue.push_back(r);
+            }
+            let bytes: usize = queue.iter().map(|r| record::record_len(r.data.len())).sum();
+            let now = Instant::now();
+            if bytes >= cap || now >= deadline || closed {
+                break;
+            }
+            let more = futures_lite::future::or(async { Some(rx.next().await) }, async {
+                glommio::timer::sleep(deadline - now).await;
+                None
+            })
+            .await;
+            match more {
+                Some(Some(r)) => queue.push_back(r),
+                Some(None) => closed = true,
+                None => break,
+            }
+        }
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while let Some(r) = queue.front() {
+            let rl = record::record_len(r.data.len());
+            if !batch.is_empty() && bytes + rl > cap {
+                break;
+            }
+            bytes += rl;
+            batch.push(queue.pop_front().unwrap());
+        }
+        let Some(s) = store.upgrade() else { return };
+        s.write_batch(batch).await;
+    }
+}
+
+async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<MetaMsg>) {
+    const MAX_OPS: usize = 8192;
+    let mut pending: VecDeque<MetaMsg> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match rx.next().await {
+                Some(m) => pending.push_back(m),
+                None => return,
+            }
+        }
+        while let Ok(m) = rx.try_recv() {
+            pending.push_back(m);
+        }
+        let mut ops = Vec::new();
+        let mut replies = Vec::new();
+        let mut flushes = Vec::new();
+        while let Some(m) = pending.pop_front() {
+            match m {
+                MetaMsg::Ops(v) => {
+                    for (op, reply) in v {
+                        ops.push(op);
+                        replies.push(reply);
+                    }
+                }
+                MetaMsg::Flush(tx) => {
+                    flushes.push(tx);
+                    break;
+                }
+            }
+            if ops.len() >= MAX_OPS {
+                break;
+            }
+        }
+        if !ops.is_empty() {
+            let Some(s) = store.upgrade() else { return };
+            let (env, db, n) = (s.env.clone(), s.db, ops.len() as u64);
+            let now = now_ms();
+            let res = blocking(move || apply(&env, db, ops, now)).await;
+            match res {
+                Ok(results) => {
+                    bump(&s.counters.meta_commits, 1);
+                    bump(&s.counters.meta_commit_ops, n);
+                    for (r, reply) in results.into_iter().zip(replies) {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Ok(r));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, ops = n, "metadata commit failed");
+                    for reply in replies.into_iter().flatten() {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+}
+
+async fn periodic_data_sync(store: Weak<ShardStore>, every: Duration) {
+    loop {
+        glommio::timer::sleep(every).await;
+        let Some(s) = store.upgrade() else { return };
+        if s.failed.borrow().is_some() {
+            continue;
+        }
+        let files: Vec<(u32, Rc<DmaFile>)> = {
+            let mut g = s.segs.borrow_mut();
+            let ids: Vec<u32> = std::mem::take(&mut g.dirty).into_iter().collect();
+            ids.into_iter()
+                .filter_map(|id| g.files.get(&id).map(|f| (id, f.clone())))
+                .collect()
+        };
+        for (id, f) in files {
+            if let Err(e) = f.fdatasync().await {
+                let e = StorageError::from(e);
+                tracing::error!(segment = id, error = %e, "periodic fdatasync failed: block writes disabled until reopen");
+                *s.failed.borrow_mut() = Some(e.to_string());
+                break;
+            }
+            bump(&s.counters.data_syncs, 1);
+        }
+    }
+}
+
+async fn periodic_meta_sync(store: Weak<ShardStore>, every: Duration) {
+    loop {
+        glommio::timer::sleep(every).await;
+        let Some(s) = store.upgrade() else { return };
+        let env = s.env.clone();
+        drop(s);
+        if let Err(e) = blocking(move || env.force_sync()).await {
+            tracing::error!(error = %e, "periodic LMDB sync failed");
+        }
+    }
+}
+
+// -------------------------------------------------------------------- the write transaction
+
+fn get_entry(db: &Dbs, w: &heed::RwTxn, hash: &BlockHash) -> Result<Option<BlockEntry>> {
+    match db.blocks.get(w, &hash.0)? {
+        None => Ok(None),
+        Some(b) => Ok(Some(
+            BlockEntry::decode(b).ok_or_else(|| corrupt("bad block index entry"))?,
+        )),
+    }
+}
+
+fn seg_add(db: &Dbs, w: &mut heed::RwTxn, id: u32, total: i64, live: i64) -> Result<()> {
+    let k = segment_key(id);
+    let mut info = match db.segments.get(w, &k)? {
+        Some(b) => SegmentInfo::decode(b).unwrap_or_default(),
+        None => SegmentInfo::default(),
+    };
+    info.total_bytes = info.total_bytes.saturating_add_signed(total);
+    info.live_bytes = info.live_bytes.saturating_add_signed(live);
+    db.segments.put(w, &k, &info.encode())?;
+    Ok(())
+}
+
+fn put_entry(db: &Dbs, w: &mut heed::RwTxn, hash: &BlockHash, e: &BlockEntry) -> Result<()> {
+    db.blocks.put(w, &hash.0, &e.encode())?;
+    Ok(())
+}
+
+fn incref(db: &Dbs, w: &mut heed::RwTxn, hash: &BlockHash, mut e: BlockEntry) -> Result<()> {
+    if e.refs == 0 && e.zero_since_ms != 0 {
+        db.gc.delete(w, &gc_key(e.zero_since_ms, hash))?;
+        e.zero_since_ms = 0;
+    }
+    e.refs += 1;
+    put_entry(db, w, hash, &e)
+}
+
+/// Apply `ops` in one write transaction and commit. Per-op outcomes are results; an error
+/// of the transaction itself fails all (nothing applied).
+fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
+    let mut w = env.write_txn()?;
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        let r = match op {
+            Op::BlockWritten { hash, entry } => {
+                seg_add(&db, &mut w, entry.segment, entry.record_len as i64, 0)?;
+                match get_entry(&db, &w, &hash)? {
+                    Some(old) if !old.bad => {
+                        incref(&db, &mut w, &hash, old)?;
+                    }
+                    Some(old) => {
+                        // Repair a bad block: point at the new record.
+                        seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
+                        let e = BlockEntry {
+                            refs: old.refs,
+                            zero_since_ms: old.zero_since_ms,
+                            bad: false,
+                            ..entry
+                        };
+                        incref(&db, &mut w, &hash, e)?;
+                    }
+                    None => {
+                        seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
+                        put_entry(&db, &mut w, &hash, &entry)?;
+                    }
+                }
+                OpResult::Unit
+            }
+            Op::Recovered { hash, mut entry } => {
+                seg_add(&db, &mut w, entry.segment, entry.record_len as i64, 0)?;
+                match get_entry(&db, &w, &hash)? {
+                    Some(old) if !old.bad => {}
+                    Some(old) => {
+                        seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
+                        let e = BlockEntry {
+                            refs: old.refs,
+                            zero_since_ms: old.zero_since_ms,
+                            bad: false,
+                            ..entry
+                        };
+                        put_entry(&db, &mut w, &hash, &e)?;
+                    }
+                    None => {
+                        seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
+                        if entry.refs == 0 {
+                            entry.zero_since_ms = now.max(1);
+                            db.gc
+                                .put(&mut w, &gc_key(entry.zero_since_ms, &hash), &[])?;
+                        }
+                        put_entry(&db, &mut w, &hash, &entry)?;
+                    }
+                }
+                OpResult::Unit
+            }
+            Op::Incref(hash) => match get_entry(&db, &w, &hash)? {
+                Some(e) if !e.bad => {
+                    incref(&db, &mut w, &hash, e)?;
+                    OpResult::Unit
+                }
+                _ => OpResult::NeedsData,
+            },
+            Op::Decref(hash) => match get_entry(&db, &w, &hash)? {
+                Some(mut e) if e.refs > 0 => {
+                    e.refs -= 1;
+                    if e.refs == 0 {
+                        e.zero_since_ms = now.max(1);
+                        db.gc.put(&mut w, &gc_key(e.zero_since_ms, &hash), &[])?;
+                    }
+                    put_entry(&db, &mut w, &hash, &e)?;
+                    OpResult::Unit
+                }
+                Some(_) => {
+                    tracing::warn!(block = %hash.to_hex(), "decref of a block already at 0");
+                    OpResult::Unit
+                }
+                None => OpResult::NotFound,
+            },
+            Op::MarkBad(hash) => {
+                if let Some(mut e) = get_entry(&db, &w, &hash)? {
+                    e.bad = true;
+                    put_entry(&db, &mut w, &hash, &e)?;
+                }
+                OpResult::Unit
+            }
+            Op::Checkpoint(c) => {
+                let cur = db
+                    .state
+                    .get(&w, CHECKPOINT_KEY)?
+                    .and_then(Checkpoint::decode)
+                    .unwrap_or_default();
+                if c > cur {
+                    db.state.put(&mut w, CHECKPOINT_KEY, &c.encode())?;
+                }
+                OpResult::Unit
+            }
+            Op::PutObject(row, cond) => {
+                let k = object_key(&row.bucket, &row.key);
+                let prev: Option<ObjectRow> =
+                    db.objects.get(&w, &k)?.map(decode_row).transpose()?;
+                let ok = match cond {
+                    Some(c) => c(prev.as_ref()),
+                    None => true,
+                };
+                if ok {
+                    db.objects.put(&mut w, &k, &encode_row(&*row)?)?;
+                    OpResult::Object(PutIf::Written(prev))
+                } else {
+                    OpResult::Object(PutIf::Refused(prev))
+                }
+            }
+            Op::DeleteObject(bucket, key) => {
+                let k = object_key(&bucket, &key);
+                let prev: Option<ObjectRow> =
+                    db.objects.get(&w, &k)?.map(decode_row).transpose()?;
+                if prev.is_some() {
+                    db.objects.delete(&mut w, &k)?;
+                }
+                OpResult::Object(PutIf::Written(prev))
+            }
+            Op::PutUpload(row) => {
+                let k = upload_key(&row.bucket, &row.key, &row.upload_id);
+                db.uploads.put(&mut w, &k, &encode_row(&*row)?)?;
+                OpResult::Unit
+            }
+            Op::DeleteUpload(bucket, key, upload_id) => {
+                let k = upload_key(&bucket, &key, &upload_id);
+                let prev: Option<UploadRow> =
+                    db.uploads.get(&w, &k)?.map(decode_row).transpose()?;
+                if prev.is_some() {
+                    db.uploads.delete(&mut w, &k)?;
+                }
+                let mut pfx = upload_id.as_bytes().to_vec();
+                pfx.push(0);
+                let mut parts = Vec::new();
+                let mut keys = Vec::new();
+                for item in db.parts.prefix_iter(&w, &pfx)? {
+                    let (k, v) = item?;
+                    keys.push(k.to_vec());
+                    parts.push(decode_row(v)?);
+                }
+                for k in keys {
+                    db.parts.delete(&mut w, &k)?;
+                }
+                OpResult::Upload(prev, parts)
+            }
+            Op::PutPart(row) => {
+                let k = part_key(&row.upload_id, row.number);
+                let prev: Option<PartRow> = db.parts.get(&w, &k)?.map(decode_row).transpose()?;
+                db.parts.put(&mut w, &k, &encode_row(&*row)?)?;
+                OpResult::Part(prev)
+            }
+            Op::PutBucket(row) => {
+                db.buckets.put(&mut w, &row.id.0, &encode_row(&*row)?)?;
+                OpResult::Unit
+            }
+            Op::PutKey(row) => {
+                db.keys
+                    .put(&mut w, row.access_key_id.as_bytes(), &encode_row(&*row)?)?;
+                OpResult::Unit
+            }
+        };
+        out.push(r);
+    }
+    w.commit()?;
+    Ok(out)
+}

@@ -1,0 +1,345 @@
+//! End-to-end behaviour of one ShardStore: blocks, objects, multipart rows, global tables,
+//! group commit, reopen, corruption handling.
+
+mod storage_util;
+
+use std::rc::Rc;
+
+use granary::meta::types::*;
+use granary::storage::{PutIf, ShardStore, StorageError};
+use storage_util::*;
+
+#[test]
+fn blocks_round_trip_dedup_and_refcounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        let (h1, d1) = block(1 << 20, 1);
+        let (h2, d2) = block(200_000, 2);
+        let (h0, d0) = block(0, 3);
+        s.put_block(h1, d1.clone()).await.unwrap();
+        s.put_block(h2, d2.clone()).await.unwrap();
+        s.put_block(h0, d0.clone()).await.unwrap();
+        assert_eq!(s.read_block(&h1, 0, 1 << 20).await.unwrap(), d1);
+        assert_eq!(s.read_block(&h0, 0, 0).await.unwrap(), d0);
+        // Ranges, including across chunk boundaries and far from the header.
+        for (off, len) in [
+            (0u32, 1u32),
+            (65535, 2),
+            (70_000, 100_000),
+            (199_999, 1),
+            (10, 0),
+        ] {
+            assert_eq!(
+                s.read_block(&h2, off, len).await.unwrap(),
+                &d2[off as usize..(off + len) as usize]
+            );
+        }
+        for (off, len) in [(900_000u32, 100_000u32), (300_000, 65536)] {
+            assert_eq!(
+                s.read_block(&h1, off, len).await.unwrap(),
+                &d1[off as usize..(off + len) as usize]
+            );
+        }
+        assert!(matches!(
+            s.read_block(&h2, 199_999, 2).await,
+            Err(StorageError::Invalid(_))
+        ));
+        assert_eq!(
+            s.read_block(&BlockHash([9; 32]), 0, 1).await,
+            Err(StorageError::NotFound)
+        );
+        // Dedup: second put writes no data, counts a reference.
+        let written = s.stats().data_bytes_written;
+        s.put_block(h1, d1.clone()).await.unwrap();
+        assert_eq!(s.stats().data_bytes_written, written);
+        assert_eq!(s.block_info(&h1).unwrap().unwrap().refs, 2);
+        s.decref_block(&h1).await.unwrap();
+        s.decref_block(&h1).await.unwrap();
+        let e = s.block_info(&h1).unwrap().unwrap();
+        assert_eq!(e.refs, 0);
+        assert!(e.zero_since_ms > 0);
+        // Still readable during the grace delay; a new put revives it.
+        assert_eq!(s.read_block(&h1, 0, 10).await.unwrap(), &d1[..10]);
+        s.put_block(h1, d1.clone()).await.unwrap();
+        let e = s.block_info(&h1).unwrap().unwrap();
+        assert_eq!((e.refs, e.zero_since_ms), (1, 0));
+        assert_eq!(
+            s.decref_block(&BlockHash([7; 32])).await,
+            Err(StorageError::NotFound)
+        );
+        let st = s.stats();
+        assert_eq!(st.blocks, 3);
+        assert!(st.live_bytes > 1 << 20);
+        s.close().await.unwrap();
+        drop(s);
+        // Reopen: everything still there.
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        assert_eq!(s.read_block(&h1, 0, 1 << 20).await.unwrap(), d1);
+        assert_eq!(s.read_block(&h2, 0, 200_000).await.unwrap(), d2);
+        assert_eq!(s.block_info(&h1).unwrap().unwrap().refs, 1);
+        assert_eq!(s.stats().recovered_records, 0);
+    });
+}
+
+#[test]
+fn concurrent_puts_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..512u64 {
+            let s = Rc::clone(&s);
+            tasks.push(glommio::spawn_local(async move {
+                s.put_object(obj(&format!("k{i:04}"), &data(100, i)))
+                    .await
+                    .unwrap();
+                if i % 4 == 0 {
+                    let (h, d) = block(50_000, 1000 + i);
+                    s.put_block(h, d).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        let st = s.stats();
+        assert!(st.meta_commits < 512, "no group commit: {st:?}");
+        assert!(st.data_batches < 128, "no data batching: {st:?}");
+        assert_eq!(st.blocks, 128);
+        let all = s.list_objects(&BUCKET, "", "", 10_000).unwrap();
+        assert_eq!(all.len(), 512);
+        assert_eq!(s.bucket_object_count(&BUCKET).unwrap(), 512);
+    });
+}
+
+#[test]
+fn objects_list_conditional_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        assert!(s.bucket_is_empty(&BUCKET).unwrap());
+        for k in ["b", "a", "a/1", "a/2", "c", "é", "a\u{1}"] {
+            assert_eq!(s.put_object(obj(k, k.as_bytes())).await.unwrap(), None);
+        }
+        let other = BucketId([2; 16]);
+        let mut o = obj("a", b"x");
+        o.bucket = other;
+        s.put_object(o).await.unwrap();
+        let keys = |v: Vec<ObjectRow>| v.into_iter().map(|r| r.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(s.list_objects(&BUCKET, "", "", 100).unwrap()),
+            ["a", "a\u{1}", "a/1", "a/2", "b", "c", "é"]
+        );
+        assert_eq!(
+            keys(s.list_objects(&BUCKET, "a/", "", 100).unwrap()),
+            ["a/1", "a/2"]
+        );
+        assert_eq!(
+            keys(s.list_objects(&BUCKET, "a/", "a/1", 100).unwrap()),
+            ["a/2"]
+        );
+        assert_eq!(
+            keys(s.list_objects(&BUCKET, "", "a/2", 2).unwrap()),
+            ["b", "c"]
+        );
+        assert_eq!(
+            keys(s.list_objects(&BUCKET, "", "é", 2).unwrap()),
+            Vec::<String>::new()
+        );
+        assert_eq!(keys(s.list_objects(&other, "", "", 100).unwrap()), ["a"]);
+        assert!(!s.bucket_is_empty(&other).unwrap());
+        // Replace returns the previous row.
+        let prev = s.put_object(obj("b", b"new")).await.unwrap().unwrap();
+        assert_eq!(prev.data, ObjectData::Inline(b"b".to_vec()));
+        // If-None-Match: * races: exactly one of many concurrent creators wins.
+        let mut tasks = Vec::new();
+        for i in 0..50u8 {
+            let s = Rc::clone(&s);
+            tasks.push(glommio::spawn_local(async move {
+                s.put_object_if(obj("race", &[i]), |cur| cur.is_none())
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            if let PutIf::Written(None) = t.await {
+                won += 1;
+            }
+        }
+        assert_eq!(won, 1);
+        assert!(matches!(
+            s.put_object_if(obj("race", b"z"), |cur| cur.is_none())
+                .await
+                .unwrap(),
+            PutIf::Refused(Some(_))
+        ));
+        let got = s.get_object(&BUCKET, "b").unwrap().unwrap();
+        assert_eq!(got, obj("b", b"new"));
+        assert_eq!(s.delete_object(&BUCKET, "b").await.unwrap(), Some(got));
+        assert_eq!(s.delete_object(&BUCKET, "b").await.unwrap(), None);
+        assert_eq!(s.get_object(&BUCKET, "b").unwrap(), None);
+    });
+}
+
+fn upload(key: &str, id: &str) -> UploadRow {
+    UploadRow {
+        bucket: BUCKET,
+        key: key.into(),
+        upload_id: id.into(),
+        initiated_ms: 5,
+        headers: vec![],
+        checksum_algorithm: None,
+    }
+}
+
+fn part(id: &str, n: u32) -> PartRow {
+    PartRow {
+        upload_id: id.into(),
+        number: n,
+        bytes: 10,
+        etag: format!("\"p{n}\""),
+        last_modified_ms: 1,
+        checksum: None,
+        blocks: vec![BlockRef {
+            hash: BlockHash([n as u8; 32]),
+            bytes: 10,
+        }],
+    }
+}
+
+#[test]
+fn multipart_rows_and_global_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        for (k, id) in [("a", "u2"), ("a", "u1"), ("b", "u3"), ("ab", "u4")] {
+            s.put_upload(upload(k, id)).await.unwrap();
+        }
+        let ids = |v: Vec<UploadRow>| v.into_iter().map(|u| u.upload_id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(s.list_uploads(&BUCKET, "", "", "", 10).unwrap()),
+            ["u1", "u2", "u4", "u3"]
+        );
+        assert_eq!(
+            ids(s.list_uploads(&BUCKET, "", "a", "", 10).unwrap()),
+            ["u4", "u3"]
+        );
+        assert_eq!(
+            ids(s.list_uploads(&BUCKET, "", "a", "u1", 10).unwrap()),
+            ["u2", "u4", "u3"]
+        );
+        assert_eq!(
+            ids(s.list_uploads(&BUCKET, "a", "", "", 10).unwrap()),
+            ["u1", "u2", "u4"]
+        );
+        assert_eq!(
+            ids(s.list_uploads(&BUCKET, "", "", "", 2).unwrap()),
+            ["u1", "u2"]
+        );
+        assert_eq!(
+            s.get_upload(&BUCKET, "a", "u1").unwrap(),
+            Some(upload("a", "u1"))
+        );
+        for n in [3, 1, 2, 10000] {
+            assert_eq!(s.put_part(part("u1", n)).await.unwrap(), None);
+        }
+        s.put_part(part("u2", 1)).await.unwrap();
+        assert_eq!(
+            s.put_part(part("u1", 2)).await.unwrap(),
+            Some(part("u1", 2))
+        );
+        let nums = |v: Vec<PartRow>| v.into_iter().map(|p| p.number).collect::<Vec<_>>();
+        assert_eq!(nums(s.list_parts("u1", 0, 100).unwrap()), [1, 2, 3, 10000]);
+        assert_eq!(nums(s.list_parts("u1", 2, 1).unwrap()), [3]);
+        assert_eq!(
+            nums(s.list_parts("u1", u32::MAX, 10).unwrap()),
+            Vec::<u32>::new()
+        );
+        let (u, parts) = s.delete_upload(&BUCKET, "a", "u1").await.unwrap();
+        assert_eq!(u, Some(upload("a", "u1")));
+        assert_eq!(nums(parts), [1, 2, 3, 10000]);
+        assert!(s.list_parts("u1", 0, 100).unwrap().is_empty());
+        assert_eq!(nums(s.list_parts("u2", 0, 100).unwrap()), [1]);
+
+        let b = |name: &str, id: u8| BucketRow {
+            id: BucketId([id; 16]),
+            name: name.into(),
+            created_ms: 1,
+            stamp: Stamp {
+                time_ms: 1,
+                node: 0,
+            },
+            deleted: false,
+            grants: vec![],
+        };
+        s.put_bucket(b("zeta", 1)).await.unwrap();
+        s.put_bucket(b("alpha", 2)).await.unwrap();
+        let names: Vec<_> = s
+            .list_buckets()
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(names, ["alpha", "zeta"]);
+        assert_eq!(
+            s.get_bucket(&BucketId([2; 16])).unwrap(),
+            Some(b("alpha", 2))
+        );
+        let key = KeyRow {
+            access_key_id: "GK1".into(),
+            secret_access_key: "s".into(),
+            name: "k".into(),
+            created_ms: 1,
+            stamp: Stamp {
+                time_ms: 1,
+                node: 0,
+            },
+            deleted: false,
+            create_bucket: true,
+        };
+        s.put_key(key.clone()).await.unwrap();
+        assert_eq!(s.list_keys().unwrap(), vec![key.clone()]);
+        assert_eq!(s.get_key("GK1").unwrap(), Some(key));
+    });
+}
+
+#[test]
+fn corrupt_block_is_an_error_then_repaired_by_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        let (h, d) = block(300_000, 9);
+        s.put_block(h, d.clone()).await.unwrap();
+        let e = s.block_info(&h).unwrap().unwrap();
+        // Flip a byte in the second chunk of the data on disk.
+        let seg = path.join("segments").join(format!("seg-{:08}", e.segment));
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let at = e.offset as usize + 100 + 70_000;
+        bytes[at] ^= 1;
+        std::fs::write(&seg, &bytes).unwrap();
+        // The first chunk still reads; the corrupted one is an error, never wrong bytes.
+        assert_eq!(s.read_block(&h, 0, 1000).await.unwrap(), &d[..1000]);
+        assert!(matches!(
+            s.read_block(&h, 65_536, 10_000).await,
+            Err(StorageError::Corrupt(_))
+        ));
+        // Marked bad: no longer served at all.
+        s.sync_all().await.unwrap();
+        assert!(s.block_info(&h).unwrap().unwrap().bad);
+        assert!(matches!(
+            s.read_block(&h, 0, 1000).await,
+            Err(StorageError::Corrupt(_))
+        ));
+        // A put of the same content repairs it.
+        s.put_block(h, d.clone()).await.unwrap();
+        assert_eq!(s.read_block(&h, 0, 300_000).await.unwrap(), d);
+        assert_eq!(s.block_info(&h).unwrap().unwrap().refs, 2);
+    });
+}

@@ -1,0 +1,86 @@
+//! Helpers shared by the storage tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use granary::meta::types::{BlockHash, BucketId, ObjectData, ObjectRow, Stamp};
+use granary::storage::{FsyncPolicy, StorageConfig};
+
+/// Run `f` on a fresh glommio executor (small io_memory: the memlock limit is 8 MiB).
+pub fn run<F, Fut, T>(f: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(f)
+        .expect("spawn executor")
+        .join()
+        .expect("executor panicked")
+}
+
+pub fn cfg() -> StorageConfig {
+    StorageConfig {
+        data_fsync: FsyncPolicy::Always,
+        metadata_fsync: FsyncPolicy::Always,
+        fsync_batch_bytes: 4 << 20,
+        fsync_batch_delay_us: 0,
+        block_gc_delay_s: 600,
+        segment_bytes: 1 << 30,
+        lmdb_map_bytes: 1 << 30,
+        ..StorageConfig::default()
+    }
+}
+
+pub fn fast_cfg() -> StorageConfig {
+    StorageConfig {
+        data_fsync: FsyncPolicy::Never,
+        metadata_fsync: FsyncPolicy::Never,
+        ..cfg()
+    }
+}
+
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+pub fn block(len: usize, seed: u64) -> (BlockHash, Vec<u8>) {
+    let d = data(len, seed);
+    (BlockHash::of(&d), d)
+}
+
+pub const BUCKET: BucketId = BucketId([1; 16]);
+
+pub fn obj(key: &str, body: &[u8]) -> ObjectRow {
+    ObjectRow {
+        bucket: BUCKET,
+        key: key.to_string(),
+        stamp: Stamp {
+            time_ms: 1,
+            node: 1,
+        },
+        bytes: body.len() as u64,
+        etag: format!("\"{}\"", key.len()),
+        last_modified_ms: 1,
+        headers: vec![("content-type".into(), "text/plain".into())],
+        checksum: None,
+        parts: vec![],
+        data: ObjectData::Inline(body.to_vec()),
+    }
+}
+
+pub fn sleep_ms(ms: u64) -> impl Future<Output = ()> {
+    glommio::timer::sleep(Duration::from_millis(ms))
+}
