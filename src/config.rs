@@ -5,8 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
-
 use serde::Deserialize;
 
 use crate::constants::{BLOCK_BYTES_DEFAULT, BLOCK_BYTES_MAX, INLINE_THRESHOLD_BYTES_DEFAULT};
@@ -49,7 +47,8 @@ pub struct ServerArgs {
     /// A group commit closes once it holds this many bytes [default: 8388608]
     #[arg(long)]
     pub fsync_batch_bytes: Option<u64>,
-    /// A group commit closes at the latest this many microseconds after it opened [default: 500]
+    /// A group commit waits at most this many microseconds for more writes; 0 takes what is
+    /// queued while the previous sync ran [default: 0]
     #[arg(long)]
     pub fsync_batch_delay_us: Option<u64>,
     /// Seconds a block stays at reference count zero before it is deleted [default: 600]
@@ -60,36 +59,7 @@ pub struct ServerArgs {
     pub log_format: Option<String>,
 }
 
-/// When durable writes are acknowledged, per kind of data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsyncPolicy {
-    /// Acknowledge after the sync that covers the write has returned.
-    Always,
-    /// Acknowledge at once; sync in the background at this interval.
-    Periodic(Duration),
-    /// Leave it to the operating system (and, in a cluster, to the other replicas).
-    Never,
-}
-
-impl std::str::FromStr for FsyncPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "always" => Ok(Self::Always),
-            "never" => Ok(Self::Never),
-            _ => {
-                let ms = s
-                    .strip_prefix("periodic:")
-                    .and_then(|ms| ms.parse::<u64>().ok())
-                    .filter(|ms| *ms > 0)
-                    .ok_or_else(|| {
-                        format!("`{s}` is not one of: always, periodic:<ms> (ms > 0), never")
-                    })?;
-                Ok(Self::Periodic(Duration::from_millis(ms)))
-            }
-        }
-    }
-}
+pub use crate::storage::FsyncPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -203,7 +173,7 @@ impl ServerArgs {
             data_fsync: fsync("data_fsync", self.data_fsync)?,
             metadata_fsync: fsync("metadata_fsync", self.metadata_fsync)?,
             fsync_batch_bytes,
-            fsync_batch_delay_us: self.fsync_batch_delay_us.unwrap_or(500),
+            fsync_batch_delay_us: self.fsync_batch_delay_us.unwrap_or(0),
             block_gc_delay_s: self.block_gc_delay_s.unwrap_or(600),
             log_format,
         })
@@ -240,10 +210,12 @@ mod tests {
         let args = ServerArgs { data_fsync: Some("sometimes".into()), ..Default::default() };
         let e = args.validate(2).unwrap_err();
         assert_eq!(e.key, "data_fsync");
-        assert!(e.problem.contains("periodic:<ms>"));
+        assert!(e.problem.contains("periodic:<ms>"), "{}", e.problem);
         let args = ServerArgs { block_size: Some(1000), ..Default::default() };
         assert_eq!(args.validate(2).unwrap_err().key, "block_size");
     }
+
+    use std::time::Duration;
 
     #[test]
     fn fsync_policies_parse() {
@@ -251,5 +223,20 @@ mod tests {
         assert!("periodic:0".parse::<FsyncPolicy>().is_err());
         assert!("periodic:".parse::<FsyncPolicy>().is_err());
         assert_eq!("never".parse(), Ok(FsyncPolicy::Never));
+    }
+}
+
+impl crate::storage::StorageConfig {
+    /// The storage settings of a server configuration.
+    pub fn from_server(config: &ServerConfig) -> Self {
+        crate::storage::StorageConfig {
+            data_fsync: config.data_fsync,
+            metadata_fsync: config.metadata_fsync,
+            fsync_batch_bytes: config.fsync_batch_bytes,
+            fsync_batch_delay_us: config.fsync_batch_delay_us,
+            block_gc_delay_s: config.block_gc_delay_s,
+            inline_threshold: config.inline_threshold,
+            ..Default::default()
+        }
     }
 }

@@ -92,7 +92,7 @@ impl Shard {
                 A::Upload(store.get_upload(&bucket, &key, &upload_id).map_err(storage_err))
             }
             R::DeleteUpload { bucket, key, upload_id } => A::Parts(
-                store.delete_upload(&bucket, &key, &upload_id).await.map_err(storage_err),
+                store.delete_upload(&bucket, &key, &upload_id).await.map(|(_, parts)| parts).map_err(storage_err),
             ),
             R::ListUploads { bucket, prefix, key_marker, limit } => A::Uploads(
                 store.list_uploads(&bucket, &prefix, &key_marker, "", limit).map_err(storage_err),

@@ -12,7 +12,7 @@ use super::{now_ms, Shard};
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
 use crate::meta::types::{
-    BlockRef, BucketRow, Checksum, ObjectData, ObjectRow, PartRow, PartSummary, Stamp, UploadRow,
+    BlockRef, BucketRow, ObjectData, ObjectRow, PartRow, PartSummary, Stamp, UploadRow,
 };
 use crate::s3::checksum;
 use crate::s3::error::S3Error;
