@@ -66,3 +66,38 @@ def error_code(exc_info):
 
 def unique(prefix="k"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _reflected_crc_table(poly, width):
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ poly if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+def _bitrev(value, width):
+    return int(f"{value:0{width}b}"[::-1], 2)
+
+
+_CRC32C_TABLE = _reflected_crc_table(_bitrev(0x1EDC6F41, 32), 32)
+_CRC64NVME_TABLE = _reflected_crc_table(_bitrev(0xAD93D23594C93659, 64), 64)
+
+
+def _crc(data, table, mask):
+    c = mask
+    for b in data:
+        c = table[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ mask
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as S3's x-amz-checksum-crc32c; pure Python, small inputs only."""
+    return _crc(data, _CRC32C_TABLE, 0xFFFFFFFF)
+
+
+def crc64nvme(data):
+    """CRC-64/NVME, as S3's x-amz-checksum-crc64nvme; pure Python, small inputs only."""
+    return _crc(data, _CRC64NVME_TABLE, 0xFFFFFFFFFFFFFFFF)
