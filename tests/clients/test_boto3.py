@@ -248,9 +248,6 @@ def test_list_v2_pages_with_continuation_tokens(s3, listing_bucket):
 def test_list_v2_prefix_delimiter_and_start_after(s3, listing_bucket):
     keys, prefixes, _ = collect_v2(s3, Bucket=listing_bucket, Delimiter="/")
     assert keys == [k for k in LIST_KEYS if "/" not in k]
-    assert prefixes == ["a/", "d/", "page/", "unicodé/"] or prefixes == sorted(
-        {k.split("/")[0] + "/" for k in LIST_KEYS if "/" in k}
-    )
     assert prefixes == sorted({k.split("/")[0] + "/" for k in LIST_KEYS if "/" in k})
 
     keys, prefixes, _ = collect_v2(s3, Bucket=listing_bucket, Prefix="a/", Delimiter="/")
