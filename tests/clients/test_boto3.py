@@ -9,6 +9,7 @@ import urllib.request
 import zlib
 from datetime import datetime, timedelta, timezone
 
+import botocore.auth
 import pytest
 import requests
 from botocore.auth import S3SigV4QueryAuth
@@ -437,15 +438,16 @@ def test_expired_presigned_url_is_access_denied(s3, bucket):
     assert_s3_error(requests.get(url, timeout=30), 403, "AccessDenied")
 
 
-def test_presigned_url_signed_in_the_past_is_access_denied(server, bucket, s3):
+def test_presigned_url_signed_in_the_past_is_access_denied(server, bucket, s3, monkeypatch):
     s3.put_object(Bucket=bucket, Key="e", Body=b"x")
-    creds = Credentials(server.access_key, server.secret_key)
-    req = AWSRequest(method="GET", url=f"{server.endpoint}/{bucket}/e")
-    signer = S3SigV4QueryAuth(creds, "s3", REGION, expires=3600)
     # Sign as if it were two hours ago: a one-hour URL that expired an hour ago.
-    past = datetime.now(timezone.utc) - timedelta(hours=2)
-    req.context["timestamp"] = past.strftime("%Y%m%dT%H%M%SZ")
-    signer.add_auth(req)
+    past = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=2)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: past)
+    req = AWSRequest(method="GET", url=f"{server.endpoint}/{bucket}/e")
+    S3SigV4QueryAuth(Credentials(server.access_key, server.secret_key), "s3", REGION,
+                     expires=3600).add_auth(req)
+    monkeypatch.undo()
+    assert f"X-Amz-Date={past:%Y%m%dT%H%M%SZ}" in req.url
     assert_s3_error(requests.get(req.url, timeout=30), 403, "AccessDenied")
 
 
@@ -482,3 +484,12 @@ def test_unsigned_request_is_access_denied(server, bucket, s3):
     s3.put_object(Bucket=bucket, Key="private", Body=b"secret")
     assert_s3_error(requests.get(f"{server.endpoint}/{bucket}/private", timeout=30), 403, "AccessDenied")
     assert_s3_error(requests.get(f"{server.endpoint}/", timeout=30), 403, "AccessDenied")
+
+
+def test_request_signed_with_a_skewed_clock_is_request_time_too_skewed(server, monkeypatch):
+    skewed = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(minutes=20)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: skewed)
+    with pytest.raises(ClientError) as e:
+        server.client(retries=0).list_buckets()
+    assert error_code(e) == "RequestTimeTooSkewed"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
