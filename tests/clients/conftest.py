@@ -183,12 +183,26 @@ def granary_binary():
     return binary
 
 
+_SERVERS = []
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     srv = GranaryServer(granary_binary(), tmp_path_factory.mktemp("granary"))
+    _SERVERS.append(srv)
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report carries the end of the server log."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and _SERVERS:
+        srv = _SERVERS[-1]
+        rep.sections.append((f"granary log tail ({srv.log_path})", srv.log_tail(40)))
 
 
 @pytest.fixture(autouse=True)
