@@ -53,6 +53,10 @@ PYEOF
 if venv_complete; then
   log ".venv is complete, reusing it"
 else
+  if [ -e "$VENV" ] && ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
+    log "removing broken $VENV (its interpreter does not run)"
+    rm -rf "$VENV"
+  fi
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating $VENV"
     if ! "$PY" -m venv "$VENV"; then
