@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -395,21 +396,47 @@ def test_upload_file_transfer_manager_multipart_round_trip(s3, bucket, tmp_path)
 # ----------------------------------------------------------------- signatures
 
 
-def test_presigned_get_works_with_requests_and_urllib(s3, bucket):
+@pytest.fixture
+def presigner(server):
+    """boto3 set up for SigV4 presigned URLs, as S3-compatible stores document it."""
+    return server.client(signature_version="s3v4")
+
+
+def test_presigned_get_works_with_requests_and_urllib(s3, presigner, bucket):
     data = os.urandom(70_000)
     s3.put_object(Bucket=bucket, Key="dir/pre signed+key", Body=data)
-    url = s3.generate_presigned_url(
+    url = presigner.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": "dir/pre signed+key"}, ExpiresIn=600
     )
+    assert "X-Amz-Signature=" in url
     r = requests.get(url, timeout=30)
     assert r.status_code == 200 and r.content == data
     with urllib.request.urlopen(url, timeout=30) as resp:
         assert resp.status == 200 and resp.read() == data
 
 
-def test_presigned_get_with_response_override(s3, bucket):
+def test_presigned_get_fetched_with_curl(s3, presigner, bucket, tmp_path):
+    data = os.urandom(5000)
+    s3.put_object(Bucket=bucket, Key="c", Body=data)
+    url = presigner.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "c"})
+    out = tmp_path / "out"
+    subprocess.run(["curl", "-sSf", "-o", str(out), url], check=True, timeout=60)
+    assert out.read_bytes() == data
+
+
+def test_presigned_get_from_boto3_default_config_works(s3, bucket):
+    # boto3's default presigner in us-east-1 still emits SigV2 query URLs
+    # (AWSAccessKeyId/Signature/Expires): what a user gets without any configuration.
+    s3.put_object(Bucket=bucket, Key="d", Body=b"default presign")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "d"})
+    r = requests.get(url, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.content == b"default presign"
+
+
+def test_presigned_get_with_response_override(s3, presigner, bucket):
     s3.put_object(Bucket=bucket, Key="o", Body=b"abc")
-    url = s3.generate_presigned_url(
+    url = presigner.generate_presigned_url(
         "get_object",
         Params={"Bucket": bucket, "Key": "o", "ResponseContentDisposition": "attachment; filename=o.txt"},
         ExpiresIn=60,
@@ -419,8 +446,9 @@ def test_presigned_get_with_response_override(s3, bucket):
     assert r.headers["Content-Disposition"] == "attachment; filename=o.txt"
 
 
-def test_presigned_put_uploads(s3, bucket):
-    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "pp"}, ExpiresIn=60)
+def test_presigned_put_uploads(s3, presigner, bucket):
+    url = presigner.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "pp"},
+                                           ExpiresIn=60)
     r = requests.put(url, data=b"via presigned put", timeout=30)
     assert r.status_code == 200, r.text
     assert s3.get_object(Bucket=bucket, Key="pp")["Body"].read() == b"via presigned put"
@@ -431,9 +459,9 @@ def assert_s3_error(resp, status, code):
     assert f"<Code>{code}</Code>" in resp.text, resp.text
 
 
-def test_expired_presigned_url_is_access_denied(s3, bucket):
+def test_expired_presigned_url_is_access_denied(s3, presigner, bucket):
     s3.put_object(Bucket=bucket, Key="e", Body=b"x")
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "e"}, ExpiresIn=1)
+    url = presigner.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "e"}, ExpiresIn=1)
     time.sleep(2.5)
     assert_s3_error(requests.get(url, timeout=30), 403, "AccessDenied")
 
@@ -451,9 +479,9 @@ def test_presigned_url_signed_in_the_past_is_access_denied(server, bucket, s3, m
     assert_s3_error(requests.get(req.url, timeout=30), 403, "AccessDenied")
 
 
-def test_presigned_url_with_tampered_signature_is_rejected(s3, bucket):
+def test_presigned_url_with_tampered_signature_is_rejected(s3, presigner, bucket):
     s3.put_object(Bucket=bucket, Key="t", Body=b"x")
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "t"}, ExpiresIn=60)
+    url = presigner.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "t"}, ExpiresIn=60)
     tampered = url.replace(f"/{bucket}/t?", f"/{bucket}/other?")
     assert_s3_error(requests.get(tampered, timeout=30), 403, "SignatureDoesNotMatch")
 
