@@ -1,0 +1,103 @@
+"""Small helpers shared by the client integration tests."""
+
+import hashlib
+import os
+import socket
+import uuid
+from pathlib import Path
+
+REGION = "us-east-1"
+MiB = 1024 * 1024
+KiB = 1024
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(4 * MiB), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def md5_file(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(4 * MiB), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_random_file(path, size):
+    """Random (incompressible) content, written in pieces so big files stay cheap."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 * MiB)
+            f.write(os.urandom(n))
+            left -= n
+    return path
+
+
+def tree_hashes(root):
+    """{relative posix path: sha256} for every file under root."""
+    root = Path(root)
+    return {
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def error_code(exc_info):
+    return exc_info.value.response["Error"]["Code"]
+
+
+
+def unique(prefix="k"):
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _reflected_crc_table(poly, width):
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ poly if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+def _bitrev(value, width):
+    return int(f"{value:0{width}b}"[::-1], 2)
+
+
+_CRC32C_TABLE = _reflected_crc_table(_bitrev(0x1EDC6F41, 32), 32)
+_CRC64NVME_TABLE = _reflected_crc_table(_bitrev(0xAD93D23594C93659, 64), 64)
+
+
+def _crc(data, table, mask):
+    c = mask
+    for b in data:
+        c = table[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ mask
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as S3's x-amz-checksum-crc32c; pure Python, small inputs only."""
+    return _crc(data, _CRC32C_TABLE, 0xFFFFFFFF)
+
+
+def crc64nvme(data):
+    """CRC-64/NVME, as S3's x-amz-checksum-crc64nvme; pure Python, small inputs only."""
+    return _crc(data, _CRC64NVME_TABLE, 0xFFFFFFFFFFFFFFFF)
