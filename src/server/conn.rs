@@ -26,6 +26,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of an unread request body the server reads and discards to keep a connection.
 const DRAIN_BYTES_MAX: u64 = 1 << 20;
 const READ_CHUNK_BYTES: usize = 256 * 1024;
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 pub struct ConnIo {
     stream: TcpStream,
@@ -47,9 +48,11 @@ impl ConnIo {
 
     /// Reads more bytes from the socket. Returns 0 at end of stream.
     async fn fill(&mut self) -> io::Result<usize> {
-        if self.continue_pending {
-            self.continue_pending = false;
-            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        // Tell a client waiting on `Expect: 100-continue` to send its body, unless it has
+        // started already (clients wait about a second, then send anyway): a 100 that
+        // arrives in the middle of a body confuses them.
+        if std::mem::take(&mut self.continue_pending) && self.available().is_empty() {
+            self.stream.write_all(CONTINUE).await?;
         }
         if self.rpos == self.rbuf.len() {
             self.rbuf.clear();
@@ -456,8 +459,11 @@ async fn serve_request(shard: &Rc<Shard>, io: &mut ConnIo, head: http::RequestHe
             return false;
         }
     };
-    io.continue_pending = head.expects_continue() && !matches!(framing, BodyFraming::Empty);
+    io.continue_pending = head.expects_continue()
+        && !matches!(framing, BodyFraming::Empty)
+        && io.available().is_empty();
     let is_head = head.method == "HEAD";
+    let zero_length = matches!(framing, BodyFraming::Length(0));
     let mut body = Body::new(io, framing);
     let result = super::router::handle(shard, &head, &mut body).await;
     let response = match result {
@@ -475,7 +481,12 @@ async fn serve_request(shard: &Rc<Shard>, io: &mut ConnIo, head: http::RequestHe
             keep_alive = keep_alive && body.drain().await;
         }
     }
-    io.continue_pending = false;
+    // A zero-length body with `Expect: 100-continue` still gets its interim 100, as S3
+    // sends it: botocore answered with a final status at once mis-parses the next response
+    // on the connection.
+    if std::mem::take(&mut io.continue_pending) && zero_length && io.write_all(CONTINUE).await.is_err() {
+        return false;
+    }
     match write_response(shard, io, response, keep_alive, &rid).await {
         Ok(()) => keep_alive,
         Err(_) => false,

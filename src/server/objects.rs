@@ -98,6 +98,8 @@ pub async fn ingest(
             let before = buffer.len();
             let n = body.read_into(&mut buffer, want.min(256 * 1024)).await?;
             hashers.update(&buffer[before..]);
+            // Hashing is the CPU-heavy part of a PUT: let the shard's other tasks run.
+            glommio::yield_if_needed().await;
             total += n as u64;
             if total > crate::constants::OBJECT_BYTES_MAX_SINGLE_PUT {
                 return Err(S3Error::EntityTooLarge);
