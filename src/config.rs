@@ -217,6 +217,28 @@ mod tests {
 
     use std::time::Duration;
 
+    /// docs/configuration.md lists every flag and key of `granary server`.
+    #[test]
+    fn the_configuration_table_lists_every_setting() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Probe {
+            #[command(flatten)]
+            args: ServerArgs,
+        }
+        let doc = include_str!("../docs/configuration.md");
+        let flags: Vec<String> = Probe::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
+        assert!(flags.len() >= 14, "{flags:?}");
+        for flag in flags {
+            let key = flag.replace('-', "_");
+            let row = format!("| `--{flag}` | `{key}` |");
+            assert!(doc.contains(&row), "docs/configuration.md lacks the row for --{flag}");
+        }
+    }
+
     #[test]
     fn fsync_policies_parse() {
         assert_eq!("periodic:250".parse(), Ok(FsyncPolicy::Periodic(Duration::from_millis(250))));

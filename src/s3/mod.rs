@@ -3,5 +3,6 @@
 pub mod checksum;
 pub mod error;
 pub mod policy;
+pub mod sigv2;
 pub mod sigv4;
 pub mod xml;

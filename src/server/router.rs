@@ -10,6 +10,7 @@ use super::{list, multipart, now_ms, objects, Shard};
 use crate::http::RequestHead;
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
 use crate::s3::error::S3Error;
+use crate::s3::sigv2;
 use crate::s3::sigv4::{self, AuthInput, PayloadMode, Verified};
 use crate::s3::xml;
 
@@ -62,6 +63,26 @@ fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Caller, S3Error> {
         raw_query: &head.raw_query,
         headers: &head.headers,
     };
+    let now_s = (now_ms() / 1000) as i64;
+    if let Some(presigned) = sigv2::parse(&input)? {
+        let key = shard
+            .global
+            .borrow()
+            .key(&presigned.access_key_id)
+            .cloned()
+            .ok_or(S3Error::InvalidAccessKeyId)?;
+        let vhost = vhost_bucket(shard, head);
+        sigv2::verify(&input, vhost.as_deref(), &presigned, &key.secret_access_key, now_s)?;
+        let verified = Verified {
+            access_key_id: key.access_key_id.clone(),
+            signing_key: [0; 32],
+            amz_date: String::new(),
+            scope: String::new(),
+            seed_signature: String::new(),
+            payload: PayloadMode::UnsignedPayload,
+        };
+        return Ok(Caller { key, verified });
+    }
     let Some(parsed) = sigv4::parse(&input)? else {
         return Err(S3Error::AccessDenied("anonymous access is not allowed here".into()));
     };
@@ -71,22 +92,24 @@ fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Caller, S3Error> {
         .key(&parsed.access_key_id)
         .cloned()
         .ok_or(S3Error::InvalidAccessKeyId)?;
-    let now_s = (now_ms() / 1000) as i64;
     let verified = sigv4::verify(&input, &parsed, &key.secret_access_key, now_s)?;
     Ok(Caller { key, verified })
+}
+
+/// The bucket named by the Host header under `--s3-root-domain`, if any.
+fn vhost_bucket(shard: &Shard, head: &RequestHead) -> Option<String> {
+    let root = shard.config.s3_root_domain.as_ref()?;
+    let host = head.header("host")?;
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    host.strip_suffix(root.as_str()).and_then(|b| b.strip_suffix('.')).map(str::to_string)
 }
 
 /// Bucket and key named by the request, from the Host header (virtual-host style under
 /// `--s3-root-domain`) or from the path.
 fn address<'h>(shard: &Shard, head: &'h RequestHead) -> (Option<String>, Option<&'h str>) {
     let path = head.path.strip_prefix('/').unwrap_or(&head.path);
-    if let (Some(root), Some(host)) = (&shard.config.s3_root_domain, head.header("host")) {
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        if let Some(bucket) = host.strip_suffix(root.as_str()).and_then(|b| b.strip_suffix('.'))
-        {
-            let key = (!path.is_empty()).then_some(path);
-            return (Some(bucket.to_string()), key);
-        }
+    if let Some(bucket) = vhost_bucket(shard, head) {
+        return (Some(bucket), (!path.is_empty()).then_some(path));
     }
     if path.is_empty() {
         return (None, None);
