@@ -68,6 +68,7 @@ pub mod index;
 pub mod record;
 mod store;
 
+pub use store::maint::ScrubProgress;
 pub use store::ShardStore;
 
 use std::str::FromStr;
@@ -136,6 +137,8 @@ pub struct StorageConfig {
     pub compact_live_ratio: f64,
     /// Scrub re-reads at most this many bytes per second (0: no scrub).
     pub scrub_bytes_per_s: u64,
+    /// Background GC and compaction run this often (0: never; call `gc_now`/`compact_now`).
+    pub maintenance_interval_s: u64,
 }
 
 impl Default for StorageConfig {
@@ -150,7 +153,8 @@ impl Default for StorageConfig {
             inline_threshold: crate::constants::INLINE_THRESHOLD_BYTES_DEFAULT,
             lmdb_map_bytes: 64 << 30,
             compact_live_ratio: 0.5,
-            scrub_bytes_per_s: 0,
+            scrub_bytes_per_s: 4 << 20,
+            maintenance_interval_s: 30,
         }
     }
 }

@@ -15,11 +15,13 @@ use glommio::io::{DmaFile, OpenOptions};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions};
 
-use super::index::{gc_key, segment_key, BlockEntry, Checkpoint, SegmentInfo};
+use super::index::{decode_gc_key, gc_key, segment_key, BlockEntry, Checkpoint, SegmentInfo};
 use super::record;
 use super::{FsyncPolicy, PutIf, StorageConfig, StorageError, StorageStats};
 use crate::meta::keys::{object_key, part_key, upload_key};
 use crate::meta::types::{BlockHash, BucketId, BucketRow, KeyRow, ObjectRow, PartRow, UploadRow};
+
+pub(crate) mod maint;
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -82,7 +84,25 @@ enum Op {
     /// Add a reference to an indexed block; `NeedsData` if absent or bad.
     Incref(BlockHash),
     Decref(BlockHash),
-    MarkBad(BlockHash),
+    /// Mark bad if the entry still points at (segment, offset).
+    MarkBad(BlockHash, u32, u64),
+    /// Compaction copied the record at `from`: point the entry at the copy if it still
+    /// points at `from` (else the copy is dead space).
+    Relocate {
+        hash: BlockHash,
+        from: (u32, u64),
+        entry: BlockEntry,
+    },
+    /// Compaction found a bad entry in a segment it empties: detach it from the segment
+    /// (it stays bad, unreadable, until a put repairs it).
+    Orphan(BlockHash, u32, u64),
+    /// Drop blocks whose count reached 0 before `before_ms` (at most `limit`).
+    GcSweep {
+        before_ms: u64,
+        limit: usize,
+    },
+    /// Forget a segment's accounting row once it holds nothing live.
+    DropSegment(u32),
     Checkpoint(Checkpoint),
     PutObject(Box<ObjectRow>, Option<Cond>),
     DeleteObject(BucketId, String),
@@ -97,6 +117,7 @@ enum OpResult {
     Unit,
     NeedsData,
     NotFound,
+    Count(u64),
     Object(PutIf<ObjectRow>),
     Upload(Option<UploadRow>, Vec<PartRow>),
     Part(Option<PartRow>),
@@ -110,7 +131,18 @@ enum MetaMsg {
     Flush(oneshot::Sender<()>),
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A client's block put.
+    Put,
+    /// Compaction: copy of the live record at (segment, offset).
+    Relocate(u32, u64),
+    /// Answered after every earlier batch was handed to the metadata stage.
+    Flush,
+}
+
 struct DataReq {
+    kind: Kind,
     hash: BlockHash,
     data: Vec<u8>,
     reply: Reply,
@@ -157,6 +189,8 @@ pub struct ShardStore {
     /// Set after a failed fdatasync: block writes refused until reopen.
     failed: RefCell<Option<String>>,
     counters: Counters,
+    /// Last block hash the scrub checked.
+    scrub_cursor: RefCell<Option<[u8; 32]>>,
     _guard: OpenGuard,
 }
 
@@ -408,6 +442,7 @@ impl ShardStore {
             meta_tx: RefCell::new(Some(meta_tx)),
             failed: RefCell::new(None),
             counters: Counters::default(),
+            scrub_cursor: RefCell::new(None),
             _guard: guard,
         });
         bump(&store.counters.recovered_records, recovered);
@@ -420,6 +455,7 @@ impl ShardStore {
         if let FsyncPolicy::Periodic(every) = store.cfg.metadata_fsync {
             glommio::spawn_local(periodic_meta_sync(Rc::downgrade(&store), every)).detach();
         }
+        maint::spawn_background(&store);
         let ms = t0.elapsed().as_millis() as u64;
         store.counters.startup_ms.set(ms);
         tracing::info!(
@@ -470,7 +506,12 @@ impl ShardStore {
             .borrow()
             .as_ref()
             .ok_or(StorageError::Closed)?
-            .unbounded_send(DataReq { hash, data, reply })
+            .unbounded_send(DataReq {
+                kind: Kind::Put,
+                hash,
+                data,
+                reply,
+            })
             .map_err(|_| StorageError::Closed)?;
         rx.await.map_err(|_| StorageError::Closed)?.map(|_| ())
     }
@@ -479,7 +520,13 @@ impl ShardStore {
     /// chunks it needs (and the blake3 hash when the whole block is read). Corrupt data is
     /// an error, never returned.
     pub async fn read_block(&self, hash: &BlockHash, offset: u32, len: u32) -> Result<Vec<u8>> {
-        let e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+        let mut e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+        let mut file = self.segs.borrow().files.get(&e.segment).cloned();
+        if file.is_none() {
+            // Compaction may have moved the record and deleted its segment meanwhile.
+            e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+            file = self.segs.borrow().files.get(&e.segment).cloned();
+        }
         if e.bad {
             return Err(corrupt(format!("block {} is marked bad", hash.to_hex())));
         }
@@ -492,13 +539,7 @@ impl ShardStore {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let file = self
-            .segs
-            .borrow()
-            .files
-            .get(&e.segment)
-            .cloned()
-            .ok_or_else(|| corrupt(format!("segment {} missing", e.segment)))?;
+        let file = file.ok_or_else(|| corrupt(format!("segment {} missing", e.segment)))?;
         let hl = record::header_len(e.data_len as usize);
         let whole = span.start == 0 && span.end == e.data_len as usize;
         let res = if span.start <= 256 * 1024 {
@@ -524,7 +565,7 @@ impl ShardStore {
         };
         if let Err(StorageError::Corrupt(why)) = &res {
             tracing::error!(block = %hash.to_hex(), segment = e.segment, offset = e.offset, %why, "corrupt block: marking bad");
-            self.send_meta(vec![(Op::MarkBad(*hash), None)]);
+            self.send_meta(vec![(Op::MarkBad(*hash, e.segment, e.offset), None)]);
         }
         res
     }
@@ -865,6 +906,9 @@ impl ShardStore {
         }
         if let Ok(r) = self.env.read_txn() {
             s.blocks = self.db.blocks.len(&r).unwrap_or(0);
+            if let Ok(Some(b)) = self.db.state.get(&r, BAD_KEY) {
+                s.bad_blocks = b.try_into().map(u64::from_le_bytes).unwrap_or(0);
+            }
             if let Ok(it) = self.db.segments.iter(&r) {
                 for (_, v) in it.flatten() {
                     if let Some(i) = SegmentInfo::decode(v) {
@@ -918,7 +962,8 @@ impl ShardStore {
             .as_ref()
             .ok_or(StorageError::Closed)?
             .unbounded_send(DataReq {
-                hash: FLUSH_HASH,
+                kind: Kind::Flush,
+                hash: BlockHash([0; 32]),
                 data: Vec::new(),
                 reply,
             })
@@ -957,9 +1002,9 @@ impl ShardStore {
         let mut flushes = Vec::new();
         let mut seen = HashSet::new();
         for r in batch {
-            if r.hash == FLUSH_HASH && r.data.is_empty() {
+            if r.kind == Kind::Flush {
                 flushes.push(r);
-            } else if seen.insert(r.hash) {
+            } else if r.kind != Kind::Put || seen.insert(r.hash) {
                 writes.push(r);
             } else {
                 dups.push(r);
@@ -971,13 +1016,18 @@ impl ShardStore {
                 Ok((entries, ckpt)) => {
                     let mut ops = Vec::with_capacity(writes.len() + dups.len() + 1);
                     for (r, e) in writes.into_iter().zip(entries) {
-                        ops.push((
-                            Op::BlockWritten {
+                        let op = match r.kind {
+                            Kind::Relocate(segment, offset) => Op::Relocate {
+                                hash: r.hash,
+                                from: (segment, offset),
+                                entry: e,
+                            },
+                            _ => Op::BlockWritten {
                                 hash: r.hash,
                                 entry: e,
                             },
-                            Some(r.reply),
-                        ));
+                        };
+                        ops.push((op, Some(r.reply)));
                     }
                     for r in dups {
                         ops.push((Op::Incref(r.hash), Some(r.reply)));
@@ -1084,10 +1134,6 @@ impl ShardStore {
         ))
     }
 }
-
-/// Marker hash of the data stage's flush request (with empty data; a real block with this
-/// hash and empty data cannot exist: blake3("") differs).
-const FLUSH_HASH: BlockHash = BlockHash([0xff; 32]);
 
 #[allow(clippy::too_many_arguments)]
 fn verify_read<'a>(
@@ -1336,6 +1382,18 @@ fn seg_add(db: &Dbs, w: &mut heed::RwTxn, id: u32, total: i64, live: i64) -> Res
     Ok(())
 }
 
+const BAD_KEY: &[u8] = b"bad_blocks";
+
+fn add_bad(db: &Dbs, w: &mut heed::RwTxn, delta: i64) -> Result<()> {
+    let cur = match db.state.get(w, BAD_KEY)? {
+        Some(b) if b.len() == 8 => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+        _ => 0,
+    };
+    let n = cur.saturating_add_signed(delta);
+    db.state.put(w, BAD_KEY, &n.to_le_bytes())?;
+    Ok(())
+}
+
 fn put_entry(db: &Dbs, w: &mut heed::RwTxn, hash: &BlockHash, e: &BlockEntry) -> Result<()> {
     db.blocks.put(w, &hash.0, &e.encode())?;
     Ok(())
@@ -1365,7 +1423,10 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                     }
                     Some(old) => {
                         // Repair a bad block: point at the new record.
-                        seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        if old.segment != 0 {
+                            seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        }
+                        add_bad(&db, &mut w, -1)?;
                         seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
                         let e = BlockEntry {
                             refs: old.refs,
@@ -1387,7 +1448,10 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                 match get_entry(&db, &w, &hash)? {
                     Some(old) if !old.bad => {}
                     Some(old) => {
-                        seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        if old.segment != 0 {
+                            seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        }
+                        add_bad(&db, &mut w, -1)?;
                         seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
                         let e = BlockEntry {
                             refs: old.refs,
@@ -1432,11 +1496,77 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                 }
                 None => OpResult::NotFound,
             },
-            Op::MarkBad(hash) => {
+            Op::MarkBad(hash, segment, offset) => {
                 if let Some(mut e) = get_entry(&db, &w, &hash)? {
-                    e.bad = true;
-                    put_entry(&db, &mut w, &hash, &e)?;
+                    if !e.bad && e.segment == segment && e.offset == offset {
+                        e.bad = true;
+                        put_entry(&db, &mut w, &hash, &e)?;
+                        add_bad(&db, &mut w, 1)?;
+                    }
                 }
+                OpResult::Unit
+            }
+            Op::Relocate { hash, from, entry } => {
+                seg_add(&db, &mut w, entry.segment, entry.record_len as i64, 0)?;
+                match get_entry(&db, &w, &hash)? {
+                    Some(old) if (old.segment, old.offset) == from && !old.bad => {
+                        seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
+                        let e = BlockEntry {
+                            refs: old.refs,
+                            zero_since_ms: old.zero_since_ms,
+                            ..entry
+                        };
+                        put_entry(&db, &mut w, &hash, &e)?;
+                    }
+                    _ => {}
+                }
+                OpResult::Unit
+            }
+            Op::Orphan(hash, segment, offset) => {
+                if let Some(mut e) = get_entry(&db, &w, &hash)? {
+                    if e.bad && e.segment == segment && e.offset == offset {
+                        seg_add(&db, &mut w, e.segment, 0, -(e.record_len as i64))?;
+                        e.segment = 0;
+                        e.offset = 0;
+                        put_entry(&db, &mut w, &hash, &e)?;
+                    }
+                }
+                OpResult::Unit
+            }
+            Op::GcSweep { before_ms, limit } => {
+                let mut victims = Vec::new();
+                for item in db.gc.iter(&w)? {
+                    let (k, _) = item?;
+                    match decode_gc_key(k) {
+                        Some((t, h)) if t <= before_ms => victims.push((k.to_vec(), t, h)),
+                        Some(_) => break,
+                        None => victims.push((k.to_vec(), 0, BlockHash([0; 32]))),
+                    }
+                    if victims.len() >= limit {
+                        break;
+                    }
+                }
+                let mut n = 0;
+                for (k, t, h) in victims {
+                    db.gc.delete(&mut w, &k)?;
+                    if let Some(e) = get_entry(&db, &w, &h)? {
+                        if e.refs == 0 && e.zero_since_ms == t {
+                            if e.segment != 0 {
+                                seg_add(&db, &mut w, e.segment, 0, -(e.record_len as i64))?;
+                            }
+                            if e.bad {
+                                add_bad(&db, &mut w, -1)?;
+                            }
+                            db.blocks.delete(&mut w, &h.0)?;
+                            n += 1;
+                        }
+                    }
+                }
+                OpResult::Count(n)
+            }
+            Op::DropSegment(id) => {
+                db.segments.delete(&mut w, &segment_key(id))?;
                 OpResult::Unit
             }
             Op::Checkpoint(c) => {
