@@ -191,6 +191,8 @@ pub struct ShardStore {
     counters: Counters,
     /// Last block hash the scrub checked.
     scrub_cursor: RefCell<Option<[u8; 32]>>,
+    /// Background tasks (periodic syncs, maintenance, scrub), cancelled by `close`.
+    background: RefCell<Vec<glommio::task::JoinHandle<()>>>,
     _guard: OpenGuard,
 }
 
@@ -443,6 +445,7 @@ impl ShardStore {
             failed: RefCell::new(None),
             counters: Counters::default(),
             scrub_cursor: RefCell::new(None),
+            background: RefCell::new(Vec::new()),
             _guard: guard,
         });
         bump(&store.counters.recovered_records, recovered);
@@ -450,10 +453,12 @@ impl ShardStore {
         glommio::spawn_local(data_loop(Rc::downgrade(&store), data_rx)).detach();
         glommio::spawn_local(meta_loop(Rc::downgrade(&store), meta_rx)).detach();
         if let FsyncPolicy::Periodic(every) = store.cfg.data_fsync {
-            glommio::spawn_local(periodic_data_sync(Rc::downgrade(&store), every)).detach();
+            let t = glommio::spawn_local(periodic_data_sync(Rc::downgrade(&store), every));
+            store.background.borrow_mut().push(t.detach());
         }
         if let FsyncPolicy::Periodic(every) = store.cfg.metadata_fsync {
-            glommio::spawn_local(periodic_meta_sync(Rc::downgrade(&store), every)).detach();
+            let t = glommio::spawn_local(periodic_meta_sync(Rc::downgrade(&store), every));
+            store.background.borrow_mut().push(t.detach());
         }
         maint::spawn_background(&store);
         let ms = t0.elapsed().as_millis() as u64;
@@ -947,7 +952,16 @@ impl ShardStore {
     }
 
     /// Sync everything and stop accepting writes. Dropping the last `Rc` then closes files.
+    /// Background tasks are stopped first (so that once the caller drops its `Rc` the
+    /// store is gone and the directory can be reopened).
     pub async fn close(&self) -> Result<()> {
+        let tasks: Vec<_> = self.background.borrow_mut().drain(..).collect();
+        for t in &tasks {
+            t.cancel();
+        }
+        for t in tasks {
+            t.await;
+        }
         let r = self.sync_all().await;
         self.data_tx.borrow_mut().take();
         self.meta_tx.borrow_mut().take();

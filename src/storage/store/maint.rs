@@ -30,13 +30,13 @@ pub(super) fn spawn_background(store: &Rc<ShardStore>) {
         let every = Duration::from_secs(store.cfg.maintenance_interval_s);
         if let Ok(t) = glommio::spawn_local_into(maintenance_loop(Rc::downgrade(store), every), tq)
         {
-            t.detach();
+            store.background.borrow_mut().push(t.detach());
         }
     }
     if store.cfg.scrub_bytes_per_s > 0 {
         let rate = store.cfg.scrub_bytes_per_s;
         if let Ok(t) = glommio::spawn_local_into(scrub_loop(Rc::downgrade(store), rate), tq) {
-            t.detach();
+            store.background.borrow_mut().push(t.detach());
         }
     }
 }
