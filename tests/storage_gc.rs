@@ -92,6 +92,7 @@ fn gc_and_compaction_reclaim_space_and_keep_live_data() {
             s.read_block(&blocks[1].0, 0, 50_000).await.unwrap(),
             blocks[1].1
         );
+        s.close().await.unwrap();
     });
 }
 
@@ -110,6 +111,7 @@ fn grace_delay_keeps_zero_count_blocks() {
         s.decref_block(&h).await.unwrap();
         assert_eq!(s.gc_now().await.unwrap(), 0);
         assert_eq!(s.read_block(&h, 0, 10_000).await.unwrap(), d);
+        s.close().await.unwrap();
     });
 }
 
@@ -178,6 +180,7 @@ fn compaction_interrupted_at_each_step() {
             assert_eq!(s.read_block(h, 0, d.len() as u32).await.unwrap(), *d);
             assert_eq!(s.block_info(h).unwrap().unwrap().refs, 1);
         }
+        s.close().await.unwrap();
     });
 }
 
@@ -191,6 +194,7 @@ fn scrub_marks_corrupt_blocks_bad() {
         for (h, d) in &blocks {
             s.put_block(*h, d.clone()).await.unwrap();
         }
+        s.sync_all().await.unwrap();
         let victim = blocks[3].0;
         let e = s.block_info(&victim).unwrap().unwrap();
         let seg = path.join("segments").join(format!("seg-{:08}", e.segment));
@@ -216,7 +220,9 @@ fn scrub_marks_corrupt_blocks_bad() {
         ));
         // A later put of the content (from a replica) repairs it.
         s.put_block(victim, blocks[3].1.clone()).await.unwrap();
+        s.sync_all().await.unwrap();
         assert_eq!(s.stats().bad_blocks, 0);
         assert_eq!(s.read_block(&victim, 0, 20_000).await.unwrap(), blocks[3].1);
+        s.close().await.unwrap();
     });
 }

@@ -37,20 +37,23 @@
 //!    commit covers hundreds of writes.
 //!
 //! A call returns only after the transaction that holds its effect has committed (and,
-//! with `always`, after the syncs that cover it). So the index never points at records
-//! that were not written before it. `periodic:<ms>` acknowledges after the (unsynced)
-//! write/commit and syncs in the background every `<ms>`; `never` leaves syncing to the
-//! OS (LMDB opened with `NO_SYNC`); both are synced at `sync_all`/`close`.
+//! with `always`, after the syncs that cover it), with one exception: a `put_block` of a new
+//! block is acknowledged as soon as its record is written and (data policy `always`)
+//! synced, before its index entry commits — the record alone is enough for recovery to
+//! re-index it, and until the commit the block is served from an in-memory table of
+//! pending entries. The index never points at records that were not written (and, with
+//! `always`, synced) before it. `periodic:<ms>` acknowledges after the (unsynced)
+//! write/commit and syncs in the background every `<ms>`; `never` leaves syncing to the OS
+//! (LMDB opened with `NO_SYNC`); both are synced at `sync_all`/`close`.
 //!
 //! # Recovery
 //!
 //! `open` reads the checkpoint, scans only the records written after it (in the
 //! checkpoint's segment and any later one), re-indexes the valid ones and truncates each
 //! scanned segment at its first torn or corrupt record. Startup time is proportional to
-//! that tail. Re-indexed blocks were never acknowledged when the metadata policy is
-//! `always` and get reference count 0 (collected after the GC delay unless put again);
-//! with a weaker metadata policy their acknowledgement may have been lost with the
-//! metadata, so they get count 1 (a possible leak, never a loss).
+//! that tail. Re-indexed blocks get reference count 1: they may have been acknowledged
+//! (see above). An unacknowledged one (crash between its write and the acknowledgement)
+//! leaks; nothing acknowledged is lost.
 //!
 //! # Faults
 //!
@@ -234,6 +237,12 @@ pub struct StorageStats {
     pub recovered_records: u64,
     pub truncated_bytes: u64,
     pub startup_ms: u64,
+    /// Time spent encoding records, in O_DIRECT writes, in data fdatasyncs, in LMDB
+    /// commits (µs, totals).
+    pub encode_us: u64,
+    pub write_us: u64,
+    pub sync_us: u64,
+    pub commit_us: u64,
 }
 
 /// Outcome of [`ShardStore::put_object_if`].
