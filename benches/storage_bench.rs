@@ -59,6 +59,11 @@ struct Outcome {
     commits: u64,
     mean_data_batch: f64,
     mean_meta_batch: f64,
+    /// µs per data batch: encode, write, fdatasync; µs per LMDB commit.
+    encode_us: f64,
+    write_us: f64,
+    sync_us: f64,
+    commit_us: f64,
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -168,6 +173,10 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
                 commits: st.meta_commits,
                 mean_data_batch: st.mean_data_batch,
                 mean_meta_batch: st.mean_meta_batch,
+                encode_us: st.encode_us as f64 / st.data_batches.max(1) as f64,
+                write_us: st.write_us as f64 / st.data_batches.max(1) as f64,
+                sync_us: st.sync_us as f64 / st.data_batches.max(1) as f64,
+                commit_us: st.commit_us as f64 / st.meta_commits.max(1) as f64,
             }
         })
         .unwrap()
@@ -284,12 +293,20 @@ fn main() {
                     fio_txt,
                     ratio
                 );
+                if w == Workload::Blocks1M {
+                    println!(
+                        "#   per data batch: encode {:.0} µs, write {:.0} µs, fdatasync {:.0} µs; per LMDB commit {:.0} µs",
+                        o.encode_us, o.write_us, o.sync_us, o.commit_us
+                    );
+                }
                 json.push(serde_json::json!({
                     "workload": format!("{w:?}"), "fsync": p.to_string(), "concurrency": c,
                     "shards": 1, "ops": o.ops, "secs": o.secs, "ops_per_s": ops_s,
                     "mb_per_s": mb_s, "syncs_per_s": syncs_s, "data_syncs": o.syncs,
                     "meta_commits": o.commits, "mean_data_batch": o.mean_data_batch,
                     "mean_meta_batch": o.mean_meta_batch, "p50_us": o.p50_us, "p99_us": o.p99_us,
+                    "batch_encode_us": o.encode_us, "batch_write_us": o.write_us,
+                    "batch_sync_us": o.sync_us, "commit_us": o.commit_us,
                     "fio": fio_sync.map(|(mb, iops)| serde_json::json!({"mb_per_s": mb, "iops": iops})),
                     "ratio": ratio,
                 }));

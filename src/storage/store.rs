@@ -1036,76 +1036,91 @@ impl ShardStore {
 
     // ---------------------------------------------------------------- data stage
 
-    async fn write_batch(&self, batch: Vec<DataReq>) {
+    /// Encode a batch and reserve its place in the active segment; the write and sync
+    /// happen in `finish_batch`, overlapping the next batch's encoding.
+    async fn prepare_batch(&self, batch: Vec<DataReq>) -> Option<Prepared> {
         let mut writes: Vec<DataReq> = Vec::new();
         let mut dups: Vec<DataReq> = Vec::new();
-        let mut flushes = Vec::new();
         let mut seen = HashSet::new();
         for r in batch {
-            if r.kind == Kind::Flush {
-                flushes.push(r);
-            } else if r.kind != Kind::Put || seen.insert(r.hash) {
+            if r.kind != Kind::Put || seen.insert(r.hash) {
                 writes.push(r);
             } else {
                 dups.push(r);
             }
         }
-        if !writes.is_empty() {
-            let res = self.write_records(&writes).await;
-            match res {
-                Ok((entries, ckpt)) => {
-                    let mut ops = Vec::with_capacity(writes.len() + dups.len() + 1);
-                    let mut acks = Vec::new();
-                    for (r, e) in writes.into_iter().zip(entries) {
-                        match r.kind {
-                            Kind::Relocate(segment, offset) => ops.push((
-                                Op::Relocate {
-                                    hash: r.hash,
-                                    from: (segment, offset),
-                                    entry: e,
-                                },
-                                Some(r.reply),
-                            )),
-                            _ => {
-                                // The record is durable (per the data policy) and recovery
-                                // re-indexes it with count 1: acknowledge now, index in the
-                                // next metadata commit (readable meanwhile via `pending`).
-                                self.pending.borrow_mut().entry(r.hash).or_insert(e);
-                                ops.push((
-                                    Op::BlockWritten {
-                                        hash: r.hash,
-                                        entry: e,
-                                    },
-                                    None,
-                                ));
-                                acks.push(r.reply);
-                            }
-                        }
-                    }
-                    for r in dups {
-                        ops.push((Op::Incref(r.hash), Some(r.reply)));
-                    }
-                    ops.push((Op::Checkpoint(ckpt), None));
-                    if self.send_meta(ops) {
-                        for a in acks {
-                            let _ = a.send(Ok(OpResult::Unit));
-                        }
-                    }
-                }
-                Err(e) => {
-                    for r in writes.into_iter().chain(dups) {
-                        let _ = r.reply.send(Err(e.clone()));
-                    }
-                }
-            }
+        if writes.is_empty() {
+            return None;
         }
-        for f in flushes {
-            let _ = f.reply.send(Ok(OpResult::Unit));
+        match self.encode_records(&writes).await {
+            Ok(enc) => Some(Prepared { writes, dups, enc }),
+            Err(e) => {
+                for r in writes.into_iter().chain(dups) {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+                None
+            }
         }
     }
 
-    /// Encode, write and (policy `always`) sync one batch of distinct blocks.
-    async fn write_records(&self, writes: &[DataReq]) -> Result<(Vec<BlockEntry>, Checkpoint)> {
+    /// Write and sync a prepared batch once the batch before it succeeded, then hand its
+    /// index entries to the metadata stage and acknowledge new blocks. Returns success.
+    async fn finish_batch(&self, p: Prepared, prev: Option<oneshot::Receiver<bool>>) -> bool {
+        let Prepared { writes, dups, enc } = p;
+        let res = self.write_records(enc, prev).await;
+        match res {
+            Ok((entries, ckpt)) => {
+                let mut ops = Vec::with_capacity(writes.len() + dups.len() + 1);
+                let mut acks = Vec::new();
+                for (r, e) in writes.into_iter().zip(entries) {
+                    match r.kind {
+                        Kind::Relocate(segment, offset) => ops.push((
+                            Op::Relocate {
+                                hash: r.hash,
+                                from: (segment, offset),
+                                entry: e,
+                            },
+                            Some(r.reply),
+                        )),
+                        _ => {
+                            // The record is durable (per the data policy) and recovery
+                            // re-indexes it with count 1: acknowledge now, index in the
+                            // next metadata commit (readable meanwhile via `pending`).
+                            self.pending.borrow_mut().entry(r.hash).or_insert(e);
+                            ops.push((
+                                Op::BlockWritten {
+                                    hash: r.hash,
+                                    entry: e,
+                                },
+                                None,
+                            ));
+                            acks.push(r.reply);
+                        }
+                    }
+                }
+                for r in dups {
+                    ops.push((Op::Incref(r.hash), Some(r.reply)));
+                }
+                ops.push((Op::Checkpoint(ckpt), None));
+                if self.send_meta(ops) {
+                    for a in acks {
+                        let _ = a.send(Ok(OpResult::Unit));
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                for r in writes.into_iter().chain(dups) {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+                false
+            }
+        }
+    }
+
+    /// Encode distinct blocks into aligned write units at the end of the active segment
+    /// (rolling to a new one if needed) and reserve that space.
+    async fn encode_records(&self, writes: &[DataReq]) -> Result<Encoded> {
         if let Some(why) = self.failed.borrow().clone() {
             return Err(StorageError::Failed(why));
         }
@@ -1131,11 +1146,13 @@ impl ShardStore {
             s.offset = 0;
         }
         let (id, file, offset) = {
-            let s = self.segs.borrow();
-            (s.active, s.files[&s.active].clone(), s.offset)
+            let mut s = self.segs.borrow_mut();
+            let offset = s.offset;
+            s.offset += total as u64;
+            (s.active, s.files[&s.active].clone(), offset)
         };
-        // Encode into write units of about WRITE_UNIT bytes, written concurrently (the
-        // device sees queue depth > 1, like fio's iodepth), then one fdatasync.
+        // Write units of about WRITE_UNIT bytes, written concurrently (the device sees
+        // queue depth > 1, like fio's iodepth), then one fdatasync.
         let t_encode = Instant::now();
         let mut entries = Vec::with_capacity(writes.len());
         let mut units = Vec::new();
@@ -1172,27 +1189,70 @@ impl ShardStore {
             &self.counters.encode_us,
             t_encode.elapsed().as_micros() as u64,
         );
+        Ok(Encoded {
+            id,
+            file,
+            offset,
+            total,
+            units,
+            entries,
+        })
+    }
+
+    /// Write the units, wait for the previous batch, sync (policy `always`).
+    async fn write_records(
+        &self,
+        enc: Encoded,
+        prev: Option<oneshot::Receiver<bool>>,
+    ) -> Result<(Vec<BlockEntry>, Checkpoint)> {
+        let Encoded {
+            id,
+            file,
+            offset,
+            total,
+            units,
+            entries,
+        } = enc;
         let t_write = Instant::now();
         let results = futures::future::join_all(units.into_iter().map(|(at, len, buf)| {
             let file = file.clone();
             async move { (len, file.write_at(buf, at).await) }
         }))
         .await;
+        let mut first_err = None;
         for (len, r) in results {
-            let n = r?;
-            if n != len {
-                return Err(StorageError::Io(format!(
-                    "short write to segment {id}: {n} of {len} bytes"
-                )));
+            match r {
+                Ok(n) if n == len => {}
+                Ok(n) => {
+                    first_err.get_or_insert(StorageError::Io(format!(
+                        "short write to segment {id}: {n} of {len} bytes"
+                    )));
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e.into());
+                }
             }
         }
         bump(
             &self.counters.write_us,
             t_write.elapsed().as_micros() as u64,
         );
+        // A batch is durable only if every batch before it is (recovery stops at the first
+        // bad record).
+        if let Some(prev) = prev {
+            if !prev.await.unwrap_or(false) {
+                first_err.get_or_insert(match self.failed.borrow().clone() {
+                    Some(why) => StorageError::Failed(why),
+                    None => StorageError::Io("an earlier write of this shard failed".into()),
+                });
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
         bump(&self.counters.data_bytes_written, total as u64);
         bump(&self.counters.data_batches, 1);
-        bump(&self.counters.data_batch_blocks, writes.len() as u64);
+        bump(&self.counters.data_batch_blocks, entries.len() as u64);
         if self.cfg.data_fsync == FsyncPolicy::Always {
             let t_sync = Instant::now();
             let r = file.fdatasync().await;
@@ -1207,21 +1267,46 @@ impl ShardStore {
         } else {
             self.segs.borrow_mut().dirty.insert(id);
         }
-        let end = offset + total as u64;
-        {
-            let mut s = self.segs.borrow_mut();
-            if s.active == id {
-                s.offset = s.offset.max(end);
-            }
-        }
         Ok((
             entries,
             Checkpoint {
                 segment: id,
-                offset: end,
+                offset: offset + total as u64,
             },
         ))
     }
+}
+
+impl ShardStore {
+    /// A batch written at (segment, start) failed: wait for the batches after it (they
+    /// fail too) and write again from `start`, so the segment stays a valid prefix.
+    async fn rewind_after_failure(&self, seg: u32, start: u64, inflight: &mut Inflight) {
+        while let Some(t) = inflight.pop_front() {
+            let _ = t.await;
+        }
+        let mut s = self.segs.borrow_mut();
+        if s.active == seg {
+            s.offset = s.offset.min(start);
+        } else if seg < s.active {
+            // Later batches rolled to a new segment and failed as well: start it over.
+            s.offset = 0;
+        }
+    }
+}
+
+struct Encoded {
+    id: u32,
+    file: Rc<DmaFile>,
+    offset: u64,
+    total: usize,
+    units: Vec<(u64, usize, glommio::io::DmaBuffer)>,
+    entries: Vec<BlockEntry>,
+}
+
+struct Prepared {
+    writes: Vec<DataReq>,
+    dups: Vec<DataReq>,
+    enc: Encoded,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1295,8 +1380,12 @@ async fn scan_file(
     Ok((out, pos))
 }
 
+type Inflight = VecDeque<glommio::task::JoinHandle<(bool, u32, u64)>>;
+
 async fn data_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<DataReq>) {
     let mut queue: VecDeque<DataReq> = VecDeque::new();
+    let mut inflight: Inflight = VecDeque::new();
+    let mut last_done: Option<oneshot::Receiver<bool>> = None;
     loop {
         if queue.is_empty() {
             match rx.next().await {
@@ -1344,25 +1433,104 @@ async fn data_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Data
             batch.push(queue.pop_front().unwrap());
         }
         let Some(s) = store.upgrade() else { return };
-        s.write_batch(batch).await;
+        let (flushes, batch): (Vec<DataReq>, Vec<DataReq>) =
+            batch.into_iter().partition(|r| r.kind == Kind::Flush);
+        // At most two batches in flight: the next one encodes while this one writes. A
+        // failure (known from the latest batch's signal, or met while waiting) drains the
+        // pipeline and rewinds the segment to the failed batch's start.
+        let latest_failed = match last_done.as_mut().map(|rx| rx.try_recv()) {
+            Some(Ok(Some(true))) => {
+                // Done and fine: the next batch need not wait for it.
+                last_done = None;
+                false
+            }
+            Some(Ok(Some(false))) | Some(Err(_)) => true,
+            Some(Ok(None)) | None => false,
+        };
+        let mut must_drain = latest_failed || !flushes.is_empty();
+        let mut failure = None;
+        while !inflight.is_empty() && (must_drain || inflight.len() >= 2) {
+            let (ok, seg, start) = inflight.pop_front().unwrap().await.unwrap_or((false, 0, 0));
+            if !ok && failure.is_none() {
+                failure = Some((seg, start));
+                must_drain = true;
+            }
+        }
+        if let Some((seg, start)) = failure {
+            s.rewind_after_failure(seg, start, &mut inflight).await;
+        }
+        if must_drain {
+            last_done = None;
+        }
+        if let Some(prep) = s.prepare_batch(batch).await {
+            let (tx, rx) = oneshot::channel();
+            let prev = last_done.replace(rx);
+            let (seg, start) = (prep.enc.id, prep.enc.offset);
+            let s2 = s.clone();
+            let t = glommio::spawn_local(async move {
+                let ok = s2.finish_batch(prep, prev).await;
+                let _ = tx.send(ok);
+                (ok, seg, start)
+            })
+            .detach();
+            inflight.push_back(t);
+        }
+        if !flushes.is_empty() {
+            let mut failure = None;
+            while let Some(t) = inflight.pop_front() {
+                let (ok, seg, start) = t.await.unwrap_or((false, 0, 0));
+                if !ok && failure.is_none() {
+                    failure = Some((seg, start));
+                }
+            }
+            if let Some((seg, start)) = failure {
+                s.rewind_after_failure(seg, start, &mut inflight).await;
+            }
+            last_done = None;
+            for f in flushes {
+                let _ = f.reply.send(Ok(OpResult::Unit));
+            }
+        }
     }
 }
 
 async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<MetaMsg>) {
     const MAX_OPS: usize = 8192;
+    // Index entries of acknowledged block writes need no prompt commit (recovery rebuilds
+    // them from the segment tail): when a batch holds only those, wait this long for
+    // other work to share the commit.
+    const INDEX_DEFER: Duration = Duration::from_millis(20);
     let mut pending: VecDeque<MetaMsg> = VecDeque::new();
+    let mut ops = Vec::new();
+    let mut replies: Vec<Option<Reply>> = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    let mut closed = false;
     loop {
-        if pending.is_empty() {
-            match rx.next().await {
-                Some(m) => pending.push_back(m),
-                None => return,
+        if pending.is_empty() && !closed {
+            if ops.is_empty() {
+                match rx.next().await {
+                    Some(m) => pending.push_back(m),
+                    None => return,
+                }
+            } else if let Some(d) = deadline {
+                let now = Instant::now();
+                if now < d {
+                    let more = futures_lite::future::or(async { Some(rx.next().await) }, async {
+                        glommio::timer::sleep(d - now).await;
+                        None
+                    })
+                    .await;
+                    match more {
+                        Some(Some(m)) => pending.push_back(m),
+                        Some(None) => closed = true,
+                        None => {}
+                    }
+                }
             }
         }
         while let Ok(m) = rx.try_recv() {
             pending.push_back(m);
         }
-        let mut ops = Vec::new();
-        let mut replies = Vec::new();
         let mut flushes = Vec::new();
         while let Some(m) = pending.pop_front() {
             match m {
@@ -1381,6 +1549,17 @@ async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Meta
                 break;
             }
         }
+        let waiting = replies.iter().any(|r| r.is_some());
+        let due = deadline.is_some_and(|d| Instant::now() >= d);
+        if flushes.is_empty() && !waiting && !due && !closed && ops.len() < MAX_OPS {
+            if !ops.is_empty() && deadline.is_none() {
+                deadline = Some(Instant::now() + INDEX_DEFER);
+            }
+            continue;
+        }
+        deadline = None;
+        let ops = std::mem::take(&mut ops);
+        let replies = std::mem::take(&mut replies);
         if !ops.is_empty() {
             let Some(s) = store.upgrade() else { return };
             let (env, db, n) = (s.env.clone(), s.db, ops.len() as u64);
@@ -1436,6 +1615,9 @@ async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Meta
                 Ok(())
             };
             let _ = done.send(r);
+        }
+        if closed && pending.is_empty() {
+            return;
         }
     }
 }
