@@ -2,7 +2,7 @@
 //! inline objects, per fsync policy, at concurrency 1, 16 and 256; beside fio's figure for
 //! the same file system and access pattern measured in the same run.
 //!
-//! `cargo bench --bench storage_bench -- [--dir D] [--json F] [--secs S] [--quick]`
+//! `cargo bench --bench storage_bench -- [--dir D] [--json F] [--secs S] [--runs N] [--quick]`
 //! (D must be on the file system to measure; default ./target/storage-bench).
 
 use std::cell::{Cell, RefCell};
@@ -11,7 +11,7 @@ use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use granary::meta::types::{BlockHash, BucketId, ObjectData, ObjectRow, Stamp};
 use granary::storage::{FsyncPolicy, ShardStore, StorageConfig};
 
@@ -19,6 +19,7 @@ struct Args {
     dir: PathBuf,
     json: Option<PathBuf>,
     secs: f64,
+    runs: usize,
     quick: bool,
 }
 
@@ -27,6 +28,7 @@ fn args() -> Args {
         dir: PathBuf::from("target/storage-bench"),
         json: None,
         secs: 2.0,
+        runs: 3,
         quick: false,
     };
     let mut it = std::env::args().skip(1);
@@ -35,6 +37,7 @@ fn args() -> Args {
             "--dir" => a.dir = it.next().expect("--dir PATH").into(),
             "--json" => a.json = Some(it.next().expect("--json PATH").into()),
             "--secs" => a.secs = it.next().expect("--secs S").parse().expect("seconds"),
+            "--runs" => a.runs = it.next().expect("--runs N").parse().expect("runs"),
             "--quick" => a.quick = true,
             "--bench" => {}
             _ => {}
@@ -108,8 +111,11 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
     } else {
         Vec::new()
     };
+    // The shard is pinned; its blocking thread (LMDB commits) is not, so a commit's CPU
+    // work does not preempt the shard (the server should place its pools the same way).
     LocalExecutorBuilder::new(Placement::Fixed(0))
-        .io_memory(2 << 20)
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
+        .io_memory(io_memory())
         .spawn(move || async move {
             let cfg = StorageConfig {
                 data_fsync: policy,
@@ -260,14 +266,30 @@ fn main() {
     );
     for w in [Workload::Blocks1M, Workload::Inline100] {
         for &c in concs {
-            // fio in the same run: the same pattern with fdatasync after every write, and
-            // (for blocks) without sync as the raw bandwidth.
-            let fio_sync = match w {
-                Workload::Blocks1M => fio(&a.dir, "1M", c.min(64), true, a.secs),
-                Workload::Inline100 => fio(&a.dir, "4k", 1, true, a.secs),
-            };
-            for p in policies {
-                let o = run_one(&a.dir.join("store"), w, p, c, a.secs);
+            // fio in the same run, interleaved with ours, `runs` times: the same pattern with
+            // fdatasync after every write. Medians are reported (the machines are noisy).
+            let mut fio_runs: Vec<(f64, f64)> = Vec::new();
+            let mut ours: Vec<Vec<Outcome>> = policies.iter().map(|_| Vec::new()).collect();
+            for _ in 0..a.runs {
+                if let Some(f) = match w {
+                    Workload::Blocks1M => fio(&a.dir, "1M", c.min(64), true, a.secs),
+                    Workload::Inline100 => fio(&a.dir, "4k", 1, true, a.secs),
+                } {
+                    fio_runs.push(f);
+                }
+                for (i, p) in policies.iter().enumerate() {
+                    ours[i].push(run_one(&a.dir.join("store"), w, *p, c, a.secs));
+                }
+            }
+            fio_runs.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap());
+            let fio_sync = fio_runs.get(fio_runs.len() / 2).copied();
+            for (p, mut runs) in policies.iter().zip(ours) {
+                runs.sort_by(|x, y| {
+                    (x.ops as f64 / x.secs)
+                        .partial_cmp(&(y.ops as f64 / y.secs))
+                        .unwrap()
+                });
+                let o = runs.swap_remove(runs.len() / 2);
                 let ops_s = o.ops as f64 / o.secs;
                 let mb_s = o.bytes as f64 / o.secs / 1e6;
                 let syncs_s = (o.syncs + o.commits) as f64 / o.secs;
@@ -301,7 +323,7 @@ fn main() {
                 }
                 json.push(serde_json::json!({
                     "workload": format!("{w:?}"), "fsync": p.to_string(), "concurrency": c,
-                    "shards": 1, "ops": o.ops, "secs": o.secs, "ops_per_s": ops_s,
+                    "shards": 1, "runs": a.runs, "ops": o.ops, "secs": o.secs, "ops_per_s": ops_s,
                     "mb_per_s": mb_s, "syncs_per_s": syncs_s, "data_syncs": o.syncs,
                     "meta_commits": o.commits, "mean_data_batch": o.mean_data_batch,
                     "mean_meta_batch": o.mean_meta_batch, "p50_us": o.p50_us, "p99_us": o.p99_us,
@@ -322,4 +344,15 @@ fn main() {
         std::fs::write(&p, serde_json::to_string_pretty(&json).unwrap()).unwrap();
         println!("# results written to {}", p.display());
     }
+}
+
+/// glommio's registered I/O memory: batches are encoded into it (pre-faulted, pinned),
+/// so it should hold two batches in flight. Needs the memlock limit (root or
+/// `LimitMEMLOCK=infinity`); `GRANARY_BENCH_IO_MEMORY_MIB` overrides.
+fn io_memory() -> usize {
+    std::env::var("GRANARY_BENCH_IO_MEMORY_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(24)
+        << 20
 }
