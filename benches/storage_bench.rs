@@ -96,7 +96,7 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
     // Pre-generate the blocks (unique, hashed) outside the timed section: hashing is the
     // server's job while the bytes arrive.
     let max_ops = match w {
-        Workload::Blocks1M => ((secs * 2500.0) as usize).clamp(256, 6000),
+        Workload::Blocks1M => ((secs * 2500.0) as usize).clamp(256, 2500),
         Workload::Inline100 => 2_000_000,
     };
     let blocks: Vec<(BlockHash, Vec<u8>)> = if w == Workload::Blocks1M {
@@ -147,10 +147,16 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
                                     &mut blocks.borrow_mut()[i],
                                     (BlockHash([0; 32]), Vec::new()),
                                 );
-                                s.put_block(h, d).await.unwrap();
+                                if let Err(e) = s.put_block(h, d).await {
+                                    eprintln!("put_block: {e}");
+                                    break;
+                                }
                             }
                             Workload::Inline100 => {
-                                s.put_object(row(i)).await.unwrap();
+                                if let Err(e) = s.put_object(row(i)).await {
+                                    eprintln!("put_object: {e}");
+                                    break;
+                                }
                             }
                         }
                         lat.borrow_mut().push(t.elapsed().as_secs_f64() * 1e6);
@@ -217,7 +223,7 @@ fn fio(dir: &Path, bs: &str, iodepth: usize, sync: bool, secs: f64) -> Option<(f
         .args([
             "--name=w",
             &format!("--filename={}", file.display()),
-            "--size=2G",
+            "--size=1G",
             &format!("--bs={bs}"),
             "--rw=write",
             "--direct=1",

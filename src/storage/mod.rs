@@ -11,6 +11,7 @@
 //! ```text
 //! ShardStore::open(dir, cfg).await                 // recovery happens here
 //! blocks  : put_block(hash, data) / read_block(hash, off, len) / decref_block(hash)
+//!           open_block(hash) -> BlockReader { read(off, len) }   (streaming, chunk by chunk)
 //!           block_info(hash)
 //! objects : put_object(row) / put_object_if(row, cond) / get_object / delete_object
 //!           list_objects(bucket, prefix, start_after, limit) / bucket_is_empty / bucket_object_count
@@ -72,7 +73,7 @@ pub mod record;
 mod store;
 
 pub use store::maint::ScrubProgress;
-pub use store::ShardStore;
+pub use store::{BlockReader, ShardStore};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -195,7 +196,15 @@ impl From<std::io::Error> for StorageError {
 
 impl From<glommio::GlommioError<()>> for StorageError {
     fn from(e: glommio::GlommioError<()>) -> Self {
-        std::io::Error::from(e).into()
+        let errno = match &e {
+            glommio::GlommioError::IoError(io) => io.raw_os_error(),
+            glommio::GlommioError::EnhancedIoError { source, .. } => source.raw_os_error(),
+            _ => None,
+        };
+        match errno {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => StorageError::DiskFull(e.to_string()),
+            _ => StorageError::Io(e.to_string()),
+        }
     }
 }
 
@@ -257,6 +266,19 @@ pub enum PutIf<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_disk_errors_map_to_disk_full() {
+        let e = glommio::GlommioError::<()>::EnhancedIoError {
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            op: "Writing",
+            path: None,
+            fd: None,
+        };
+        assert!(matches!(StorageError::from(e), StorageError::DiskFull(_)));
+        let e = std::io::Error::from_raw_os_error(libc::EIO);
+        assert!(matches!(StorageError::from(e), StorageError::Io(_)));
+    }
 
     #[test]
     fn policy_parse() {

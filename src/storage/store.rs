@@ -590,6 +590,52 @@ impl ShardStore {
         res
     }
 
+    /// Open a block for streaming: reads and verifies its record header once; then
+    /// [`BlockReader::read`] reads ranges of data touching only the chunks they need. When
+    /// a block is read sequentially from 0 to its end, its blake3 hash is checked too (the
+    /// last read fails if it does not match).
+    pub async fn open_block(&self, hash: &BlockHash) -> Result<BlockReader> {
+        let mut e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+        let mut file = self.segs.borrow().files.get(&e.segment).cloned();
+        if file.is_none() {
+            e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+            file = self.segs.borrow().files.get(&e.segment).cloned();
+        }
+        if e.bad {
+            return Err(corrupt(format!("block {} is marked bad", hash.to_hex())));
+        }
+        let file = file.ok_or_else(|| corrupt(format!("segment {} missing", e.segment)))?;
+        let hl = record::header_len(e.data_len as usize);
+        let hb = file.read_at(e.offset, hl).await?;
+        let header = match record::decode_header(&hb[..]) {
+            Ok(h) if h.hash == *hash && h.data_len == e.data_len => h,
+            Ok(_) => {
+                self.mark_bad(hash, &e, "record header names another block");
+                return Err(corrupt(format!(
+                    "block {}: record header names another block",
+                    hash.to_hex()
+                )));
+            }
+            Err(err) => {
+                self.mark_bad(hash, &e, &err.to_string());
+                return Err(corrupt(format!("block {}: {err}", hash.to_hex())));
+            }
+        };
+        Ok(BlockReader {
+            hash: *hash,
+            entry: e,
+            header,
+            file,
+            meta_tx: self.meta_tx.borrow().clone(),
+            sequential: RefCell::new(Some((0, blake3::Hasher::new()))),
+        })
+    }
+
+    fn mark_bad(&self, hash: &BlockHash, e: &BlockEntry, why: &str) {
+        tracing::error!(block = %hash.to_hex(), segment = e.segment, offset = e.offset, %why, "corrupt block: marking bad");
+        self.send_meta(vec![(Op::MarkBad(*hash, e.segment, e.offset), None)]);
+    }
+
     /// Drop one reference. At zero the block becomes eligible for GC after the grace delay.
     /// `NotFound` if the block is not indexed.
     pub async fn decref_block(&self, hash: &BlockHash) -> Result<()> {
@@ -1291,6 +1337,88 @@ impl ShardStore {
             // Later batches rolled to a new segment and failed as well: start it over.
             s.offset = 0;
         }
+    }
+}
+
+/// A block opened for streaming reads (see [`ShardStore::open_block`]). Holds the segment
+/// file open, so it stays readable even if compaction moves the block meanwhile.
+pub struct BlockReader {
+    hash: BlockHash,
+    entry: BlockEntry,
+    header: record::Header,
+    file: Rc<DmaFile>,
+    meta_tx: Option<mpsc::UnboundedSender<MetaMsg>>,
+    /// Next offset and running hash while reads are sequential from 0.
+    sequential: RefCell<Option<(u32, blake3::Hasher)>>,
+}
+
+impl BlockReader {
+    pub fn len(&self) -> u32 {
+        self.entry.data_len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entry.data_len == 0
+    }
+
+    /// Read `len` bytes at `offset`, verifying the chunks read.
+    pub async fn read(&self, offset: u32, len: u32) -> Result<Vec<u8>> {
+        let (first, span) =
+            record::chunk_span(self.entry.data_len, offset, len).ok_or_else(|| {
+                StorageError::Invalid(format!(
+                    "range {offset}+{len} outside block of {} bytes",
+                    self.entry.data_len
+                ))
+            })?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let hl = self.header.header_len() as u64;
+        let d = self
+            .file
+            .read_at(self.entry.offset + hl + span.start as u64, span.len())
+            .await?;
+        if d.len() < span.len() {
+            return Err(self.bad("record truncated".into()));
+        }
+        for (i, c) in d[..span.len()].chunks(record::CHUNK).enumerate() {
+            if let Err(err) = self.header.verify_chunk(first + i, c) {
+                return Err(self.bad(err.to_string()));
+            }
+        }
+        let out = d[offset as usize - span.start..][..len as usize].to_vec();
+        let mut seq = self.sequential.borrow_mut();
+        let done = match seq.as_mut() {
+            Some((next, h)) if *next == offset => {
+                h.update(&out);
+                *next += len;
+                *next == self.entry.data_len
+            }
+            _ => {
+                *seq = None;
+                false
+            }
+        };
+        if done {
+            let (_, h) = seq.take().expect("sequential state");
+            if BlockHash(*h.finalize().as_bytes()) != self.hash {
+                drop(seq);
+                return Err(self.bad(record::RecordError::BadHash.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn bad(&self, why: String) -> StorageError {
+        let e = &self.entry;
+        tracing::error!(block = %self.hash.to_hex(), segment = e.segment, offset = e.offset, %why, "corrupt block: marking bad");
+        if let Some(tx) = &self.meta_tx {
+            let _ = tx.unbounded_send(MetaMsg::Ops(vec![(
+                Op::MarkBad(self.hash, e.segment, e.offset),
+                None,
+            )]));
+        }
+        corrupt(format!("block {}: {why}", self.hash.to_hex()))
     }
 }
 
