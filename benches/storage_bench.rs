@@ -2,7 +2,8 @@
 //! inline objects, per fsync policy, at concurrency 1, 16 and 256; beside fio's figure for
 //! the same file system and access pattern measured in the same run.
 //!
-//! `cargo bench --bench storage_bench -- [--dir D] [--json F] [--secs S] [--runs N] [--quick]`
+//! `cargo bench --bench storage_bench -- [--dir D] [--json F] [--secs S] [--runs N] [--quick]
+//! [--only blocks|inline]`
 //! (D must be on the file system to measure; default ./target/storage-bench).
 
 use std::cell::{Cell, RefCell};
@@ -21,6 +22,7 @@ struct Args {
     secs: f64,
     runs: usize,
     quick: bool,
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -30,6 +32,7 @@ fn args() -> Args {
         secs: 2.0,
         runs: 3,
         quick: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -39,6 +42,7 @@ fn args() -> Args {
             "--secs" => a.secs = it.next().expect("--secs S").parse().expect("seconds"),
             "--runs" => a.runs = it.next().expect("--runs N").parse().expect("runs"),
             "--quick" => a.quick = true,
+            "--only" => a.only = Some(it.next().expect("--only blocks|inline")),
             "--bench" => {}
             _ => {}
         }
@@ -271,6 +275,12 @@ fn main() {
         "ratio"
     );
     for w in [Workload::Blocks1M, Workload::Inline100] {
+        match (a.only.as_deref(), w) {
+            (Some("blocks"), Workload::Inline100) | (Some("inline"), Workload::Blocks1M) => {
+                continue
+            }
+            _ => {}
+        }
         for &c in concs {
             // fio in the same run, interleaved with ours, `runs` times: the same pattern with
             // fdatasync after every write. Medians are reported (the machines are noisy).

@@ -235,6 +235,17 @@ async fn open_segment(dir: &Path, id: u32, create: bool) -> Result<DmaFile> {
         .await?)
 }
 
+/// A new segment, with its blocks allocated up front (without changing its size, so
+/// recovery still sees the end of the data as the end of the file): appends then need no
+/// block allocation before their fdatasync. Failure to preallocate is not an error.
+async fn create_segment(dir: &Path, id: u32, bytes: u64) -> Result<DmaFile> {
+    let f = open_segment(dir, id, true).await?;
+    if let Err(e) = f.pre_allocate(bytes, true).await {
+        tracing::debug!(segment = id, error = %e, "segment preallocation failed");
+    }
+    Ok(f)
+}
+
 fn encode_row<T: serde::Serialize>(row: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(row).map_err(|e| StorageError::Invalid(format!("encoding row: {e}")))
 }
@@ -426,7 +437,10 @@ impl ShardStore {
                 let id = checkpoint.segment.max(1);
                 let id = files.keys().next_back().map_or(id, |&m| m.max(id));
                 let id = if files.contains_key(&id) { id + 1 } else { id };
-                files.insert(id, Rc::new(open_segment(dir, id, true).await?));
+                files.insert(
+                    id,
+                    Rc::new(create_segment(dir, id, cfg.segment_bytes).await?),
+                );
                 (id, 0)
             }
         };
@@ -1181,7 +1195,7 @@ impl ShardStore {
         };
         if needs_roll {
             let next = self.segs.borrow().active + 1;
-            let f = Rc::new(open_segment(&self.dir, next, true).await?);
+            let f = Rc::new(create_segment(&self.dir, next, self.cfg.segment_bytes).await?);
             let mut s = self.segs.borrow_mut();
             let prev = s.active;
             if self.cfg.data_fsync != FsyncPolicy::Always {
