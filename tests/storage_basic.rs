@@ -80,6 +80,7 @@ fn blocks_round_trip_dedup_and_refcounts() {
         assert_eq!(s.read_block(&h2, 0, 200_000).await.unwrap(), d2);
         assert_eq!(s.block_info(&h1).unwrap().unwrap().refs, 1);
         assert_eq!(s.stats().recovered_records, 0);
+        s.close().await.unwrap();
     });
 }
 
@@ -112,6 +113,7 @@ fn concurrent_puts_share_commits() {
         let all = s.list_objects(&BUCKET, "", "", 10_000).unwrap();
         assert_eq!(all.len(), 512);
         assert_eq!(s.bucket_object_count(&BUCKET).unwrap(), 512);
+        s.close().await.unwrap();
     });
 }
 
@@ -183,6 +185,7 @@ fn objects_list_conditional_and_delete() {
         assert_eq!(s.delete_object(&BUCKET, "b").await.unwrap(), Some(got));
         assert_eq!(s.delete_object(&BUCKET, "b").await.unwrap(), None);
         assert_eq!(s.get_object(&BUCKET, "b").unwrap(), None);
+        s.close().await.unwrap();
     });
 }
 
@@ -306,6 +309,7 @@ fn multipart_rows_and_global_tables() {
         s.put_key(key.clone()).await.unwrap();
         assert_eq!(s.list_keys().unwrap(), vec![key.clone()]);
         assert_eq!(s.get_key("GK1").unwrap(), Some(key));
+        s.close().await.unwrap();
     });
 }
 
@@ -340,6 +344,79 @@ fn corrupt_block_is_an_error_then_repaired_by_put() {
         // A put of the same content repairs it.
         s.put_block(h, d.clone()).await.unwrap();
         assert_eq!(s.read_block(&h, 0, 300_000).await.unwrap(), d);
+        s.sync_all().await.unwrap(); // the index entry of a fresh record commits after the ack
         assert_eq!(s.block_info(&h).unwrap().unwrap().refs, 2);
+        s.close().await.unwrap();
+    });
+}
+
+#[test]
+fn streaming_reads_verify_chunks_and_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        let (h, d) = block(1_000_000, 5);
+        s.put_block(h, d.clone()).await.unwrap();
+        let r = s.open_block(&h).await.unwrap();
+        assert_eq!(r.len(), 1_000_000);
+        let mut got = Vec::new();
+        let mut off = 0u32;
+        while off < r.len() {
+            let n = (r.len() - off).min(65_536);
+            got.extend(r.read(off, n).await.unwrap());
+            off += n;
+        }
+        assert_eq!(got, d);
+        assert_eq!(r.read(999_990, 10).await.unwrap(), &d[999_990..]);
+        assert!(matches!(
+            r.read(999_990, 11).await,
+            Err(StorageError::Invalid(_))
+        ));
+        // A chunk corrupted on disk after opening: that read fails, others still work.
+        let e = s.block_info(&h).unwrap().unwrap();
+        let seg = path.join("segments").join(format!("seg-{:08}", e.segment));
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[e.offset as usize + 4096 + 3 * 65_536] ^= 4;
+        std::fs::write(&seg, &bytes).unwrap();
+        assert!(r.read(0, 1000).await.is_ok());
+        assert!(matches!(
+            r.read(3 * 65_536, 10).await,
+            Err(StorageError::Corrupt(_))
+        ));
+        assert_eq!(
+            s.open_block(&BlockHash([1; 32])).await.err(),
+            Some(StorageError::NotFound)
+        );
+        s.close().await.unwrap();
+    });
+}
+
+#[test]
+fn longest_keys_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        let key = "k".repeat(granary::constants::OBJECT_KEY_BYTES_MAX);
+        s.put_object(obj(&key, b"x")).await.unwrap();
+        assert!(s.get_object(&BUCKET, &key).unwrap().is_some());
+        let mut u = UploadRow {
+            bucket: BUCKET,
+            key: key.clone(),
+            upload_id: "u".repeat(64),
+            initiated_ms: 1,
+            headers: vec![],
+            checksum_algorithm: None,
+        };
+        s.put_upload(u.clone()).await.unwrap();
+        assert_eq!(
+            s.get_upload(&BUCKET, &key, &u.upload_id).unwrap(),
+            Some(u.clone())
+        );
+        u.upload_id = "v".repeat(64);
+        s.put_upload(u).await.unwrap();
+        assert_eq!(s.list_uploads(&BUCKET, "", "", "", 10).unwrap().len(), 2);
+        s.close().await.unwrap();
     });
 }

@@ -2,6 +2,8 @@
 //! test `crash_child`) that writes blocks and inline objects under `always` as fast as it
 //! can and prints one line per acknowledgement; the parent kills it with SIGKILL at random
 //! moments, reopens the store and checks every acknowledged write is present and intact.
+//! A second variant also drops blocks and runs GC and compaction continuously, so kills
+//! land in the middle of compactions.
 
 mod storage_util;
 
@@ -17,6 +19,21 @@ use storage_util::*;
 
 const CHILD_ENV: &str = "GRANARY_CRASH_CHILD_DIR";
 const SEED_ENV: &str = "GRANARY_CRASH_CHILD_SEED";
+const MODE_ENV: &str = "GRANARY_CRASH_CHILD_MODE";
+
+fn mode_cfg(compaction: bool) -> granary::storage::StorageConfig {
+    if compaction {
+        granary::storage::StorageConfig {
+            segment_bytes: 1 << 20,
+            block_gc_delay_s: 0,
+            maintenance_interval_s: 0,
+            compact_live_ratio: 0.7,
+            ..cfg()
+        }
+    } else {
+        cfg()
+    }
+}
 
 fn block_len(seed: u64) -> usize {
     500 + (seed.wrapping_mul(7919) % 300_000) as usize
@@ -29,11 +46,22 @@ fn crash_child() {
         return;
     };
     let base: u64 = std::env::var(SEED_ENV).unwrap().parse().unwrap();
+    let compaction = std::env::var(MODE_ENV).as_deref() == Ok("compaction");
     run(move || async move {
-        let s = ShardStore::open(std::path::Path::new(&dir), cfg())
+        let s = ShardStore::open(std::path::Path::new(&dir), mode_cfg(compaction))
             .await
             .unwrap();
         let mut tasks = Vec::new();
+        if compaction {
+            let s = Rc::clone(&s);
+            tasks.push(glommio::spawn_local(async move {
+                loop {
+                    s.gc_now().await.unwrap();
+                    s.compact_now().await.unwrap();
+                    sleep_ms(10).await;
+                }
+            }));
+        }
         for t in 0..16u64 {
             let s = Rc::clone(&s);
             tasks.push(glommio::spawn_local(async move {
@@ -43,8 +71,14 @@ fn crash_child() {
                     i += 1;
                     if seed % 2 == 0 {
                         let d = data(block_len(seed), seed);
-                        s.put_block(BlockHash::of(&d), d).await.unwrap();
-                        ack(&format!("B {seed}"));
+                        let h = BlockHash::of(&d);
+                        s.put_block(h, d).await.unwrap();
+                        if compaction && seed % 3 == 0 {
+                            // Garbage for GC and compaction: never reported as acknowledged.
+                            s.decref_block(&h).await.unwrap();
+                        } else {
+                            ack(&format!("B {seed}"));
+                        }
                     } else {
                         let key = format!("o{seed}");
                         s.put_object(obj(&key, &data(64, seed))).await.unwrap();
@@ -67,6 +101,15 @@ fn ack(line: &str) {
 
 #[test]
 fn sigkill_during_writes() {
+    crash_cycles(false, 20, 80..500);
+}
+
+#[test]
+fn sigkill_during_compaction() {
+    crash_cycles(true, 20, 80..400);
+}
+
+fn crash_cycles(compaction: bool, cycles: u64, sleep_ms_range: std::ops::Range<u64>) {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut rng = rand::thread_rng();
@@ -75,7 +118,7 @@ fn sigkill_during_writes() {
     let started = Instant::now();
     let mut checked = (0usize, 0usize);
     let mut prev_len = (0usize, 0usize);
-    for cycle in 0..20u64 {
+    for cycle in 0..cycles {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
@@ -86,6 +129,7 @@ fn sigkill_during_writes() {
             ])
             .env(CHILD_ENV, dir.path())
             .env(SEED_ENV, ((cycle + 1) * 10_000_000).to_string())
+            .env(MODE_ENV, if compaction { "compaction" } else { "writes" })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -101,7 +145,7 @@ fn sigkill_during_writes() {
             }
             lines
         });
-        std::thread::sleep(Duration::from_millis(rng.gen_range(80..500)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(sleep_ms_range.clone())));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let lines = reader.join().unwrap();
@@ -128,7 +172,7 @@ fn sigkill_during_writes() {
         let path = dir.path().to_path_buf();
         // Every acknowledged write so far on every 5th cycle and the last; the new ones
         // (and the previous cycle's) otherwise, to keep the test short.
-        let full = cycle % 5 == 4 || cycle == 19;
+        let full = cycle % 5 == 4 || cycle == cycles - 1;
         let (b, o) = if full {
             (acked_blocks.clone(), acked_objects.clone())
         } else {
@@ -140,7 +184,7 @@ fn sigkill_during_writes() {
         checked = (prev_len.0, prev_len.1);
         prev_len = (acked_blocks.len(), acked_objects.len());
         run(move || async move {
-            let s = ShardStore::open(&path, cfg()).await.unwrap();
+            let s = ShardStore::open(&path, mode_cfg(compaction)).await.unwrap();
             for seed in b {
                 let d = data(block_len(seed), seed);
                 let h = BlockHash::of(&d);
@@ -171,5 +215,21 @@ fn sigkill_during_writes() {
         acked_blocks.len() > 20 && acked_objects.len() > 20,
         "the child made too little progress to test anything"
     );
+    if compaction {
+        // Compaction ran: segment files below the newest one were deleted.
+        let ids: Vec<u32> = std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .filter_map(|e| {
+                let n = e.unwrap().file_name().to_string_lossy().to_string();
+                n.strip_prefix("seg-")?.parse().ok()
+            })
+            .collect();
+        let max = ids.iter().copied().max().unwrap_or(0);
+        assert!(
+            (ids.len() as u32) < max,
+            "no segment was ever compacted: {} files, newest {max}",
+            ids.len()
+        );
+    }
     eprintln!("crash test took {:?}", started.elapsed());
 }

@@ -11,6 +11,7 @@
 //! ```text
 //! ShardStore::open(dir, cfg).await                 // recovery happens here
 //! blocks  : put_block(hash, data) / read_block(hash, off, len) / decref_block(hash)
+//!           open_block(hash) -> BlockReader { read(off, len) }   (streaming, chunk by chunk)
 //!           block_info(hash)
 //! objects : put_object(row) / put_object_if(row, cond) / get_object / delete_object
 //!           list_objects(bucket, prefix, start_after, limit) / bucket_is_empty / bucket_object_count
@@ -37,20 +38,23 @@
 //!    commit covers hundreds of writes.
 //!
 //! A call returns only after the transaction that holds its effect has committed (and,
-//! with `always`, after the syncs that cover it). So the index never points at records
-//! that were not written before it. `periodic:<ms>` acknowledges after the (unsynced)
-//! write/commit and syncs in the background every `<ms>`; `never` leaves syncing to the
-//! OS (LMDB opened with `NO_SYNC`); both are synced at `sync_all`/`close`.
+//! with `always`, after the syncs that cover it), with one exception: a `put_block` of a new
+//! block is acknowledged as soon as its record is written and (data policy `always`)
+//! synced, before its index entry commits — the record alone is enough for recovery to
+//! re-index it, and until the commit the block is served from an in-memory table of
+//! pending entries. The index never points at records that were not written (and, with
+//! `always`, synced) before it. `periodic:<ms>` acknowledges after the (unsynced)
+//! write/commit and syncs in the background every `<ms>`; `never` leaves syncing to the OS
+//! (LMDB opened with `NO_SYNC`); both are synced at `sync_all`/`close`.
 //!
 //! # Recovery
 //!
 //! `open` reads the checkpoint, scans only the records written after it (in the
 //! checkpoint's segment and any later one), re-indexes the valid ones and truncates each
 //! scanned segment at its first torn or corrupt record. Startup time is proportional to
-//! that tail. Re-indexed blocks were never acknowledged when the metadata policy is
-//! `always` and get reference count 0 (collected after the GC delay unless put again);
-//! with a weaker metadata policy their acknowledgement may have been lost with the
-//! metadata, so they get count 1 (a possible leak, never a loss).
+//! that tail. Re-indexed blocks get reference count 1: they may have been acknowledged
+//! (see above). An unacknowledged one (crash between its write and the acknowledgement)
+//! leaks; nothing acknowledged is lost.
 //!
 //! # Faults
 //!
@@ -68,7 +72,8 @@ pub mod index;
 pub mod record;
 mod store;
 
-pub use store::ShardStore;
+pub use store::maint::ScrubProgress;
+pub use store::{BlockReader, ShardStore};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -136,6 +141,8 @@ pub struct StorageConfig {
     pub compact_live_ratio: f64,
     /// Scrub re-reads at most this many bytes per second (0: no scrub).
     pub scrub_bytes_per_s: u64,
+    /// Background GC and compaction run this often (0: never; call `gc_now`/`compact_now`).
+    pub maintenance_interval_s: u64,
 }
 
 impl Default for StorageConfig {
@@ -150,7 +157,8 @@ impl Default for StorageConfig {
             inline_threshold: crate::constants::INLINE_THRESHOLD_BYTES_DEFAULT,
             lmdb_map_bytes: 64 << 30,
             compact_live_ratio: 0.5,
-            scrub_bytes_per_s: 0,
+            scrub_bytes_per_s: 4 << 20,
+            maintenance_interval_s: 30,
         }
     }
 }
@@ -188,7 +196,15 @@ impl From<std::io::Error> for StorageError {
 
 impl From<glommio::GlommioError<()>> for StorageError {
     fn from(e: glommio::GlommioError<()>) -> Self {
-        std::io::Error::from(e).into()
+        let errno = match &e {
+            glommio::GlommioError::IoError(io) => io.raw_os_error(),
+            glommio::GlommioError::EnhancedIoError { source, .. } => source.raw_os_error(),
+            _ => None,
+        };
+        match errno {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => StorageError::DiskFull(e.to_string()),
+            _ => StorageError::Io(e.to_string()),
+        }
     }
 }
 
@@ -230,6 +246,12 @@ pub struct StorageStats {
     pub recovered_records: u64,
     pub truncated_bytes: u64,
     pub startup_ms: u64,
+    /// Time spent encoding records, in O_DIRECT writes, in data fdatasyncs, in LMDB
+    /// commits (µs, totals).
+    pub encode_us: u64,
+    pub write_us: u64,
+    pub sync_us: u64,
+    pub commit_us: u64,
 }
 
 /// Outcome of [`ShardStore::put_object_if`].
@@ -244,6 +266,19 @@ pub enum PutIf<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_disk_errors_map_to_disk_full() {
+        let e = glommio::GlommioError::<()>::EnhancedIoError {
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            op: "Writing",
+            path: None,
+            fd: None,
+        };
+        assert!(matches!(StorageError::from(e), StorageError::DiskFull(_)));
+        let e = std::io::Error::from_raw_os_error(libc::EIO);
+        assert!(matches!(StorageError::from(e), StorageError::Io(_)));
+    }
 
     #[test]
     fn policy_parse() {

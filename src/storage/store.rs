@@ -15,11 +15,13 @@ use glommio::io::{DmaFile, OpenOptions};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions};
 
-use super::index::{gc_key, segment_key, BlockEntry, Checkpoint, SegmentInfo};
+use super::index::{decode_gc_key, gc_key, segment_key, BlockEntry, Checkpoint, SegmentInfo};
 use super::record;
 use super::{FsyncPolicy, PutIf, StorageConfig, StorageError, StorageStats};
 use crate::meta::keys::{object_key, part_key, upload_key};
 use crate::meta::types::{BlockHash, BucketId, BucketRow, KeyRow, ObjectRow, PartRow, UploadRow};
+
+pub(crate) mod maint;
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -82,7 +84,25 @@ enum Op {
     /// Add a reference to an indexed block; `NeedsData` if absent or bad.
     Incref(BlockHash),
     Decref(BlockHash),
-    MarkBad(BlockHash),
+    /// Mark bad if the entry still points at (segment, offset).
+    MarkBad(BlockHash, u32, u64),
+    /// Compaction copied the record at `from`: point the entry at the copy if it still
+    /// points at `from` (else the copy is dead space).
+    Relocate {
+        hash: BlockHash,
+        from: (u32, u64),
+        entry: BlockEntry,
+    },
+    /// Compaction found a bad entry in a segment it empties: detach it from the segment
+    /// (it stays bad, unreadable, until a put repairs it).
+    Orphan(BlockHash, u32, u64),
+    /// Drop blocks whose count reached 0 before `before_ms` (at most `limit`).
+    GcSweep {
+        before_ms: u64,
+        limit: usize,
+    },
+    /// Forget a segment's accounting row once it holds nothing live.
+    DropSegment(u32),
     Checkpoint(Checkpoint),
     PutObject(Box<ObjectRow>, Option<Cond>),
     DeleteObject(BucketId, String),
@@ -97,6 +117,7 @@ enum OpResult {
     Unit,
     NeedsData,
     NotFound,
+    Count(u64),
     Object(PutIf<ObjectRow>),
     Upload(Option<UploadRow>, Vec<PartRow>),
     Part(Option<PartRow>),
@@ -107,10 +128,26 @@ type Reply = oneshot::Sender<Result<OpResult>>;
 enum MetaMsg {
     Ops(Vec<(Op, Option<Reply>)>),
     /// Answered once everything sent before it has committed.
-    Flush(oneshot::Sender<()>),
+    /// With `sync`, LMDB is then synced (on the blocking pool, by the metadata loop: the
+    /// only user of the environment's write side).
+    Flush {
+        sync: bool,
+        done: oneshot::Sender<Result<()>>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A client's block put.
+    Put,
+    /// Compaction: copy of the live record at (segment, offset).
+    Relocate(u32, u64),
+    /// Answered after every earlier batch was handed to the metadata stage.
+    Flush,
 }
 
 struct DataReq {
+    kind: Kind,
     hash: BlockHash,
     data: Vec<u8>,
     reply: Reply,
@@ -139,11 +176,18 @@ struct Counters {
     recovered_records: Cell<u64>,
     truncated_bytes: Cell<u64>,
     startup_ms: Cell<u64>,
+    encode_us: Cell<u64>,
+    write_us: Cell<u64>,
+    sync_us: Cell<u64>,
+    commit_us: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>, n: u64) {
     c.set(c.get() + n);
 }
+
+/// Target size of one O_DIRECT write of a batch (several are in flight at once).
+const WRITE_UNIT: usize = 1 << 20;
 
 /// One shard's storage: see the module docs.
 pub struct ShardStore {
@@ -157,6 +201,13 @@ pub struct ShardStore {
     /// Set after a failed fdatasync: block writes refused until reopen.
     failed: RefCell<Option<String>>,
     counters: Counters,
+    /// New blocks written (and synced per the data policy) whose index entries are not
+    /// committed yet: they are acknowledged already and readable from here.
+    pending: RefCell<std::collections::HashMap<BlockHash, BlockEntry>>,
+    /// Last block hash the scrub checked.
+    scrub_cursor: RefCell<Option<[u8; 32]>>,
+    /// Background tasks (periodic syncs, maintenance, scrub), cancelled by `close`.
+    background: RefCell<Vec<glommio::task::JoinHandle<()>>>,
     _guard: OpenGuard,
 }
 
@@ -182,6 +233,17 @@ async fn open_segment(dir: &Path, id: u32, create: bool) -> Result<DmaFile> {
         .create(create)
         .dma_open(seg_path(dir, id))
         .await?)
+}
+
+/// A new segment, with its blocks allocated up front (without changing its size, so
+/// recovery still sees the end of the data as the end of the file): appends then need no
+/// block allocation before their fdatasync. Failure to preallocate is not an error.
+async fn create_segment(dir: &Path, id: u32, bytes: u64) -> Result<DmaFile> {
+    let f = open_segment(dir, id, true).await?;
+    if let Err(e) = f.pre_allocate(bytes, true).await {
+        tracing::debug!(segment = id, error = %e, "segment preallocation failed");
+    }
+    Ok(f)
 }
 
 fn encode_row<T: serde::Serialize>(row: &T) -> Result<Vec<u8>> {
@@ -302,11 +364,10 @@ impl ShardStore {
         }
 
         // Recovery: scan the tail after the checkpoint.
-        let refs_for_recovered = if cfg.metadata_fsync == FsyncPolicy::Always {
-            0
-        } else {
-            1
-        };
+        // A new block is acknowledged once its record is written (and synced per the data
+        // policy), before its index entry commits: a record after the checkpoint may have
+        // been acknowledged, so it gets count 1 (an unacknowledged one leaks, none is lost).
+        let refs_for_recovered = 1;
         let mut ops = Vec::new();
         let mut recovered = 0u64;
         let mut truncated = 0u64;
@@ -376,7 +437,10 @@ impl ShardStore {
                 let id = checkpoint.segment.max(1);
                 let id = files.keys().next_back().map_or(id, |&m| m.max(id));
                 let id = if files.contains_key(&id) { id + 1 } else { id };
-                files.insert(id, Rc::new(open_segment(dir, id, true).await?));
+                files.insert(
+                    id,
+                    Rc::new(create_segment(dir, id, cfg.segment_bytes).await?),
+                );
                 (id, 0)
             }
         };
@@ -408,6 +472,9 @@ impl ShardStore {
             meta_tx: RefCell::new(Some(meta_tx)),
             failed: RefCell::new(None),
             counters: Counters::default(),
+            scrub_cursor: RefCell::new(None),
+            pending: RefCell::new(std::collections::HashMap::new()),
+            background: RefCell::new(Vec::new()),
             _guard: guard,
         });
         bump(&store.counters.recovered_records, recovered);
@@ -415,11 +482,14 @@ impl ShardStore {
         glommio::spawn_local(data_loop(Rc::downgrade(&store), data_rx)).detach();
         glommio::spawn_local(meta_loop(Rc::downgrade(&store), meta_rx)).detach();
         if let FsyncPolicy::Periodic(every) = store.cfg.data_fsync {
-            glommio::spawn_local(periodic_data_sync(Rc::downgrade(&store), every)).detach();
+            let t = glommio::spawn_local(periodic_data_sync(Rc::downgrade(&store), every));
+            store.background.borrow_mut().push(t.detach());
         }
         if let FsyncPolicy::Periodic(every) = store.cfg.metadata_fsync {
-            glommio::spawn_local(periodic_meta_sync(Rc::downgrade(&store), every)).detach();
+            let t = glommio::spawn_local(periodic_meta_sync(Rc::downgrade(&store), every));
+            store.background.borrow_mut().push(t.detach());
         }
+        maint::spawn_background(&store);
         let ms = t0.elapsed().as_millis() as u64;
         store.counters.startup_ms.set(ms);
         tracing::info!(
@@ -470,7 +540,12 @@ impl ShardStore {
             .borrow()
             .as_ref()
             .ok_or(StorageError::Closed)?
-            .unbounded_send(DataReq { hash, data, reply })
+            .unbounded_send(DataReq {
+                kind: Kind::Put,
+                hash,
+                data,
+                reply,
+            })
             .map_err(|_| StorageError::Closed)?;
         rx.await.map_err(|_| StorageError::Closed)?.map(|_| ())
     }
@@ -479,7 +554,13 @@ impl ShardStore {
     /// chunks it needs (and the blake3 hash when the whole block is read). Corrupt data is
     /// an error, never returned.
     pub async fn read_block(&self, hash: &BlockHash, offset: u32, len: u32) -> Result<Vec<u8>> {
-        let e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+        let mut e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+        let mut file = self.segs.borrow().files.get(&e.segment).cloned();
+        if file.is_none() {
+            // Compaction may have moved the record and deleted its segment meanwhile.
+            e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+            file = self.segs.borrow().files.get(&e.segment).cloned();
+        }
         if e.bad {
             return Err(corrupt(format!("block {} is marked bad", hash.to_hex())));
         }
@@ -492,13 +573,7 @@ impl ShardStore {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let file = self
-            .segs
-            .borrow()
-            .files
-            .get(&e.segment)
-            .cloned()
-            .ok_or_else(|| corrupt(format!("segment {} missing", e.segment)))?;
+        let file = file.ok_or_else(|| corrupt(format!("segment {} missing", e.segment)))?;
         let hl = record::header_len(e.data_len as usize);
         let whole = span.start == 0 && span.end == e.data_len as usize;
         let res = if span.start <= 256 * 1024 {
@@ -524,9 +599,55 @@ impl ShardStore {
         };
         if let Err(StorageError::Corrupt(why)) = &res {
             tracing::error!(block = %hash.to_hex(), segment = e.segment, offset = e.offset, %why, "corrupt block: marking bad");
-            self.send_meta(vec![(Op::MarkBad(*hash), None)]);
+            self.send_meta(vec![(Op::MarkBad(*hash, e.segment, e.offset), None)]);
         }
         res
+    }
+
+    /// Open a block for streaming: reads and verifies its record header once; then
+    /// [`BlockReader::read`] reads ranges of data touching only the chunks they need. When
+    /// a block is read sequentially from 0 to its end, its blake3 hash is checked too (the
+    /// last read fails if it does not match).
+    pub async fn open_block(&self, hash: &BlockHash) -> Result<BlockReader> {
+        let mut e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+        let mut file = self.segs.borrow().files.get(&e.segment).cloned();
+        if file.is_none() {
+            e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+            file = self.segs.borrow().files.get(&e.segment).cloned();
+        }
+        if e.bad {
+            return Err(corrupt(format!("block {} is marked bad", hash.to_hex())));
+        }
+        let file = file.ok_or_else(|| corrupt(format!("segment {} missing", e.segment)))?;
+        let hl = record::header_len(e.data_len as usize);
+        let hb = file.read_at(e.offset, hl).await?;
+        let header = match record::decode_header(&hb[..]) {
+            Ok(h) if h.hash == *hash && h.data_len == e.data_len => h,
+            Ok(_) => {
+                self.mark_bad(hash, &e, "record header names another block");
+                return Err(corrupt(format!(
+                    "block {}: record header names another block",
+                    hash.to_hex()
+                )));
+            }
+            Err(err) => {
+                self.mark_bad(hash, &e, &err.to_string());
+                return Err(corrupt(format!("block {}: {err}", hash.to_hex())));
+            }
+        };
+        Ok(BlockReader {
+            hash: *hash,
+            entry: e,
+            header,
+            file,
+            meta_tx: self.meta_tx.borrow().clone(),
+            sequential: RefCell::new(Some((0, blake3::Hasher::new()))),
+        })
+    }
+
+    fn mark_bad(&self, hash: &BlockHash, e: &BlockEntry, why: &str) {
+        tracing::error!(block = %hash.to_hex(), segment = e.segment, offset = e.offset, %why, "corrupt block: marking bad");
+        self.send_meta(vec![(Op::MarkBad(*hash, e.segment, e.offset), None)]);
     }
 
     /// Drop one reference. At zero the block becomes eligible for GC after the grace delay.
@@ -545,11 +666,14 @@ impl ShardStore {
 
     fn block_entry(&self, hash: &BlockHash) -> Result<Option<BlockEntry>> {
         let r = self.env.read_txn()?;
-        match self.db.blocks.get(&r, &hash.0)? {
-            None => Ok(None),
-            Some(b) => Ok(Some(
-                BlockEntry::decode(b).ok_or_else(|| corrupt("bad block index entry"))?,
-            )),
+        let committed = match self.db.blocks.get(&r, &hash.0)? {
+            None => None,
+            Some(b) => Some(BlockEntry::decode(b).ok_or_else(|| corrupt("bad block index entry"))?),
+        };
+        // A pending (acknowledged, not yet committed) record is newer than a bad entry.
+        match committed {
+            Some(e) if !e.bad => Ok(Some(e)),
+            other => Ok(self.pending.borrow().get(hash).copied().or(other)),
         }
     }
 
@@ -854,6 +978,10 @@ impl ShardStore {
             recovered_records: c.recovered_records.get(),
             truncated_bytes: c.truncated_bytes.get(),
             startup_ms: c.startup_ms.get(),
+            encode_us: c.encode_us.get(),
+            write_us: c.write_us.get(),
+            sync_us: c.sync_us.get(),
+            commit_us: c.commit_us.get(),
             segments: self.segs.borrow().files.len() as u64,
             ..Default::default()
         };
@@ -864,7 +992,10 @@ impl ShardStore {
             s.mean_meta_batch = s.meta_commit_ops as f64 / s.meta_commits as f64;
         }
         if let Ok(r) = self.env.read_txn() {
-            s.blocks = self.db.blocks.len(&r).unwrap_or(0);
+            s.blocks = self.db.blocks.len(&r).unwrap_or(0) + self.pending.borrow().len() as u64;
+            if let Ok(Some(b)) = self.db.state.get(&r, BAD_KEY) {
+                s.bad_blocks = b.try_into().map(u64::from_le_bytes).unwrap_or(0);
+            }
             if let Ok(it) = self.db.segments.iter(&r) {
                 for (_, v) in it.flatten() {
                     if let Some(i) = SegmentInfo::decode(v) {
@@ -880,7 +1011,7 @@ impl ShardStore {
     /// Wait for every queued write to commit, then sync all data and metadata whatever the
     /// policies (graceful shutdown, tests).
     pub async fn sync_all(&self) -> Result<()> {
-        self.flush_pipeline().await?;
+        self.flush_data().await?;
         let files: Vec<Rc<DmaFile>> = {
             let mut s = self.segs.borrow_mut();
             s.dirty.clear();
@@ -897,41 +1028,55 @@ impl ShardStore {
                 }
             }
         }
-        let env = self.env.clone();
-        blocking(move || env.force_sync()).await?;
-        Ok(())
+        self.flush_meta(true).await
     }
 
     /// Sync everything and stop accepting writes. Dropping the last `Rc` then closes files.
+    /// Background tasks are stopped first (so that once the caller drops its `Rc` the
+    /// store is gone and the directory can be reopened).
     pub async fn close(&self) -> Result<()> {
+        let tasks: Vec<_> = self.background.borrow_mut().drain(..).collect();
+        for t in &tasks {
+            t.cancel();
+        }
+        for t in tasks {
+            t.await;
+        }
         let r = self.sync_all().await;
         self.data_tx.borrow_mut().take();
         self.meta_tx.borrow_mut().take();
         r
     }
 
-    async fn flush_pipeline(&self) -> Result<()> {
-        // Data first (its batches feed the metadata stage), then metadata.
+    /// Returns once every block write queued before it was handed to the metadata stage.
+    async fn flush_data(&self) -> Result<()> {
         let (reply, done) = oneshot::channel();
         self.data_tx
             .borrow()
             .as_ref()
             .ok_or(StorageError::Closed)?
             .unbounded_send(DataReq {
-                hash: FLUSH_HASH,
+                kind: Kind::Flush,
+                hash: BlockHash([0; 32]),
                 data: Vec::new(),
                 reply,
             })
             .map_err(|_| StorageError::Closed)?;
         let _ = done.await;
-        let (ftx, frx) = oneshot::channel();
+        Ok(())
+    }
+
+    /// Returns once every metadata write queued before it committed (and, with `sync`,
+    /// LMDB was synced).
+    async fn flush_meta(&self, sync: bool) -> Result<()> {
+        let (done, rx) = oneshot::channel();
         self.meta_tx
             .borrow()
             .as_ref()
             .ok_or(StorageError::Closed)?
-            .unbounded_send(MetaMsg::Flush(ftx))
+            .unbounded_send(MetaMsg::Flush { sync, done })
             .map_err(|_| StorageError::Closed)?;
-        frx.await.map_err(|_| StorageError::Closed)
+        rx.await.map_err(|_| StorageError::Closed)?
     }
 
     fn send_meta(&self, ops: Vec<(Op, Option<Reply>)>) -> bool {
@@ -951,56 +1096,91 @@ impl ShardStore {
 
     // ---------------------------------------------------------------- data stage
 
-    async fn write_batch(&self, batch: Vec<DataReq>) {
+    /// Encode a batch and reserve its place in the active segment; the write and sync
+    /// happen in `finish_batch`, overlapping the next batch's encoding.
+    async fn prepare_batch(&self, batch: Vec<DataReq>) -> Option<Prepared> {
         let mut writes: Vec<DataReq> = Vec::new();
         let mut dups: Vec<DataReq> = Vec::new();
-        let mut flushes = Vec::new();
         let mut seen = HashSet::new();
         for r in batch {
-            if r.hash == FLUSH_HASH && r.data.is_empty() {
-                flushes.push(r);
-            } else if seen.insert(r.hash) {
+            if r.kind != Kind::Put || seen.insert(r.hash) {
                 writes.push(r);
             } else {
                 dups.push(r);
             }
         }
-        if !writes.is_empty() {
-            let res = self.write_records(&writes).await;
-            match res {
-                Ok((entries, ckpt)) => {
-                    let mut ops = Vec::with_capacity(writes.len() + dups.len() + 1);
-                    for (r, e) in writes.into_iter().zip(entries) {
-                        ops.push((
-                            Op::BlockWritten {
-                                hash: r.hash,
-                                entry: e,
-                            },
-                            Some(r.reply),
-                        ));
-                    }
-                    for r in dups {
-                        ops.push((Op::Incref(r.hash), Some(r.reply)));
-                    }
-                    ops.push((Op::Checkpoint(ckpt), None));
-                    if !self.send_meta(ops) {
-                        // Replies dropped: callers see Closed.
-                    }
-                }
-                Err(e) => {
-                    for r in writes.into_iter().chain(dups) {
-                        let _ = r.reply.send(Err(e.clone()));
-                    }
-                }
-            }
+        if writes.is_empty() {
+            return None;
         }
-        for f in flushes {
-            let _ = f.reply.send(Ok(OpResult::Unit));
+        match self.encode_records(&writes).await {
+            Ok(enc) => Some(Prepared { writes, dups, enc }),
+            Err(e) => {
+                for r in writes.into_iter().chain(dups) {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+                None
+            }
         }
     }
 
-    /// Encode, write and (policy `always`) sync one batch of distinct blocks.
-    async fn write_records(&self, writes: &[DataReq]) -> Result<(Vec<BlockEntry>, Checkpoint)> {
+    /// Write and sync a prepared batch once the batch before it succeeded, then hand its
+    /// index entries to the metadata stage and acknowledge new blocks. Returns success.
+    async fn finish_batch(&self, p: Prepared, prev: Option<oneshot::Receiver<bool>>) -> bool {
+        let Prepared { writes, dups, enc } = p;
+        let res = self.write_records(enc, prev).await;
+        match res {
+            Ok((entries, ckpt)) => {
+                let mut ops = Vec::with_capacity(writes.len() + dups.len() + 1);
+                let mut acks = Vec::new();
+                for (r, e) in writes.into_iter().zip(entries) {
+                    match r.kind {
+                        Kind::Relocate(segment, offset) => ops.push((
+                            Op::Relocate {
+                                hash: r.hash,
+                                from: (segment, offset),
+                                entry: e,
+                            },
+                            Some(r.reply),
+                        )),
+                        _ => {
+                            // The record is durable (per the data policy) and recovery
+                            // re-indexes it with count 1: acknowledge now, index in the
+                            // next metadata commit (readable meanwhile via `pending`).
+                            self.pending.borrow_mut().entry(r.hash).or_insert(e);
+                            ops.push((
+                                Op::BlockWritten {
+                                    hash: r.hash,
+                                    entry: e,
+                                },
+                                None,
+                            ));
+                            acks.push(r.reply);
+                        }
+                    }
+                }
+                for r in dups {
+                    ops.push((Op::Incref(r.hash), Some(r.reply)));
+                }
+                ops.push((Op::Checkpoint(ckpt), None));
+                if self.send_meta(ops) {
+                    for a in acks {
+                        let _ = a.send(Ok(OpResult::Unit));
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                for r in writes.into_iter().chain(dups) {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+                false
+            }
+        }
+    }
+
+    /// Encode distinct blocks into aligned write units at the end of the active segment
+    /// (rolling to a new one if needed) and reserve that space.
+    async fn encode_records(&self, writes: &[DataReq]) -> Result<Encoded> {
         if let Some(why) = self.failed.borrow().clone() {
             return Err(StorageError::Failed(why));
         }
@@ -1015,7 +1195,7 @@ impl ShardStore {
         };
         if needs_roll {
             let next = self.segs.borrow().active + 1;
-            let f = Rc::new(open_segment(&self.dir, next, true).await?);
+            let f = Rc::new(create_segment(&self.dir, next, self.cfg.segment_bytes).await?);
             let mut s = self.segs.borrow_mut();
             let prev = s.active;
             if self.cfg.data_fsync != FsyncPolicy::Always {
@@ -1026,39 +1206,118 @@ impl ShardStore {
             s.offset = 0;
         }
         let (id, file, offset) = {
-            let s = self.segs.borrow();
-            (s.active, s.files[&s.active].clone(), s.offset)
+            let mut s = self.segs.borrow_mut();
+            let offset = s.offset;
+            s.offset += total as u64;
+            (s.active, s.files[&s.active].clone(), offset)
         };
-        let mut buf = file.alloc_dma_buffer(total);
+        // Write units of about WRITE_UNIT bytes, written concurrently (the device sees
+        // queue depth > 1, like fio's iodepth), then one fdatasync.
+        let t_encode = Instant::now();
         let mut entries = Vec::with_capacity(writes.len());
-        {
+        let mut units = Vec::new();
+        let mut pos = 0usize;
+        let mut i = 0;
+        while i < writes.len() {
+            let start = i;
+            let mut len = 0usize;
+            while i < writes.len() && (len == 0 || len < WRITE_UNIT) {
+                len += record::record_len(writes[i].data.len());
+                i += 1;
+            }
+            let mut buf = file.alloc_dma_buffer(len);
             let out = buf.as_bytes_mut();
-            let mut pos = 0usize;
-            for r in writes {
-                let rl = record::encode_into(&r.hash, &r.data, &mut out[pos..]);
+            let mut at = 0usize;
+            for r in &writes[start..i] {
+                let rl = record::encode_into(&r.hash, &r.data, &mut out[at..]);
                 entries.push(BlockEntry {
                     segment: id,
-                    offset: offset + pos as u64,
+                    offset: offset + (pos + at) as u64,
                     data_len: r.data.len() as u32,
                     record_len: rl as u32,
                     refs: 1,
                     zero_since_ms: 0,
                     bad: false,
                 });
-                pos += rl;
+                at += rl;
+            }
+            units.push((offset + pos as u64, len, buf));
+            pos += len;
+            glommio::yield_if_needed().await;
+        }
+        bump(
+            &self.counters.encode_us,
+            t_encode.elapsed().as_micros() as u64,
+        );
+        Ok(Encoded {
+            id,
+            file,
+            offset,
+            total,
+            units,
+            entries,
+        })
+    }
+
+    /// Write the units, wait for the previous batch, sync (policy `always`).
+    async fn write_records(
+        &self,
+        enc: Encoded,
+        prev: Option<oneshot::Receiver<bool>>,
+    ) -> Result<(Vec<BlockEntry>, Checkpoint)> {
+        let Encoded {
+            id,
+            file,
+            offset,
+            total,
+            units,
+            entries,
+        } = enc;
+        let t_write = Instant::now();
+        let results = futures::future::join_all(units.into_iter().map(|(at, len, buf)| {
+            let file = file.clone();
+            async move { (len, file.write_at(buf, at).await) }
+        }))
+        .await;
+        let mut first_err = None;
+        for (len, r) in results {
+            match r {
+                Ok(n) if n == len => {}
+                Ok(n) => {
+                    first_err.get_or_insert(StorageError::Io(format!(
+                        "short write to segment {id}: {n} of {len} bytes"
+                    )));
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e.into());
+                }
             }
         }
-        let n = file.write_at(buf, offset).await?;
-        if n != total {
-            return Err(StorageError::Io(format!(
-                "short write to segment {id}: {n} of {total} bytes"
-            )));
+        bump(
+            &self.counters.write_us,
+            t_write.elapsed().as_micros() as u64,
+        );
+        // A batch is durable only if every batch before it is (recovery stops at the first
+        // bad record).
+        if let Some(prev) = prev {
+            if !prev.await.unwrap_or(false) {
+                first_err.get_or_insert(match self.failed.borrow().clone() {
+                    Some(why) => StorageError::Failed(why),
+                    None => StorageError::Io("an earlier write of this shard failed".into()),
+                });
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
         }
         bump(&self.counters.data_bytes_written, total as u64);
         bump(&self.counters.data_batches, 1);
-        bump(&self.counters.data_batch_blocks, writes.len() as u64);
+        bump(&self.counters.data_batch_blocks, entries.len() as u64);
         if self.cfg.data_fsync == FsyncPolicy::Always {
-            if let Err(e) = file.fdatasync().await {
+            let t_sync = Instant::now();
+            let r = file.fdatasync().await;
+            bump(&self.counters.sync_us, t_sync.elapsed().as_micros() as u64);
+            if let Err(e) = r {
                 let e = StorageError::from(e);
                 tracing::error!(segment = id, error = %e, "fdatasync failed: block writes disabled until reopen");
                 *self.failed.borrow_mut() = Some(e.to_string());
@@ -1068,26 +1327,129 @@ impl ShardStore {
         } else {
             self.segs.borrow_mut().dirty.insert(id);
         }
-        let end = offset + total as u64;
-        {
-            let mut s = self.segs.borrow_mut();
-            if s.active == id {
-                s.offset = s.offset.max(end);
-            }
-        }
         Ok((
             entries,
             Checkpoint {
                 segment: id,
-                offset: end,
+                offset: offset + total as u64,
             },
         ))
     }
 }
 
-/// Marker hash of the data stage's flush request (with empty data; a real block with this
-/// hash and empty data cannot exist: blake3("") differs).
-const FLUSH_HASH: BlockHash = BlockHash([0xff; 32]);
+impl ShardStore {
+    /// A batch written at (segment, start) failed: wait for the batches after it (they
+    /// fail too) and write again from `start`, so the segment stays a valid prefix.
+    async fn rewind_after_failure(&self, seg: u32, start: u64, inflight: &mut Inflight) {
+        while let Some(t) = inflight.pop_front() {
+            let _ = t.await;
+        }
+        let mut s = self.segs.borrow_mut();
+        if s.active == seg {
+            s.offset = s.offset.min(start);
+        } else if seg < s.active {
+            // Later batches rolled to a new segment and failed as well: start it over.
+            s.offset = 0;
+        }
+    }
+}
+
+/// A block opened for streaming reads (see [`ShardStore::open_block`]). Holds the segment
+/// file open, so it stays readable even if compaction moves the block meanwhile.
+pub struct BlockReader {
+    hash: BlockHash,
+    entry: BlockEntry,
+    header: record::Header,
+    file: Rc<DmaFile>,
+    meta_tx: Option<mpsc::UnboundedSender<MetaMsg>>,
+    /// Next offset and running hash while reads are sequential from 0.
+    sequential: RefCell<Option<(u32, blake3::Hasher)>>,
+}
+
+impl BlockReader {
+    pub fn len(&self) -> u32 {
+        self.entry.data_len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entry.data_len == 0
+    }
+
+    /// Read `len` bytes at `offset`, verifying the chunks read.
+    pub async fn read(&self, offset: u32, len: u32) -> Result<Vec<u8>> {
+        let (first, span) =
+            record::chunk_span(self.entry.data_len, offset, len).ok_or_else(|| {
+                StorageError::Invalid(format!(
+                    "range {offset}+{len} outside block of {} bytes",
+                    self.entry.data_len
+                ))
+            })?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let hl = self.header.header_len() as u64;
+        let d = self
+            .file
+            .read_at(self.entry.offset + hl + span.start as u64, span.len())
+            .await?;
+        if d.len() < span.len() {
+            return Err(self.bad("record truncated".into()));
+        }
+        for (i, c) in d[..span.len()].chunks(record::CHUNK).enumerate() {
+            if let Err(err) = self.header.verify_chunk(first + i, c) {
+                return Err(self.bad(err.to_string()));
+            }
+        }
+        let out = d[offset as usize - span.start..][..len as usize].to_vec();
+        let mut seq = self.sequential.borrow_mut();
+        let done = match seq.as_mut() {
+            Some((next, h)) if *next == offset => {
+                h.update(&out);
+                *next += len;
+                *next == self.entry.data_len
+            }
+            _ => {
+                *seq = None;
+                false
+            }
+        };
+        if done {
+            let (_, h) = seq.take().expect("sequential state");
+            if BlockHash(*h.finalize().as_bytes()) != self.hash {
+                drop(seq);
+                return Err(self.bad(record::RecordError::BadHash.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn bad(&self, why: String) -> StorageError {
+        let e = &self.entry;
+        tracing::error!(block = %self.hash.to_hex(), segment = e.segment, offset = e.offset, %why, "corrupt block: marking bad");
+        if let Some(tx) = &self.meta_tx {
+            let _ = tx.unbounded_send(MetaMsg::Ops(vec![(
+                Op::MarkBad(self.hash, e.segment, e.offset),
+                None,
+            )]));
+        }
+        corrupt(format!("block {}: {why}", self.hash.to_hex()))
+    }
+}
+
+struct Encoded {
+    id: u32,
+    file: Rc<DmaFile>,
+    offset: u64,
+    total: usize,
+    units: Vec<(u64, usize, glommio::io::DmaBuffer)>,
+    entries: Vec<BlockEntry>,
+}
+
+struct Prepared {
+    writes: Vec<DataReq>,
+    dups: Vec<DataReq>,
+    enc: Encoded,
+}
 
 #[allow(clippy::too_many_arguments)]
 fn verify_read<'a>(
@@ -1160,8 +1522,12 @@ async fn scan_file(
     Ok((out, pos))
 }
 
+type Inflight = VecDeque<glommio::task::JoinHandle<(bool, u32, u64)>>;
+
 async fn data_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<DataReq>) {
     let mut queue: VecDeque<DataReq> = VecDeque::new();
+    let mut inflight: Inflight = VecDeque::new();
+    let mut last_done: Option<oneshot::Receiver<bool>> = None;
     loop {
         if queue.is_empty() {
             match rx.next().await {
@@ -1209,25 +1575,104 @@ async fn data_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Data
             batch.push(queue.pop_front().unwrap());
         }
         let Some(s) = store.upgrade() else { return };
-        s.write_batch(batch).await;
+        let (flushes, batch): (Vec<DataReq>, Vec<DataReq>) =
+            batch.into_iter().partition(|r| r.kind == Kind::Flush);
+        // At most two batches in flight: the next one encodes while this one writes. A
+        // failure (known from the latest batch's signal, or met while waiting) drains the
+        // pipeline and rewinds the segment to the failed batch's start.
+        let latest_failed = match last_done.as_mut().map(|rx| rx.try_recv()) {
+            Some(Ok(Some(true))) => {
+                // Done and fine: the next batch need not wait for it.
+                last_done = None;
+                false
+            }
+            Some(Ok(Some(false))) | Some(Err(_)) => true,
+            Some(Ok(None)) | None => false,
+        };
+        let mut must_drain = latest_failed || !flushes.is_empty();
+        let mut failure = None;
+        while !inflight.is_empty() && (must_drain || inflight.len() >= 2) {
+            let (ok, seg, start) = inflight.pop_front().unwrap().await.unwrap_or((false, 0, 0));
+            if !ok && failure.is_none() {
+                failure = Some((seg, start));
+                must_drain = true;
+            }
+        }
+        if let Some((seg, start)) = failure {
+            s.rewind_after_failure(seg, start, &mut inflight).await;
+        }
+        if must_drain {
+            last_done = None;
+        }
+        if let Some(prep) = s.prepare_batch(batch).await {
+            let (tx, rx) = oneshot::channel();
+            let prev = last_done.replace(rx);
+            let (seg, start) = (prep.enc.id, prep.enc.offset);
+            let s2 = s.clone();
+            let t = glommio::spawn_local(async move {
+                let ok = s2.finish_batch(prep, prev).await;
+                let _ = tx.send(ok);
+                (ok, seg, start)
+            })
+            .detach();
+            inflight.push_back(t);
+        }
+        if !flushes.is_empty() {
+            let mut failure = None;
+            while let Some(t) = inflight.pop_front() {
+                let (ok, seg, start) = t.await.unwrap_or((false, 0, 0));
+                if !ok && failure.is_none() {
+                    failure = Some((seg, start));
+                }
+            }
+            if let Some((seg, start)) = failure {
+                s.rewind_after_failure(seg, start, &mut inflight).await;
+            }
+            last_done = None;
+            for f in flushes {
+                let _ = f.reply.send(Ok(OpResult::Unit));
+            }
+        }
     }
 }
 
 async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<MetaMsg>) {
     const MAX_OPS: usize = 8192;
+    // Index entries of acknowledged block writes need no prompt commit (recovery rebuilds
+    // them from the segment tail): when a batch holds only those, wait this long for
+    // other work to share the commit.
+    const INDEX_DEFER: Duration = Duration::from_millis(20);
     let mut pending: VecDeque<MetaMsg> = VecDeque::new();
+    let mut ops = Vec::new();
+    let mut replies: Vec<Option<Reply>> = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    let mut closed = false;
     loop {
-        if pending.is_empty() {
-            match rx.next().await {
-                Some(m) => pending.push_back(m),
-                None => return,
+        if pending.is_empty() && !closed {
+            if ops.is_empty() {
+                match rx.next().await {
+                    Some(m) => pending.push_back(m),
+                    None => return,
+                }
+            } else if let Some(d) = deadline {
+                let now = Instant::now();
+                if now < d {
+                    let more = futures_lite::future::or(async { Some(rx.next().await) }, async {
+                        glommio::timer::sleep(d - now).await;
+                        None
+                    })
+                    .await;
+                    match more {
+                        Some(Some(m)) => pending.push_back(m),
+                        Some(None) => closed = true,
+                        None => {}
+                    }
+                }
             }
         }
         while let Ok(m) = rx.try_recv() {
             pending.push_back(m);
         }
-        let mut ops = Vec::new();
-        let mut replies = Vec::new();
         let mut flushes = Vec::new();
         while let Some(m) = pending.pop_front() {
             match m {
@@ -1237,8 +1682,8 @@ async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Meta
                         replies.push(reply);
                     }
                 }
-                MetaMsg::Flush(tx) => {
-                    flushes.push(tx);
+                MetaMsg::Flush { sync, done } => {
+                    flushes.push((sync, done));
                     break;
                 }
             }
@@ -1246,11 +1691,40 @@ async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Meta
                 break;
             }
         }
+        let waiting = replies.iter().any(|r| r.is_some());
+        let due = deadline.is_some_and(|d| Instant::now() >= d);
+        if flushes.is_empty() && !waiting && !due && !closed && ops.len() < MAX_OPS {
+            if !ops.is_empty() && deadline.is_none() {
+                deadline = Some(Instant::now() + INDEX_DEFER);
+            }
+            continue;
+        }
+        deadline = None;
+        let ops = std::mem::take(&mut ops);
+        let replies = std::mem::take(&mut replies);
         if !ops.is_empty() {
             let Some(s) = store.upgrade() else { return };
             let (env, db, n) = (s.env.clone(), s.db, ops.len() as u64);
+            let written: Vec<(BlockHash, BlockEntry)> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::BlockWritten { hash, entry } => Some((*hash, *entry)),
+                    _ => None,
+                })
+                .collect();
             let now = now_ms();
+            let t_commit = Instant::now();
             let res = blocking(move || apply(&env, db, ops, now)).await;
+            bump(&s.counters.commit_us, t_commit.elapsed().as_micros() as u64);
+            if !written.is_empty() {
+                // Committed (or failed: then recovery re-indexes them at the next open).
+                let mut p = s.pending.borrow_mut();
+                for (h, e) in written {
+                    if p.get(&h) == Some(&e) {
+                        p.remove(&h);
+                    }
+                }
+            }
             match res {
                 Ok(results) => {
                     bump(&s.counters.meta_commits, 1);
@@ -1269,8 +1743,23 @@ async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Meta
                 }
             }
         }
-        for f in flushes {
-            let _ = f.send(());
+        for (sync, done) in flushes {
+            let r = if sync {
+                match store.upgrade() {
+                    Some(s) => {
+                        let env = s.env.clone();
+                        drop(s);
+                        blocking(move || env.force_sync()).await.map_err(Into::into)
+                    }
+                    None => Err(StorageError::Closed),
+                }
+            } else {
+                Ok(())
+            };
+            let _ = done.send(r);
+        }
+        if closed && pending.is_empty() {
+            return;
         }
     }
 }
@@ -1305,9 +1794,7 @@ async fn periodic_meta_sync(store: Weak<ShardStore>, every: Duration) {
     loop {
         glommio::timer::sleep(every).await;
         let Some(s) = store.upgrade() else { return };
-        let env = s.env.clone();
-        drop(s);
-        if let Err(e) = blocking(move || env.force_sync()).await {
+        if let Err(e) = s.flush_meta(true).await {
             tracing::error!(error = %e, "periodic LMDB sync failed");
         }
     }
@@ -1333,6 +1820,18 @@ fn seg_add(db: &Dbs, w: &mut heed::RwTxn, id: u32, total: i64, live: i64) -> Res
     info.total_bytes = info.total_bytes.saturating_add_signed(total);
     info.live_bytes = info.live_bytes.saturating_add_signed(live);
     db.segments.put(w, &k, &info.encode())?;
+    Ok(())
+}
+
+const BAD_KEY: &[u8] = b"bad_blocks";
+
+fn add_bad(db: &Dbs, w: &mut heed::RwTxn, delta: i64) -> Result<()> {
+    let cur = match db.state.get(w, BAD_KEY)? {
+        Some(b) if b.len() == 8 => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+        _ => 0,
+    };
+    let n = cur.saturating_add_signed(delta);
+    db.state.put(w, BAD_KEY, &n.to_le_bytes())?;
     Ok(())
 }
 
@@ -1365,7 +1864,10 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                     }
                     Some(old) => {
                         // Repair a bad block: point at the new record.
-                        seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        if old.segment != 0 {
+                            seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        }
+                        add_bad(&db, &mut w, -1)?;
                         seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
                         let e = BlockEntry {
                             refs: old.refs,
@@ -1387,7 +1889,10 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                 match get_entry(&db, &w, &hash)? {
                     Some(old) if !old.bad => {}
                     Some(old) => {
-                        seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        if old.segment != 0 {
+                            seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        }
+                        add_bad(&db, &mut w, -1)?;
                         seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
                         let e = BlockEntry {
                             refs: old.refs,
@@ -1432,11 +1937,77 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                 }
                 None => OpResult::NotFound,
             },
-            Op::MarkBad(hash) => {
+            Op::MarkBad(hash, segment, offset) => {
                 if let Some(mut e) = get_entry(&db, &w, &hash)? {
-                    e.bad = true;
-                    put_entry(&db, &mut w, &hash, &e)?;
+                    if !e.bad && e.segment == segment && e.offset == offset {
+                        e.bad = true;
+                        put_entry(&db, &mut w, &hash, &e)?;
+                        add_bad(&db, &mut w, 1)?;
+                    }
                 }
+                OpResult::Unit
+            }
+            Op::Relocate { hash, from, entry } => {
+                seg_add(&db, &mut w, entry.segment, entry.record_len as i64, 0)?;
+                match get_entry(&db, &w, &hash)? {
+                    Some(old) if (old.segment, old.offset) == from && !old.bad => {
+                        seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
+                        seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
+                        let e = BlockEntry {
+                            refs: old.refs,
+                            zero_since_ms: old.zero_since_ms,
+                            ..entry
+                        };
+                        put_entry(&db, &mut w, &hash, &e)?;
+                    }
+                    _ => {}
+                }
+                OpResult::Unit
+            }
+            Op::Orphan(hash, segment, offset) => {
+                if let Some(mut e) = get_entry(&db, &w, &hash)? {
+                    if e.bad && e.segment == segment && e.offset == offset {
+                        seg_add(&db, &mut w, e.segment, 0, -(e.record_len as i64))?;
+                        e.segment = 0;
+                        e.offset = 0;
+                        put_entry(&db, &mut w, &hash, &e)?;
+                    }
+                }
+                OpResult::Unit
+            }
+            Op::GcSweep { before_ms, limit } => {
+                let mut victims = Vec::new();
+                for item in db.gc.iter(&w)? {
+                    let (k, _) = item?;
+                    match decode_gc_key(k) {
+                        Some((t, h)) if t <= before_ms => victims.push((k.to_vec(), t, h)),
+                        Some(_) => break,
+                        None => victims.push((k.to_vec(), 0, BlockHash([0; 32]))),
+                    }
+                    if victims.len() >= limit {
+                        break;
+                    }
+                }
+                let mut n = 0;
+                for (k, t, h) in victims {
+                    db.gc.delete(&mut w, &k)?;
+                    if let Some(e) = get_entry(&db, &w, &h)? {
+                        if e.refs == 0 && e.zero_since_ms == t {
+                            if e.segment != 0 {
+                                seg_add(&db, &mut w, e.segment, 0, -(e.record_len as i64))?;
+                            }
+                            if e.bad {
+                                add_bad(&db, &mut w, -1)?;
+                            }
+                            db.blocks.delete(&mut w, &h.0)?;
+                            n += 1;
+                        }
+                    }
+                }
+                OpResult::Count(n)
+            }
+            Op::DropSegment(id) => {
+                db.segments.delete(&mut w, &segment_key(id))?;
                 OpResult::Unit
             }
             Op::Checkpoint(c) => {

@@ -30,7 +30,7 @@ pub fn cfg() -> StorageConfig {
         fsync_batch_bytes: 4 << 20,
         fsync_batch_delay_us: 0,
         block_gc_delay_s: 600,
-        segment_bytes: 1 << 30,
+        segment_bytes: 64 << 20,
         lmdb_map_bytes: 1 << 30,
         ..StorageConfig::default()
     }

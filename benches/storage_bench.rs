@@ -1,0 +1,374 @@
+//! Storage engine benchmark: one shard (one glommio executor), 1 MiB blocks and tiny
+//! inline objects, per fsync policy, at concurrency 1, 16 and 256; beside fio's figure for
+//! the same file system and access pattern measured in the same run.
+//!
+//! `cargo bench --bench storage_bench -- [--dir D] [--json F] [--secs S] [--runs N] [--quick]
+//! [--only blocks|inline]`
+//! (D must be on the file system to measure; default ./target/storage-bench).
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
+use granary::meta::types::{BlockHash, BucketId, ObjectData, ObjectRow, Stamp};
+use granary::storage::{FsyncPolicy, ShardStore, StorageConfig};
+
+struct Args {
+    dir: PathBuf,
+    json: Option<PathBuf>,
+    secs: f64,
+    runs: usize,
+    quick: bool,
+    only: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        dir: PathBuf::from("target/storage-bench"),
+        json: None,
+        secs: 2.0,
+        runs: 3,
+        quick: false,
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--dir" => a.dir = it.next().expect("--dir PATH").into(),
+            "--json" => a.json = Some(it.next().expect("--json PATH").into()),
+            "--secs" => a.secs = it.next().expect("--secs S").parse().expect("seconds"),
+            "--runs" => a.runs = it.next().expect("--runs N").parse().expect("runs"),
+            "--quick" => a.quick = true,
+            "--only" => a.only = Some(it.next().expect("--only blocks|inline")),
+            "--bench" => {}
+            _ => {}
+        }
+    }
+    a
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Workload {
+    Blocks1M,
+    Inline100,
+}
+
+struct Outcome {
+    ops: u64,
+    secs: f64,
+    bytes: u64,
+    p50_us: f64,
+    p99_us: f64,
+    syncs: u64,
+    commits: u64,
+    mean_data_batch: f64,
+    mean_meta_batch: f64,
+    /// µs per data batch: encode, write, fdatasync; µs per LMDB commit.
+    encode_us: f64,
+    write_us: f64,
+    sync_us: f64,
+    commit_us: f64,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn make_data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = vec![0u8; len];
+    for c in v.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        c.copy_from_slice(&b[..c.len()]);
+    }
+    v
+}
+
+fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64) -> Outcome {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let dir = dir.to_path_buf();
+    // Pre-generate the blocks (unique, hashed) outside the timed section: hashing is the
+    // server's job while the bytes arrive.
+    let max_ops = match w {
+        Workload::Blocks1M => ((secs * 2500.0) as usize).clamp(256, 2500),
+        Workload::Inline100 => 2_000_000,
+    };
+    let blocks: Vec<(BlockHash, Vec<u8>)> = if w == Workload::Blocks1M {
+        let base = make_data(1 << 20, 42);
+        (0..max_ops)
+            .map(|i| {
+                let mut d = base.clone();
+                d[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                (BlockHash::of(&d), d)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // The shard is pinned; its blocking thread (LMDB commits) is not, so a commit's CPU
+    // work does not preempt the shard (the server should place its pools the same way).
+    LocalExecutorBuilder::new(Placement::Fixed(0))
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
+        .io_memory(io_memory())
+        .spawn(move || async move {
+            let cfg = StorageConfig {
+                data_fsync: policy,
+                metadata_fsync: policy,
+                maintenance_interval_s: 0,
+                scrub_bytes_per_s: 0,
+                ..StorageConfig::default()
+            };
+            let s = ShardStore::open(&dir, cfg).await.unwrap();
+            let blocks = Rc::new(RefCell::new(blocks));
+            let next = Rc::new(Cell::new(0usize));
+            let lat = Rc::new(RefCell::new(Vec::with_capacity(100_000)));
+            let t0 = Instant::now();
+            let deadline = t0 + Duration::from_secs_f64(secs);
+            let mut tasks = Vec::new();
+            for _ in 0..conc {
+                let (s, blocks, next, lat) = (s.clone(), blocks.clone(), next.clone(), lat.clone());
+                tasks.push(glommio::spawn_local(async move {
+                    loop {
+                        let i = next.get();
+                        if i >= max_ops || Instant::now() >= deadline {
+                            break;
+                        }
+                        next.set(i + 1);
+                        let t = Instant::now();
+                        match w {
+                            Workload::Blocks1M => {
+                                let (h, d) = std::mem::replace(
+                                    &mut blocks.borrow_mut()[i],
+                                    (BlockHash([0; 32]), Vec::new()),
+                                );
+                                if let Err(e) = s.put_block(h, d).await {
+                                    eprintln!("put_block: {e}");
+                                    break;
+                                }
+                            }
+                            Workload::Inline100 => {
+                                if let Err(e) = s.put_object(row(i)).await {
+                                    eprintln!("put_object: {e}");
+                                    break;
+                                }
+                            }
+                        }
+                        lat.borrow_mut().push(t.elapsed().as_secs_f64() * 1e6);
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            let st = s.stats();
+            s.close().await.unwrap();
+            let mut l = lat.borrow().clone();
+            l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let ops = l.len() as u64;
+            Outcome {
+                ops,
+                secs,
+                bytes: match w {
+                    Workload::Blocks1M => ops << 20,
+                    Workload::Inline100 => ops * 100,
+                },
+                p50_us: percentile(&l, 0.5),
+                p99_us: percentile(&l, 0.99),
+                syncs: st.data_syncs,
+                commits: st.meta_commits,
+                mean_data_batch: st.mean_data_batch,
+                mean_meta_batch: st.mean_meta_batch,
+                encode_us: st.encode_us as f64 / st.data_batches.max(1) as f64,
+                write_us: st.write_us as f64 / st.data_batches.max(1) as f64,
+                sync_us: st.sync_us as f64 / st.data_batches.max(1) as f64,
+                commit_us: st.commit_us as f64 / st.meta_commits.max(1) as f64,
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn row(i: usize) -> ObjectRow {
+    ObjectRow {
+        bucket: BucketId([3; 16]),
+        key: format!("bench/{i:09}"),
+        stamp: Stamp {
+            time_ms: i as u64,
+            node: 1,
+        },
+        bytes: 100,
+        etag: "\"0123456789abcdef0123456789abcdef\"".into(),
+        last_modified_ms: 0,
+        headers: vec![],
+        checksum: None,
+        parts: vec![],
+        data: ObjectData::Inline(vec![7; 100]),
+    }
+}
+
+/// fio's figure (MB/s and IOPS) for `bs` writes at `iodepth`, O_DIRECT, io_uring,
+/// fdatasync after every write when `sync`.
+fn fio(dir: &Path, bs: &str, iodepth: usize, sync: bool, secs: f64) -> Option<(f64, f64)> {
+    std::fs::create_dir_all(dir).ok()?;
+    let file = dir.join("fio.dat");
+    let out = Command::new("fio")
+        .args([
+            "--name=w",
+            &format!("--filename={}", file.display()),
+            "--size=1G",
+            &format!("--bs={bs}"),
+            "--rw=write",
+            "--direct=1",
+            "--ioengine=io_uring",
+            &format!("--iodepth={iodepth}"),
+            &format!("--fdatasync={}", if sync { 1 } else { 0 }),
+            "--time_based",
+            &format!("--runtime={}", secs.ceil() as u64),
+            "--output-format=json",
+        ])
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_file(&file);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let w = &v["jobs"][0]["write"];
+    Some((w["bw_bytes"].as_f64()? / 1e6, w["iops"].as_f64()?))
+}
+
+fn main() {
+    let a = args();
+    let concs: &[usize] = if a.quick { &[1, 256] } else { &[1, 16, 256] };
+    let policies = [
+        FsyncPolicy::Always,
+        FsyncPolicy::Periodic(Duration::from_millis(100)),
+        FsyncPolicy::Never,
+    ];
+    let mut json = Vec::new();
+    println!(
+        "# storage engine, 1 shard, dir {} (fio: O_DIRECT io_uring sequential write)",
+        a.dir.display()
+    );
+    println!(
+        "{:<10} {:<13} {:>5} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>11} {:>7}",
+        "workload",
+        "fsync",
+        "conc",
+        "ops/s",
+        "MB/s",
+        "syncs/s",
+        "data-batch",
+        "meta-batch",
+        "p50 µs",
+        "p99 µs",
+        "fio",
+        "ratio"
+    );
+    for w in [Workload::Blocks1M, Workload::Inline100] {
+        match (a.only.as_deref(), w) {
+            (Some("blocks"), Workload::Inline100) | (Some("inline"), Workload::Blocks1M) => {
+                continue
+            }
+            _ => {}
+        }
+        for &c in concs {
+            // fio in the same run, interleaved with ours, `runs` times: the same pattern with
+            // fdatasync after every write. Medians are reported (the machines are noisy).
+            let mut fio_runs: Vec<(f64, f64)> = Vec::new();
+            let mut ours: Vec<Vec<Outcome>> = policies.iter().map(|_| Vec::new()).collect();
+            for _ in 0..a.runs {
+                if let Some(f) = match w {
+                    Workload::Blocks1M => fio(&a.dir, "1M", c.min(64), true, a.secs),
+                    Workload::Inline100 => fio(&a.dir, "4k", 1, true, a.secs),
+                } {
+                    fio_runs.push(f);
+                }
+                for (i, p) in policies.iter().enumerate() {
+                    ours[i].push(run_one(&a.dir.join("store"), w, *p, c, a.secs));
+                }
+            }
+            fio_runs.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap());
+            let fio_sync = fio_runs.get(fio_runs.len() / 2).copied();
+            for (p, mut runs) in policies.iter().zip(ours) {
+                runs.sort_by(|x, y| {
+                    (x.ops as f64 / x.secs)
+                        .partial_cmp(&(y.ops as f64 / y.secs))
+                        .unwrap()
+                });
+                let o = runs.swap_remove(runs.len() / 2);
+                let ops_s = o.ops as f64 / o.secs;
+                let mb_s = o.bytes as f64 / o.secs / 1e6;
+                let syncs_s = (o.syncs + o.commits) as f64 / o.secs;
+                let (fio_txt, ratio) = match (w, fio_sync) {
+                    (Workload::Blocks1M, Some((mb, _))) => (format!("{mb:.0} MB/s"), mb_s / mb),
+                    (Workload::Inline100, Some((_, iops))) => {
+                        (format!("{iops:.0} sync/s"), ops_s / iops)
+                    }
+                    _ => ("n/a".into(), f64::NAN),
+                };
+                println!(
+                    "{:<10} {:<13} {:>5} {:>10.0} {:>9.1} {:>9.0} {:>10.1} {:>10.1} {:>9.0} {:>9.0} {:>11} {:>7.2}",
+                    format!("{w:?}"),
+                    p.to_string(),
+                    c,
+                    ops_s,
+                    mb_s,
+                    syncs_s,
+                    o.mean_data_batch,
+                    o.mean_meta_batch,
+                    o.p50_us,
+                    o.p99_us,
+                    fio_txt,
+                    ratio
+                );
+                if w == Workload::Blocks1M {
+                    println!(
+                        "#   per data batch: encode {:.0} µs, write {:.0} µs, fdatasync {:.0} µs; per LMDB commit {:.0} µs",
+                        o.encode_us, o.write_us, o.sync_us, o.commit_us
+                    );
+                }
+                json.push(serde_json::json!({
+                    "workload": format!("{w:?}"), "fsync": p.to_string(), "concurrency": c,
+                    "shards": 1, "runs": a.runs, "ops": o.ops, "secs": o.secs, "ops_per_s": ops_s,
+                    "mb_per_s": mb_s, "syncs_per_s": syncs_s, "data_syncs": o.syncs,
+                    "meta_commits": o.commits, "mean_data_batch": o.mean_data_batch,
+                    "mean_meta_batch": o.mean_meta_batch, "p50_us": o.p50_us, "p99_us": o.p99_us,
+                    "batch_encode_us": o.encode_us, "batch_write_us": o.write_us,
+                    "batch_sync_us": o.sync_us, "commit_us": o.commit_us,
+                    "fio": fio_sync.map(|(mb, iops)| serde_json::json!({"mb_per_s": mb, "iops": iops})),
+                    "ratio": ratio,
+                }));
+            }
+        }
+    }
+    if let Some((mb, _)) = fio(&a.dir, "1M", 16, false, a.secs) {
+        println!("# fio 1 MiB O_DIRECT sequential write, no sync, QD16: {mb:.0} MB/s");
+        json.push(serde_json::json!({"fio_raw_1m_qd16_mb_per_s": mb}));
+    }
+    let _ = std::fs::remove_dir_all(a.dir.join("store"));
+    if let Some(p) = a.json {
+        std::fs::write(&p, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+        println!("# results written to {}", p.display());
+    }
+}
+
+/// glommio's registered I/O memory: batches are encoded into it (pre-faulted, pinned),
+/// so it should hold two batches in flight. Needs the memlock limit (root or
+/// `LimitMEMLOCK=infinity`); `GRANARY_BENCH_IO_MEMORY_MIB` overrides.
+fn io_memory() -> usize {
+    std::env::var("GRANARY_BENCH_IO_MEMORY_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(24)
+        << 20
+}
