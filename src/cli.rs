@@ -82,16 +82,29 @@ fn token(target: &AdminTarget) -> anyhow::Result<String> {
     }
     let path = target.data_dir.join(crate::admin::TOKEN_FILE);
     let token = std::fs::read_to_string(&path).with_context(|| {
-        format!("reading the admin token from {} (or give --admin-token)", path.display())
+        format!(
+            "reading the admin token from {} (or give --admin-token)",
+            path.display()
+        )
     })?;
     Ok(token.trim().to_string())
 }
 
 /// One request to the admin API; returns the JSON body of a 2xx answer.
-fn call(target: &AdminTarget, method: &str, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<String> {
+fn call(
+    target: &AdminTarget,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<String> {
     let token = token(target)?;
     let mut stream = TcpStream::connect_timeout(&target.admin_addr, Duration::from_secs(5))
-        .with_context(|| format!("connecting to the admin API on {} (is the server running?)", target.admin_addr))?;
+        .with_context(|| {
+            format!(
+                "connecting to the admin API on {} (is the server running?)",
+                target.admin_addr
+            )
+        })?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
@@ -103,7 +116,9 @@ fn call(target: &AdminTarget, method: &str, path: &str, body: Option<serde_json:
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response);
-    let (head, json) = text.split_once("\r\n\r\n").context("malformed admin API answer")?;
+    let (head, json) = text
+        .split_once("\r\n\r\n")
+        .context("malformed admin API answer")?;
     let status: u16 = head
         .split_whitespace()
         .nth(1)
@@ -127,7 +142,11 @@ fn print_key(key: &KeyInfo) {
     println!("Name:              {}", key.name);
     println!("Can create buckets: {}", key.create_bucket);
     for b in &key.buckets {
-        println!("  bucket {:<40} {}", b.name, flags(b.read, b.write, b.owner));
+        println!(
+            "  bucket {:<40} {}",
+            b.name,
+            flags(b.read, b.write, b.owner)
+        );
     }
 }
 
@@ -145,7 +164,10 @@ fn flags(read: bool, write: bool, owner: bool) -> String {
 
 pub fn key(target: &AdminTarget, command: KeyCommand) -> anyhow::Result<()> {
     let json = match &command {
-        KeyCommand::Create { name, create_bucket } => call(
+        KeyCommand::Create {
+            name,
+            create_bucket,
+        } => call(
             target,
             "POST",
             "/v1/keys",
@@ -177,9 +199,7 @@ pub fn key(target: &AdminTarget, command: KeyCommand) -> anyhow::Result<()> {
 }
 
 pub fn bucket(target: &AdminTarget, command: BucketCommand) -> anyhow::Result<()> {
-    let permission = |p: &Permission| {
-        serde_json::json!({ "key": p.key, "read": p.read, "write": p.write, "owner": p.owner })
-    };
+    let permission = |p: &Permission| serde_json::json!({ "key": p.key, "read": p.read, "write": p.write, "owner": p.owner });
     let json = match &command {
         BucketCommand::Create { name, owner } => call(
             target,
@@ -192,12 +212,18 @@ pub fn bucket(target: &AdminTarget, command: BucketCommand) -> anyhow::Result<()
         BucketCommand::Delete { name } => {
             call(target, "DELETE", &format!("/v1/buckets/{name}"), None)?
         }
-        BucketCommand::Allow(p) => {
-            call(target, "POST", &format!("/v1/buckets/{}/allow", p.bucket), Some(permission(p)))?
-        }
-        BucketCommand::Deny(p) => {
-            call(target, "POST", &format!("/v1/buckets/{}/deny", p.bucket), Some(permission(p)))?
-        }
+        BucketCommand::Allow(p) => call(
+            target,
+            "POST",
+            &format!("/v1/buckets/{}/allow", p.bucket),
+            Some(permission(p)),
+        )?,
+        BucketCommand::Deny(p) => call(
+            target,
+            "POST",
+            &format!("/v1/buckets/{}/deny", p.bucket),
+            Some(permission(p)),
+        )?,
     };
     if target.json {
         println!("{json}");

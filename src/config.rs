@@ -3,9 +3,9 @@
 //! Every setting has a flag and a key of the same name (dashes become underscores).
 //! `docs/configuration.md` lists them all; a test keeps that table and this file in step.
 
+use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use serde::Deserialize;
 
 use crate::constants::{BLOCK_BYTES_DEFAULT, BLOCK_BYTES_MAX, INLINE_THRESHOLD_BYTES_DEFAULT};
 
@@ -95,7 +95,10 @@ pub struct ConfigError {
 }
 
 fn bad(key: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { key, problem: problem.into() }
+    ConfigError {
+        key,
+        problem: problem.into(),
+    }
 }
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/granary.toml";
@@ -133,18 +136,24 @@ impl ServerArgs {
             return Err(bad("shards", "must be between 1 and 256"));
         }
         let block_size = self.block_size.unwrap_or(BLOCK_BYTES_DEFAULT);
-        if block_size < 64 * 1024 || block_size > BLOCK_BYTES_MAX || block_size % 4096 != 0 {
+        if !(64 * 1024..=BLOCK_BYTES_MAX).contains(&block_size) || !block_size.is_multiple_of(4096)
+        {
             return Err(bad(
                 "block_size",
                 format!("must be a multiple of 4096 between 65536 and {BLOCK_BYTES_MAX}"),
             ));
         }
-        let inline_threshold = self.inline_threshold.unwrap_or(INLINE_THRESHOLD_BYTES_DEFAULT);
+        let inline_threshold = self
+            .inline_threshold
+            .unwrap_or(INLINE_THRESHOLD_BYTES_DEFAULT);
         if inline_threshold > 64 * 1024 {
             return Err(bad("inline_threshold", "must be at most 65536 bytes"));
         }
         let fsync = |key, v: Option<String>| -> Result<FsyncPolicy, ConfigError> {
-            v.as_deref().unwrap_or("always").parse().map_err(|e: String| bad(key, e))
+            v.as_deref()
+                .unwrap_or("always")
+                .parse()
+                .map_err(|e: String| bad(key, e))
         };
         let log_format = match self.log_format.as_deref().unwrap_or("human") {
             "human" => LogFormat::Human,
@@ -160,8 +169,12 @@ impl ServerArgs {
             return Err(bad("fsync_batch_bytes", "must be at least 4096"));
         }
         Ok(ServerConfig {
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("granary-data")),
-            s3_addr: self.s3_addr.unwrap_or_else(|| "127.0.0.1:3900".parse().expect("literal")),
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("granary-data")),
+            s3_addr: self
+                .s3_addr
+                .unwrap_or_else(|| "127.0.0.1:3900".parse().expect("literal")),
             admin_addr: self
                 .admin_addr
                 .unwrap_or_else(|| "127.0.0.1:3903".parse().expect("literal")),
@@ -177,6 +190,21 @@ impl ServerArgs {
             block_gc_delay_s: self.block_gc_delay_s.unwrap_or(600),
             log_format,
         })
+    }
+}
+
+impl crate::storage::StorageConfig {
+    /// The storage settings of a server configuration.
+    pub fn from_server(config: &ServerConfig) -> Self {
+        crate::storage::StorageConfig {
+            data_fsync: config.data_fsync,
+            metadata_fsync: config.metadata_fsync,
+            fsync_batch_bytes: config.fsync_batch_bytes,
+            fsync_batch_delay_us: config.fsync_batch_delay_us,
+            block_gc_delay_s: config.block_gc_delay_s,
+            inline_threshold: config.inline_threshold,
+            ..Default::default()
+        }
     }
 }
 
@@ -197,7 +225,10 @@ mod tests {
     #[test]
     fn flags_override_the_file() {
         let file = ServerArgs::from_toml("shards = 3\ns3_region = \"garage\"\n").unwrap();
-        let flags = ServerArgs { shards: Some(1), ..Default::default() };
+        let flags = ServerArgs {
+            shards: Some(1),
+            ..Default::default()
+        };
         let c = flags.overlay(file).validate(2).unwrap();
         assert_eq!(c.shards, 1);
         assert_eq!(c.s3_region, "garage");
@@ -207,11 +238,17 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused_by_name() {
         let e = ServerArgs::from_toml("shard = 3\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `shard`"), "{e}");
-        let args = ServerArgs { data_fsync: Some("sometimes".into()), ..Default::default() };
+        let args = ServerArgs {
+            data_fsync: Some("sometimes".into()),
+            ..Default::default()
+        };
         let e = args.validate(2).unwrap_err();
         assert_eq!(e.key, "data_fsync");
         assert!(e.problem.contains("periodic:<ms>"), "{}", e.problem);
-        let args = ServerArgs { block_size: Some(1000), ..Default::default() };
+        let args = ServerArgs {
+            block_size: Some(1000),
+            ..Default::default()
+        };
         assert_eq!(args.validate(2).unwrap_err().key, "block_size");
     }
 
@@ -235,30 +272,21 @@ mod tests {
         for flag in flags {
             let key = flag.replace('-', "_");
             let row = format!("| `--{flag}` | `{key}` |");
-            assert!(doc.contains(&row), "docs/configuration.md lacks the row for --{flag}");
+            assert!(
+                doc.contains(&row),
+                "docs/configuration.md lacks the row for --{flag}"
+            );
         }
     }
 
     #[test]
     fn fsync_policies_parse() {
-        assert_eq!("periodic:250".parse(), Ok(FsyncPolicy::Periodic(Duration::from_millis(250))));
+        assert_eq!(
+            "periodic:250".parse(),
+            Ok(FsyncPolicy::Periodic(Duration::from_millis(250)))
+        );
         assert!("periodic:0".parse::<FsyncPolicy>().is_err());
         assert!("periodic:".parse::<FsyncPolicy>().is_err());
         assert_eq!("never".parse(), Ok(FsyncPolicy::Never));
-    }
-}
-
-impl crate::storage::StorageConfig {
-    /// The storage settings of a server configuration.
-    pub fn from_server(config: &ServerConfig) -> Self {
-        crate::storage::StorageConfig {
-            data_fsync: config.data_fsync,
-            metadata_fsync: config.metadata_fsync,
-            fsync_batch_bytes: config.fsync_batch_bytes,
-            fsync_batch_delay_us: config.fsync_batch_delay_us,
-            block_gc_delay_s: config.block_gc_delay_s,
-            inline_threshold: config.inline_threshold,
-            ..Default::default()
-        }
     }
 }

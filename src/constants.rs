@@ -22,5 +22,5 @@ pub const MULTIPART_PART_COUNT_MAX: u32 = 10_000;
 /// S3's limit on a single PUT.
 pub const OBJECT_BYTES_MAX_SINGLE_PUT: u64 = 5 * 1024 * MIB;
 
-const _: () = assert!(BLOCK_BYTES_DEFAULT % 4096 == 0);
-const _: () = assert!(BLOCK_BYTES_MAX % 4096 == 0);
+const _: () = assert!(BLOCK_BYTES_DEFAULT.is_multiple_of(4096));
+const _: () = assert!(BLOCK_BYTES_MAX.is_multiple_of(4096));

@@ -6,13 +6,13 @@
 //! - I/O: `storage` (segments on glommio DmaFile, LMDB through heed), `runtime` (executors,
 //!   mesh), `server` (connections, S3 operations).
 
+pub mod admin;
+pub mod cli;
+pub mod config;
 pub mod constants;
 pub mod http;
 pub mod meta;
-pub mod s3;
-pub mod storage;
-pub mod config;
 pub mod runtime;
+pub mod s3;
 pub mod server;
-pub mod admin;
-pub mod cli;
+pub mod storage;

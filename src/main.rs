@@ -5,7 +5,11 @@ use granary::cli::{AdminTarget, BucketCommand, KeyCommand};
 use granary::config::{LogFormat, ServerArgs, DEFAULT_CONFIG_PATH};
 
 #[derive(Parser)]
-#[command(name = "granary", version, about = "A distributed, S3-compatible object store")]
+#[command(
+    name = "granary",
+    version,
+    about = "A distributed, S3-compatible object store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,7 +71,9 @@ fn main() -> anyhow::Result<()> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRANARY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -69,11 +69,11 @@ fn crash_child() {
                 loop {
                     let seed = base + t * 100_000 + i;
                     i += 1;
-                    if seed % 2 == 0 {
+                    if seed.is_multiple_of(2) {
                         let d = data(block_len(seed), seed);
                         let h = BlockHash::of(&d);
                         s.put_block(h, d).await.unwrap();
-                        if compaction && seed % 3 == 0 {
+                        if compaction && seed.is_multiple_of(3) {
                             // Garbage for GC and compaction: never reported as acknowledged.
                             s.decref_block(&h).await.unwrap();
                         } else {

@@ -69,7 +69,10 @@ struct Allow {
 type Answer = (u16, String);
 
 fn ok<T: Serialize>(value: &T) -> Answer {
-    (200, serde_json::to_string(value).expect("admin values serialize"))
+    (
+        200,
+        serde_json::to_string(value).expect("admin values serialize"),
+    )
 }
 
 fn fail(status: u16, message: &str) -> Answer {
@@ -81,12 +84,15 @@ fn key_info(shard: &Shard, key: &KeyRow, with_secret: bool) -> KeyInfo {
     let buckets = global
         .buckets()
         .filter_map(|b| {
-            b.grants.iter().find(|(id, _)| *id == key.access_key_id).map(|(_, p)| Grant {
-                name: b.name.clone(),
-                read: p.read,
-                write: p.write,
-                owner: p.owner,
-            })
+            b.grants
+                .iter()
+                .find(|(id, _)| *id == key.access_key_id)
+                .map(|(_, p)| Grant {
+                    name: b.name.clone(),
+                    read: p.read,
+                    write: p.write,
+                    owner: p.owner,
+                })
         })
         .collect();
     KeyInfo {
@@ -107,14 +113,22 @@ fn bucket_info(bucket: &BucketRow) -> BucketInfo {
         keys: bucket
             .grants
             .iter()
-            .map(|(id, p)| Grant { name: id.clone(), read: p.read, write: p.write, owner: p.owner })
+            .map(|(id, p)| Grant {
+                name: id.clone(),
+                read: p.read,
+                write: p.write,
+                owner: p.owner,
+            })
             .collect(),
     }
 }
 
 fn stamp(shard: &Shard, previous: Option<Stamp>) -> Stamp {
     let time_ms = previous.map_or(now_ms(), |p| now_ms().max(p.time_ms + 1));
-    Stamp { time_ms, node: shard.node_id }
+    Stamp {
+        time_ms,
+        node: shard.node_id,
+    }
 }
 
 pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) -> Answer {
@@ -145,7 +159,11 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 deleted: false,
                 create_bucket: request.create_bucket,
             };
-            match shard.call(ShardRequest::PutKey { row: row.clone() }).await.done() {
+            match shard
+                .call(ShardRequest::PutKey { row: row.clone() })
+                .await
+                .done()
+            {
                 Ok(()) => ok(&key_info(shard, &row, true)),
                 Err(e) => fail(500, &format!("{e:?}")),
             }
@@ -159,7 +177,9 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
         }
         ("DELETE", ["v1", "keys", id]) => {
             let key = shard.global.borrow().key(id).cloned();
-            let Some(mut row) = key else { return fail(404, "no such key") };
+            let Some(mut row) = key else {
+                return fail(404, "no such key");
+            };
             row.deleted = true;
             row.stamp = stamp(shard, Some(row.stamp));
             match shard.call(ShardRequest::PutKey { row }).await.done() {
@@ -186,7 +206,14 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 if shard.global.borrow().key(&owner).is_none() {
                     return fail(404, "no such key");
                 }
-                grants.push((owner, Permissions { read: true, write: true, owner: true }));
+                grants.push((
+                    owner,
+                    Permissions {
+                        read: true,
+                        write: true,
+                        owner: true,
+                    },
+                ));
             }
             let row = BucketRow {
                 id: BucketId(rand::random()),
@@ -196,7 +223,11 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 deleted: false,
                 grants,
             };
-            match shard.call(ShardRequest::PutBucket { row: row.clone() }).await.done() {
+            match shard
+                .call(ShardRequest::PutBucket { row: row.clone() })
+                .await
+                .done()
+            {
                 Ok(()) => ok(&bucket_info(&row)),
                 Err(e) => fail(500, &format!("{e:?}")),
             }
@@ -207,9 +238,13 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
         },
         ("DELETE", ["v1", "buckets", name]) => {
             let bucket = shard.global.borrow().bucket(name).cloned();
-            let Some(mut row) = bucket else { return fail(404, "no such bucket") };
+            let Some(mut row) = bucket else {
+                return fail(404, "no such bucket");
+            };
             for s in 0..shard.shards {
-                let has = shard.call_on(s, ShardRequest::BucketHasObjects { bucket: row.id }).await;
+                let has = shard
+                    .call_on(s, ShardRequest::BucketHasObjects { bucket: row.id })
+                    .await;
                 match has.flag() {
                     Ok(false) => {}
                     Ok(true) => return fail(409, "the bucket is not empty"),
@@ -228,7 +263,9 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 return fail(400, "expected {\"key\", \"read\", \"write\", \"owner\"}");
             };
             let bucket = shard.global.borrow().bucket(name).cloned();
-            let Some(mut row) = bucket else { return fail(404, "no such bucket") };
+            let Some(mut row) = bucket else {
+                return fail(404, "no such bucket");
+            };
             if shard.global.borrow().key(&request.key).is_none() {
                 return fail(404, "no such key");
             }
@@ -253,7 +290,11 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 row.grants.push((request.key, current));
             }
             row.stamp = stamp(shard, Some(row.stamp));
-            match shard.call(ShardRequest::PutBucket { row: row.clone() }).await.done() {
+            match shard
+                .call(ShardRequest::PutBucket { row: row.clone() })
+                .await
+                .done()
+            {
                 Ok(()) => ok(&bucket_info(&row)),
                 Err(e) => fail(500, &format!("{e:?}")),
             }

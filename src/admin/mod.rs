@@ -39,8 +39,11 @@ pub fn load_or_create_token(data_dir: &std::path::Path) -> std::io::Result<Strin
         return Ok(token.trim().to_string());
     }
     let token = hex::encode(rand::random::<[u8; 24]>());
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
     file.write_all(token.as_bytes())?;
     file.sync_all()?;
     Ok(token)
@@ -88,7 +91,12 @@ async fn handle_connection(shard: &Rc<Shard>, mut stream: TcpStream, token: &str
         Ok(http::BodyFraming::Empty) => 0,
         Ok(http::BodyFraming::Length(n)) if n as usize <= ADMIN_BODY_BYTES_MAX => n as usize,
         _ => {
-            let _ = respond(&mut stream, 413, &api::error_json("body too large or chunked")).await;
+            let _ = respond(
+                &mut stream,
+                413,
+                &api::error_json("body too large or chunked"),
+            )
+            .await;
             return;
         }
     };
@@ -111,12 +119,19 @@ async fn handle_connection(shard: &Rc<Shard>, mut stream: TcpStream, token: &str
 }
 
 fn authorized(head: &http::RequestHead, token: &str) -> bool {
-    let Some(given) = head.header("authorization").and_then(|v| v.strip_prefix("Bearer ")) else {
+    let Some(given) = head
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
         return false;
     };
     // Constant-time comparison: the token is a secret.
     given.len() == token.len()
-        && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 async fn respond(stream: &mut TcpStream, status: u16, json: &str) -> std::io::Result<()> {

@@ -128,7 +128,11 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
         self.next_id.set(id + 1);
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(id, tx);
-        let envelope = Envelope::Request { id, from: self.me(), request };
+        let envelope = Envelope::Request {
+            id,
+            from: self.me(),
+            request,
+        };
         if self.senders.send_to(shard, envelope).await.is_err() {
             panic!("shard mesh closed while the node runs");
         }

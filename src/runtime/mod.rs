@@ -63,7 +63,9 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         config.s3_addr
     );
     for handle in handles {
-        handle.join().map_err(|e| anyhow::anyhow!("a shard failed: {e}"))?;
+        handle
+            .join()
+            .map_err(|e| anyhow::anyhow!("a shard failed: {e}"))?;
     }
     Ok(())
 }
@@ -117,13 +119,23 @@ async fn shard_main(
         ensure_root_key(&shard).await?;
         let token = crate::admin::load_or_create_token(&shard.config.data_dir)
             .context("reading or creating the admin token")?;
-        let admin = glommio::net::TcpListener::bind(shard.config.admin_addr)
-            .map_err(|e| anyhow::anyhow!("binding the admin listener on {}: {e}", shard.config.admin_addr))?;
-        glommio::spawn_local(crate::admin::serve(Rc::clone(&shard), admin, Rc::new(token)))
-            .detach();
+        let admin = glommio::net::TcpListener::bind(shard.config.admin_addr).map_err(|e| {
+            anyhow::anyhow!(
+                "binding the admin listener on {}: {e}",
+                shard.config.admin_addr
+            )
+        })?;
+        glommio::spawn_local(crate::admin::serve(
+            Rc::clone(&shard),
+            admin,
+            Rc::new(token),
+        ))
+        .detach();
     } else {
         match shard.call_on(0, ShardRequest::GlobalSnapshot).await {
-            ShardResponse::Global { buckets, keys } => shard.global.borrow_mut().apply(buckets, keys),
+            ShardResponse::Global { buckets, keys } => {
+                shard.global.borrow_mut().apply(buckets, keys)
+            }
             other => anyhow::bail!("shard 0 answered {other:?} to a snapshot request"),
         }
     }
@@ -150,8 +162,12 @@ async fn ensure_root_key(shard: &Rc<Shard>) -> anyhow::Result<()> {
         return Ok(());
     }
     let from_env = (
-        std::env::var("GRANARY_ROOT_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty()),
-        std::env::var("GRANARY_ROOT_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty()),
+        std::env::var("GRANARY_ROOT_ACCESS_KEY_ID")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        std::env::var("GRANARY_ROOT_SECRET_ACCESS_KEY")
+            .ok()
+            .filter(|v| !v.is_empty()),
     );
     let (access_key_id, secret_access_key, generated) = match from_env {
         (Some(id), Some(secret)) => (id, secret, false),
@@ -162,7 +178,10 @@ async fn ensure_root_key(shard: &Rc<Shard>) -> anyhow::Result<()> {
         secret_access_key: secret_access_key.clone(),
         name: "root".into(),
         created_ms: now_ms(),
-        stamp: Stamp { time_ms: now_ms(), node: shard.node_id },
+        stamp: Stamp {
+            time_ms: now_ms(),
+            node: shard.node_id,
+        },
         deleted: false,
         create_bucket: true,
     };
@@ -184,7 +203,10 @@ async fn ensure_root_key(shard: &Rc<Shard>) -> anyhow::Result<()> {
             shard.config.s3_region
         );
     } else {
-        tracing::info!(access_key_id, "created the administrator key from the environment");
+        tracing::info!(
+            access_key_id,
+            "created the administrator key from the environment"
+        );
     }
     Ok(())
 }
@@ -192,13 +214,21 @@ async fn ensure_root_key(shard: &Rc<Shard>) -> anyhow::Result<()> {
 fn random_chars(alphabet: &[u8], n: usize) -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
-    (0..n).map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())])).collect()
+    (0..n)
+        .map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())]))
+        .collect()
 }
 
 fn generate_access_key_id() -> String {
-    format!("GR{}", random_chars(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 18))
+    format!(
+        "GR{}",
+        random_chars(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 18)
+    )
 }
 
 fn generate_secret() -> String {
-    random_chars(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40)
+    random_chars(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        40,
+    )
 }

@@ -397,6 +397,31 @@ impl From<AuthError> for S3Error {
     }
 }
 
+impl From<crate::http::HttpError> for S3Error {
+    fn from(e: crate::http::HttpError) -> Self {
+        use crate::http::HttpError as H;
+        match e {
+            H::HeadTooLarge | H::TooManyHeaders | H::TrailersTooLarge => {
+                S3Error::RequestHeaderSectionTooLarge
+            }
+            H::UnsupportedTransferEncoding => {
+                S3Error::NotImplemented("that Transfer-Encoding".into())
+            }
+            H::BadPath | H::BadQuery | H::BadPercentEncoding | H::NotUtf8 | H::BadTarget => {
+                S3Error::InvalidURI
+            }
+            H::Truncated => S3Error::IncompleteBody,
+            other => S3Error::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::s3::xml::XmlError> for S3Error {
+    fn from(_: crate::s3::xml::XmlError) -> Self {
+        S3Error::MalformedXML
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -673,30 +698,5 @@ mod tests {
             S3Error::from(AuthError::AccessDenied("Request has expired".into())).message(),
             "Request has expired"
         );
-    }
-}
-
-impl From<crate::http::HttpError> for S3Error {
-    fn from(e: crate::http::HttpError) -> Self {
-        use crate::http::HttpError as H;
-        match e {
-            H::HeadTooLarge | H::TooManyHeaders | H::TrailersTooLarge => {
-                S3Error::RequestHeaderSectionTooLarge
-            }
-            H::UnsupportedTransferEncoding => {
-                S3Error::NotImplemented("that Transfer-Encoding".into())
-            }
-            H::BadPath | H::BadQuery | H::BadPercentEncoding | H::NotUtf8 | H::BadTarget => {
-                S3Error::InvalidURI
-            }
-            H::Truncated => S3Error::IncompleteBody,
-            other => S3Error::BadRequest(other.to_string()),
-        }
-    }
-}
-
-impl From<crate::s3::xml::XmlError> for S3Error {
-    fn from(_: crate::s3::xml::XmlError) -> Self {
-        S3Error::MalformedXML
     }
 }

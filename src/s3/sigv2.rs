@@ -10,11 +10,30 @@ use super::sigv4::{percent_decode, AuthError, AuthInput};
 
 /// Query parameters that are part of the V2 canonical resource, in sorted order.
 const SUBRESOURCES: &[&str] = &[
-    "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber",
-    "policy", "requestPayment", "response-cache-control", "response-content-disposition",
-    "response-content-encoding", "response-content-language", "response-content-type",
-    "response-expires", "tagging", "torrent", "uploadId", "uploads", "versionId", "versioning",
-    "versions", "website",
+    "acl",
+    "cors",
+    "delete",
+    "lifecycle",
+    "location",
+    "logging",
+    "notification",
+    "partNumber",
+    "policy",
+    "requestPayment",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "website",
 ];
 
 /// A V2 presigned request's credentials.
@@ -40,14 +59,23 @@ fn decoded_pairs(raw_query: &str) -> Vec<(String, String)> {
 /// Recognizes a V2 presigned URL. `None`: not one (no `Signature` and `AWSAccessKeyId`).
 pub fn parse(input: &AuthInput) -> Result<Option<PresignedV2>, AuthError> {
     let pairs = decoded_pairs(input.raw_query);
-    let get = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
     let (Some(access_key_id), Some(signature)) = (get("AWSAccessKeyId"), get("Signature")) else {
         return Ok(None);
     };
     let expires = get("Expires")
         .and_then(|e| e.parse::<i64>().ok())
         .ok_or_else(|| AuthError::AccessDenied("a presigned URL needs Expires".into()))?;
-    Ok(Some(PresignedV2 { access_key_id, expires, signature }))
+    Ok(Some(PresignedV2 {
+        access_key_id,
+        expires,
+        signature,
+    }))
 }
 
 /// The V2 string to sign of a presigned request. `vhost_bucket`: the bucket when it was
@@ -77,8 +105,10 @@ pub fn string_to_sign(input: &AuthInput, vhost_bucket: Option<&str>, expires: i6
     }
     out.push_str(input.raw_path);
     let pairs = decoded_pairs(input.raw_query);
-    let mut sub: Vec<&(String, String)> =
-        pairs.iter().filter(|(n, _)| SUBRESOURCES.contains(&n.as_str())).collect();
+    let mut sub: Vec<&(String, String)> = pairs
+        .iter()
+        .filter(|(n, _)| SUBRESOURCES.contains(&n.as_str()))
+        .collect();
     sub.sort_by(|a, b| a.0.cmp(&b.0));
     for (i, (name, value)) in sub.iter().enumerate() {
         out.push(if i == 0 { '?' } else { '&' });
@@ -106,11 +136,17 @@ pub fn verify(
     secret_access_key: &str,
     now_unix_s: i64,
 ) -> Result<(), AuthError> {
-    let expected =
-        signature(secret_access_key, &string_to_sign(input, vhost_bucket, presigned.expires));
+    let expected = signature(
+        secret_access_key,
+        &string_to_sign(input, vhost_bucket, presigned.expires),
+    );
     let given = presigned.signature.as_bytes();
     let same = given.len() == expected.len()
-        && given.iter().zip(expected.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        && given
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
     if !same {
         return Err(AuthError::SignatureDoesNotMatch);
     }
@@ -125,7 +161,12 @@ mod tests {
     use super::*;
 
     fn input<'a>(query: &'a str, headers: &'a [(String, String)]) -> AuthInput<'a> {
-        AuthInput { method: "GET", raw_path: "/johnsmith/photos/puppy.jpg", raw_query: query, headers }
+        AuthInput {
+            method: "GET",
+            raw_path: "/johnsmith/photos/puppy.jpg",
+            raw_query: query,
+            headers,
+        }
     }
 
     /// AWS's published V2 query-string example (RESTAuthentication, "Query string
@@ -133,9 +174,15 @@ mod tests {
     #[test]
     fn aws_example_verifies() {
         let headers = vec![];
-        let query = "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D\
+        let query =
+            "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D\
                      &Expires=1175139620";
-        let i = AuthInput { method: "GET", raw_path: "/photos/puppy.jpg", raw_query: query, headers: &headers };
+        let i = AuthInput {
+            method: "GET",
+            raw_path: "/photos/puppy.jpg",
+            raw_query: query,
+            headers: &headers,
+        };
         let p = parse(&i).unwrap().unwrap();
         assert_eq!(p.expires, 1175139620);
         let vhost = Some("johnsmith");
@@ -149,14 +196,21 @@ mod tests {
             verify(&i, vhost, &p, secret, 1175139621),
             Err(AuthError::AccessDenied("Request has expired".into()))
         );
-        assert_eq!(verify(&i, vhost, &p, "wrong", 1175139000), Err(AuthError::SignatureDoesNotMatch));
-        assert_eq!(verify(&i, None, &p, secret, 1175139000), Err(AuthError::SignatureDoesNotMatch));
+        assert_eq!(
+            verify(&i, vhost, &p, "wrong", 1175139000),
+            Err(AuthError::SignatureDoesNotMatch)
+        );
+        assert_eq!(
+            verify(&i, None, &p, secret, 1175139000),
+            Err(AuthError::SignatureDoesNotMatch)
+        );
     }
 
     #[test]
     fn subresources_are_signed_sorted_and_others_not() {
         let headers = vec![];
-        let q = "versionId=3&AWSAccessKeyId=A&Expires=1&Signature=x&response-content-type=a%2Fb&x=y";
+        let q =
+            "versionId=3&AWSAccessKeyId=A&Expires=1&Signature=x&response-content-type=a%2Fb&x=y";
         assert_eq!(
             string_to_sign(&input(q, &headers), None, 1),
             "GET\n\n\n1\n/johnsmith/photos/puppy.jpg?response-content-type=a/b&versionId=3"

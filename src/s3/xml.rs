@@ -80,7 +80,7 @@ pub fn escape(s: &str) -> String {
 /// `2026-11-25T15:35:43.000Z`. Input: milliseconds since the Unix epoch.
 pub fn iso8601_ms(ms: u64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or_else(|_| time::macros::datetime!(9999-12-31 23:59:59.999 UTC));
+        .unwrap_or(time::macros::datetime!(9999-12-31 23:59:59.999 UTC));
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year(),

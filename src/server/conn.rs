@@ -105,13 +105,20 @@ impl<'c> Body<'c> {
     fn new(io: &'c mut ConnIo, framing: BodyFraming) -> Self {
         let framing = match framing {
             BodyFraming::Empty => Framing::Empty,
-            BodyFraming::Length(n) if n == 0 => Framing::Empty,
+            BodyFraming::Length(0) => Framing::Empty,
             BodyFraming::Length(n) => Framing::Length { remaining: n },
-            BodyFraming::Chunked => {
-                Framing::Chunked { decoder: ChunkedDecoder::new(), done: false }
-            }
+            BodyFraming::Chunked => Framing::Chunked {
+                decoder: ChunkedDecoder::new(),
+                done: false,
+            },
         };
-        Body { io, framing, aws: None, trailers: Vec::new(), decoded_bytes: 0 }
+        Body {
+            io,
+            framing,
+            aws: None,
+            trailers: Vec::new(),
+            decoded_bytes: 0,
+        }
     }
 
     /// Decodes `Content-Encoding: aws-chunked` on top of the transfer framing.
@@ -170,10 +177,7 @@ impl<'c> Body<'c> {
     }
 
     async fn fill(&mut self) -> Result<(), S3Error> {
-        let read = glommio::timer::timeout(IO_TIMEOUT, async {
-            Ok(self.io.fill().await)
-        })
-        .await;
+        let read = glommio::timer::timeout(IO_TIMEOUT, async { Ok(self.io.fill().await) }).await;
         match read {
             Ok(Ok(0)) => Err(S3Error::IncompleteBody),
             Ok(Ok(_)) => Ok(()),
@@ -195,7 +199,9 @@ impl<'c> Body<'c> {
                         self.fill().await?;
                         continue;
                     }
-                    let Framing::Length { remaining } = &mut self.framing else { unreachable!() };
+                    let Framing::Length { remaining } = &mut self.framing else {
+                        unreachable!()
+                    };
                     let available = self.io.available();
                     let n = available.len().min(want).min(*remaining as usize);
                     out.extend_from_slice(&available[..n]);
@@ -207,8 +213,9 @@ impl<'c> Body<'c> {
                     if *done {
                         return Ok(0);
                     }
-                    let (consumed, event) =
-                        decoder.decode(self.io.available()).map_err(|_| S3Error::IncompleteBody)?;
+                    let (consumed, event) = decoder
+                        .decode(self.io.available())
+                        .map_err(|_| S3Error::IncompleteBody)?;
                     let produced = match event {
                         Some(BodyEvent::Data(data)) => {
                             out.extend_from_slice(data);
@@ -237,7 +244,10 @@ impl<'c> Body<'c> {
     async fn read_aws(&mut self, out: &mut Vec<u8>, want: usize) -> Result<usize, S3Error> {
         let mut produced = 0;
         loop {
-            let aws = self.aws.as_mut().expect("read_aws runs with the aws layer on");
+            let aws = self
+                .aws
+                .as_mut()
+                .expect("read_aws runs with the aws layer on");
             if aws.done {
                 return Ok(produced);
             }
@@ -253,7 +263,12 @@ impl<'c> Body<'c> {
                 }
                 continue;
             }
-            let AwsLayer { decoder, pending, pending_pos, .. } = aws;
+            let AwsLayer {
+                decoder,
+                pending,
+                pending_pos,
+                ..
+            } = aws;
             let (consumed, event) = decoder
                 .decode(&pending[*pending_pos..])
                 .map_err(|e| S3Error::InvalidRequest(format!("bad aws-chunked body: {e}")))?;
@@ -364,18 +379,25 @@ pub enum ResponseBody {
     Empty,
     Bytes(Vec<u8>),
     /// A HEAD answer: the length of what a GET would send, and no body.
-    HeadOnly { content_length: u64 },
+    HeadOnly {
+        content_length: u64,
+    },
     /// Object data streamed from blocks.
     Object(ObjectBody),
 }
 
 impl Response {
     pub fn new(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: ResponseBody::Empty }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Empty,
+        }
     }
     pub fn xml(status: u16, xml: String) -> Self {
         let mut r = Response::new(status);
-        r.headers.push(("Content-Type".into(), "application/xml".into()));
+        r.headers
+            .push(("Content-Type".into(), "application/xml".into()));
         r.body = ResponseBody::Bytes(xml.into_bytes());
         r
     }
@@ -484,7 +506,10 @@ async fn serve_request(shard: &Rc<Shard>, io: &mut ConnIo, head: http::RequestHe
     // A zero-length body with `Expect: 100-continue` still gets its interim 100, as S3
     // sends it: botocore answered with a final status at once mis-parses the next response
     // on the connection.
-    if std::mem::take(&mut io.continue_pending) && zero_length && io.write_all(CONTINUE).await.is_err() {
+    if std::mem::take(&mut io.continue_pending)
+        && zero_length
+        && io.write_all(CONTINUE).await.is_err()
+    {
         return false;
     }
     match write_response(shard, io, response, keep_alive, &rid).await {
@@ -500,7 +525,11 @@ async fn write_response(
     keep_alive: bool,
     rid: &str,
 ) -> io::Result<()> {
-    let Response { status, mut headers, body } = response;
+    let Response {
+        status,
+        mut headers,
+        body,
+    } = response;
     let content_length = match &body {
         ResponseBody::Empty => 0,
         ResponseBody::Bytes(b) => b.len() as u64,
@@ -516,8 +545,10 @@ async fn write_response(
     if !keep_alive {
         headers.push(("Connection".into(), "close".into()));
     }
-    let borrowed: Vec<(&str, &str)> =
-        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let borrowed: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let mut out = Vec::with_capacity(512);
     http::write_response_head(&mut out, status, &borrowed);
     match body {

@@ -41,7 +41,10 @@ impl Global {
     /// Merges rows last-writer-wins by stamp; deleted rows hide the live ones.
     pub fn apply(&mut self, buckets: Vec<BucketRow>, keys: Vec<KeyRow>) {
         for row in buckets {
-            let newer = self.bucket_rows.get(&row.name).is_none_or(|old| old.stamp < row.stamp);
+            let newer = self
+                .bucket_rows
+                .get(&row.name)
+                .is_none_or(|old| old.stamp < row.stamp);
             if !newer {
                 continue;
             }
@@ -53,7 +56,10 @@ impl Global {
             self.bucket_rows.insert(row.name.clone(), row);
         }
         for row in keys {
-            let newer = self.keys.get(&row.access_key_id).is_none_or(|old| old.stamp < row.stamp);
+            let newer = self
+                .keys
+                .get(&row.access_key_id)
+                .is_none_or(|old| old.stamp < row.stamp);
             if !newer {
                 continue;
             }
@@ -83,10 +89,20 @@ pub async fn put_key(shard: &Shard, row: KeyRow) -> ShardResponse {
 }
 
 async fn broadcast(shard: &Shard, buckets: Vec<BucketRow>, keys: Vec<KeyRow>) -> ShardResponse {
-    shard.global.borrow_mut().apply(buckets.clone(), keys.clone());
+    shard
+        .global
+        .borrow_mut()
+        .apply(buckets.clone(), keys.clone());
     for other in 1..shard.shards {
-        let update = ShardRequest::GlobalUpdate { buckets: buckets.clone(), keys: keys.clone() };
-        shard.call_on(other, update).await.done().expect("applying a global update cannot fail");
+        let update = ShardRequest::GlobalUpdate {
+            buckets: buckets.clone(),
+            keys: keys.clone(),
+        };
+        shard
+            .call_on(other, update)
+            .await
+            .done()
+            .expect("applying a global update cannot fail");
     }
     ShardResponse::Done(Ok(()))
 }

@@ -71,8 +71,12 @@ pub async fn collect(
     start_after: &str,
     max_keys: usize,
 ) -> Result<Listing, S3Error> {
-    let mut listing =
-        Listing { contents: Vec::new(), common_prefixes: Vec::new(), truncated: false, last: None };
+    let mut listing = Listing {
+        contents: Vec::new(),
+        common_prefixes: Vec::new(),
+        truncated: false,
+        last: None,
+    };
     let mut cursor = start_after.to_string();
     // A marker inside a common prefix continues after that prefix.
     if let Some(d) = delimiter.filter(|d| !d.is_empty()) {
@@ -96,7 +100,8 @@ pub async fn collect(
             }
             let folded = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
                 let rest = &row.key[prefix.len()..];
-                rest.find(d).map(|i| format!("{prefix}{}", &rest[..i + d.len()]))
+                rest.find(d)
+                    .map(|i| format!("{prefix}{}", &rest[..i + d.len()]))
             });
             match folded {
                 Some(common) => {
@@ -132,7 +137,9 @@ fn encoder(head: &RequestHead) -> Result<fn(&str) -> String, S3Error> {
     match head.query_param("encoding-type") {
         None => Ok(|s: &str| s.to_string()),
         Some("url") => Ok(http::url_encode_key),
-        Some(other) => Err(S3Error::InvalidArgument(format!("bad encoding-type {other}"))),
+        Some(other) => Err(S3Error::InvalidArgument(format!(
+            "bad encoding-type {other}"
+        ))),
     }
 }
 
@@ -250,7 +257,10 @@ pub async fn list_versions(
         bucket: bucket.name.clone(),
         prefix: encode(prefix),
         key_marker: encode(key_marker),
-        version_id_marker: head.query_param("version-id-marker").unwrap_or("").to_string(),
+        version_id_marker: head
+            .query_param("version-id-marker")
+            .unwrap_or("")
+            .to_string(),
         next_key_marker: next.map(encode),
         next_version_id_marker: next.map(|_| "null".to_string()),
         max_keys: max_keys as u64,
@@ -275,5 +285,7 @@ fn decode_token(token: &str) -> Result<String, S3Error> {
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| S3Error::InvalidArgument("The continuation token provided is incorrect".into()))
+        .ok_or_else(|| {
+            S3Error::InvalidArgument("The continuation token provided is incorrect".into())
+        })
 }

@@ -67,16 +67,28 @@ impl Shard {
                         .map_err(|e| ShardError::BlockUnavailable(e.to_string())),
                 )
             }
-            R::DecrefBlock { hash } => A::Done(store.decref_block(&hash).await.map_err(storage_err)),
+            R::DecrefBlock { hash } => {
+                A::Done(store.decref_block(&hash).await.map_err(storage_err))
+            }
             R::GetObject { bucket, key } => {
                 A::Object(store.get_object(&bucket, &key).map_err(storage_err))
             }
             R::PutObject { row, condition } => A::Object(self.put_object(row, condition).await),
-            R::DeleteObject { bucket, key } => {
-                A::Object(store.delete_object(&bucket, &key).await.map_err(storage_err))
-            }
-            R::ListObjects { bucket, prefix, start_after, limit } => A::Objects(
-                store.list_objects(&bucket, &prefix, &start_after, limit).map_err(storage_err),
+            R::DeleteObject { bucket, key } => A::Object(
+                store
+                    .delete_object(&bucket, &key)
+                    .await
+                    .map_err(storage_err),
+            ),
+            R::ListObjects {
+                bucket,
+                prefix,
+                start_after,
+                limit,
+            } => A::Objects(
+                store
+                    .list_objects(&bucket, &prefix, &start_after, limit)
+                    .map_err(storage_err),
             ),
             R::BucketHasObjects { bucket } => A::Flag(
                 store
@@ -88,19 +100,47 @@ impl Shard {
                     .map_err(storage_err),
             ),
             R::PutUpload { row } => A::Done(store.put_upload(row).await.map_err(storage_err)),
-            R::GetUpload { bucket, key, upload_id } => {
-                A::Upload(store.get_upload(&bucket, &key, &upload_id).map_err(storage_err))
-            }
-            R::DeleteUpload { bucket, key, upload_id } => A::Parts(
-                store.delete_upload(&bucket, &key, &upload_id).await.map(|(_, parts)| parts).map_err(storage_err),
+            R::GetUpload {
+                bucket,
+                key,
+                upload_id,
+            } => A::Upload(
+                store
+                    .get_upload(&bucket, &key, &upload_id)
+                    .map_err(storage_err),
             ),
-            R::ListUploads { bucket, prefix, key_marker, limit } => A::Uploads(
-                store.list_uploads(&bucket, &prefix, &key_marker, "", limit).map_err(storage_err),
+            R::DeleteUpload {
+                bucket,
+                key,
+                upload_id,
+            } => A::Parts(
+                store
+                    .delete_upload(&bucket, &key, &upload_id)
+                    .await
+                    .map(|(_, parts)| parts)
+                    .map_err(storage_err),
+            ),
+            R::ListUploads {
+                bucket,
+                prefix,
+                key_marker,
+                limit,
+            } => A::Uploads(
+                store
+                    .list_uploads(&bucket, &prefix, &key_marker, "", limit)
+                    .map_err(storage_err),
             ),
             R::PutPart { row, .. } => A::Part(store.put_part(row).await.map_err(storage_err)),
-            R::ListParts { upload_id, after, limit, .. } => {
-                A::Parts(store.list_parts(&upload_id, after, limit).map_err(storage_err))
-            }
+            R::ListParts {
+                upload_id,
+                after,
+                limit,
+                ..
+            } => A::Parts(
+                store
+                    .list_parts(&upload_id, after, limit)
+                    .map_err(storage_err),
+            ),
             R::PutBucket { row } => {
                 assert_eq!(self.id, 0);
                 global::put_bucket(&self, row).await
@@ -112,7 +152,10 @@ impl Shard {
             R::GlobalSnapshot => {
                 assert_eq!(self.id, 0);
                 let g = self.global.borrow();
-                A::Global { buckets: g.bucket_rows(), keys: g.key_rows() }
+                A::Global {
+                    buckets: g.bucket_rows(),
+                    keys: g.key_rows(),
+                }
             }
             R::GlobalUpdate { buckets, keys } => {
                 self.global.borrow_mut().apply(buckets, keys);
@@ -137,7 +180,10 @@ impl Shard {
             glommio::timer::sleep(std::time::Duration::from_micros(200)).await;
         }
         let result = async {
-            let current = self.store.get_object(&row.bucket, &row.key).map_err(storage_err)?;
+            let current = self
+                .store
+                .get_object(&row.bucket, &row.key)
+                .map_err(storage_err)?;
             let holds = match (&condition, &current) {
                 (C::Absent, None) => true,
                 (C::Absent, Some(_)) => false,

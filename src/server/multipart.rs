@@ -61,8 +61,10 @@ pub async fn create(
         checksum_algorithm,
     };
     shard.call(ShardRequest::PutUpload { row }).await.done()?;
-    let mut response =
-        Response::xml(200, xml::initiate_multipart_upload_xml(&bucket.name, key, &upload_id));
+    let mut response = Response::xml(
+        200,
+        xml::initiate_multipart_upload_xml(&bucket.name, key, &upload_id),
+    );
     if let Some(a) = checksum_algorithm {
         response = response.header("x-amz-checksum-algorithm", checksum::algorithm_name(a));
     }
@@ -88,7 +90,10 @@ pub async fn upload_part(
     let blocks = match ingested.data {
         ObjectData::Blocks(blocks) => blocks,
         ObjectData::Inline(bytes) => {
-            assert!(bytes.is_empty(), "ingest without inline keeps only empty bodies inline");
+            assert!(
+                bytes.is_empty(),
+                "ingest without inline keeps only empty bodies inline"
+            );
             Vec::new()
         }
     };
@@ -102,7 +107,11 @@ pub async fn upload_part(
         checksum: ingested.checksum.clone(),
         blocks: blocks.clone(),
     };
-    let put = ShardRequest::PutPart { bucket: bucket.id, key: key.into(), row };
+    let put = ShardRequest::PutPart {
+        bucket: bucket.id,
+        key: key.into(),
+        row,
+    };
     match shard.call(put).await.part() {
         Ok(Some(replaced)) => release_blocks(shard, &replaced.blocks).await,
         Ok(None) => {}
@@ -139,7 +148,9 @@ async fn all_parts(
             limit: 1000,
         };
         let page = shard.call(request).await.parts()?;
-        let Some(last) = page.last() else { return Ok(parts) };
+        let Some(last) = page.last() else {
+            return Ok(parts);
+        };
         after = last.number;
         parts.extend(page);
     }
@@ -198,8 +209,10 @@ pub async fn complete(
     }
     let checksum = match upload.checksum_algorithm {
         Some(algorithm) => {
-            let values: Option<Vec<&str>> =
-                chosen.iter().map(|p| p.checksum.as_ref().map(|c| c.base64.as_str())).collect();
+            let values: Option<Vec<&str>> = chosen
+                .iter()
+                .map(|p| p.checksum.as_ref().map(|c| c.base64.as_str()))
+                .collect();
             match values {
                 Some(values) => Some(checksum::composite_checksum(algorithm, &values)?),
                 None => None,
@@ -211,7 +224,10 @@ pub async fn complete(
     let row = ObjectRow {
         bucket: bucket.id,
         key: key.into(),
-        stamp: Stamp { time_ms: now, node: shard.node_id },
+        stamp: Stamp {
+            time_ms: now,
+            node: shard.node_id,
+        },
         bytes,
         etag: etag.clone(),
         last_modified_ms: now,
@@ -222,9 +238,14 @@ pub async fn complete(
     };
     let condition = match head.header("if-none-match") {
         Some(v) if v.trim() == "*" => Some(WriteCondition::Absent),
-        _ => head.header("if-match").map(|v| WriteCondition::EtagMatches(v.trim().into())),
+        _ => head
+            .header("if-match")
+            .map(|v| WriteCondition::EtagMatches(v.trim().into())),
     };
-    let replaced = shard.call(ShardRequest::PutObject { row, condition }).await.object()?;
+    let replaced = shard
+        .call(ShardRequest::PutObject { row, condition })
+        .await
+        .object()?;
     if let Some(replaced) = replaced {
         release_data(shard, &replaced.data).await;
     }
@@ -238,7 +259,10 @@ pub async fn complete(
         .await
         .parts()?;
     for part in removed {
-        if !chosen.iter().any(|c| c.number == part.number && c.etag == part.etag) {
+        if !chosen
+            .iter()
+            .any(|c| c.number == part.number && c.etag == part.etag)
+        {
             release_blocks(shard, &part.blocks).await;
         }
     }
@@ -249,10 +273,18 @@ pub async fn complete(
         etag,
         checksums: checksum
             .iter()
-            .map(|c| (checksum::xml_element(c.algorithm).to_string(), c.base64.clone()))
+            .map(|c| {
+                (
+                    checksum::xml_element(c.algorithm).to_string(),
+                    c.base64.clone(),
+                )
+            })
             .collect(),
     };
-    Ok(Response::xml(200, xml::complete_multipart_upload_xml(&result)))
+    Ok(Response::xml(
+        200,
+        xml::complete_multipart_upload_xml(&result),
+    ))
 }
 
 fn same_etag(a: &str, b: &str) -> bool {
@@ -290,13 +322,19 @@ pub async fn list_parts(
     let upload = fetch_upload(shard, bucket, key, upload_id).await?;
     let max_parts: usize = head
         .query_param("max-parts")
-        .map(|v| v.parse().map_err(|_| S3Error::InvalidArgument("bad max-parts".into())))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| S3Error::InvalidArgument("bad max-parts".into()))
+        })
         .transpose()?
         .unwrap_or(1000)
         .min(1000);
     let marker: u32 = head
         .query_param("part-number-marker")
-        .map(|v| v.parse().map_err(|_| S3Error::InvalidArgument("bad part-number-marker".into())))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| S3Error::InvalidArgument("bad part-number-marker".into()))
+        })
         .transpose()?
         .unwrap_or(0);
     let request = ShardRequest::ListParts {
@@ -327,11 +365,18 @@ pub async fn list_parts(
                 checksums: p
                     .checksum
                     .iter()
-                    .map(|c| (checksum::xml_element(c.algorithm).to_string(), c.base64.clone()))
+                    .map(|c| {
+                        (
+                            checksum::xml_element(c.algorithm).to_string(),
+                            c.base64.clone(),
+                        )
+                    })
                     .collect(),
             })
             .collect(),
-        checksum_algorithm: upload.checksum_algorithm.map(|a| checksum::algorithm_name(a).to_string()),
+        checksum_algorithm: upload
+            .checksum_algorithm
+            .map(|a| checksum::algorithm_name(a).to_string()),
         initiator: super::router::bucket_owner(bucket),
         owner: super::router::bucket_owner(bucket),
     };
@@ -367,9 +412,15 @@ pub async fn list_uploads(
     let listing = xml::ListUploads {
         bucket: bucket.name.clone(),
         key_marker,
-        upload_id_marker: head.query_param("upload-id-marker").unwrap_or("").to_string(),
+        upload_id_marker: head
+            .query_param("upload-id-marker")
+            .unwrap_or("")
+            .to_string(),
         next_key_marker: uploads.last().map(|u| u.key.clone()).unwrap_or_default(),
-        next_upload_id_marker: uploads.last().map(|u| u.upload_id.clone()).unwrap_or_default(),
+        next_upload_id_marker: uploads
+            .last()
+            .map(|u| u.upload_id.clone())
+            .unwrap_or_default(),
         max_uploads: max as u64,
         is_truncated: truncated,
         prefix,
@@ -383,11 +434,15 @@ pub async fn list_uploads(
                 initiated_ms: u.initiated_ms,
                 owner: owner.clone(),
                 initiator: owner.clone(),
-                checksum_algorithm: u.checksum_algorithm.map(|a| checksum::algorithm_name(a).to_string()),
+                checksum_algorithm: u
+                    .checksum_algorithm
+                    .map(|a| checksum::algorithm_name(a).to_string()),
             })
             .collect(),
         common_prefixes: Vec::new(),
     };
-    Ok(Response::xml(200, xml::list_multipart_uploads_xml(&listing)))
+    Ok(Response::xml(
+        200,
+        xml::list_multipart_uploads_xml(&listing),
+    ))
 }
-

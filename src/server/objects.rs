@@ -38,7 +38,9 @@ pub struct Ingested {
 
 /// The checksum a request declares: algorithm, and the value if it came as a header
 /// (otherwise it comes in a trailer).
-fn declared_checksum(head: &RequestHead) -> Result<Option<(ChecksumAlgorithm, Option<String>)>, S3Error> {
+fn declared_checksum(
+    head: &RequestHead,
+) -> Result<Option<(ChecksumAlgorithm, Option<String>)>, S3Error> {
     for (name, value) in &head.headers {
         if let Some(algorithm) = checksum::algorithm_from_header_name(name) {
             return Ok(Some((algorithm, Some(value.clone()))));
@@ -69,15 +71,19 @@ pub async fn ingest(
 ) -> Result<Ingested, S3Error> {
     prepare_body(body, head, caller);
     let expected_length = match head.header("x-amz-decoded-content-length") {
-        Some(v) => Some(v.parse::<u64>().map_err(|_| {
-            S3Error::InvalidArgument("bad x-amz-decoded-content-length".into())
-        })?),
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| S3Error::InvalidArgument("bad x-amz-decoded-content-length".into()))?,
+        ),
         None => None,
     };
     if expected_length.is_some_and(|n| n > crate::constants::OBJECT_BYTES_MAX_SINGLE_PUT) {
         return Err(S3Error::EntityTooLarge);
     }
-    let content_md5 = head.header("content-md5").map(checksum::parse_content_md5).transpose()?;
+    let content_md5 = head
+        .header("content-md5")
+        .map(checksum::parse_content_md5)
+        .transpose()?;
     let declared = declared_checksum(head)?;
     let signed_sha = match caller.payload() {
         PayloadMode::Sha256(expected) => Some(*expected),
@@ -105,24 +111,36 @@ pub async fn ingest(
                 return Err(S3Error::EntityTooLarge);
             }
             let ended = n == 0;
-            while buffer.len() >= block_size || (ended && !buffer.is_empty() && !(inline_ok
-                && blocks.is_empty()
-                && buffer.len() < inline_threshold))
+            while buffer.len() >= block_size
+                || (ended
+                    && !buffer.is_empty()
+                    && !(inline_ok && blocks.is_empty() && buffer.len() < inline_threshold))
             {
-                let rest = if buffer.len() > block_size { buffer.split_off(block_size) } else { Vec::new() };
+                let rest = if buffer.len() > block_size {
+                    buffer.split_off(block_size)
+                } else {
+                    Vec::new()
+                };
                 let data = std::mem::replace(&mut buffer, rest);
                 if buffer.capacity() < 64 * 1024 {
                     buffer.reserve(64 * 1024);
                 }
                 let hash = BlockHash::of(&data);
-                blocks.push(BlockRef { hash, bytes: data.len() as u32 });
+                blocks.push(BlockRef {
+                    hash,
+                    bytes: data.len() as u32,
+                });
                 if in_flight.len() >= BLOCK_WRITES_IN_FLIGHT_MAX {
                     let first = in_flight.pop_front().expect("non-empty");
                     first.await.expect("block writes are not cancelled")?;
                 }
                 let shard = Rc::clone(shard);
                 let task = glommio::spawn_local(async move {
-                    shard.call(ShardRequest::PutBlock { hash, data }).await.done().map_err(S3Error::from)
+                    shard
+                        .call(ShardRequest::PutBlock { hash, data })
+                        .await
+                        .done()
+                        .map_err(S3Error::from)
                 })
                 .detach();
                 in_flight.push_back(task);
@@ -162,11 +180,16 @@ pub async fn ingest(
         let checksum = match declared {
             None => None,
             Some((algorithm, value)) => {
-                let actual =
-                    digests.checksum.clone().expect("hashers computed the declared checksum");
+                let actual = digests
+                    .checksum
+                    .clone()
+                    .expect("hashers computed the declared checksum");
                 let expected = value.or_else(|| {
                     let name = checksum::header_name(algorithm);
-                    body.trailers().iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+                    body.trailers()
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.clone())
                 });
                 if let Some(expected) = expected {
                     checksum::check_checksum(&actual, &expected)?;
@@ -179,7 +202,12 @@ pub async fn ingest(
         } else {
             ObjectData::Blocks(blocks.clone())
         };
-        Ok(Ingested { bytes: total, md5: digests.md5, checksum, data })
+        Ok(Ingested {
+            bytes: total,
+            md5: digests.md5,
+            checksum,
+            data,
+        })
     };
     let outcome = finish();
     if outcome.is_err() {
@@ -191,7 +219,10 @@ pub async fn ingest(
 /// Drops one reference to each block (the object or part that held them is gone).
 pub async fn release_blocks(shard: &Rc<Shard>, blocks: &[BlockRef]) {
     for block in blocks {
-        let released = shard.call(ShardRequest::DecrefBlock { hash: block.hash }).await.done();
+        let released = shard
+            .call(ShardRequest::DecrefBlock { hash: block.hash })
+            .await
+            .done();
         if let Err(e) = released {
             tracing::warn!(?block.hash, "could not release a block: {e:?}");
         }
@@ -210,8 +241,12 @@ pub fn stored_headers(head: &RequestHead) -> Result<Vec<(String, String)>, S3Err
     let mut user_bytes = 0;
     for (name, value) in &head.headers {
         let keep = match name.as_str() {
-            "content-type" | "content-disposition" | "content-language" | "cache-control"
-            | "expires" | "x-amz-website-redirect-location" => true,
+            "content-type"
+            | "content-disposition"
+            | "content-language"
+            | "cache-control"
+            | "expires"
+            | "x-amz-website-redirect-location" => true,
             "content-encoding" => {
                 let rest: Vec<&str> = value
                     .split(',')
@@ -244,9 +279,13 @@ fn write_condition(head: &RequestHead) -> Result<Option<WriteCondition>, S3Error
         if v.trim() == "*" {
             return Ok(Some(WriteCondition::Absent));
         }
-        return Err(S3Error::NotImplemented("If-None-Match other than * on writes".into()));
+        return Err(S3Error::NotImplemented(
+            "If-None-Match other than * on writes".into(),
+        ));
     }
-    Ok(head.header("if-match").map(|v| WriteCondition::EtagMatches(v.trim().to_string())))
+    Ok(head
+        .header("if-match")
+        .map(|v| WriteCondition::EtagMatches(v.trim().to_string())))
 }
 
 pub async fn put_object(
@@ -265,7 +304,10 @@ pub async fn put_object(
     let row = ObjectRow {
         bucket: bucket.id,
         key: key.to_string(),
-        stamp: Stamp { time_ms: now, node: shard.node_id },
+        stamp: Stamp {
+            time_ms: now,
+            node: shard.node_id,
+        },
         bytes: ingested.bytes,
         etag: etag.clone(),
         last_modified_ms: now,
@@ -275,7 +317,11 @@ pub async fn put_object(
         data: ingested.data,
     };
     let data = row.data.clone();
-    match shard.call(ShardRequest::PutObject { row, condition }).await.object() {
+    match shard
+        .call(ShardRequest::PutObject { row, condition })
+        .await
+        .object()
+    {
         Ok(previous) => {
             if let Some(previous) = previous {
                 release_data(shard, &previous.data).await;
@@ -293,9 +339,16 @@ pub async fn put_object(
     Ok(response)
 }
 
-pub async fn fetch_object(shard: &Rc<Shard>, bucket: &BucketRow, key: &str) -> Result<ObjectRow, S3Error> {
+pub async fn fetch_object(
+    shard: &Rc<Shard>,
+    bucket: &BucketRow,
+    key: &str,
+) -> Result<ObjectRow, S3Error> {
     shard
-        .call(ShardRequest::GetObject { bucket: bucket.id, key: key.to_string() })
+        .call(ShardRequest::GetObject {
+            bucket: bucket.id,
+            key: key.to_string(),
+        })
         .await
         .object()?
         .ok_or(S3Error::NoSuchKey)
@@ -303,24 +356,34 @@ pub async fn fetch_object(shard: &Rc<Shard>, bucket: &BucketRow, key: &str) -> R
 
 /// `Range: bytes=...` against an object of `size` bytes: None for the whole object.
 pub fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     if spec.contains(',') {
         return Ok(None); // several ranges: S3 sends the whole object
     }
-    let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
+    let Some((first, last)) = spec.split_once('-') else {
+        return Ok(None);
+    };
     let (first, last) = (first.trim(), last.trim());
     let range = if first.is_empty() {
-        let Ok(suffix) = last.parse::<u64>() else { return Ok(None) };
+        let Ok(suffix) = last.parse::<u64>() else {
+            return Ok(None);
+        };
         if suffix == 0 {
             return Err(S3Error::InvalidRange);
         }
         (size.saturating_sub(suffix), size)
     } else {
-        let Ok(start) = first.parse::<u64>() else { return Ok(None) };
+        let Ok(start) = first.parse::<u64>() else {
+            return Ok(None);
+        };
         let end = if last.is_empty() {
             size
         } else {
-            let Ok(last) = last.parse::<u64>() else { return Ok(None) };
+            let Ok(last) = last.parse::<u64>() else {
+                return Ok(None);
+            };
             if last < start {
                 return Ok(None);
             }
@@ -335,15 +398,21 @@ pub fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error
 }
 
 fn etag_matches(list: &str, etag: &str) -> bool {
-    list.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.trim_matches('"') == etag.trim_matches('"'))
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t == etag || t.trim_matches('"') == etag.trim_matches('"'))
 }
 
 /// If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, as S3 evaluates them.
 pub fn check_conditions(head: &RequestHead, row: &ObjectRow) -> Result<(), S3Error> {
     let modified_s = row.last_modified_ms / 1000;
-    let date = |v: &str| httpdate::parse_http_date(v).ok().map(|t| {
-        t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-    });
+    let date = |v: &str| {
+        httpdate::parse_http_date(v).ok().map(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        })
+    };
     let if_match = head.header("if-match");
     if let Some(list) = if_match {
         if !etag_matches(list, &row.etag) {
@@ -383,12 +452,16 @@ pub async fn get_object(
     let mut range = (0, size);
     let mut response = Response::new(200);
     if let Some(part) = head.query_param("partNumber") {
-        let number: u32 = part.parse().map_err(|_| S3Error::InvalidArgument("bad partNumber".into()))?;
+        let number: u32 = part
+            .parse()
+            .map_err(|_| S3Error::InvalidArgument("bad partNumber".into()))?;
         let (start, end) = part_range(&row, number)?;
         range = (start, end);
         status = 206;
         let parts = row.parts.len().max(1);
-        response.headers.push(("x-amz-mp-parts-count".into(), parts.to_string()));
+        response
+            .headers
+            .push(("x-amz-mp-parts-count".into(), parts.to_string()));
     } else if let Some(value) = head.header("range") {
         if let Some(r) = parse_range(value, size)? {
             range = r;
@@ -398,13 +471,21 @@ pub async fn get_object(
     response.status = status;
     if status == 206 {
         let content_range = format!("bytes {}-{}/{}", range.0, range.1.saturating_sub(1), size);
-        response.headers.push(("Content-Range".into(), content_range));
+        response
+            .headers
+            .push(("Content-Range".into(), content_range));
     }
     response.headers.push(("ETag".into(), row.etag.clone()));
-    response.headers.push(("Last-Modified".into(), last_modified(row.last_modified_ms)));
-    response.headers.push(("Accept-Ranges".into(), "bytes".into()));
+    response
+        .headers
+        .push(("Last-Modified".into(), last_modified(row.last_modified_ms)));
+    response
+        .headers
+        .push(("Accept-Ranges".into(), "bytes".into()));
     if !row.headers.iter().any(|(n, _)| n == "content-type") {
-        response.headers.push(("Content-Type".into(), "binary/octet-stream".into()));
+        response
+            .headers
+            .push(("Content-Type".into(), "binary/octet-stream".into()));
     }
     for (name, value) in &row.headers {
         response.headers.push((name.clone(), value.clone()));
@@ -412,7 +493,9 @@ pub async fn get_object(
     let whole = range == (0, size) && status == 200;
     if let (Some(c), Some("ENABLED")) = (&row.checksum, head.header("x-amz-checksum-mode")) {
         if whole {
-            response.headers.push((checksum::header_name(c.algorithm).into(), c.base64.clone()));
+            response
+                .headers
+                .push((checksum::header_name(c.algorithm).into(), c.base64.clone()));
         }
     }
     for (param, header) in [
@@ -424,14 +507,22 @@ pub async fn get_object(
         ("response-content-encoding", "content-encoding"),
     ] {
         if let Some(value) = head.query_param(param) {
-            response.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(header));
+            response
+                .headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case(header));
             response.headers.push((header.into(), value.into()));
         }
     }
     response.body = if head.method == "HEAD" {
-        ResponseBody::HeadOnly { content_length: range.1 - range.0 }
+        ResponseBody::HeadOnly {
+            content_length: range.1 - range.0,
+        }
     } else {
-        ResponseBody::Object(ObjectBody { data: row.data, start: range.0, end: range.1 })
+        ResponseBody::Object(ObjectBody {
+            data: row.data,
+            start: range.0,
+            end: range.1,
+        })
     };
     Ok(response)
 }
@@ -439,7 +530,11 @@ pub async fn get_object(
 /// The byte range of part `number` of an object.
 fn part_range(row: &ObjectRow, number: u32) -> Result<(u64, u64), S3Error> {
     if row.parts.is_empty() {
-        return if number == 1 { Ok((0, row.bytes)) } else { Err(S3Error::InvalidPartNumber) };
+        return if number == 1 {
+            Ok((0, row.bytes))
+        } else {
+            Err(S3Error::InvalidPartNumber)
+        };
     }
     let mut start = 0;
     for part in &row.parts {
@@ -477,7 +572,11 @@ impl ObjectBody {
             let to = self.end.min(block_end);
             let mut offset = from;
             while offset < to {
-                let piece_max = if pieces.is_empty() { FIRST_READ_PIECE_BYTES } else { READ_PIECE_BYTES };
+                let piece_max = if pieces.is_empty() {
+                    FIRST_READ_PIECE_BYTES
+                } else {
+                    READ_PIECE_BYTES
+                };
                 let len = (to - offset).min(u64::from(piece_max));
                 pieces.push((block.hash, (offset - block_start) as u32, len as u32));
                 offset += len;
@@ -495,14 +594,19 @@ impl ObjectBody {
     pub async fn stream_to(self, shard: &Rc<Shard>, io: &mut ConnIo) -> io::Result<()> {
         let blocks = match &self.data {
             ObjectData::Inline(bytes) => {
-                return io.write_all(&bytes[self.start as usize..self.end as usize]).await;
+                return io
+                    .write_all(&bytes[self.start as usize..self.end as usize])
+                    .await;
             }
             ObjectData::Blocks(blocks) => blocks,
         };
         let fetch = |(hash, offset, len): (BlockHash, u32, u32)| {
             let shard = Rc::clone(shard);
             glommio::spawn_local(async move {
-                shard.call(ShardRequest::ReadBlock { hash, offset, len }).await.block()
+                shard
+                    .call(ShardRequest::ReadBlock { hash, offset, len })
+                    .await
+                    .block()
             })
             .detach()
         };
@@ -520,9 +624,16 @@ impl ObjectBody {
     }
 }
 
-pub async fn delete_object(shard: &Rc<Shard>, bucket: &BucketRow, key: &str) -> Result<Response, S3Error> {
+pub async fn delete_object(
+    shard: &Rc<Shard>,
+    bucket: &BucketRow,
+    key: &str,
+) -> Result<Response, S3Error> {
     let removed = shard
-        .call(ShardRequest::DeleteObject { bucket: bucket.id, key: key.to_string() })
+        .call(ShardRequest::DeleteObject {
+            bucket: bucket.id,
+            key: key.to_string(),
+        })
         .await
         .object()?;
     if let Some(row) = removed {
@@ -531,7 +642,11 @@ pub async fn delete_object(shard: &Rc<Shard>, bucket: &BucketRow, key: &str) -> 
     Ok(Response::new(204))
 }
 
-pub async fn delete_objects(shard: &Rc<Shard>, bucket: &BucketRow, body: &[u8]) -> Result<Response, S3Error> {
+pub async fn delete_objects(
+    shard: &Rc<Shard>,
+    bucket: &BucketRow,
+    body: &[u8],
+) -> Result<Response, S3Error> {
     let request = xml::parse_delete(body)?;
     if request.objects.len() > 1000 {
         return Err(S3Error::MalformedXML);
@@ -558,11 +673,16 @@ pub async fn delete_objects(shard: &Rc<Shard>, bucket: &BucketRow, body: &[u8]) 
 /// `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded.
 pub fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
     let value = value.split_once('?').map_or(value, |(path, _)| path);
-    let decoded = http::uri_decode(value).map_err(|_| S3Error::InvalidArgument("bad x-amz-copy-source".into()))?;
+    let decoded = http::uri_decode(value)
+        .map_err(|_| S3Error::InvalidArgument("bad x-amz-copy-source".into()))?;
     let decoded = decoded.strip_prefix('/').unwrap_or(&decoded);
     match decoded.split_once('/') {
-        Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok((bucket.into(), key.into())),
-        _ => Err(S3Error::InvalidArgument("x-amz-copy-source must be bucket/key".into())),
+        Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+            Ok((bucket.into(), key.into()))
+        }
+        _ => Err(S3Error::InvalidArgument(
+            "x-amz-copy-source must be bucket/key".into(),
+        )),
     }
 }
 
@@ -573,14 +693,19 @@ pub async fn copy_object(
     bucket: &BucketRow,
     key: &str,
 ) -> Result<Response, S3Error> {
-    let (source_bucket, source_key) = parse_copy_source(head.header("x-amz-copy-source").unwrap_or(""))?;
+    let (source_bucket, source_key) =
+        parse_copy_source(head.header("x-amz-copy-source").unwrap_or(""))?;
     let source_bucket = router::lookup_bucket(shard, &source_bucket)?;
     check(caller, &source_bucket, Need::Read)?;
     let source = fetch_object(shard, &source_bucket, &source_key).await?;
     let replace = match head.header("x-amz-metadata-directive") {
         None | Some("COPY") => false,
         Some("REPLACE") => true,
-        Some(other) => return Err(S3Error::InvalidArgument(format!("bad metadata directive {other}"))),
+        Some(other) => {
+            return Err(S3Error::InvalidArgument(format!(
+                "bad metadata directive {other}"
+            )))
+        }
     };
     if !replace && source_bucket.id == bucket.id && source_key == key {
         return Err(S3Error::InvalidRequest(
@@ -591,23 +716,46 @@ pub async fn copy_object(
     if let ObjectData::Blocks(blocks) = &source.data {
         for block in blocks {
             let data = shard
-                .call(ShardRequest::ReadBlock { hash: block.hash, offset: 0, len: block.bytes })
+                .call(ShardRequest::ReadBlock {
+                    hash: block.hash,
+                    offset: 0,
+                    len: block.bytes,
+                })
                 .await
                 .block()?;
-            shard.call(ShardRequest::PutBlock { hash: block.hash, data }).await.done()?;
+            shard
+                .call(ShardRequest::PutBlock {
+                    hash: block.hash,
+                    data,
+                })
+                .await
+                .done()?;
         }
     }
     let now = now_ms();
     let row = ObjectRow {
         bucket: bucket.id,
         key: key.to_string(),
-        stamp: Stamp { time_ms: now, node: shard.node_id },
+        stamp: Stamp {
+            time_ms: now,
+            node: shard.node_id,
+        },
         last_modified_ms: now,
-        headers: if replace { stored_headers(head)? } else { source.headers.clone() },
+        headers: if replace {
+            stored_headers(head)?
+        } else {
+            source.headers.clone()
+        },
         ..source
     };
     let etag = row.etag.clone();
-    let previous = shard.call(ShardRequest::PutObject { row, condition: None }).await.object()?;
+    let previous = shard
+        .call(ShardRequest::PutObject {
+            row,
+            condition: None,
+        })
+        .await
+        .object()?;
     if let Some(previous) = previous {
         release_data(shard, &previous.data).await;
     }

@@ -36,10 +36,15 @@ pub fn error_response(error: &S3Error, resource: &str, rid: &str, head_only: boo
     let mut response = if head_only || status == 304 {
         Response::new(status)
     } else {
-        Response::xml(status, xml::error_xml(error.code(), &error.message(), resource, rid, &[]))
+        Response::xml(
+            status,
+            xml::error_xml(error.code(), &error.message(), resource, rid, &[]),
+        )
     };
     if let S3Error::MethodNotAllowed = error {
-        response.headers.push(("Allow".into(), "GET, PUT, HEAD, POST, DELETE".into()));
+        response
+            .headers
+            .push(("Allow".into(), "GET, PUT, HEAD, POST, DELETE".into()));
     }
     response
 }
@@ -72,7 +77,13 @@ fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Caller, S3Error> {
             .cloned()
             .ok_or(S3Error::InvalidAccessKeyId)?;
         let vhost = vhost_bucket(shard, head);
-        sigv2::verify(&input, vhost.as_deref(), &presigned, &key.secret_access_key, now_s)?;
+        sigv2::verify(
+            &input,
+            vhost.as_deref(),
+            &presigned,
+            &key.secret_access_key,
+            now_s,
+        )?;
         let verified = Verified {
             access_key_id: key.access_key_id.clone(),
             signing_key: [0; 32],
@@ -84,7 +95,9 @@ fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Caller, S3Error> {
         return Ok(Caller { key, verified });
     }
     let Some(parsed) = sigv4::parse(&input)? else {
-        return Err(S3Error::AccessDenied("anonymous access is not allowed here".into()));
+        return Err(S3Error::AccessDenied(
+            "anonymous access is not allowed here".into(),
+        ));
     };
     let key = shard
         .global
@@ -101,7 +114,9 @@ fn vhost_bucket(shard: &Shard, head: &RequestHead) -> Option<String> {
     let root = shard.config.s3_root_domain.as_ref()?;
     let host = head.header("host")?;
     let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    host.strip_suffix(root.as_str()).and_then(|b| b.strip_suffix('.')).map(str::to_string)
+    host.strip_suffix(root.as_str())
+        .and_then(|b| b.strip_suffix('.'))
+        .map(str::to_string)
 }
 
 /// Bucket and key named by the request, from the Host header (virtual-host style under
@@ -153,20 +168,33 @@ pub fn check(caller: &Caller, bucket: &BucketRow, need: Need) -> Result<(), S3Er
 
 /// The owner shown in listings: the first key with owner rights on the bucket.
 pub fn bucket_owner(bucket: &BucketRow) -> xml::Owner {
-    let id = bucket.grants.iter().find(|(_, p)| p.owner).map(|(id, _)| id.clone());
+    let id = bucket
+        .grants
+        .iter()
+        .find(|(_, p)| p.owner)
+        .map(|(id, _)| id.clone());
     let id = id.unwrap_or_default();
-    xml::Owner { display_name: id.clone(), id }
+    xml::Owner {
+        display_name: id.clone(),
+        id,
+    }
 }
 
 pub fn lookup_bucket(shard: &Shard, name: &str) -> Result<BucketRow, S3Error> {
-    shard.global.borrow().bucket(name).cloned().ok_or(S3Error::NoSuchBucket)
+    shard
+        .global
+        .borrow()
+        .bucket(name)
+        .cloned()
+        .ok_or(S3Error::NoSuchBucket)
 }
 
 /// Sets up the body's decoding for the payload mode the signature declared.
 pub fn prepare_body(body: &mut Body<'_>, head: &RequestHead, caller: &Caller) {
-    let aws_chunked = head
-        .header("content-encoding")
-        .is_some_and(|e| e.split(',').any(|p| p.trim().eq_ignore_ascii_case("aws-chunked")));
+    let aws_chunked = head.header("content-encoding").is_some_and(|e| {
+        e.split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case("aws-chunked"))
+    });
     match caller.payload() {
         PayloadMode::StreamingSigned | PayloadMode::StreamingSignedTrailer => {
             body.enable_aws_chunked(Some(sigv4::ChunkVerifier::new(&caller.verified)));
@@ -227,7 +255,9 @@ pub async fn handle(
                 return Err(S3Error::KeyTooLongError);
             }
             if key.contains('\0') {
-                return Err(S3Error::InvalidArgument("object keys may not contain NUL".into()));
+                return Err(S3Error::InvalidArgument(
+                    "object keys may not contain NUL".into(),
+                ));
             }
             let row = lookup_bucket(shard, &bucket)?;
             object_op(shard, head, body, &caller, &row, key).await
@@ -238,14 +268,39 @@ pub async fn handle(
 /// Subresources Granary does not implement yet: answered with NotImplemented, never
 /// mistaken for a plain GET or PUT.
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "acl", "analytics", "accelerate", "cors", "encryption", "intelligent-tiering", "inventory",
-    "lifecycle", "logging", "metrics", "notification", "object-lock", "ownershipControls",
-    "policy", "policyStatus", "publicAccessBlock", "replication", "requestPayment", "retention",
-    "legal-hold", "restore", "select", "tagging", "torrent", "website", "attributes",
+    "acl",
+    "analytics",
+    "accelerate",
+    "cors",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "retention",
+    "legal-hold",
+    "restore",
+    "select",
+    "tagging",
+    "torrent",
+    "website",
+    "attributes",
 ];
 
 fn unsupported(head: &RequestHead) -> Option<&'static str> {
-    UNSUPPORTED_SUBRESOURCES.iter().copied().find(|s| head.has_query(s))
+    UNSUPPORTED_SUBRESOURCES
+        .iter()
+        .copied()
+        .find(|s| head.has_query(s))
 }
 
 async fn bucket_op(
@@ -256,7 +311,9 @@ async fn bucket_op(
     bucket: &str,
 ) -> Result<Response, S3Error> {
     if let Some(sub) = unsupported(head) {
-        return Err(S3Error::NotImplemented(format!("bucket subresource ?{sub}")));
+        return Err(S3Error::NotImplemented(format!(
+            "bucket subresource ?{sub}"
+        )));
     }
     match head.method.as_str() {
         "PUT" if head.has_query("versioning") => {
@@ -274,7 +331,11 @@ async fn bucket_op(
             check(caller, &row, Need::Read)?;
             if head.has_query("location") {
                 let region = &shard.config.s3_region;
-                let text = if region == "us-east-1" { "" } else { region.as_str() };
+                let text = if region == "us-east-1" {
+                    ""
+                } else {
+                    region.as_str()
+                };
                 Ok(Response::xml(200, xml::location_constraint_xml(text)))
             } else if head.has_query("versioning") {
                 Ok(Response::xml(200, xml::versioning_xml(None)))
@@ -292,7 +353,9 @@ async fn bucket_op(
             let xml_body = read_small_body(body, head, caller).await?;
             objects::delete_objects(shard, &row, &xml_body).await
         }
-        "POST" => Err(S3Error::NotImplemented("POST on a bucket (form uploads)".into())),
+        "POST" => Err(S3Error::NotImplemented(
+            "POST on a bucket (form uploads)".into(),
+        )),
         _ => Err(S3Error::MethodNotAllowed),
     }
 }
@@ -306,7 +369,9 @@ async fn object_op(
     key: &str,
 ) -> Result<Response, S3Error> {
     if let Some(sub) = unsupported(head) {
-        return Err(S3Error::NotImplemented(format!("object subresource ?{sub}")));
+        return Err(S3Error::NotImplemented(format!(
+            "object subresource ?{sub}"
+        )));
     }
     let upload_id = head.query_param("uploadId");
     match head.method.as_str() {
@@ -328,7 +393,9 @@ async fn object_op(
                 return objects::copy_object(shard, head, caller, bucket, key).await;
             }
             match upload_id {
-                Some(id) => multipart::upload_part(shard, head, body, caller, bucket, key, id).await,
+                Some(id) => {
+                    multipart::upload_part(shard, head, body, caller, bucket, key, id).await
+                }
                 None => objects::put_object(shard, head, body, caller, bucket, key).await,
             }
         }
@@ -347,7 +414,9 @@ async fn object_op(
                 let xml_body = read_small_body(body, head, caller).await?;
                 multipart::complete(shard, head, bucket, key, id, &xml_body).await
             } else {
-                Err(S3Error::InvalidRequest("POST on an object needs ?uploads or ?uploadId".into()))
+                Err(S3Error::InvalidRequest(
+                    "POST on an object needs ?uploads or ?uploadId".into(),
+                ))
             }
         }
         _ => Err(S3Error::MethodNotAllowed),
@@ -359,9 +428,14 @@ fn list_buckets(shard: &Shard, caller: &Caller) -> Result<Response, S3Error> {
     let buckets: Vec<xml::BucketEntry> = global
         .buckets()
         .filter(|b| {
-            b.grants.iter().any(|(id, p)| *id == caller.key.access_key_id && (p.read || p.owner))
+            b.grants
+                .iter()
+                .any(|(id, p)| *id == caller.key.access_key_id && (p.read || p.owner))
         })
-        .map(|b| xml::BucketEntry { name: b.name.clone(), creation_ms: b.created_ms })
+        .map(|b| xml::BucketEntry {
+            name: b.name.clone(),
+            creation_ms: b.created_ms,
+        })
         .collect();
     let owner = xml::Owner {
         id: caller.key.access_key_id.clone(),
@@ -374,7 +448,9 @@ fn list_buckets(shard: &Shard, caller: &Caller) -> Result<Response, S3Error> {
 pub fn valid_bucket_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     (3..=63).contains(&bytes.len())
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(b))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(b))
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
         && !name.contains("..")
@@ -394,7 +470,10 @@ async fn create_bucket(
     let config = read_small_body(body, head, caller).await?;
     xml::parse_create_bucket_configuration(&config)?;
     if let Some(existing) = shard.global.borrow().bucket(name) {
-        let ours = existing.grants.iter().any(|(id, p)| *id == caller.key.access_key_id && p.owner);
+        let ours = existing
+            .grants
+            .iter()
+            .any(|(id, p)| *id == caller.key.access_key_id && p.owner);
         return Err(if ours {
             S3Error::BucketAlreadyOwnedByYou
         } else {
@@ -402,24 +481,41 @@ async fn create_bucket(
         });
     }
     if !caller.key.create_bucket {
-        return Err(S3Error::AccessDenied("this key may not create buckets".into()));
+        return Err(S3Error::AccessDenied(
+            "this key may not create buckets".into(),
+        ));
     }
     let row = BucketRow {
         id: BucketId(rand::random()),
         name: name.to_string(),
         created_ms: now_ms(),
-        stamp: Stamp { time_ms: now_ms(), node: shard.node_id },
+        stamp: Stamp {
+            time_ms: now_ms(),
+            node: shard.node_id,
+        },
         deleted: false,
         grants: vec![(
             caller.key.access_key_id.clone(),
-            Permissions { read: true, write: true, owner: true },
+            Permissions {
+                read: true,
+                write: true,
+                owner: true,
+            },
         )],
     };
-    shard.call(ShardRequest::PutBucket { row }).await.done().map_err(S3Error::from)?;
+    shard
+        .call(ShardRequest::PutBucket { row })
+        .await
+        .done()
+        .map_err(S3Error::from)?;
     Ok(Response::new(200).header("Location", format!("/{name}")))
 }
 
-async fn delete_bucket(shard: &Rc<Shard>, caller: &Caller, name: &str) -> Result<Response, S3Error> {
+async fn delete_bucket(
+    shard: &Rc<Shard>,
+    caller: &Caller,
+    name: &str,
+) -> Result<Response, S3Error> {
     let mut row = lookup_bucket(shard, name)?;
     check(caller, &row, Need::Owner)?;
     for s in 0..shard.shards {
@@ -433,7 +529,14 @@ async fn delete_bucket(shard: &Rc<Shard>, caller: &Caller, name: &str) -> Result
         }
     }
     row.deleted = true;
-    row.stamp = Stamp { time_ms: now_ms().max(row.stamp.time_ms + 1), node: shard.node_id };
-    shard.call(ShardRequest::PutBucket { row }).await.done().map_err(S3Error::from)?;
+    row.stamp = Stamp {
+        time_ms: now_ms().max(row.stamp.time_ms + 1),
+        node: shard.node_id,
+    };
+    shard
+        .call(ShardRequest::PutBucket { row })
+        .await
+        .done()
+        .map_err(S3Error::from)?;
     Ok(Response::new(204))
 }

@@ -17,26 +17,83 @@ pub enum WriteCondition {
 
 #[derive(Debug)]
 pub enum ShardRequest {
-    PutBlock { hash: BlockHash, data: Vec<u8> },
-    ReadBlock { hash: BlockHash, offset: u32, len: u32 },
-    DecrefBlock { hash: BlockHash },
-    GetObject { bucket: BucketId, key: String },
-    PutObject { row: ObjectRow, condition: Option<WriteCondition> },
-    DeleteObject { bucket: BucketId, key: String },
-    ListObjects { bucket: BucketId, prefix: String, start_after: String, limit: usize },
-    BucketHasObjects { bucket: BucketId },
-    PutUpload { row: UploadRow },
-    GetUpload { bucket: BucketId, key: String, upload_id: String },
+    PutBlock {
+        hash: BlockHash,
+        data: Vec<u8>,
+    },
+    ReadBlock {
+        hash: BlockHash,
+        offset: u32,
+        len: u32,
+    },
+    DecrefBlock {
+        hash: BlockHash,
+    },
+    GetObject {
+        bucket: BucketId,
+        key: String,
+    },
+    PutObject {
+        row: ObjectRow,
+        condition: Option<WriteCondition>,
+    },
+    DeleteObject {
+        bucket: BucketId,
+        key: String,
+    },
+    ListObjects {
+        bucket: BucketId,
+        prefix: String,
+        start_after: String,
+        limit: usize,
+    },
+    BucketHasObjects {
+        bucket: BucketId,
+    },
+    PutUpload {
+        row: UploadRow,
+    },
+    GetUpload {
+        bucket: BucketId,
+        key: String,
+        upload_id: String,
+    },
     /// Removes the upload and its parts; answers with the parts removed.
-    DeleteUpload { bucket: BucketId, key: String, upload_id: String },
-    ListUploads { bucket: BucketId, prefix: String, key_marker: String, limit: usize },
-    PutPart { bucket: BucketId, key: String, row: PartRow },
-    ListParts { bucket: BucketId, key: String, upload_id: String, after: u32, limit: usize },
+    DeleteUpload {
+        bucket: BucketId,
+        key: String,
+        upload_id: String,
+    },
+    ListUploads {
+        bucket: BucketId,
+        prefix: String,
+        key_marker: String,
+        limit: usize,
+    },
+    PutPart {
+        bucket: BucketId,
+        key: String,
+        row: PartRow,
+    },
+    ListParts {
+        bucket: BucketId,
+        key: String,
+        upload_id: String,
+        after: u32,
+        limit: usize,
+    },
     /// Global tables, kept by shard 0 and copied to every shard.
-    PutBucket { row: BucketRow },
-    PutKey { row: KeyRow },
+    PutBucket {
+        row: BucketRow,
+    },
+    PutKey {
+        row: KeyRow,
+    },
     GlobalSnapshot,
-    GlobalUpdate { buckets: Vec<BucketRow>, keys: Vec<KeyRow> },
+    GlobalUpdate {
+        buckets: Vec<BucketRow>,
+        keys: Vec<KeyRow>,
+    },
 }
 
 impl ShardRequest {
@@ -91,7 +148,10 @@ pub enum ShardResponse {
     Uploads(ShardResult<Vec<UploadRow>>),
     Part(ShardResult<Option<PartRow>>),
     Parts(ShardResult<Vec<PartRow>>),
-    Global { buckets: Vec<BucketRow>, keys: Vec<KeyRow> },
+    Global {
+        buckets: Vec<BucketRow>,
+        keys: Vec<KeyRow>,
+    },
 }
 
 macro_rules! expect_variant {
@@ -99,7 +159,10 @@ macro_rules! expect_variant {
         pub fn $name(self) -> $ty {
             match self {
                 Self::$variant(v) => v,
-                other => panic!("shard answered {other:?} to a request expecting {}", stringify!($variant)),
+                other => panic!(
+                    "shard answered {other:?} to a request expecting {}",
+                    stringify!($variant)
+                ),
             }
         }
     };
@@ -122,7 +185,9 @@ impl From<ShardError> for crate::s3::error::S3Error {
         use crate::s3::error::S3Error;
         match e {
             ShardError::PreconditionFailed => S3Error::PreconditionFailed,
-            ShardError::BlockUnavailable(m) => S3Error::InternalError(format!("block unavailable: {m}")),
+            ShardError::BlockUnavailable(m) => {
+                S3Error::InternalError(format!("block unavailable: {m}"))
+            }
             ShardError::Storage(m) => S3Error::InternalError(m),
         }
     }
