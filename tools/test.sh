@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the tests need, builds, runs the Rust tests, then the
-# client integration tests (AWS CLI, boto3, s3cmd, rclone) against the release binary.
+# client integration tests (AWS CLI, boto3, s3cmd, rclone) against the binary just built.
+# It builds once, in the dev profile (dependencies fully optimized, debug assertions on:
+# stricter than release); PROFILE=release tests the release binary instead.
 # Extra arguments go to pytest, e.g.  tools/test.sh -k boto3 -x
 set -euo pipefail
 
@@ -12,13 +14,17 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing test dependencies (tools/install-test-deps.sh)"
 tools/install-test-deps.sh
 
-step "cargo build --release"
-cargo build --release
+PROFILE="${PROFILE:-dev}"
+TARGET_SUBDIR=debug
+[ "$PROFILE" = release ] && TARGET_SUBDIR=release
 
-step "cargo test --release"
-cargo test --release
+step "cargo build --profile $PROFILE"
+cargo build --profile "$PROFILE"
 
-export GRANARY_BIN="${GRANARY_BIN:-$ROOT/target/release/granary}"
+step "cargo test --profile $PROFILE"
+cargo test --profile "$PROFILE"
+
+export GRANARY_BIN="${GRANARY_BIN:-$ROOT/target/$TARGET_SUBDIR/granary}"
 step "client integration tests: pytest tests/clients (GRANARY_BIN=$GRANARY_BIN)"
 .venv/bin/pytest tests/clients -q "$@"
 

@@ -172,11 +172,11 @@ class GranaryServer:
         )
 
 
-def granary_binary():
-    binary = Path(os.environ.get("GRANARY_BIN", REPO / "target" / "release" / "granary"))
+def granary_binary_path():
+    binary = Path(os.environ.get("GRANARY_BIN", REPO / "target" / "debug" / "granary"))
     if not binary.exists():
         pytest.exit(
-            f"granary binary not found at {binary}: run `cargo build --release` "
+            f"granary binary not found at {binary}: run `cargo build` "
             "or set GRANARY_BIN",
             returncode=2,
         )
@@ -188,7 +188,7 @@ _SERVERS = []
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    srv = GranaryServer(granary_binary(), tmp_path_factory.mktemp("granary"))
+    srv = GranaryServer(granary_binary_path(), tmp_path_factory.mktemp("granary"))
     _SERVERS.append(srv)
     srv.start()
     yield srv
