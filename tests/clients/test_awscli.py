@@ -54,6 +54,19 @@ def test_aws_s3_cp_recursive_round_trips_every_size(aws, s3, bucket, size_tree, 
     assert tree_hashes(down) == tree_hashes(size_tree)
 
 
+def test_aws_s3_cp_recursive_of_an_empty_file_beside_a_multipart_file(aws, s3, bucket, tmp_path):
+    # The smallest tree that mixes a 0-byte upload (Expect: 100-continue with no body) with
+    # a multipart upload on the CLI's pooled keep-alive connections.
+    src = tmp_path / "src"
+    write_random_file(src / "empty", 0)
+    write_random_file(src / "big", 3 * AWS_CLI_CHUNK)
+    aws("s3", "cp", "--recursive", "--only-show-errors", src, f"s3://{bucket}/mix/")
+    check_etags(s3, bucket, "mix/", src)
+    down = tmp_path / "down"
+    aws("s3", "cp", "--recursive", "--only-show-errors", f"s3://{bucket}/mix/", down)
+    assert tree_hashes(down) == tree_hashes(src)
+
+
 @pytest.mark.slow
 def test_aws_s3_sync_uploads_once_and_downloads_identical_tree(
     aws, s3, bucket, size_tree, tmp_path
