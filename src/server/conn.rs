@@ -89,6 +89,8 @@ struct AwsLayer {
     chunk_hash: Sha256,
     chunk_signature: Option<String>,
     trailer_signature: Option<String>,
+    /// The payload mode signs its trailer: a missing trailer signature is refused.
+    trailer_signature_required: bool,
     done: bool,
 }
 
@@ -121,8 +123,9 @@ impl<'c> Body<'c> {
         }
     }
 
-    /// Decodes `Content-Encoding: aws-chunked` on top of the transfer framing.
-    pub fn enable_aws_chunked(&mut self, verifier: Option<ChunkVerifier>) {
+    /// Decodes `Content-Encoding: aws-chunked` on top of the transfer framing; with a
+    /// verifier, every chunk signature (and with `signed_trailer` the trailer's) is checked.
+    pub fn enable_aws_chunked(&mut self, verifier: Option<ChunkVerifier>, signed_trailer: bool) {
         self.aws = Some(AwsLayer {
             decoder: AwsChunkedDecoder::new(),
             pending: Vec::new(),
@@ -131,6 +134,7 @@ impl<'c> Body<'c> {
             chunk_hash: Sha256::new(),
             chunk_signature: None,
             trailer_signature: None,
+            trailer_signature_required: signed_trailer,
             done: false,
         });
     }
@@ -307,14 +311,27 @@ impl<'c> Body<'c> {
                 }
             }
             if ended {
-                if let (Some(verifier), Some(signature)) =
-                    (aws.verifier.as_mut(), aws.trailer_signature.take())
-                {
-                    let mut canonical = Vec::new();
-                    for (name, value) in &self.trailers {
-                        canonical.extend_from_slice(format!("{name}:{value}\n").as_bytes());
+                if let Some(verifier) = aws.verifier.as_mut() {
+                    match aws.trailer_signature.take() {
+                        Some(signature) => {
+                            let mut canonical = Vec::new();
+                            for (name, value) in &self.trailers {
+                                canonical.extend_from_slice(format!("{name}:{value}\n").as_bytes());
+                            }
+                            verifier.verify_trailer(&canonical, &signature)?;
+                        }
+                        None if aws.trailer_signature_required => {
+                            return Err(S3Error::SignatureDoesNotMatch);
+                        }
+                        None => {}
                     }
-                    verifier.verify_trailer(&canonical, &signature)?;
+                }
+                // Nothing but line ends may follow the end of the payload.
+                let unread = &aws.pending[aws.pending_pos..];
+                if !unread.iter().all(|b| b.is_ascii_whitespace()) {
+                    return Err(S3Error::InvalidRequest(
+                        "bytes after the end of the aws-chunked body".into(),
+                    ));
                 }
                 aws.done = true;
                 // The framing may still hold its own end (HTTP chunked's last chunk).

@@ -196,12 +196,15 @@ pub fn prepare_body(body: &mut Body<'_>, head: &RequestHead, caller: &Caller) {
             .any(|p| p.trim().eq_ignore_ascii_case("aws-chunked"))
     });
     match caller.payload() {
-        PayloadMode::StreamingSigned | PayloadMode::StreamingSignedTrailer => {
-            body.enable_aws_chunked(Some(sigv4::ChunkVerifier::new(&caller.verified)));
+        PayloadMode::StreamingSigned => {
+            body.enable_aws_chunked(Some(sigv4::ChunkVerifier::new(&caller.verified)), false);
         }
-        PayloadMode::StreamingUnsignedTrailer => body.enable_aws_chunked(None),
+        PayloadMode::StreamingSignedTrailer => {
+            body.enable_aws_chunked(Some(sigv4::ChunkVerifier::new(&caller.verified)), true);
+        }
+        PayloadMode::StreamingUnsignedTrailer => body.enable_aws_chunked(None, false),
         PayloadMode::UnsignedPayload | PayloadMode::Sha256(_) if aws_chunked => {
-            body.enable_aws_chunked(None);
+            body.enable_aws_chunked(None, false);
         }
         PayloadMode::UnsignedPayload | PayloadMode::Sha256(_) => {}
     }

@@ -101,3 +101,11 @@ def crc32c(data):
 def crc64nvme(data):
     """CRC-64/NVME, as S3's x-amz-checksum-crc64nvme; pure Python, small inputs only."""
     return _crc(data, _CRC64NVME_TABLE, 0xFFFFFFFFFFFFFFFF)
+
+
+def error_code_from_xml(body):
+    """The <Code> of an S3 XML error body (bytes), or None."""
+    import re
+
+    m = re.search(rb"<Code>([^<]*)</Code>", body)
+    return m.group(1).decode() if m else None
