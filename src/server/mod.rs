@@ -201,8 +201,9 @@ impl Shard {
     }
 }
 
-fn etags_equal(a: &str, b: &str) -> bool {
-    a.trim_matches('"') == b.trim().trim_matches('"')
+/// Two ETags name the same content, with or without their quotes.
+pub fn etags_equal(a: &str, b: &str) -> bool {
+    a.trim().trim_matches('"') == b.trim().trim_matches('"')
 }
 
 use crate::meta::types::{BucketId, ObjectRow};

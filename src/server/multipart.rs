@@ -5,9 +5,9 @@
 use std::rc::Rc;
 
 use super::conn::{Body, Response};
-use super::objects::{ingest, release_blocks, release_data, stored_headers};
+use super::objects::{self, ingest, release_blocks, release_data, stored_headers};
 use super::router::Caller;
-use super::shard_api::{ShardRequest, WriteCondition};
+use super::shard_api::ShardRequest;
 use super::{now_ms, Shard};
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
@@ -179,7 +179,7 @@ pub async fn complete(
         previous = part.part_number;
         let found = stored
             .iter()
-            .find(|p| p.number == part.part_number && same_etag(&p.etag, &part.etag))
+            .find(|p| p.number == part.part_number && super::etags_equal(&p.etag, &part.etag))
             .ok_or(S3Error::InvalidPart)?;
         chosen.push(found);
     }
@@ -236,12 +236,7 @@ pub async fn complete(
         parts,
         data: ObjectData::Blocks(blocks),
     };
-    let condition = match head.header("if-none-match") {
-        Some(v) if v.trim() == "*" => Some(WriteCondition::Absent),
-        _ => head
-            .header("if-match")
-            .map(|v| WriteCondition::EtagMatches(v.trim().into())),
-    };
+    let condition = objects::write_condition(head)?;
     let replaced = shard
         .call(ShardRequest::PutObject { row, condition })
         .await
@@ -285,10 +280,6 @@ pub async fn complete(
         200,
         xml::complete_multipart_upload_xml(&result),
     ))
-}
-
-fn same_etag(a: &str, b: &str) -> bool {
-    a.trim_matches('"') == b.trim().trim_matches('"')
 }
 
 pub async fn abort(

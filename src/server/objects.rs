@@ -274,7 +274,8 @@ pub fn stored_headers(head: &RequestHead) -> Result<Vec<(String, String)>, S3Err
     Ok(out)
 }
 
-fn write_condition(head: &RequestHead) -> Result<Option<WriteCondition>, S3Error> {
+/// The condition of a conditional write: `If-None-Match: *` or `If-Match: <etag>`.
+pub fn write_condition(head: &RequestHead) -> Result<Option<WriteCondition>, S3Error> {
     if let Some(v) = head.header("if-none-match") {
         if v.trim() == "*" {
             return Ok(Some(WriteCondition::Absent));
@@ -399,8 +400,7 @@ pub fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error
 
 fn etag_matches(list: &str, etag: &str) -> bool {
     list.split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || t == etag || t.trim_matches('"') == etag.trim_matches('"'))
+        .any(|t| t.trim() == "*" || super::etags_equal(t, etag))
 }
 
 /// If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, as S3 evaluates them.
