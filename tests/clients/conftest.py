@@ -57,6 +57,10 @@ for _k in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOI
 # --------------------------------------------------------------------------- server
 
 
+# Virtual-host-style requests name their bucket as `<bucket>.s3.granary.test` in Host.
+ROOT_DOMAIN = "s3.granary.test"
+
+
 class GranaryServer:
     """A `granary server` child process with its data dir, ports and root key."""
 
@@ -88,6 +92,8 @@ class GranaryServer:
             f"127.0.0.1:{self.admin_port}",
             "--shards",
             "2",
+            "--s3-root-domain",
+            ROOT_DOMAIN,
         ]
 
     def start(self):
