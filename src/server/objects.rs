@@ -388,7 +388,7 @@ pub fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error
             if last < start {
                 return Ok(None);
             }
-            (last + 1).min(size)
+            last.saturating_add(1).min(size)
         };
         if start >= size {
             return Err(S3Error::InvalidRange);
@@ -760,4 +760,29 @@ pub async fn copy_object(
         release_data(shard, &previous.data).await;
     }
     Ok(Response::xml(200, xml::copy_object_xml(&etag, now, &[])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_parse_as_s3_reads_them() {
+        assert_eq!(parse_range("bytes=0-9", 100).unwrap(), Some((0, 10)));
+        assert_eq!(parse_range("bytes=90-", 100).unwrap(), Some((90, 100)));
+        assert_eq!(parse_range("bytes=-5", 100).unwrap(), Some((95, 100)));
+        assert_eq!(parse_range("bytes=-500", 100).unwrap(), Some((0, 100)));
+        assert_eq!(parse_range("bytes=50-1000", 100).unwrap(), Some((50, 100)));
+        assert_eq!(
+            parse_range("bytes=0-18446744073709551615", 100).unwrap(),
+            Some((0, 100))
+        );
+        // Unsatisfiable: 416. Unparseable or several ranges: the whole object.
+        assert!(parse_range("bytes=100-", 100).is_err());
+        assert!(parse_range("bytes=-0", 100).is_err());
+        assert_eq!(parse_range("bytes=9-1", 100).unwrap(), None);
+        assert_eq!(parse_range("bytes=a-b", 100).unwrap(), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100).unwrap(), None);
+        assert_eq!(parse_range("items=0-1", 100).unwrap(), None);
+    }
 }
