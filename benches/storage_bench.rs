@@ -100,7 +100,7 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
     // Pre-generate the blocks (unique, hashed) outside the timed section: hashing is the
     // server's job while the bytes arrive.
     let max_ops = match w {
-        Workload::Blocks1M => ((secs * 2500.0) as usize).clamp(256, 2500),
+        Workload::Blocks1M => ((secs * 2500.0) as usize).clamp(256, 2000),
         Workload::Inline100 => 2_000_000,
     };
     let blocks: Vec<(BlockHash, Vec<u8>)> = if w == Workload::Blocks1M {
@@ -126,9 +126,13 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
                 metadata_fsync: policy,
                 maintenance_interval_s: 0,
                 scrub_bytes_per_s: 0,
+                preallocate_segments: std::env::var("GRANARY_BENCH_PREALLOC").as_deref() == Ok("1"),
                 ..StorageConfig::default()
             };
-            let s = ShardStore::open(&dir, cfg).await.unwrap();
+            let s = match ShardStore::open(&dir, cfg).await {
+                Ok(s) => s,
+                Err(e) => panic!("opening the store in {}: {e}", dir.display()),
+            };
             let blocks = Rc::new(RefCell::new(blocks));
             let next = Rc::new(Cell::new(0usize));
             let lat = Rc::new(RefCell::new(Vec::with_capacity(100_000)));
@@ -348,6 +352,9 @@ fn main() {
                     "fio": fio_sync.map(|(mb, iops)| serde_json::json!({"mb_per_s": mb, "iops": iops})),
                     "ratio": ratio,
                 }));
+                if let Some(p) = &a.json {
+                    let _ = std::fs::write(p, serde_json::to_string_pretty(&json).unwrap());
+                }
             }
         }
     }

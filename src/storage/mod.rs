@@ -18,8 +18,12 @@
 //! uploads : put_upload / get_upload / delete_upload (returns its parts) / list_uploads
 //!           put_part / list_parts
 //! global  : put_bucket / list_buckets / get_bucket / put_key / list_keys / get_key (shard 0 only)
-//! admin   : stats() / sync_all() / close()
+//! admin   : stats() / sync_all() / close() / gc_now() / compact_now() / scrub_step(n)
 //! ```
+//!
+//! Open the store before any other `DmaFile` on the shard's thread (see
+//! `docs/storage.md`: glommio's IOPOLL probe), and `close()` it before reopening the same
+//! directory in the same process.
 //!
 //! # Durability
 //!
@@ -27,15 +31,17 @@
 //!
 //! 1. **Data stage.** `put_block` calls of a shard are gathered into a batch that closes
 //!    at `fsync_batch_bytes` or `fsync_batch_delay_us` after its first block. The batch's
-//!    records are encoded into one aligned buffer, written with one O_DIRECT write at the
-//!    end of the active segment, then (data policy `always`) made durable by one
-//!    `fdatasync`.
-//! 2. **Metadata stage.** The index entries of synced batches, the reference-count changes
-//!    and every queued row write are applied in ONE LMDB write transaction, committed on
-//!    the blocking pool. With metadata policy `always` the commit syncs. The transaction
-//!    also moves the recovery checkpoint (segment, offset) past the batch's records.
-//!    While one transaction commits, the next batch gathers: at high concurrency one
-//!    commit covers hundreds of writes.
+//!    records are encoded into aligned buffers, written with O_DIRECT at the end of the
+//!    active segment (~1 MiB writes in flight together), then (data policy `always`) made
+//!    durable by one `fdatasync`. The next batch is encoded while one writes (two in
+//!    flight; a batch is acknowledged only after the one before it succeeded).
+//! 2. **Metadata stage.** The index entries of written batches, the reference-count
+//!    changes and every queued row write are applied in ONE LMDB write transaction,
+//!    committed on the blocking pool. With metadata policy `always` the commit syncs. The
+//!    transaction also moves the recovery checkpoint (segment, offset) past the batch's
+//!    records. While one transaction commits, the next gathers: at high concurrency one
+//!    commit covers hundreds of writes. A transaction holding only index entries of
+//!    acknowledged blocks waits up to 20 ms for company.
 //!
 //! A call returns only after the transaction that holds its effect has committed (and,
 //! with `always`, after the syncs that cover it), with one exception: a `put_block` of a new
@@ -143,6 +149,8 @@ pub struct StorageConfig {
     pub scrub_bytes_per_s: u64,
     /// Background GC and compaction run this often (0: never; call `gc_now`/`compact_now`).
     pub maintenance_interval_s: u64,
+    /// Allocate a new segment's blocks up front (`FALLOC_FL_KEEP_SIZE`).
+    pub preallocate_segments: bool,
 }
 
 impl Default for StorageConfig {
@@ -159,6 +167,7 @@ impl Default for StorageConfig {
             compact_live_ratio: 0.5,
             scrub_bytes_per_s: 4 << 20,
             maintenance_interval_s: 30,
+            preallocate_segments: false,
         }
     }
 }

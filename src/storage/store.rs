@@ -238,8 +238,11 @@ async fn open_segment(dir: &Path, id: u32, create: bool) -> Result<DmaFile> {
 /// A new segment, with its blocks allocated up front (without changing its size, so
 /// recovery still sees the end of the data as the end of the file): appends then need no
 /// block allocation before their fdatasync. Failure to preallocate is not an error.
-async fn create_segment(dir: &Path, id: u32, bytes: u64) -> Result<DmaFile> {
+async fn create_segment(dir: &Path, id: u32, bytes: u64, prealloc: bool) -> Result<DmaFile> {
     let f = open_segment(dir, id, true).await?;
+    if !prealloc {
+        return Ok(f);
+    }
     if let Err(e) = f.pre_allocate(bytes, true).await {
         tracing::debug!(segment = id, error = %e, "segment preallocation failed");
     }
@@ -439,7 +442,10 @@ impl ShardStore {
                 let id = if files.contains_key(&id) { id + 1 } else { id };
                 files.insert(
                     id,
-                    Rc::new(create_segment(dir, id, cfg.segment_bytes).await?),
+                    Rc::new(
+                        create_segment(dir, id, cfg.segment_bytes, cfg.preallocate_segments)
+                            .await?,
+                    ),
                 );
                 (id, 0)
             }
@@ -1195,7 +1201,15 @@ impl ShardStore {
         };
         if needs_roll {
             let next = self.segs.borrow().active + 1;
-            let f = Rc::new(create_segment(&self.dir, next, self.cfg.segment_bytes).await?);
+            let f = Rc::new(
+                create_segment(
+                    &self.dir,
+                    next,
+                    self.cfg.segment_bytes,
+                    self.cfg.preallocate_segments,
+                )
+                .await?,
+            );
             let mut s = self.segs.borrow_mut();
             let prev = s.active;
             if self.cfg.data_fsync != FsyncPolicy::Always {
