@@ -165,8 +165,11 @@ impl ServerArgs {
             return Err(bad("s3_region", "must be a non-empty name without spaces"));
         }
         let fsync_batch_bytes = self.fsync_batch_bytes.unwrap_or(8 << 20);
-        if fsync_batch_bytes < 4096 {
-            return Err(bad("fsync_batch_bytes", "must be at least 4096"));
+        if !(4096..=(1 << 30)).contains(&fsync_batch_bytes) {
+            return Err(bad(
+                "fsync_batch_bytes",
+                "must be between 4096 and 1073741824",
+            ));
         }
         Ok(ServerConfig {
             data_dir: self

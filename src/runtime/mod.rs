@@ -37,8 +37,17 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         let config = (*config).clone();
         let mesh = mesh.clone();
         let ready = ready_tx.clone();
+        // The storage engine writes a group commit from registered (io_uring) buffers:
+        // room for two batches in flight. Registration needs memlock (root, or
+        // LimitMEMLOCK in the systemd unit); without it glommio warns and falls back to
+        // ordinary buffers. LMDB commits run on an unpinned blocking thread, so they do
+        // not compete with the shard's own core.
+        let io_memory = usize::try_from(2 * config.fsync_batch_bytes + (4 << 20))
+            .expect("fsync_batch_bytes is bounded by validation");
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{id}"))
+            .io_memory(io_memory)
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
             .spawn(move || async move {
                 if let Err(e) = shard_main(id, node_id, config, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("shard {id}: {e:#}")));
