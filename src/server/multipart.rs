@@ -245,14 +245,7 @@ pub async fn complete(
         release_data(shard, &replaced.data).await;
     }
     // The object now holds the blocks of the chosen parts; parts not chosen are released.
-    let removed = shard
-        .call(ShardRequest::DeleteUpload {
-            bucket: bucket.id,
-            key: key.into(),
-            upload_id: upload_id.into(),
-        })
-        .await
-        .parts()?;
+    let removed = remove_upload(shard, bucket, key, upload_id).await?;
     for part in removed {
         if !chosen
             .iter()
@@ -282,6 +275,22 @@ pub async fn complete(
     ))
 }
 
+/// Removes an upload and its parts; answers with the parts, whose blocks the caller
+/// keeps or releases.
+async fn remove_upload(
+    shard: &Rc<Shard>,
+    bucket: &BucketRow,
+    key: &str,
+    upload_id: &str,
+) -> Result<Vec<PartRow>, S3Error> {
+    let request = ShardRequest::DeleteUpload {
+        bucket: bucket.id,
+        key: key.into(),
+        upload_id: upload_id.into(),
+    };
+    Ok(shard.call(request).await.parts()?)
+}
+
 pub async fn abort(
     shard: &Rc<Shard>,
     bucket: &BucketRow,
@@ -289,14 +298,7 @@ pub async fn abort(
     upload_id: &str,
 ) -> Result<Response, S3Error> {
     fetch_upload(shard, bucket, key, upload_id).await?;
-    let removed = shard
-        .call(ShardRequest::DeleteUpload {
-            bucket: bucket.id,
-            key: key.into(),
-            upload_id: upload_id.into(),
-        })
-        .await
-        .parts()?;
+    let removed = remove_upload(shard, bucket, key, upload_id).await?;
     for part in removed {
         release_blocks(shard, &part.blocks).await;
     }
