@@ -3,7 +3,9 @@
 pub mod mesh;
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -17,12 +19,64 @@ use crate::storage::ShardStore;
 
 type Ready = mpsc::Sender<Result<u16, String>>;
 
+/// Set from the signal thread: 0 running, 1 stop gracefully (SIGTERM or SIGINT), 2 stop
+/// now (a second signal). Shards poll it; it is the only state they share.
+static STOP: AtomicU8 = AtomicU8::new(0);
+/// Shards that have no request in flight any more, once stopping.
+static DRAINED: AtomicUsize = AtomicUsize::new(0);
+
+/// How long a graceful stop waits for requests in flight.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_POLL: Duration = Duration::from_millis(20);
+
+/// True once the node is stopping: connections finish their request and close.
+pub fn stopping() -> bool {
+    STOP.load(Ordering::Relaxed) > 0
+}
+
+/// Blocks SIGTERM and SIGINT in this thread and in every thread it starts afterwards, so
+/// that only `wait_for_stop_signals` sees them.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialized by sigemptyset before any other use; the
+    // calls only read and write that local set and this thread's signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Turns each SIGTERM or SIGINT into a step of `STOP`.
+fn wait_for_stop_signals(set: libc::sigset_t) {
+    loop {
+        let mut signal = 0;
+        // SAFETY: `set` is a valid signal set and `signal` a valid out-pointer.
+        if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+            continue;
+        }
+        let step = STOP.fetch_add(1, Ordering::SeqCst).saturating_add(1).min(2);
+        STOP.store(step, Ordering::SeqCst);
+        if step == 1 {
+            tracing::info!(
+                signal,
+                "stopping: finishing requests in flight (signal again to stop now)"
+            );
+        } else {
+            tracing::warn!(signal, "stopping now");
+        }
+    }
+}
+
 /// Runs a node until it stops. Returns once every shard has ended.
 pub fn run(config: ServerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let node_id = node_id(&config)?;
     let shards = config.shards;
+    let signals = block_stop_signals();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let config = std::sync::Arc::new(config);
     let mesh = mesh::builder::<ShardRequest, ShardResponse>(usize::from(shards));
@@ -71,11 +125,16 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         "Granary is ready: S3 API on http://{}",
         config.s3_addr
     );
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || wait_for_stop_signals(signals))
+        .context("starting the signal thread")?;
     for handle in handles {
         handle
             .join()
             .map_err(|e| anyhow::anyhow!("a shard failed: {e}"))?;
     }
+    tracing::info!("Granary stopped");
     Ok(())
 }
 
@@ -118,6 +177,7 @@ async fn shard_main(
         mesh: Rc::clone(&mesh),
         global: std::cell::RefCell::new(global),
         conditional_writes: Default::default(),
+        requests_in_flight: std::cell::Cell::new(0),
     });
     let handler_shard = Rc::clone(&shard);
     mesh.set_handler(Rc::new(move |request| {
@@ -151,16 +211,53 @@ async fn shard_main(
     let listener = glommio::net::TcpListener::bind(shard.config.s3_addr)
         .map_err(|e| anyhow::anyhow!("binding the S3 listener on {}: {e}", shard.config.s3_addr))?;
     let _ = ready.send(Ok(id));
+    accept_until_stopped(&shard, listener).await;
+    drain_and_close(&shard).await;
+    Ok(())
+}
+
+enum Accepted {
+    Connection(std::io::Result<glommio::net::TcpStream>),
+    Stop,
+}
+
+async fn accept_until_stopped(shard: &Rc<Shard>, listener: glommio::net::TcpListener) {
     loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(conn::serve(Rc::clone(&shard), stream)).detach();
+        let accept = async { Accepted::Connection(listener.accept().await.map_err(Into::into)) };
+        let stop = async {
+            while !stopping() {
+                glommio::timer::sleep(STOP_POLL).await;
             }
-            Err(e) => {
-                tracing::warn!(shard = id, "accept failed: {e}");
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            Accepted::Stop
+        };
+        match futures_lite::future::or(accept, stop).await {
+            Accepted::Connection(Ok(stream)) => {
+                glommio::spawn_local(conn::serve(Rc::clone(shard), stream)).detach();
             }
+            Accepted::Connection(Err(e)) => {
+                tracing::warn!(shard = shard.id, "accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            Accepted::Stop => return,
         }
+    }
+}
+
+/// A graceful stop: wait for this shard's requests in flight, then for every shard's (a
+/// request on one shard may still need another's data), then sync and close the store.
+async fn drain_and_close(shard: &Rc<Shard>) {
+    let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+    let waiting = || STOP.load(Ordering::SeqCst) < 2 && Instant::now() < deadline;
+    while shard.requests_in_flight.get() > 0 && waiting() {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
+    DRAINED.fetch_add(1, Ordering::SeqCst);
+    while DRAINED.load(Ordering::SeqCst) < usize::from(shard.shards) && waiting() {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
+    match shard.store.close().await {
+        Ok(()) => tracing::info!(shard = shard.id, "shard stopped; store synced"),
+        Err(e) => tracing::error!(shard = shard.id, "closing the store failed: {e}"),
     }
 }
 

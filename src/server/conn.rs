@@ -486,8 +486,29 @@ async fn read_head(io: &mut ConnIo) -> HeadRead {
     head.unwrap_or(HeadRead::Bad(S3Error::RequestTimeout))
 }
 
+/// Counts a request in flight for as long as it lives.
+struct InFlight<'s>(&'s Shard);
+
+impl<'s> InFlight<'s> {
+    fn new(shard: &'s Shard) -> Self {
+        shard
+            .requests_in_flight
+            .set(shard.requests_in_flight.get() + 1);
+        InFlight(shard)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let n = self.0.requests_in_flight.get();
+        assert!(n > 0, "requests in flight never go below zero");
+        self.0.requests_in_flight.set(n - 1);
+    }
+}
+
 /// Handles one request. Returns whether the connection may serve another.
 async fn serve_request(shard: &Rc<Shard>, io: &mut ConnIo, head: http::RequestHead) -> bool {
+    let _in_flight = InFlight::new(shard);
     let rid = super::router::request_id(shard);
     let framing = match http::body_framing(&head) {
         Ok(f) => f,
@@ -511,8 +532,9 @@ async fn serve_request(shard: &Rc<Shard>, io: &mut ConnIo, head: http::RequestHe
     };
     let body_done = body.is_finished();
     // A body the client never got to send (we answered before 100 Continue) or that is
-    // too large to drain means the connection cannot carry another request.
-    let mut keep_alive = head.keep_alive();
+    // too large to drain means the connection cannot carry another request; nor does
+    // one of a stopping node.
+    let mut keep_alive = head.keep_alive() && !crate::runtime::stopping();
     if !body_done {
         if body.io.continue_pending {
             keep_alive = false;

@@ -30,6 +30,9 @@ pub struct Shard {
     /// Keys with a conditional write in progress on this shard. A condition is checked
     /// against committed rows, so conditional writes to one key run one at a time.
     pub conditional_writes: RefCell<std::collections::HashSet<(BucketId, String)>>,
+    /// S3 requests being served by this shard's connections (a graceful stop waits for
+    /// them).
+    pub requests_in_flight: std::cell::Cell<u64>,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> ShardError {
