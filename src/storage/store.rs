@@ -1849,6 +1849,27 @@ fn add_bad(db: &Dbs, w: &mut heed::RwTxn, delta: i64) -> Result<()> {
     Ok(())
 }
 
+/// A new record of a block marked bad takes its place: the old record's bytes stop being
+/// live, the bad count drops, the new record's bytes become live; references carry over.
+fn replace_bad(
+    db: &Dbs,
+    w: &mut heed::RwTxn,
+    old: BlockEntry,
+    entry: BlockEntry,
+) -> Result<BlockEntry> {
+    if old.segment != 0 {
+        seg_add(db, w, old.segment, 0, -(old.record_len as i64))?;
+    }
+    add_bad(db, w, -1)?;
+    seg_add(db, w, entry.segment, 0, entry.record_len as i64)?;
+    Ok(BlockEntry {
+        refs: old.refs,
+        zero_since_ms: old.zero_since_ms,
+        bad: false,
+        ..entry
+    })
+}
+
 fn put_entry(db: &Dbs, w: &mut heed::RwTxn, hash: &BlockHash, e: &BlockEntry) -> Result<()> {
     db.blocks.put(w, &hash.0, &e.encode())?;
     Ok(())
@@ -1878,17 +1899,7 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                     }
                     Some(old) => {
                         // Repair a bad block: point at the new record.
-                        if old.segment != 0 {
-                            seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
-                        }
-                        add_bad(&db, &mut w, -1)?;
-                        seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
-                        let e = BlockEntry {
-                            refs: old.refs,
-                            zero_since_ms: old.zero_since_ms,
-                            bad: false,
-                            ..entry
-                        };
+                        let e = replace_bad(&db, &mut w, old, entry)?;
                         incref(&db, &mut w, &hash, e)?;
                     }
                     None => {
@@ -1903,17 +1914,7 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                 match get_entry(&db, &w, &hash)? {
                     Some(old) if !old.bad => {}
                     Some(old) => {
-                        if old.segment != 0 {
-                            seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
-                        }
-                        add_bad(&db, &mut w, -1)?;
-                        seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
-                        let e = BlockEntry {
-                            refs: old.refs,
-                            zero_since_ms: old.zero_since_ms,
-                            bad: false,
-                            ..entry
-                        };
+                        let e = replace_bad(&db, &mut w, old, entry)?;
                         put_entry(&db, &mut w, &hash, &e)?;
                     }
                     None => {
