@@ -131,6 +131,18 @@ fn stamp(shard: &Shard, previous: Option<Stamp>) -> Stamp {
     }
 }
 
+/// Stores a bucket row (through shard 0) and answers with the bucket as it now is.
+async fn store_bucket(shard: &Shard, row: BucketRow) -> Answer {
+    match shard
+        .call(ShardRequest::PutBucket { row: row.clone() })
+        .await
+        .done()
+    {
+        Ok(()) => ok(&bucket_info(&row)),
+        Err(e) => fail(500, &format!("{e:?}")),
+    }
+}
+
 pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) -> Answer {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
@@ -223,14 +235,7 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 deleted: false,
                 grants,
             };
-            match shard
-                .call(ShardRequest::PutBucket { row: row.clone() })
-                .await
-                .done()
-            {
-                Ok(()) => ok(&bucket_info(&row)),
-                Err(e) => fail(500, &format!("{e:?}")),
-            }
+            store_bucket(shard, row).await
         }
         ("GET", ["v1", "buckets", name]) => match shard.global.borrow().bucket(name) {
             Some(b) => ok(&bucket_info(b)),
@@ -290,14 +295,7 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 row.grants.push((request.key, current));
             }
             row.stamp = stamp(shard, Some(row.stamp));
-            match shard
-                .call(ShardRequest::PutBucket { row: row.clone() })
-                .await
-                .done()
-            {
-                Ok(()) => ok(&bucket_info(&row)),
-                Err(e) => fail(500, &format!("{e:?}")),
-            }
+            store_bucket(shard, row).await
         }
         _ => fail(404, "no such admin endpoint"),
     }
