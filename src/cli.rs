@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -24,6 +24,22 @@ pub struct AdminTarget {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// Speak TLS to the admin API, trusting this PEM CA (or self-signed certificate)
+    #[arg(long, env = "GRANARY_ADMIN_CA")]
+    pub admin_ca: Option<PathBuf>,
+}
+
+/// Node-wide commands.
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Node identity, configuration summary and operator tasks with their progress
+    Status,
+    /// Counters and storage figures of every shard
+    Stats,
+    /// Verify every block now (progress in `granary status`)
+    Scrub,
+    /// Drop unreferenced blocks past their delay and compact segments now
+    Gc,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,7 +114,7 @@ fn call(
     body: Option<serde_json::Value>,
 ) -> anyhow::Result<String> {
     let token = token(target)?;
-    let mut stream = TcpStream::connect_timeout(&target.admin_addr, Duration::from_secs(5))
+    let stream = TcpStream::connect_timeout(&target.admin_addr, Duration::from_secs(5))
         .with_context(|| {
             format!(
                 "connecting to the admin API on {} (is the server running?)",
@@ -112,9 +128,16 @@ fn call(
         target.admin_addr,
         body.len()
     );
-    stream.write_all(request.as_bytes())?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    let response = match &target.admin_ca {
+        None => exchange(stream, request.as_bytes())?,
+        Some(ca) => {
+            let connection = tls_client(ca, target.admin_addr)?;
+            exchange(
+                rustls::StreamOwned::new(connection, stream),
+                request.as_bytes(),
+            )?
+        }
+    };
     let text = String::from_utf8_lossy(&response);
     let (head, json) = text
         .split_once("\r\n\r\n")
@@ -132,6 +155,39 @@ fn call(
         bail!("admin API answered {status}: {message}");
     }
     Ok(json.to_string())
+}
+
+fn exchange(mut stream: impl Read + Write, request: &[u8]) -> anyhow::Result<Vec<u8>> {
+    stream.write_all(request)?;
+    let mut response = Vec::new();
+    match stream.read_to_end(&mut response) {
+        Ok(_) => {}
+        // A server that closes without TLS close_notify still sent a whole answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(response)
+}
+
+/// A TLS client trusting only the given PEM certificates, for the admin address's IP.
+fn tls_client(ca: &Path, addr: SocketAddr) -> anyhow::Result<rustls::ClientConnection> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("reading {}", ca.display()))?
+    {
+        roots.add(cert.with_context(|| format!("reading {}", ca.display()))?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+    Ok(rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        name,
+    )?)
 }
 
 fn print_key(key: &KeyInfo) {
@@ -240,4 +296,104 @@ pub fn bucket(target: &AdminTarget, command: BucketCommand) -> anyhow::Result<()
         _ => print_bucket(&serde_json::from_str(&json)?),
     }
     Ok(())
+}
+
+pub fn node(target: &AdminTarget, command: NodeCommand) -> anyhow::Result<()> {
+    let json = match command {
+        NodeCommand::Status => call(target, "GET", "/v1/status", None)?,
+        NodeCommand::Stats => call(target, "GET", "/v1/stats", None)?,
+        NodeCommand::Scrub => call(target, "POST", "/v1/scrub", None)?,
+        NodeCommand::Gc => call(target, "POST", "/v1/gc", None)?,
+    };
+    if target.json {
+        println!("{json}");
+        return Ok(());
+    }
+    let value: serde_json::Value = serde_json::from_str(&json)?;
+    match command {
+        NodeCommand::Status => print_status(&value),
+        NodeCommand::Stats => print_stats(&value),
+        NodeCommand::Scrub | NodeCommand::Gc => println!(
+            "started {} on {} shards; follow it with `granary status`",
+            value["started"].as_str().unwrap_or("?"),
+            value["shards"]
+        ),
+    }
+    Ok(())
+}
+
+fn print_status(v: &serde_json::Value) {
+    println!(
+        "Node {}  (Granary {})",
+        v["node_id"].as_str().unwrap_or("?"),
+        v["version"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  up {} s, {} shards, S3 on {}, admin on {}, TLS {}",
+        v["uptime_s"],
+        v["shards"],
+        v["s3_addr"].as_str().unwrap_or("?"),
+        v["admin_addr"].as_str().unwrap_or("?"),
+        v["tls"]
+    );
+    println!(
+        "  fsync: data {}, metadata {}",
+        v["data_fsync"].as_str().unwrap_or("?"),
+        v["metadata_fsync"].as_str().unwrap_or("?")
+    );
+    println!("  {} buckets, {} keys", v["buckets"], v["keys"]);
+    for shard in v["tasks"].as_array().into_iter().flatten() {
+        for t in shard["tasks"].as_array().into_iter().flatten() {
+            let total = t["total"]
+                .as_u64()
+                .map_or(String::new(), |n| format!(" of {n}"));
+            println!(
+                "  shard {}: {} {} ({}{total})",
+                shard["shard"],
+                t["task"].as_str().unwrap_or("?"),
+                t["state"].as_str().unwrap_or("?"),
+                t["done"]
+            );
+        }
+    }
+}
+
+fn print_stats(v: &serde_json::Value) {
+    let columns = [
+        "shard",
+        "requests",
+        "bytes in",
+        "bytes out",
+        "blocks",
+        "live bytes",
+        "dead bytes",
+        "lmdb bytes",
+        "scrubbed",
+    ];
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells.iter().map(|c| format!("{c:>12}")).collect();
+        println!("{}", padded.join(""));
+    };
+    line(&columns.map(str::to_string));
+    for s in v.as_array().into_iter().flatten() {
+        let requests: u64 = s["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["count"].as_u64())
+            .sum();
+        let st = &s["storage"];
+        let cells = [
+            &s["shard"],
+            &serde_json::Value::from(requests),
+            &s["bytes_in"],
+            &s["bytes_out"],
+            &st["blocks"],
+            &st["live_bytes"],
+            &st["dead_bytes"],
+            &st["lmdb_bytes"],
+            &st["scrubbed_blocks"],
+        ];
+        line(&cells.map(|c| c.to_string()));
+    }
 }

@@ -57,6 +57,25 @@ pub struct ServerArgs {
     /// Log format: human | json [default: human]
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Bearer token of the admin API [default: read from --admin-token-file]
+    #[arg(long, env = "GRANARY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// File holding the admin API's bearer token, created (mode 0600) when missing
+    /// [default: <data-dir>/admin.token]
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Bearer token that /metrics requires [default: none, /metrics is open]
+    #[arg(long, env = "GRANARY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// PEM certificate chain: with --tls-key, the listeners speak TLS (reloaded on SIGHUP)
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a graceful stop waits for requests in flight [default: 30]
+    #[arg(long)]
+    pub shutdown_timeout_s: Option<u64>,
 }
 
 pub use crate::storage::FsyncPolicy;
@@ -84,6 +103,18 @@ pub struct ServerConfig {
     pub fsync_batch_delay_us: u64,
     pub block_gc_delay_s: u64,
     pub log_format: LogFormat,
+    pub admin_token: Option<String>,
+    pub admin_token_file: PathBuf,
+    pub metrics_token: Option<String>,
+    pub tls: Option<TlsFiles>,
+    pub shutdown_timeout_s: u64,
+}
+
+/// Where the TLS certificate chain and key are read from (at start and on SIGHUP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A setting that cannot be accepted: names the key and says what is allowed.
@@ -126,6 +157,12 @@ impl ServerArgs {
             fsync_batch_delay_us: self.fsync_batch_delay_us.or(file.fsync_batch_delay_us),
             block_gc_delay_s: self.block_gc_delay_s.or(file.block_gc_delay_s),
             log_format: self.log_format.or(file.log_format),
+            admin_token: self.admin_token.or(file.admin_token),
+            admin_token_file: self.admin_token_file.or(file.admin_token_file),
+            metrics_token: self.metrics_token.or(file.metrics_token),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            shutdown_timeout_s: self.shutdown_timeout_s.or(file.shutdown_timeout_s),
         }
     }
 
@@ -171,10 +208,35 @@ impl ServerArgs {
                 "must be between 4096 and 1073741824",
             ));
         }
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => return Err(bad("tls_key", "is needed with tls_cert")),
+            (None, Some(_)) => return Err(bad("tls_cert", "is needed with tls_key")),
+        };
+        let token = |key, v: Option<String>| match v {
+            Some(t) if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) => Err(bad(
+                key,
+                "must be at least 16 printable characters without spaces",
+            )),
+            other => Ok(other),
+        };
+        let shutdown_timeout_s = self.shutdown_timeout_s.unwrap_or(30);
+        if shutdown_timeout_s > 24 * 3600 {
+            return Err(bad("shutdown_timeout_s", "must be at most 86400 seconds"));
+        }
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("granary-data"));
         Ok(ServerConfig {
-            data_dir: self
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from("granary-data")),
+            admin_token: token("admin_token", self.admin_token)?,
+            admin_token_file: self
+                .admin_token_file
+                .unwrap_or_else(|| data_dir.join(crate::admin::TOKEN_FILE)),
+            metrics_token: token("metrics_token", self.metrics_token)?,
+            tls,
+            shutdown_timeout_s,
+            data_dir,
             s3_addr: self
                 .s3_addr
                 .unwrap_or_else(|| "127.0.0.1:3900".parse().expect("literal")),
@@ -193,6 +255,57 @@ impl ServerArgs {
             block_gc_delay_s: self.block_gc_delay_s.unwrap_or(600),
             log_format,
         })
+    }
+}
+
+impl ServerConfig {
+    /// The effective configuration as a TOML file would give it (`--print-config`), with
+    /// secrets masked. Feeding it back with `--config` gives the same configuration.
+    pub fn to_toml(&self) -> String {
+        use toml::Value;
+        let mut t = toml::Table::new();
+        let mut put = |key: &str, value: Value| {
+            t.insert(key.to_string(), value);
+        };
+        let path = |p: &PathBuf| Value::String(p.display().to_string());
+        let int = |n: u64| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+        let masked = |v: &Option<String>| v.as_ref().map(|_| Value::String("********".into()));
+        put("data_dir", path(&self.data_dir));
+        put("s3_addr", Value::String(self.s3_addr.to_string()));
+        put("admin_addr", Value::String(self.admin_addr.to_string()));
+        put("shards", int(u64::from(self.shards)));
+        put("s3_region", Value::String(self.s3_region.clone()));
+        if let Some(d) = &self.s3_root_domain {
+            put("s3_root_domain", Value::String(d.clone()));
+        }
+        put("block_size", int(self.block_size));
+        put("inline_threshold", int(self.inline_threshold));
+        put("data_fsync", Value::String(self.data_fsync.to_string()));
+        put(
+            "metadata_fsync",
+            Value::String(self.metadata_fsync.to_string()),
+        );
+        put("fsync_batch_bytes", int(self.fsync_batch_bytes));
+        put("fsync_batch_delay_us", int(self.fsync_batch_delay_us));
+        put("block_gc_delay_s", int(self.block_gc_delay_s));
+        let log_format = match self.log_format {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        };
+        put("log_format", Value::String(log_format.into()));
+        if let Some(v) = masked(&self.admin_token) {
+            put("admin_token", v);
+        }
+        put("admin_token_file", path(&self.admin_token_file));
+        if let Some(v) = masked(&self.metrics_token) {
+            put("metrics_token", v);
+        }
+        if let Some(tls) = &self.tls {
+            put("tls_cert", path(&tls.cert));
+            put("tls_key", path(&tls.key));
+        }
+        put("shutdown_timeout_s", int(self.shutdown_timeout_s));
+        toml::to_string(&t).expect("a TOML table serializes")
     }
 }
 
@@ -280,6 +393,52 @@ mod tests {
                 "docs/configuration.md lacks the row for --{flag}"
             );
         }
+    }
+
+    #[test]
+    fn printed_config_reads_back_and_masks_secrets() {
+        let args = ServerArgs {
+            shards: Some(3),
+            data_fsync: Some("periodic:250".into()),
+            admin_token: Some("0123456789abcdef-secret".into()),
+            tls_cert: Some("/etc/granary/cert.pem".into()),
+            tls_key: Some("/etc/granary/key.pem".into()),
+            ..Default::default()
+        };
+        let config = args.validate(2).unwrap();
+        let text = config.to_toml();
+        assert!(!text.contains("0123456789abcdef-secret"), "{text}");
+        assert!(text.contains("admin_token = \"********\""), "{text}");
+        let back = ServerArgs::from_toml(&text).unwrap();
+        assert_eq!(back.shards, Some(3));
+        assert_eq!(back.data_fsync.as_deref(), Some("periodic:250"));
+        let again = ServerArgs {
+            admin_token: None,
+            ..back
+        }
+        .validate(2)
+        .unwrap();
+        assert_eq!(again.tls, config.tls);
+        assert_eq!(
+            again.to_toml().replace("admin_token = \"********\"\n", ""),
+            text.replace("admin_token = \"********\"\n", "")
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_tokens_must_be_long() {
+        let args = ServerArgs {
+            tls_cert: Some("c.pem".into()),
+            ..Default::default()
+        };
+        assert_eq!(args.validate(2).unwrap_err().key, "tls_key");
+        let args = ServerArgs {
+            admin_token: Some("short".into()),
+            ..Default::default()
+        };
+        let e = args.validate(2).unwrap_err();
+        assert_eq!(e.key, "admin_token");
+        assert!(e.problem.contains("16"), "{}", e.problem);
     }
 
     #[test]

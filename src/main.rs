@@ -1,7 +1,7 @@
 //! The `granary` command: parse the command line, read the configuration, run.
 
 use clap::{Parser, Subcommand};
-use granary::cli::{AdminTarget, BucketCommand, KeyCommand};
+use granary::cli::{AdminTarget, BucketCommand, KeyCommand, NodeCommand};
 use granary::config::{LogFormat, ServerArgs, DEFAULT_CONFIG_PATH};
 
 #[derive(Parser)]
@@ -22,8 +22,11 @@ enum Command {
         /// TOML configuration file [default: /etc/granary.toml when it exists]
         #[arg(long)]
         config: Option<std::path::PathBuf>,
+        /// Print the effective configuration (TOML, secrets masked) and exit
+        #[arg(long)]
+        print_config: bool,
         #[command(flatten)]
-        args: ServerArgs,
+        args: Box<ServerArgs>,
     },
     /// Manage access keys of a running node
     Key {
@@ -38,6 +41,26 @@ enum Command {
         target: AdminTarget,
         #[command(subcommand)]
         command: BucketCommand,
+    },
+    /// Status of a running node: identity, configuration, operator tasks
+    Status {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Counters and storage figures of a running node, per shard
+    Stats {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Start a full scrub (read and verify every block) on a running node
+    Scrub {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Start block GC and segment compaction on a running node
+    Gc {
+        #[command(flatten)]
+        target: AdminTarget,
     },
 }
 
@@ -54,7 +77,11 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Server { config, args } => {
+        Command::Server {
+            config,
+            print_config,
+            args,
+        } => {
             let file = match config {
                 Some(path) => Some(path),
                 None => Some(std::path::PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
@@ -69,12 +96,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => ServerArgs::default(),
             };
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u16;
-            let config = args.overlay(file_args).validate(cores)?;
+            let config = (*args).overlay(file_args).validate(cores)?;
+            if print_config {
+                print!("{}", config.to_toml());
+                return Ok(());
+            }
             init_logging(config.log_format);
             granary::runtime::run(config)
         }
         Command::Key { target, command } => granary::cli::key(&target, command),
         Command::Bucket { target, command } => granary::cli::bucket(&target, command),
+        Command::Status { target } => granary::cli::node(&target, NodeCommand::Status),
+        Command::Stats { target } => granary::cli::node(&target, NodeCommand::Stats),
+        Command::Scrub { target } => granary::cli::node(&target, NodeCommand::Scrub),
+        Command::Gc { target } => granary::cli::node(&target, NodeCommand::Gc),
     }
 }
 

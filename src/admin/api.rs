@@ -66,7 +66,7 @@ struct Allow {
     owner: bool,
 }
 
-type Answer = (u16, String);
+pub type Answer = (u16, String);
 
 fn ok<T: Serialize>(value: &T) -> Answer {
     (
@@ -146,13 +146,6 @@ async fn store_bucket(shard: &Shard, row: BucketRow) -> Answer {
 pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) -> Answer {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
-        ("GET", ["v1", "status"]) => ok(&serde_json::json!({
-            "node_id": format!("{:016x}", shard.node_id),
-            "shards": shard.shards,
-            "s3_addr": shard.config.s3_addr.to_string(),
-            "buckets": shard.global.borrow().buckets().count(),
-            "keys": shard.global.borrow().keys().count(),
-        })),
         ("GET", ["v1", "keys"]) => {
             let keys: Vec<KeyRow> = shard.global.borrow().keys().cloned().collect();
             let infos: Vec<KeyInfo> = keys.iter().map(|k| key_info(shard, k, false)).collect();

@@ -4,7 +4,11 @@
 //!
 //! | method | path | does |
 //! | --- | --- | --- |
-//! | GET | /health | 200 when the node serves (no token) |
+//! | GET | /health | 200 when every shard answers (no token) |
+//! | GET | /metrics | Prometheus text (no token unless `--metrics-token`) |
+//! | GET | /v1/status | node, configuration summary, operator tasks |
+//! | GET | /v1/stats | every shard's counters and storage figures |
+//! | POST | /v1/scrub, /v1/gc | start a scrub or a GC + compaction on every shard |
 //! | GET | /v1/keys | list access keys |
 //! | POST | /v1/keys | create a key `{"name", "create_bucket"?}` |
 //! | GET, DELETE | /v1/keys/{id} | show (with secret) or delete a key |
@@ -14,14 +18,17 @@
 //! | POST | /v1/buckets/{name}/allow, /deny | `{"key", "read", "write", "owner"}` |
 
 pub mod api;
+pub mod node;
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 
 use crate::http;
+use crate::server::shard_api::Task;
+use crate::server::tls::Stream;
 use crate::server::Shard;
 
 const ADMIN_BODY_BYTES_MAX: usize = 64 * 1024;
@@ -30,12 +37,11 @@ const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Name of the token file in the data directory.
 pub const TOKEN_FILE: &str = "admin.token";
 
-/// Reads the admin token, creating it (readable by its owner only) on first start.
-pub fn load_or_create_token(data_dir: &std::path::Path) -> std::io::Result<String> {
+/// Reads the admin token file, creating it (readable by its owner only) on first start.
+pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join(TOKEN_FILE);
-    if let Ok(token) = std::fs::read_to_string(&path) {
+    if let Ok(token) = std::fs::read_to_string(path) {
         return Ok(token.trim().to_string());
     }
     let token = hex::encode(rand::random::<[u8; 24]>());
@@ -43,22 +49,28 @@ pub fn load_or_create_token(data_dir: &std::path::Path) -> std::io::Result<Strin
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)?;
+        .open(path)?;
     file.write_all(token.as_bytes())?;
     file.sync_all()?;
     Ok(token)
 }
 
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener, token: Rc<String>) {
+    node::mark_started();
     loop {
         match listener.accept().await {
-            Ok(stream) => {
+            Ok(tcp) => {
                 let shard = Rc::clone(&shard);
                 let token = Rc::clone(&token);
                 glommio::spawn_local(async move {
-                    let _ = stream.set_read_timeout(Some(ADMIN_IO_TIMEOUT));
-                    let _ = stream.set_write_timeout(Some(ADMIN_IO_TIMEOUT));
-                    handle_connection(&shard, stream, &token).await;
+                    let _ = tcp.set_read_timeout(Some(ADMIN_IO_TIMEOUT));
+                    let _ = tcp.set_write_timeout(Some(ADMIN_IO_TIMEOUT));
+                    let handshake = glommio::timer::timeout(ADMIN_IO_TIMEOUT, async {
+                        Ok(Stream::accept(tcp).await)
+                    });
+                    if let Ok(Ok(stream)) = handshake.await {
+                        handle_connection(&shard, stream, &token).await;
+                    }
                 })
                 .detach();
             }
@@ -70,7 +82,7 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener, token: Rc<String>) {
     }
 }
 
-async fn handle_connection(shard: &Rc<Shard>, mut stream: TcpStream, token: &str) {
+async fn handle_connection(shard: &Rc<Shard>, mut stream: Stream, token: &str) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     let (head, used) = loop {
@@ -108,15 +120,34 @@ async fn handle_connection(shard: &Rc<Shard>, mut stream: TcpStream, token: &str
         }
     }
     body.truncate(length);
-    let (status, json) = if head.path == "/health" {
-        (200, "{\"status\":\"ok\"}".to_string())
-    } else if !authorized(&head, token) {
-        (401, api::error_json("missing or wrong bearer token"))
-    } else {
-        api::handle(shard, &head.method, &head.path, &body).await
+    let method = head.method.as_str();
+    let (status, json) = match (method, head.path.as_str()) {
+        ("GET", "/health") => node::health(shard).await,
+        ("GET", "/metrics") => {
+            let open = shard.config.metrics_token.as_deref();
+            if open.is_some_and(|t| !authorized(&head, t)) {
+                (401, api::error_json("missing or wrong metrics token"))
+            } else {
+                match node::prometheus(shard).await {
+                    Ok(text) => {
+                        let _ = respond_with(&mut stream, 200, PROMETHEUS_TYPE, &text).await;
+                        return;
+                    }
+                    Err(answer) => answer,
+                }
+            }
+        }
+        _ if !authorized(&head, token) => (401, api::error_json("missing or wrong bearer token")),
+        ("GET", "/v1/status") => node::status(shard).await,
+        ("GET", "/v1/stats") => node::stats(shard).await,
+        ("POST", "/v1/scrub") => node::start(shard, Task::Scrub).await,
+        ("POST", "/v1/gc") => node::start(shard, Task::Gc).await,
+        _ => api::handle(shard, method, &head.path, &body).await,
     };
     let _ = respond(&mut stream, status, &json).await;
 }
+
+const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn authorized(head: &http::RequestHead, token: &str) -> bool {
     let Some(given) = head
@@ -134,14 +165,23 @@ fn authorized(head: &http::RequestHead, token: &str) -> bool {
             == 0
 }
 
-async fn respond(stream: &mut TcpStream, status: u16, json: &str) -> std::io::Result<()> {
+async fn respond(stream: &mut Stream, status: u16, json: &str) -> std::io::Result<()> {
+    respond_with(stream, status, "application/json", json).await
+}
+
+async fn respond_with(
+    stream: &mut Stream,
+    status: u16,
+    content_type: &str,
+    json: &str,
+) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(json.len() + 128);
     let length = json.len().to_string();
     http::write_response_head(
         &mut out,
         status,
         &[
-            ("Content-Type", "application/json"),
+            ("Content-Type", content_type),
             ("Content-Length", &length),
             ("Connection", "close"),
         ],

@@ -1,9 +1,10 @@
 //! glommio glue: one pinned executor per shard, the mesh between them, start-up order.
 
 pub mod mesh;
+pub mod notify;
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +26,10 @@ static STOP: AtomicU8 = AtomicU8::new(0);
 /// Shards that have no request in flight any more, once stopping.
 static DRAINED: AtomicUsize = AtomicUsize::new(0);
 
-/// How long a graceful stop waits for requests in flight.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Each shard's last sign of life (ms since the epoch), written by the shard every
+/// `HEARTBEAT_EVERY`; the systemd watchdog is fed only while all of them are fresh.
+static HEARTBEATS: std::sync::OnceLock<Box<[AtomicU64]>> = std::sync::OnceLock::new();
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 const STOP_POLL: Duration = Duration::from_millis(20);
 
 /// True once the node is stopping: connections finish their request and close.
@@ -44,18 +47,27 @@ fn block_stop_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
 }
 
-/// Turns each SIGTERM or SIGINT into a step of `STOP`.
+/// Turns each SIGTERM or SIGINT into a step of `STOP`, and each SIGHUP into a reload of
+/// the TLS certificate.
 fn wait_for_stop_signals(set: libc::sigset_t) {
     loop {
         let mut signal = 0;
         // SAFETY: `set` is a valid signal set and `signal` a valid out-pointer.
         if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
             continue;
+        }
+        if signal == libc::SIGHUP {
+            crate::server::tls::reload();
+            continue;
+        }
+        if STOP.load(Ordering::SeqCst) == 0 {
+            notify::notify("STOPPING=1\nSTATUS=finishing requests in flight");
         }
         let step = STOP.fetch_add(1, Ordering::SeqCst).saturating_add(1).min(2);
         STOP.store(step, Ordering::SeqCst);
@@ -78,6 +90,8 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
     let shards = config.shards;
     let signals = block_stop_signals();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    crate::server::tls::init(config.tls.clone())?;
+    let _ = HEARTBEATS.set((0..shards).map(|_| AtomicU64::new(now_ms())).collect());
     let config = std::sync::Arc::new(config);
     let mesh = mesh::builder::<ShardRequest, ShardResponse>(usize::from(shards));
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -129,6 +143,16 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         .name("signals".into())
         .spawn(move || wait_for_stop_signals(signals))
         .context("starting the signal thread")?;
+    notify::notify(&format!(
+        "READY=1\nSTATUS=serving S3 on {} with {shards} shards",
+        config.s3_addr
+    ));
+    if let Some(every) = notify::watchdog_interval() {
+        std::thread::Builder::new()
+            .name("watchdog".into())
+            .spawn(move || feed_watchdog(every))
+            .context("starting the watchdog thread")?;
+    }
     for handle in handles {
         handle
             .join()
@@ -136,6 +160,39 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
     }
     tracing::info!("Granary stopped");
     Ok(())
+}
+
+/// Sends `WATCHDOG=1` at half the interval systemd asked for, as long as every shard
+/// beats: a stuck shard lets the watchdog fire and systemd restart the node.
+fn feed_watchdog(every: Duration) {
+    let stale_after_ms = (every.as_millis() as u64).max(2 * HEARTBEAT_EVERY.as_millis() as u64);
+    loop {
+        std::thread::sleep(every / 2);
+        if stopping() {
+            // A stop is bounded by --shutdown-timeout (and systemd's TimeoutStopSec).
+            notify::notify("WATCHDOG=1");
+            continue;
+        }
+        let now = now_ms();
+        let beats = HEARTBEATS.get().map(|b| &b[..]).unwrap_or_default();
+        let stale = beats
+            .iter()
+            .position(|b| now.saturating_sub(b.load(Ordering::Relaxed)) > stale_after_ms);
+        match stale {
+            None => notify::notify("WATCHDOG=1"),
+            Some(shard) => tracing::warn!(shard, "shard missed its heartbeat: watchdog not fed"),
+        }
+    }
+}
+
+/// Marks this shard alive every `HEARTBEAT_EVERY` until the node stops.
+async fn heartbeat(id: u16) {
+    while !stopping() {
+        if let Some(beat) = HEARTBEATS.get().and_then(|b| b.get(usize::from(id))) {
+            beat.store(now_ms(), Ordering::Relaxed);
+        }
+        glommio::timer::sleep(HEARTBEAT_EVERY).await;
+    }
 }
 
 /// The node's identity, made at first start and kept in the data directory.
@@ -178,6 +235,8 @@ async fn shard_main(
         global: std::cell::RefCell::new(global),
         conditional_writes: Default::default(),
         requests_in_flight: std::cell::Cell::new(0),
+        metrics: Default::default(),
+        tasks: Default::default(),
     });
     let handler_shard = Rc::clone(&shard);
     mesh.set_handler(Rc::new(move |request| {
@@ -186,8 +245,16 @@ async fn shard_main(
     }));
     if id == 0 {
         ensure_root_key(&shard).await?;
-        let token = crate::admin::load_or_create_token(&shard.config.data_dir)
-            .context("reading or creating the admin token")?;
+        let token = match &shard.config.admin_token {
+            Some(token) => token.clone(),
+            None => crate::admin::load_or_create_token(&shard.config.admin_token_file)
+                .with_context(|| {
+                    format!(
+                        "reading or creating the admin token {}",
+                        shard.config.admin_token_file.display()
+                    )
+                })?,
+        };
         let admin = glommio::net::TcpListener::bind(shard.config.admin_addr).map_err(|e| {
             anyhow::anyhow!(
                 "binding the admin listener on {}: {e}",
@@ -210,6 +277,7 @@ async fn shard_main(
     }
     let listener = glommio::net::TcpListener::bind(shard.config.s3_addr)
         .map_err(|e| anyhow::anyhow!("binding the S3 listener on {}: {e}", shard.config.s3_addr))?;
+    glommio::spawn_local(heartbeat(id)).detach();
     let _ = ready.send(Ok(id));
     accept_until_stopped(&shard, listener).await;
     drain_and_close(&shard).await;
@@ -246,7 +314,7 @@ async fn accept_until_stopped(shard: &Rc<Shard>, listener: glommio::net::TcpList
 /// A graceful stop: wait for this shard's requests in flight, then for every shard's (a
 /// request on one shard may still need another's data), then sync and close the store.
 async fn drain_and_close(shard: &Rc<Shard>) {
-    let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+    let deadline = Instant::now() + Duration::from_secs(shard.config.shutdown_timeout_s);
     let waiting = || STOP.load(Ordering::SeqCst) < 2 && Instant::now() < deadline;
     while shard.requests_in_flight.get() > 0 && waiting() {
         glommio::timer::sleep(STOP_POLL).await;

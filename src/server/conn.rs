@@ -12,6 +12,7 @@ use glommio::net::TcpStream;
 use sha2::{Digest, Sha256};
 
 use super::objects::ObjectBody;
+use super::tls::Stream;
 use super::Shard;
 use crate::http::{self, AwsChunkEvent, AwsChunkedDecoder, BodyEvent, BodyFraming, ChunkedDecoder};
 use crate::s3::error::S3Error;
@@ -29,7 +30,7 @@ const READ_CHUNK_BYTES: usize = 256 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 pub struct ConnIo {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: Vec<u8>,
     rpos: usize,
     /// The client sent `Expect: 100-continue` and has not been told to go on yet.
@@ -422,12 +423,31 @@ impl Response {
         self.headers.push((name.into(), value.into()));
         self
     }
+    /// Bytes of body this response sends (none for HEAD).
+    pub fn body_len(&self) -> u64 {
+        match &self.body {
+            ResponseBody::Empty | ResponseBody::HeadOnly { .. } => 0,
+            ResponseBody::Bytes(b) => b.len() as u64,
+            ResponseBody::Object(o) => o.len(),
+        }
+    }
 }
 
 /// Serves one connection until it closes, errs, or idles out.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
+    let handshake = glommio::timer::timeout(HEAD_TIMEOUT, async { Ok(Stream::accept(tcp).await) });
+    let stream = match handshake.await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(shard = shard.id, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    shard.metrics.borrow_mut().connection_opened();
+    let _open = OpenConnection(&shard);
     let mut io = ConnIo {
         stream,
         rbuf: Vec::with_capacity(READ_CHUNK_BYTES * 2),
@@ -439,9 +459,13 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             HeadRead::Head(head) => head,
             HeadRead::Closed => return,
             HeadRead::Bad(error) => {
+                let started = std::time::Instant::now();
                 let rid = super::router::request_id(&shard);
                 let response = super::router::error_response(&error, "", &rid, false);
+                let (status, length) = (response.status, response.body_len());
                 let _ = write_response(&shard, &mut io, response, false, &rid).await;
+                let took = started.elapsed();
+                (shard.metrics.borrow_mut()).request("Invalid", status, took, 0, length);
                 return;
             }
         };
@@ -486,6 +510,15 @@ async fn read_head(io: &mut ConnIo) -> HeadRead {
     head.unwrap_or(HeadRead::Bad(S3Error::RequestTimeout))
 }
 
+/// Counts a connection open for as long as it lives.
+struct OpenConnection<'s>(&'s Shard);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.borrow_mut().connection_closed();
+    }
+}
+
 /// Counts a request in flight for as long as it lives.
 struct InFlight<'s>(&'s Shard);
 
@@ -509,7 +542,12 @@ impl Drop for InFlight<'_> {
 /// Handles one request. Returns whether the connection may serve another.
 async fn serve_request(shard: &Rc<Shard>, io: &mut ConnIo, head: http::RequestHead) -> bool {
     let _in_flight = InFlight::new(shard);
+    let started = std::time::Instant::now();
     let rid = super::router::request_id(shard);
+    let op = {
+        let (bucket, key) = super::router::address(shard, &head);
+        super::metrics::operation(&head, bucket.is_some(), key.is_some())
+    };
     let framing = match http::body_framing(&head) {
         Ok(f) => f,
         Err(e) => {
@@ -531,6 +569,7 @@ async fn serve_request(shard: &Rc<Shard>, io: &mut ConnIo, head: http::RequestHe
         Err(error) => super::router::error_response(&error, &head.path, &rid, is_head),
     };
     let body_done = body.is_finished();
+    let bytes_in = body.decoded_bytes();
     // A body the client never got to send (we answered before 100 Continue) or that is
     // too large to drain means the connection cannot carry another request; nor does
     // one of a stopping node.
@@ -551,7 +590,23 @@ async fn serve_request(shard: &Rc<Shard>, io: &mut ConnIo, head: http::RequestHe
     {
         return false;
     }
-    match write_response(shard, io, response, keep_alive, &rid).await {
+    let (status, bytes_out) = (response.status, response.body_len());
+    let written = write_response(shard, io, response, keep_alive, &rid).await;
+    let took = started.elapsed();
+    (shard.metrics.borrow_mut()).request(op, status, took, bytes_in, bytes_out);
+    tracing::debug!(
+        target: "granary::access",
+        request_id = rid.as_str(),
+        op,
+        method = head.method.as_str(),
+        path = head.path.as_str(),
+        status,
+        bytes_in,
+        bytes_out,
+        micros = took.as_micros() as u64,
+        "request"
+    );
+    match written {
         Ok(()) => keep_alive,
         Err(_) => false,
     }

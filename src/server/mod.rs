@@ -5,10 +5,13 @@
 pub mod conn;
 pub mod global;
 pub mod list;
+pub mod metrics;
 pub mod multipart;
 pub mod objects;
 pub mod router;
 pub mod shard_api;
+pub mod tasks;
+pub mod tls;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -33,6 +36,10 @@ pub struct Shard {
     /// S3 requests being served by this shard's connections (a graceful stop waits for
     /// them).
     pub requests_in_flight: std::cell::Cell<u64>,
+    /// Request counters of this shard's connections.
+    pub metrics: RefCell<metrics::Recorder>,
+    /// The latest operator task of each kind on this shard.
+    pub tasks: RefCell<Vec<metrics::TaskProgress>>,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> ShardError {
@@ -160,6 +167,8 @@ impl Shard {
                     keys: g.key_rows(),
                 }
             }
+            R::Stats => A::Stats(Box::new(self.stats())),
+            R::StartTask { task } => A::Done(self.start_task(task)),
             R::GlobalUpdate { buckets, keys } => {
                 self.global.borrow_mut().apply(buckets, keys);
                 A::Done(Ok(()))

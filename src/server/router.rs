@@ -121,7 +121,10 @@ fn vhost_bucket(shard: &Shard, head: &RequestHead) -> Option<String> {
 
 /// Bucket and key named by the request, from the Host header (virtual-host style under
 /// `--s3-root-domain`) or from the path.
-fn address<'h>(shard: &Shard, head: &'h RequestHead) -> (Option<String>, Option<&'h str>) {
+pub(crate) fn address<'h>(
+    shard: &Shard,
+    head: &'h RequestHead,
+) -> (Option<String>, Option<&'h str>) {
     let path = head.path.strip_prefix('/').unwrap_or(&head.path);
     if let Some(bucket) = vhost_bucket(shard, head) {
         return (Some(bucket), (!path.is_empty()).then_some(path));

@@ -94,6 +94,21 @@ pub enum ShardRequest {
         buckets: Vec<BucketRow>,
         keys: Vec<KeyRow>,
     },
+    /// A snapshot of the shard's counters and storage (admin API, metrics, health).
+    Stats,
+    /// Starts an operator task on the shard; answers once it has started.
+    StartTask {
+        task: Task,
+    },
+}
+
+/// Long operator actions a shard runs in the background on request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Read and verify every block now (the background scrub runs slowly on its own).
+    Scrub,
+    /// Drop blocks past their GC delay and compact sparse segments now.
+    Gc,
 }
 
 impl ShardRequest {
@@ -118,7 +133,9 @@ impl ShardRequest {
             Self::ListObjects { .. }
             | Self::BucketHasObjects { .. }
             | Self::ListUploads { .. }
-            | Self::GlobalUpdate { .. } => unreachable!("fan-out requests are sent with call_on"),
+            | Self::GlobalUpdate { .. }
+            | Self::Stats
+            | Self::StartTask { .. } => unreachable!("fan-out requests are sent with call_on"),
             Self::PutBucket { .. } | Self::PutKey { .. } | Self::GlobalSnapshot => 0,
         }
     }
@@ -133,6 +150,8 @@ pub enum ShardError {
     BlockUnavailable(String),
     /// Any other storage failure: logged on the owning shard, reported as InternalError.
     Storage(String),
+    /// The shard is doing this already (an operator task).
+    Busy(String),
 }
 
 pub type ShardResult<T> = Result<T, ShardError>;
@@ -152,6 +171,7 @@ pub enum ShardResponse {
         buckets: Vec<BucketRow>,
         keys: Vec<KeyRow>,
     },
+    Stats(Box<super::metrics::ShardStats>),
 }
 
 macro_rules! expect_variant {
@@ -188,7 +208,7 @@ impl From<ShardError> for crate::s3::error::S3Error {
             ShardError::BlockUnavailable(m) => {
                 S3Error::InternalError(format!("block unavailable: {m}"))
             }
-            ShardError::Storage(m) => S3Error::InternalError(m),
+            ShardError::Storage(m) | ShardError::Busy(m) => S3Error::InternalError(m),
         }
     }
 }

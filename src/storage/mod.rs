@@ -230,7 +230,7 @@ impl From<heed::Error> for StorageError {
 }
 
 /// Counters of one shard's store.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StorageStats {
     /// Blocks in the index (any reference count).
     pub blocks: u64,
@@ -261,6 +261,16 @@ pub struct StorageStats {
     pub write_us: u64,
     pub sync_us: u64,
     pub commit_us: u64,
+    /// Size of the LMDB environment on disk.
+    pub lmdb_bytes: u64,
+    /// Blocks written and acknowledged whose index entries wait for the next commit.
+    pub pending_blocks: u64,
+    /// Scrub passes over every block completed since start.
+    pub scrub_passes: u64,
+    /// Blocks checked so far in the current scrub pass.
+    pub scrub_pass_checked: u64,
+    /// Corrupt blocks the scrub found since start.
+    pub scrub_bad_found: u64,
 }
 
 /// Outcome of [`ShardStore::put_object_if`].

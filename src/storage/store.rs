@@ -173,6 +173,9 @@ struct Counters {
     gc_dropped: Cell<u64>,
     compacted_segments: Cell<u64>,
     scrubbed_blocks: Cell<u64>,
+    scrub_passes: Cell<u64>,
+    scrub_pass_checked: Cell<u64>,
+    scrub_bad_found: Cell<u64>,
     recovered_records: Cell<u64>,
     truncated_bytes: Cell<u64>,
     startup_ms: Cell<u64>,
@@ -989,6 +992,11 @@ impl ShardStore {
             sync_us: c.sync_us.get(),
             commit_us: c.commit_us.get(),
             segments: self.segs.borrow().files.len() as u64,
+            lmdb_bytes: self.env.real_disk_size().unwrap_or(0),
+            pending_blocks: self.pending.borrow().len() as u64,
+            scrub_passes: c.scrub_passes.get(),
+            scrub_pass_checked: c.scrub_pass_checked.get(),
+            scrub_bad_found: c.scrub_bad_found.get(),
             ..Default::default()
         };
         if s.data_batches > 0 {

@@ -77,6 +77,9 @@ class GranaryServer:
         self.secret_key = secrets.token_urlsafe(30)[:40]
         self.proc = None
         self.starts = 0
+        # Added to the command line and the environment by tests that need more.
+        self.extra_args = []
+        self.extra_env = {}
 
     # -- lifecycle
 
@@ -94,6 +97,7 @@ class GranaryServer:
             "2",
             "--s3-root-domain",
             ROOT_DOMAIN,
+            *self.extra_args,
         ]
 
     def start(self):
@@ -102,6 +106,7 @@ class GranaryServer:
         env["GRANARY_ROOT_ACCESS_KEY_ID"] = self.access_key
         env["GRANARY_ROOT_SECRET_ACCESS_KEY"] = self.secret_key
         env.setdefault("RUST_BACKTRACE", "1")
+        env.update(self.extra_env)
         self.starts += 1
         log = open(self.log_path, "ab")
         log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())

@@ -347,9 +347,17 @@ impl ShardStore {
             bump(&self.counters.scrubbed_blocks, 1);
             match self.read_block(&h, 0, e.data_len).await {
                 Ok(_) | Err(StorageError::NotFound) => {}
-                Err(StorageError::Corrupt(_)) => p.bad += 1,
+                Err(StorageError::Corrupt(_)) => {
+                    p.bad += 1;
+                    bump(&self.counters.scrub_bad_found, 1);
+                }
                 Err(other) => return Err(other),
             }
+            bump(&self.counters.scrub_pass_checked, 1);
+        }
+        if p.wrapped {
+            bump(&self.counters.scrub_passes, 1);
+            self.counters.scrub_pass_checked.set(0);
         }
         Ok(p)
     }

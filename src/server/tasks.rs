@@ -1,0 +1,107 @@
+//! Operator tasks a shard runs on request (admin API `POST /v1/scrub`, `POST /v1/gc`), with
+//! their progress kept for `granary status` and the metrics.
+
+use std::rc::Rc;
+
+use super::metrics::{ShardStats, TaskProgress};
+use super::shard_api::{ShardError, ShardResult, Task};
+use super::{now_ms, Shard};
+
+/// Blocks verified per step of a requested scrub, between yields.
+const SCRUB_STEP_BLOCKS: usize = 64;
+
+impl Task {
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Scrub => "scrub",
+            Task::Gc => "gc",
+        }
+    }
+}
+
+impl Shard {
+    /// The shard's counters, storage figures and tasks.
+    pub fn stats(&self) -> ShardStats {
+        let mut stats = ShardStats {
+            shard: self.id,
+            requests_in_flight: self.requests_in_flight.get(),
+            storage: self.store.stats(),
+            tasks: self.tasks.borrow().clone(),
+            ..Default::default()
+        };
+        self.metrics.borrow().fill(&mut stats);
+        stats
+    }
+
+    /// Starts `task` unless one of its kind is running here already.
+    pub fn start_task(self: &Rc<Self>, task: Task) -> ShardResult<()> {
+        let name = task.name();
+        {
+            let mut tasks = self.tasks.borrow_mut();
+            if tasks
+                .iter()
+                .any(|t| t.task == name && t.finished_ms.is_none())
+            {
+                return Err(ShardError::Busy(format!("a {name} is running already")));
+            }
+            tasks.retain(|t| t.task != name);
+            tasks.push(TaskProgress {
+                task: name.into(),
+                state: "running".into(),
+                started_ms: now_ms(),
+                finished_ms: None,
+                done: 0,
+                total: (task == Task::Scrub).then(|| self.store.stats().blocks),
+            });
+        }
+        let shard = Rc::clone(self);
+        glommio::spawn_local(async move {
+            let result = match task {
+                Task::Scrub => shard.run_scrub().await,
+                Task::Gc => shard.run_gc().await,
+            };
+            let state = match &result {
+                Ok(()) => "done".to_string(),
+                Err(e) => format!("failed: {e}"),
+            };
+            tracing::info!(shard = shard.id, task = name, state, "operator task ended");
+            shard.update_task(name, |t| {
+                t.state = state;
+                t.finished_ms = Some(now_ms());
+            });
+        })
+        .detach();
+        Ok(())
+    }
+
+    fn update_task(&self, name: &str, f: impl FnOnce(&mut TaskProgress)) {
+        if let Some(t) = self.tasks.borrow_mut().iter_mut().find(|t| t.task == name) {
+            f(t);
+        }
+    }
+
+    async fn run_scrub(&self) -> Result<(), String> {
+        tracing::info!(shard = self.id, "scrub requested: verifying every block");
+        loop {
+            let step = self
+                .store
+                .scrub_step(SCRUB_STEP_BLOCKS)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.update_task("scrub", |t| t.done += step.checked);
+            if step.wrapped {
+                return Ok(());
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+
+    async fn run_gc(&self) -> Result<(), String> {
+        let dropped = self.store.gc_now().await.map_err(|e| e.to_string())?;
+        self.update_task("gc", |t| t.done += dropped);
+        let compacted = self.store.compact_now().await.map_err(|e| e.to_string())?;
+        self.update_task("gc", |t| t.done += compacted);
+        tracing::info!(shard = self.id, dropped, compacted, "GC requested: done");
+        Ok(())
+    }
+}

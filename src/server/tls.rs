@@ -1,0 +1,159 @@
+//! TLS on the listeners (rustls, TLS 1.2 and 1.3 only). The certificate and key are read
+//! at start, where a bad file stops the server, and again on SIGHUP, where a bad file is
+//! logged and the previous certificate kept. Connections already open keep their session;
+//! new ones get the new certificate.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use anyhow::Context as _;
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::TlsFiles;
+
+struct Current {
+    files: TlsFiles,
+    config: Arc<rustls::ServerConfig>,
+}
+
+static CURRENT: RwLock<Option<Current>> = RwLock::new(None);
+
+/// Builds a server configuration from PEM files.
+pub fn load(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("reading certificates from {}: {e}", files.cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no certificate", files.cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| anyhow::anyhow!("reading the private key {}: {e}", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("choosing TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .with_context(|| {
+            format!(
+                "the key {} does not fit the certificate {}",
+                files.key.display(),
+                files.cert.display()
+            )
+        })?;
+    let mut config = config;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Reads the certificate at start (or notes that the listeners speak plain HTTP).
+pub fn init(files: Option<TlsFiles>) -> anyhow::Result<()> {
+    let current = match files {
+        Some(files) => Some(Current {
+            config: load(&files)?,
+            files,
+        }),
+        None => None,
+    };
+    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = current;
+    Ok(())
+}
+
+/// Reads the certificate again (SIGHUP). On failure the previous one stays in use.
+pub fn reload() {
+    let files = match CURRENT.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(current) => current.files.clone(),
+        None => {
+            tracing::info!("SIGHUP: TLS is not configured, nothing to reload");
+            return;
+        }
+    };
+    match load(&files) {
+        Ok(config) => {
+            let mut guard = CURRENT.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(current) = guard.as_mut() {
+                current.config = config;
+            }
+            tracing::info!(cert = %files.cert.display(), "SIGHUP: TLS certificate reloaded");
+        }
+        Err(e) => tracing::error!("SIGHUP: keeping the previous TLS certificate: {e:#}"),
+    }
+}
+
+/// The configuration new connections get, when TLS is on.
+pub fn current() -> Option<Arc<rustls::ServerConfig>> {
+    CURRENT
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|c| Arc::clone(&c.config))
+}
+
+/// Whether the listeners speak TLS (for URLs printed to the operator).
+pub fn enabled() -> bool {
+    current().is_some()
+}
+
+/// A connection's byte stream: plain TCP, or TLS over it.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Wraps an accepted connection, doing the TLS handshake when TLS is on.
+    pub async fn accept(tcp: TcpStream) -> io::Result<Stream> {
+        match current() {
+            None => Ok(Stream::Plain(tcp)),
+            Some(config) => {
+                let tls = futures_rustls::TlsAcceptor::from(config)
+                    .accept(tcp)
+                    .await?;
+                Ok(Stream::Tls(Box::new(tls)))
+            }
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_close(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
