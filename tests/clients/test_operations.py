@@ -465,3 +465,34 @@ def test_shutdown_timeout_bounds_a_stop_that_waits_for_a_stalled_upload(tmp_path
             server.client().head_object(Bucket="stall", Key="k")
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+
+def test_every_path_of_the_openapi_document_is_served_as_documented(server):
+    import yaml
+
+    doc = yaml.safe_load((REPO / "docs" / "admin-api.yaml").read_text())
+    token = admin_token(server)
+    schemas = doc["components"]["schemas"]
+    for path, item in doc["paths"].items():
+        concrete = path.replace("{id}", "GKNOSUCHKEY").replace("{name}", "no-such-bucket")
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            open_path = operation.get("security") == []
+            if not open_path:
+                status, _ = admin_request(server, concrete, method=method.upper())
+                assert status == 401, f"{method} {path} without a token gave {status}"
+            status, body = admin_request(server, concrete, token=token, method=method.upper())
+            documented = {int(code) for code in operation["responses"]}
+            assert status in documented, f"{method} {path}: {status} not in {documented}: {body}"
+            assert "no such admin endpoint" not in body, f"{method} {path} is not served"
+            schema = operation["responses"][str(status)].get("content", {})
+            schema = schema.get("application/json", {}).get("schema", {})
+            if "$ref" in schema:
+                schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+            for field in schema.get("required", []):
+                assert field in json.loads(body), f"{method} {path}: {field} missing in {body}"
+    assert admin_request(server, "/v1/nothing-here", token=token)[0] == 404
