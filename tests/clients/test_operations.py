@@ -496,3 +496,38 @@ def test_every_path_of_the_openapi_document_is_served_as_documented(server):
             for field in schema.get("required", []):
                 assert field in json.loads(body), f"{method} {path}: {field} missing in {body}"
     assert admin_request(server, "/v1/nothing-here", token=token)[0] == 404
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def test_json_logs_carry_the_request_id_that_responses_carry(tmp_path):
+    server = GranaryServer(granary_binary_path(), tmp_path)
+    server.extra_args = ["--log-format", "json"]
+    server.extra_env = {"GRANARY_LOG": "info,granary::access=debug"}
+    server.start()
+    try:
+        s3 = server.client()
+        with pytest.raises(Exception) as missing:
+            s3.head_bucket(Bucket="no-such-bucket-here")
+        request_id = missing.value.response["ResponseMetadata"]["RequestId"]
+        assert request_id
+        deadline = time.monotonic() + 10
+        while True:
+            lines = [
+                json.loads(line)
+                for line in server.log_path.read_text().splitlines()
+                if line.startswith("{")
+            ]
+            access = [entry for entry in lines if entry.get("target") == "granary::access"]
+            match = [e for e in access if e["fields"].get("request_id") == request_id]
+            if match:
+                break
+            assert time.monotonic() < deadline, access[-3:]
+            time.sleep(0.1)
+        fields = match[0]["fields"]
+        assert fields["op"] == "HeadBucket"
+        assert fields["status"] == 404
+        assert any(e["fields"].get("message", "").startswith("Granary is ready") for e in lines)
+    finally:
+        server.stop()
