@@ -124,7 +124,9 @@ fn call(
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n\
+         {body}",
         target.admin_addr,
         body.len()
     );
@@ -255,7 +257,11 @@ pub fn key(target: &AdminTarget, command: KeyCommand) -> anyhow::Result<()> {
 }
 
 pub fn bucket(target: &AdminTarget, command: BucketCommand) -> anyhow::Result<()> {
-    let permission = |p: &Permission| serde_json::json!({ "key": p.key, "read": p.read, "write": p.write, "owner": p.owner });
+    let permission = |p: &Permission| {
+        let mut v = serde_json::json!({ "key": p.key, "read": p.read, "write": p.write });
+        v["owner"] = p.owner.into();
+        v
+    };
     let json = match &command {
         BucketCommand::Create { name, owner } => call(
             target,

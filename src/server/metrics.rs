@@ -605,8 +605,15 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("granary_request_duration_seconds_bucket{shard=\"0\",op=\"GetObject\",le=\"0.0005\"} 1\n"));
-        assert!(text.contains("granary_request_duration_seconds_bucket{shard=\"0\",op=\"GetObject\",le=\"0.005\"} 2\n"));
+        let bucket = "granary_request_duration_seconds_bucket{shard=\"0\",op=\"GetObject\"";
+        assert!(
+            text.contains(&format!("{bucket},le=\"0.0005\"}} 1\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{bucket},le=\"0.005\"}} 2\n")),
+            "{text}"
+        );
         assert!(text.contains(
             "granary_request_duration_seconds_bucket{shard=\"0\",op=\"GetObject\",le=\"+Inf\"} 3\n"
         ));
