@@ -80,6 +80,8 @@ class GranaryServer:
         # Added to the command line and the environment by tests that need more.
         self.extra_args = []
         self.extra_env = {}
+        # CA bundle for a server that speaks TLS (None: plain HTTP).
+        self.ca_bundle = None
 
     # -- lifecycle
 
@@ -179,6 +181,7 @@ class GranaryServer:
             region_name=REGION,
             aws_access_key_id=access_key or self.access_key,
             aws_secret_access_key=secret_key or self.secret_key,
+            verify=self.ca_bundle,
             config=Config(**kwargs),
         )
 

@@ -317,24 +317,6 @@ class TlsServer(GranaryServer):
         self.ca_bundle = str(ca_bundle)
         self.extra_args = ["--tls-cert", str(cert), "--tls-key", str(key)]
 
-    def client(self, secret_key=None, access_key=None, retries=None, **config):
-        import boto3
-        from botocore.config import Config
-
-        kwargs = {"s3": {"addressing_style": "path"}}
-        if retries is not None:
-            kwargs["retries"] = {"total_max_attempts": retries + 1, "mode": "standard"}
-        kwargs.update(config)
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=access_key or self.access_key,
-            aws_secret_access_key=secret_key or self.secret_key,
-            verify=self.ca_bundle,
-            config=Config(**kwargs),
-        )
-
 
 def peer_certificate(port, ca):
     context = ssl.create_default_context(cafile=str(ca))
