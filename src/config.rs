@@ -23,6 +23,12 @@ pub struct ServerArgs {
     /// Address of the admin API listener [default: 127.0.0.1:3903]
     #[arg(long)]
     pub admin_addr: Option<SocketAddr>,
+    /// Address of the static website listener [default: 127.0.0.1:3902]
+    #[arg(long)]
+    pub web_addr: Option<SocketAddr>,
+    /// Domain under which `<bucket>.<domain>` in Host names a website bucket [default: none]
+    #[arg(long)]
+    pub web_root_domain: Option<String>,
     /// Number of shards (one pinned thread each) [default: usable cores]
     #[arg(long)]
     pub shards: Option<u16>,
@@ -73,6 +79,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub s3_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub web_addr: SocketAddr,
+    pub web_root_domain: Option<String>,
     pub shards: u16,
     pub s3_region: String,
     pub s3_root_domain: Option<String>,
@@ -115,6 +123,8 @@ impl ServerArgs {
             data_dir: self.data_dir.or(file.data_dir),
             s3_addr: self.s3_addr.or(file.s3_addr),
             admin_addr: self.admin_addr.or(file.admin_addr),
+            web_addr: self.web_addr.or(file.web_addr),
+            web_root_domain: self.web_root_domain.or(file.web_root_domain),
             shards: self.shards.or(file.shards),
             s3_region: self.s3_region.or(file.s3_region),
             s3_root_domain: self.s3_root_domain.or(file.s3_root_domain),
@@ -181,6 +191,10 @@ impl ServerArgs {
             admin_addr: self
                 .admin_addr
                 .unwrap_or_else(|| "127.0.0.1:3903".parse().expect("literal")),
+            web_addr: self
+                .web_addr
+                .unwrap_or_else(|| "127.0.0.1:3902".parse().expect("literal")),
+            web_root_domain: self.web_root_domain.filter(|d| !d.is_empty()),
             shards,
             s3_region,
             s3_root_domain: self.s3_root_domain.filter(|d| !d.is_empty()),
@@ -220,6 +234,8 @@ mod tests {
         let c = ServerArgs::default().validate(2).unwrap();
         assert_eq!(c.shards, 2);
         assert_eq!(c.s3_addr.to_string(), "127.0.0.1:3900");
+        assert_eq!(c.web_addr.to_string(), "127.0.0.1:3902");
+        assert_eq!(c.web_root_domain, None);
         assert_eq!(c.data_fsync, FsyncPolicy::Always);
         assert_eq!(c.metadata_fsync, FsyncPolicy::Always);
         assert_eq!(c.block_size, 1 << 20);

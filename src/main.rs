@@ -22,8 +22,9 @@ enum Command {
         /// TOML configuration file [default: /etc/granary.toml when it exists]
         #[arg(long)]
         config: Option<std::path::PathBuf>,
+        /// Boxed: the flags are many, the other commands small.
         #[command(flatten)]
-        args: ServerArgs,
+        args: Box<ServerArgs>,
     },
     /// Manage access keys of a running node
     Key {
@@ -69,7 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => ServerArgs::default(),
             };
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u16;
-            let config = args.overlay(file_args).validate(cores)?;
+            let config = (*args).overlay(file_args).validate(cores)?;
             init_logging(config.log_format);
             granary::runtime::run(config)
         }

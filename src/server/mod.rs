@@ -3,12 +3,15 @@
 //! data to the shard that owns it (`shard_api`).
 
 pub mod conn;
+pub mod cors;
 pub mod global;
 pub mod list;
 pub mod multipart;
 pub mod objects;
+pub mod post_object;
 pub mod router;
 pub mod shard_api;
+pub mod website;
 
 use std::cell::RefCell;
 use std::rc::Rc;
