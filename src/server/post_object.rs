@@ -166,7 +166,7 @@ fn authorize(
         .key(&auth.access_key_id)
         .cloned()
         .ok_or(S3Error::InvalidAccessKeyId)?;
-    if auth.region != shard.config.s3_region {
+    if auth.version == policy::PostSignatureVersion::V4 && auth.region != shard.config.s3_region {
         return Err(S3Error::AuthorizationQueryParametersError(format!(
             "Error parsing the X-Amz-Credential parameter; the region '{}' is wrong; \
              expecting '{}'",
