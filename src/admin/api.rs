@@ -330,7 +330,9 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                     "expected {\"allow\": bool, \"index_document\"?, \"error_document\"?}",
                 );
             };
-            let index_suffix = request.index_document.unwrap_or_else(|| "index.html".into());
+            let index_suffix = request
+                .index_document
+                .unwrap_or_else(|| "index.html".into());
             if index_suffix.is_empty() || index_suffix.contains('/') {
                 return fail(400, "the index document must be a name without '/'");
             }

@@ -362,25 +362,43 @@ mod tests {
             \r\n1\r\n--XyZ--";
         let parts = parse_all(body, 5).unwrap();
         assert_eq!(parts.len(), 1);
-        assert_eq!((parts[0].0.name.as_str(), parts[0].1.as_slice()), ("a", &b"1"[..]));
+        assert_eq!(
+            (parts[0].0.name.as_str(), parts[0].1.as_slice()),
+            ("a", &b"1"[..])
+        );
     }
 
     #[test]
     fn bad_forms_are_refused() {
         let no_disposition = b"--XyZ\r\nContent-Type: text/plain\r\n\r\nx\r\n--XyZ--";
-        assert!(matches!(parse_all(no_disposition, 4), Err(FormError::BadPartHead(_))));
+        assert!(matches!(
+            parse_all(no_disposition, 4),
+            Err(FormError::BadPartHead(_))
+        ));
         let bad_after = b"--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XyZzz";
-        assert_eq!(parse_all(bad_after, 4).unwrap_err(), FormError::BadDelimiter);
+        assert_eq!(
+            parse_all(bad_after, 4).unwrap_err(),
+            FormError::BadDelimiter
+        );
         let huge_head = [b"--XyZ\r\nX: ".as_slice(), &[b'a'; 9000]].concat();
-        assert_eq!(parse_all(&huge_head, 4096).unwrap_err(), FormError::PartHeadTooLarge);
+        assert_eq!(
+            parse_all(&huge_head, 4096).unwrap_err(),
+            FormError::PartHeadTooLarge
+        );
         let no_start = [b'a'; 10000];
         assert_eq!(parse_all(&no_start, 1000).unwrap_err(), FormError::NoStart);
     }
 
     #[test]
     fn boundaries_come_from_the_content_type() {
-        assert_eq!(boundary("multipart/form-data; boundary=abc").unwrap(), "abc");
-        assert_eq!(boundary("Multipart/Form-Data;boundary=\"a b\"").unwrap(), "a b");
+        assert_eq!(
+            boundary("multipart/form-data; boundary=abc").unwrap(),
+            "abc"
+        );
+        assert_eq!(
+            boundary("Multipart/Form-Data;boundary=\"a b\"").unwrap(),
+            "a b"
+        );
         assert!(boundary("multipart/mixed; boundary=abc").is_err());
         assert!(boundary("multipart/form-data").is_err());
         assert!(boundary(&format!("multipart/form-data; boundary={}", "a".repeat(71))).is_err());

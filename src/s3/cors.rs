@@ -46,7 +46,10 @@ pub fn parse_cors_configuration(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
             if allowed_methods.is_empty() || allowed_origins.is_empty() {
                 return Err(S3Error::MalformedXML);
             }
-            if let Some(m) = allowed_methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
+            if let Some(m) = allowed_methods
+                .iter()
+                .find(|m| !METHODS.contains(&m.as_str()))
+            {
                 return Err(S3Error::InvalidRequest(format!(
                     "Found unsupported HTTP method in CORS config. Unsupported method is {m}"
                 )));
@@ -56,7 +59,12 @@ pub fn parse_cors_configuration(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
             one_wildcard_at_most(&allowed_headers, "AllowedHeader")?;
             let max_age_seconds = match r.child("MaxAgeSeconds") {
                 None => None,
-                Some(m) => Some(m.text.trim().parse::<u32>().map_err(|_| S3Error::MalformedXML)?),
+                Some(m) => Some(
+                    m.text
+                        .trim()
+                        .parse::<u32>()
+                        .map_err(|_| S3Error::MalformedXML)?,
+                ),
             };
             Ok(CorsRule {
                 id: r.child("ID").map(|i| i.text.trim().to_string()),
@@ -326,9 +334,15 @@ mod tests {
             Some("X-Amz-Date, content-type"),
         )
         .unwrap();
-        assert_eq!(get(&h, "access-control-allow-origin"), Some("http://app.example.com"));
+        assert_eq!(
+            get(&h, "access-control-allow-origin"),
+            Some("http://app.example.com")
+        );
         assert_eq!(get(&h, "access-control-allow-methods"), Some("GET, PUT"));
-        assert_eq!(get(&h, "access-control-allow-headers"), Some("x-amz-date, content-type"));
+        assert_eq!(
+            get(&h, "access-control-allow-headers"),
+            Some("x-amz-date, content-type")
+        );
         assert_eq!(get(&h, "access-control-expose-headers"), Some("ETag"));
         assert_eq!(get(&h, "access-control-max-age"), Some("600"));
         // The second rule allows any origin to GET, without headers.
@@ -345,8 +359,18 @@ mod tests {
             assert_eq!(e.code(), "AccessForbidden", "{origin} {method} {headers:?}");
             assert_eq!(e.status(), 403);
         }
-        assert_eq!(preflight(&rules, None, Some("GET"), None).unwrap_err().status(), 400);
-        assert_eq!(preflight(&rules, Some("o"), None, None).unwrap_err().status(), 400);
+        assert_eq!(
+            preflight(&rules, None, Some("GET"), None)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            preflight(&rules, Some("o"), None, None)
+                .unwrap_err()
+                .status(),
+            400
+        );
         let e = preflight(&[], Some("o"), Some("GET"), None).unwrap_err();
         assert_eq!(e.code(), "AccessForbidden");
     }
@@ -356,7 +380,10 @@ mod tests {
         let rules = parse_cors_configuration(CONFIG).unwrap();
         let rule = find_rule(&rules, "http://a.example.com", "GET", &[]).unwrap();
         let h = actual_headers(rule, "http://a.example.com");
-        assert_eq!(get(&h, "access-control-allow-origin"), Some("http://a.example.com"));
+        assert_eq!(
+            get(&h, "access-control-allow-origin"),
+            Some("http://a.example.com")
+        );
         assert_eq!(get(&h, "vary"), Some("Origin"));
         assert!(find_rule(&rules, "http://a.example.com", "DELETE", &[]).is_none());
     }

@@ -475,7 +475,11 @@ mod tests {
     fn v2_signed_forms_verify() {
         let p64 = policy_b64(r#"{"expiration": "2030-01-01T00:00:00Z", "conditions": []}"#);
         let sig = crate::s3::sigv2::signature(SK, &p64);
-        let fields = f(&[("AWSAccessKeyId", "AKID"), ("policy", &p64), ("signature", &sig)]);
+        let fields = f(&[
+            ("AWSAccessKeyId", "AKID"),
+            ("policy", &p64),
+            ("signature", &sig),
+        ]);
         let auth = parse_post_auth(&fields).unwrap().unwrap();
         assert_eq!(auth.version, PostSignatureVersion::V2);
         assert_eq!(auth.access_key_id, "AKID");

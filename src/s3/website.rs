@@ -50,7 +50,9 @@ pub fn parse_website_configuration(body: &[u8]) -> Result<WebsiteConfig, S3Error
         });
     }
     let index = index.ok_or_else(|| {
-        invalid("A value for IndexDocument Suffix must be provided if RedirectAllRequestsTo is empty")
+        invalid(
+            "A value for IndexDocument Suffix must be provided if RedirectAllRequestsTo is empty",
+        )
     })?;
     let suffix = index
         .child("Suffix")
@@ -148,7 +150,10 @@ mod tests {
             </HostName><Protocol>https</Protocol></RedirectAllRequestsTo></WebsiteConfiguration>";
         let c = parse_website_configuration(body).unwrap();
         let r = c.redirect_all.clone().unwrap();
-        assert_eq!((r.host_name.as_str(), r.protocol.as_deref()), ("example.com", Some("https")));
+        assert_eq!(
+            (r.host_name.as_str(), r.protocol.as_deref()),
+            ("example.com", Some("https"))
+        );
         let again = parse_website_configuration(website_configuration_xml(&c).as_bytes());
         assert_eq!(again.unwrap(), c);
     }

@@ -232,7 +232,10 @@ impl<'c> Body<'c> {
 
     /// The filter layer, fed from the aws-chunked or the framing layer.
     async fn read_filtered(&mut self, out: &mut Vec<u8>) -> Result<usize, S3Error> {
-        let mut layer = self.filter.take().expect("read_filtered runs with a filter");
+        let mut layer = self
+            .filter
+            .take()
+            .expect("read_filtered runs with a filter");
         let result = loop {
             if layer.done {
                 break Ok(0);

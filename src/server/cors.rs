@@ -40,7 +40,11 @@ pub async fn bucket_cors_op(
 }
 
 /// Answers a preflight `OPTIONS` request for `bucket` from its rules.
-pub fn preflight(shard: &Shard, head: &RequestHead, bucket: Option<&str>) -> Result<Response, S3Error> {
+pub fn preflight(
+    shard: &Shard,
+    head: &RequestHead,
+    bucket: Option<&str>,
+) -> Result<Response, S3Error> {
     let Some(bucket) = bucket else {
         return Err(S3Error::AccessForbidden(
             "CORSResponse: Bucket not found".into(),

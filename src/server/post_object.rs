@@ -157,9 +157,8 @@ fn authorize(
     file: &PartHead,
     bucket: &str,
 ) -> Result<(Caller, String, policy::PostPolicy), S3Error> {
-    let auth = policy::parse_post_auth(fields)?.ok_or_else(|| {
-        S3Error::AccessDenied("anonymous POST uploads are not allowed".into())
-    })?;
+    let auth = policy::parse_post_auth(fields)?
+        .ok_or_else(|| S3Error::AccessDenied("anonymous POST uploads are not allowed".into()))?;
     let key_row = shard
         .global
         .borrow()

@@ -377,8 +377,9 @@ async fn bucket_op(
             let xml_body = read_small_body(body, head, caller).await?;
             objects::delete_objects(shard, &row, &xml_body).await
         }
-        "POST" => Err(S3Error::NotImplemented(
-            "POST on a bucket (form uploads)".into(),
+        // Form uploads (multipart/form-data) went to post_object before authentication.
+        "POST" => Err(S3Error::MalformedPOSTRequest(
+            "The body of your POST request is not well-formed multipart/form-data.".into(),
         )),
         _ => Err(S3Error::MethodNotAllowed),
     }
