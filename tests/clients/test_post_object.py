@@ -11,6 +11,8 @@ the policy does not cover, a policy for another bucket, a key without write acce
 import hashlib
 import os
 import re
+import threading
+import time
 import urllib.parse
 
 import boto3
@@ -123,6 +125,61 @@ def test_large_file_streams_into_blocks(s3, s3v4, bucket, tmp_path):
     assert r.status_code == 204, r.text
     got = s3.get_object(Bucket=bucket, Key="big/big.bin")["Body"].read()
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
+def rss_bytes(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow
+def test_huge_form_streams_without_buffering_the_file(server, s3v4, bucket):
+    """A 256 MiB file sent as a chunked form body: the server's memory stays far below
+    the file's size while it streams (sampled during the upload), and the stored object
+    is the file (its MD5 is the ETag)."""
+    size, piece = 256 * MiB, MiB
+    p = s3v4.generate_presigned_post(bucket, "huge.bin")
+    boundary = "granary-test-" + os.urandom(8).hex()
+    md5 = hashlib.md5()
+
+    def body():
+        for name, value in p["fields"].items():
+            yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+                   f"{value}\r\n").encode()
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+               f"filename=\"huge.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+               ).encode()
+        for _ in range(size // piece):
+            data = os.urandom(piece)
+            md5.update(data)
+            yield data
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    pid = server.proc.pid
+    baseline = rss_bytes(pid)
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_bytes(pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        r = requests.post(p["url"], data=body(), timeout=600,
+                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    finally:
+        stop.set()
+        sampler.join()
+    assert r.status_code == 204, r.text
+    assert r.headers["ETag"].strip('"') == md5.hexdigest()
+    grown = peak[0] - baseline
+    print(f"server RSS: {baseline / MiB:.0f} MiB before, peak {peak[0] / MiB:.0f} MiB")
+    assert grown < 96 * MiB, f"server memory grew by {grown / MiB:.0f} MiB during the upload"
 
 
 def test_expired_policy_is_refused(s3, s3v4, bucket):

@@ -51,6 +51,16 @@ def test_index_document_answers_the_root_and_directories(server, site):
     assert (r.status, r.body) == (200, DOCS_INDEX)
 
 
+
+def test_keys_with_spaces_and_unicode(server, s3, site):
+    s3.put_object(Bucket=site, Key="my docs/café.html", Body=b"accents", ContentType="text/html")
+    s3.put_object(Bucket=site, Key="my docs/index.html", Body=b"spaced index")
+    r = web(server, site, "/my%20docs/caf%C3%A9.html")
+    assert (r.status, r.body) == (200, b"accents")
+    r = web(server, site, "/my%20docs/")
+    assert (r.status, r.body) == (200, b"spaced index")
+
+
 def test_missing_key_gets_the_error_document_with_404(server, site):
     for path in ["/nothing.html", "/no/such/dir/", "/docs/missing"]:
         r = web(server, site, path)
