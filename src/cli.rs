@@ -77,6 +77,26 @@ pub enum BucketCommand {
     Allow(Permission),
     /// Take permissions away from a key
     Deny(Permission),
+    /// Serve a bucket as a static website on the web listener (--allow), or stop (--deny)
+    Website(Website),
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("mode").required(true).args(["allow", "deny"]))]
+pub struct Website {
+    pub bucket: String,
+    /// Serve the bucket as a website
+    #[arg(long)]
+    pub allow: bool,
+    /// Stop serving the bucket as a website
+    #[arg(long)]
+    pub deny: bool,
+    /// Document served for `/` and for keys ending in `/` [default: index.html]
+    #[arg(long, requires = "allow")]
+    pub index_document: Option<String>,
+    /// Key of the document served with status 404 when a key is missing
+    #[arg(long, requires = "allow")]
+    pub error_document: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -213,6 +233,14 @@ fn print_bucket(bucket: &BucketInfo) {
     for k in &bucket.keys {
         println!("  key {:<24} {}", k.name, flags(k.read, k.write, k.owner));
     }
+    match &bucket.website {
+        Some(w) => println!(
+            "Website: enabled (index document {}, error document {})",
+            w.index_document,
+            w.error_document.as_deref().unwrap_or("none")
+        ),
+        None => println!("Website: disabled"),
+    }
 }
 
 fn flags(read: bool, write: bool, owner: bool) -> String {
@@ -285,6 +313,16 @@ pub fn bucket(target: &AdminTarget, command: BucketCommand) -> anyhow::Result<()
             "POST",
             &format!("/v1/buckets/{}/deny", p.bucket),
             Some(permission(p)),
+        )?,
+        BucketCommand::Website(w) => call(
+            target,
+            "POST",
+            &format!("/v1/buckets/{}/website", w.bucket),
+            Some(serde_json::json!({
+                "allow": w.allow,
+                "index_document": w.index_document,
+                "error_document": w.error_document,
+            })),
         )?,
     };
     if target.json {

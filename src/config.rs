@@ -23,6 +23,12 @@ pub struct ServerArgs {
     /// Address of the admin API listener [default: 127.0.0.1:3903]
     #[arg(long)]
     pub admin_addr: Option<SocketAddr>,
+    /// Address of the static website listener [default: 127.0.0.1:3902]
+    #[arg(long)]
+    pub web_addr: Option<SocketAddr>,
+    /// Domain under which `<bucket>.<domain>` in Host names a website bucket [default: none]
+    #[arg(long)]
+    pub web_root_domain: Option<String>,
     /// Number of shards (one pinned thread each) [default: usable cores]
     #[arg(long)]
     pub shards: Option<u16>,
@@ -92,6 +98,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub s3_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub web_addr: SocketAddr,
+    pub web_root_domain: Option<String>,
     pub shards: u16,
     pub s3_region: String,
     pub s3_root_domain: Option<String>,
@@ -146,6 +154,8 @@ impl ServerArgs {
             data_dir: self.data_dir.or(file.data_dir),
             s3_addr: self.s3_addr.or(file.s3_addr),
             admin_addr: self.admin_addr.or(file.admin_addr),
+            web_addr: self.web_addr.or(file.web_addr),
+            web_root_domain: self.web_root_domain.or(file.web_root_domain),
             shards: self.shards.or(file.shards),
             s3_region: self.s3_region.or(file.s3_region),
             s3_root_domain: self.s3_root_domain.or(file.s3_root_domain),
@@ -243,6 +253,10 @@ impl ServerArgs {
             admin_addr: self
                 .admin_addr
                 .unwrap_or_else(|| "127.0.0.1:3903".parse().expect("literal")),
+            web_addr: self
+                .web_addr
+                .unwrap_or_else(|| "127.0.0.1:3902".parse().expect("literal")),
+            web_root_domain: self.web_root_domain.filter(|d| !d.is_empty()),
             shards,
             s3_region,
             s3_root_domain: self.s3_root_domain.filter(|d| !d.is_empty()),
@@ -273,6 +287,10 @@ impl ServerConfig {
         put("data_dir", path(&self.data_dir));
         put("s3_addr", Value::String(self.s3_addr.to_string()));
         put("admin_addr", Value::String(self.admin_addr.to_string()));
+        put("web_addr", Value::String(self.web_addr.to_string()));
+        if let Some(d) = &self.web_root_domain {
+            put("web_root_domain", Value::String(d.clone()));
+        }
         put("shards", int(u64::from(self.shards)));
         put("s3_region", Value::String(self.s3_region.clone()));
         if let Some(d) = &self.s3_root_domain {
@@ -333,6 +351,8 @@ mod tests {
         let c = ServerArgs::default().validate(2).unwrap();
         assert_eq!(c.shards, 2);
         assert_eq!(c.s3_addr.to_string(), "127.0.0.1:3900");
+        assert_eq!(c.web_addr.to_string(), "127.0.0.1:3902");
+        assert_eq!(c.web_root_domain, None);
         assert_eq!(c.data_fsync, FsyncPolicy::Always);
         assert_eq!(c.metadata_fsync, FsyncPolicy::Always);
         assert_eq!(c.block_size, 1 << 20);
@@ -370,20 +390,25 @@ mod tests {
 
     use std::time::Duration;
 
-    /// docs/configuration.md lists every flag and key of `granary server`.
-    #[test]
-    fn the_configuration_table_lists_every_setting() {
+    /// The long flags of `granary server`.
+    fn flags() -> Vec<String> {
         use clap::CommandFactory;
         #[derive(clap::Parser)]
         struct Probe {
             #[command(flatten)]
             args: ServerArgs,
         }
-        let doc = include_str!("../docs/configuration.md");
-        let flags: Vec<String> = Probe::command()
+        Probe::command()
             .get_arguments()
             .filter_map(|a| a.get_long().map(str::to_string))
-            .collect();
+            .collect()
+    }
+
+    /// docs/configuration.md lists every flag and key of `granary server`.
+    #[test]
+    fn the_configuration_table_lists_every_setting() {
+        let doc = include_str!("../docs/configuration.md");
+        let flags = flags();
         assert!(flags.len() >= 14, "{flags:?}");
         for flag in flags {
             let key = flag.replace('-', "_");
@@ -423,6 +448,25 @@ mod tests {
             again.to_toml().replace("admin_token = \"********\"\n", ""),
             text.replace("admin_token = \"********\"\n", "")
         );
+    }
+
+    /// `--print-config` shows every setting (those without a default once they are set).
+    #[test]
+    fn printed_config_has_every_key() {
+        let args = ServerArgs {
+            s3_root_domain: Some("s3.example".into()),
+            web_root_domain: Some("web.example".into()),
+            admin_token: Some("0123456789abcdef".into()),
+            metrics_token: Some("0123456789abcdef".into()),
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..Default::default()
+        };
+        let printed: toml::Table = toml::from_str(&args.validate(2).unwrap().to_toml()).unwrap();
+        for flag in flags() {
+            let key = flag.replace('-', "_");
+            assert!(printed.contains_key(&key), "--print-config lacks {key}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the client integration tests need; safe to run again and again.
 #  - Debian packages: s3cmd, rclone, curl, prometheus (promtool), systemd (systemd-analyze),
-#    openssl (only when missing)
+#    openssl, chromium (only when missing; chromium runs the browser test of websites, CORS
+#    and POST uploads headless)
 #  - .venv in the repo with the AWS CLI v1, boto3, pytest, requests, pytest-timeout
 # Runs as root in CI without prompts.
 set -euo pipefail
@@ -28,6 +29,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   SUDO=""

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
+use crate::meta::website::WebsiteConfig;
 use crate::server::shard_api::ShardRequest;
 use crate::server::{now_ms, router, Shard};
 
@@ -39,6 +40,25 @@ pub struct BucketInfo {
     pub id: String,
     pub created_ms: u64,
     pub keys: Vec<Grant>,
+    /// The website configuration, when the bucket is served as a website.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website: Option<WebsiteInfo>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct WebsiteInfo {
+    pub index_document: String,
+    pub error_document: Option<String>,
+}
+
+/// `POST /v1/buckets/{name}/website`: serve the bucket as a website (`allow`) or stop.
+#[derive(Deserialize)]
+struct SetWebsite {
+    allow: bool,
+    #[serde(default)]
+    index_document: Option<String>,
+    #[serde(default)]
+    error_document: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +140,10 @@ fn bucket_info(bucket: &BucketRow) -> BucketInfo {
                 owner: p.owner,
             })
             .collect(),
+        website: bucket.website.as_ref().map(|w| WebsiteInfo {
+            index_document: w.index_suffix.clone(),
+            error_document: w.error_document.clone(),
+        }),
     }
 }
 
@@ -227,6 +251,8 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 stamp: stamp(shard, None),
                 deleted: false,
                 grants,
+                website: None,
+                cors: Vec::new(),
             };
             store_bucket(shard, row).await
         }
@@ -287,6 +313,34 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
             if current != Permissions::default() {
                 row.grants.push((request.key, current));
             }
+            row.stamp = stamp(shard, Some(row.stamp));
+            store_bucket(shard, row).await
+        }
+        ("POST", ["v1", "buckets", name, "website"]) => {
+            let Ok(request) = serde_json::from_slice::<SetWebsite>(body) else {
+                return fail(
+                    400,
+                    "expected {\"allow\": bool, \"index_document\"?, \"error_document\"?}",
+                );
+            };
+            let index_suffix = request
+                .index_document
+                .unwrap_or_else(|| "index.html".into());
+            if index_suffix.is_empty() || index_suffix.contains('/') {
+                return fail(400, "the index document must be a name without '/'");
+            }
+            if request.error_document.as_deref() == Some("") {
+                return fail(400, "the error document must be a key");
+            }
+            let bucket = shard.global.borrow().bucket(name).cloned();
+            let Some(mut row) = bucket else {
+                return fail(404, "no such bucket");
+            };
+            row.website = request.allow.then_some(WebsiteConfig {
+                index_suffix,
+                error_document: request.error_document,
+                redirect_all: None,
+            });
             row.stamp = stamp(shard, Some(row.stamp));
             store_bucket(shard, row).await
         }

@@ -16,6 +16,7 @@
 //! | POST | /v1/buckets | create a bucket `{"name", "owner"?}` |
 //! | GET, DELETE | /v1/buckets/{name} | show or delete (empty) a bucket |
 //! | POST | /v1/buckets/{name}/allow, /deny | `{"key", "read", "write", "owner"}` |
+//! | POST | /v1/buckets/{name}/website | `{"allow", "index_document"?, "error_document"?}` |
 
 pub mod api;
 pub mod node;

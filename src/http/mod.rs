@@ -8,6 +8,7 @@
 
 mod aws_chunked;
 mod chunked;
+pub mod form;
 mod head;
 mod line;
 mod response;

@@ -167,6 +167,10 @@ pub struct BucketRow {
     pub deleted: bool,
     /// Access key id → permissions on this bucket.
     pub grants: Vec<(String, Permissions)>,
+    /// Served as a static website when set (PutBucketWebsite, `granary bucket website`).
+    pub website: Option<super::website::WebsiteConfig>,
+    /// CORS rules (PutBucketCors); empty when the bucket has no CORS configuration.
+    pub cors: Vec<super::website::CorsRule>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -136,8 +136,10 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         shards,
         s3 = %config.s3_addr,
         data = %config.data_dir.display(),
-        "Granary is ready: S3 API on http://{}",
-        config.s3_addr
+        web = %config.web_addr,
+        "Granary is ready: S3 API on http://{}, websites on http://{}",
+        config.s3_addr,
+        config.web_addr
     );
     std::thread::Builder::new()
         .name("signals".into())
@@ -278,8 +280,18 @@ async fn shard_main(
     let listener = glommio::net::TcpListener::bind(shard.config.s3_addr)
         .map_err(|e| anyhow::anyhow!("binding the S3 listener on {}: {e}", shard.config.s3_addr))?;
     glommio::spawn_local(heartbeat(id)).detach();
+    let web = glommio::net::TcpListener::bind(shard.config.web_addr).map_err(|e| {
+        anyhow::anyhow!(
+            "binding the website listener on {}: {e}",
+            shard.config.web_addr
+        )
+    })?;
     let _ = ready.send(Ok(id));
-    accept_until_stopped(&shard, listener).await;
+    futures_lite::future::zip(
+        accept_until_stopped(&shard, listener, conn::Listener::S3),
+        accept_until_stopped(&shard, web, conn::Listener::Web),
+    )
+    .await;
     drain_and_close(&shard).await;
     Ok(())
 }
@@ -289,7 +301,11 @@ enum Accepted {
     Stop,
 }
 
-async fn accept_until_stopped(shard: &Rc<Shard>, listener: glommio::net::TcpListener) {
+async fn accept_until_stopped(
+    shard: &Rc<Shard>,
+    listener: glommio::net::TcpListener,
+    kind: conn::Listener,
+) {
     loop {
         let accept = async { Accepted::Connection(listener.accept().await.map_err(Into::into)) };
         let stop = async {
@@ -300,7 +316,7 @@ async fn accept_until_stopped(shard: &Rc<Shard>, listener: glommio::net::TcpList
         };
         match futures_lite::future::or(accept, stop).await {
             Accepted::Connection(Ok(stream)) => {
-                glommio::spawn_local(conn::serve(Rc::clone(shard), stream)).detach();
+                glommio::spawn_local(conn::serve(Rc::clone(shard), stream, kind)).detach();
             }
             Accepted::Connection(Err(e)) => {
                 tracing::warn!(shard = shard.id, "accept failed: {e}");

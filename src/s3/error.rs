@@ -12,6 +12,8 @@ use crate::s3::sigv4::AuthError;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum S3Error {
     AccessDenied(String),
+    /// A CORS preflight that no rule allows (or a bucket without CORS rules).
+    AccessForbidden(String),
     AuthorizationHeaderMalformed(String),
     AuthorizationQueryParametersError(String),
     /// `None`: `Content-MD5` did not match; `Some`: the `x-amz-checksum-*` did not.
@@ -48,6 +50,8 @@ pub enum S3Error {
     MalformedPOSTRequest(String),
     MalformedXML,
     MaxMessageLengthExceeded,
+    /// The fields of a POST form before its file are too large.
+    MaxPostPreDataLengthExceededError,
     MetadataTooLarge,
     MethodNotAllowed,
     MissingContentLength,
@@ -84,6 +88,7 @@ impl S3Error {
         use S3Error::*;
         match self {
             AccessDenied(_) => "AccessDenied",
+            AccessForbidden(_) => "AccessForbidden",
             AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
             AuthorizationQueryParametersError(_) => "AuthorizationQueryParametersError",
             BadDigest(_) => "BadDigest",
@@ -118,6 +123,7 @@ impl S3Error {
             MalformedPOSTRequest(_) => "MalformedPOSTRequest",
             MalformedXML => "MalformedXML",
             MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
+            MaxPostPreDataLengthExceededError => "MaxPostPreDataLengthExceededError",
             MetadataTooLarge => "MetadataTooLarge",
             MethodNotAllowed => "MethodNotAllowed",
             MissingContentLength => "MissingContentLength",
@@ -176,6 +182,7 @@ impl S3Error {
             | MalformedPOSTRequest(_)
             | MalformedXML
             | MaxMessageLengthExceeded
+            | MaxPostPreDataLengthExceededError
             | MetadataTooLarge
             | MissingRequestBodyError
             | MissingSecurityHeader(_)
@@ -185,6 +192,7 @@ impl S3Error {
             | UnexpectedContent
             | XAmzContentSHA256Mismatch => 400,
             AccessDenied(_)
+            | AccessForbidden(_)
             | InvalidAccessKeyId
             | InvalidChunkSizeError
             | InvalidObjectState
@@ -220,6 +228,7 @@ impl S3Error {
         use S3Error::*;
         let s = match self {
             AccessDenied(m)
+            | AccessForbidden(m)
             | AuthorizationHeaderMalformed(m)
             | AuthorizationQueryParametersError(m)
             | BadRequest(m)
@@ -300,6 +309,9 @@ impl S3Error {
                 against our published schema"
             }
             MaxMessageLengthExceeded => "Your request was too big.",
+            MaxPostPreDataLengthExceededError => {
+                "Your POST request fields preceding the upload file were too large."
+            }
             MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
             MethodNotAllowed => "The specified method is not allowed against this resource.",
             MissingContentLength => "You must provide the Content-Length HTTP header.",
@@ -494,9 +506,11 @@ mod tests {
             TooManyBuckets => 59,
             UnexpectedContent => 60,
             XAmzContentSHA256Mismatch => 61,
+            AccessForbidden(_) => 62,
+            MaxPostPreDataLengthExceededError => 63,
         }
     }
-    const COUNT: usize = 62;
+    const COUNT: usize = 64;
 
     fn all() -> Vec<S3Error> {
         use S3Error::*;
@@ -565,6 +579,8 @@ mod tests {
             TooManyBuckets,
             UnexpectedContent,
             XAmzContentSHA256Mismatch,
+            AccessForbidden(m()),
+            MaxPostPreDataLengthExceededError,
         ]
     }
 

@@ -1,8 +1,10 @@
 //! The S3 protocol, sans-IO: authentication (SigV4), XML bodies, error codes, checksums.
 
 pub mod checksum;
+pub mod cors;
 pub mod error;
 pub mod policy;
 pub mod sigv2;
 pub mod sigv4;
+pub mod website;
 pub mod xml;

@@ -3,13 +3,16 @@
 //! does.
 //!
 //! - The signature is `hex(HMAC(signing_key, <policy as base64, as sent>))`, the key
-//!   derived from `x-amz-credential`'s scope (see `sigv4::signing_key`).
+//!   derived from `x-amz-credential`'s scope (see `sigv4::signing_key`). Forms signed the
+//!   V2 way (`AWSAccessKeyId`, `signature`: `base64(HMAC-SHA1(secret, <policy>))`) are
+//!   accepted too, as S3 accepts them and boto3 still makes them by default.
 //! - Conditions: `{"field": "value"}` and `["eq", "$field", "value"]` (exact),
 //!   `["starts-with", "$field", "prefix"]` (an empty prefix allows anything; for
 //!   `Content-Type`, each comma-separated type must match), and
 //!   `["content-length-range", min, max]`. Field names compare case-insensitively.
-//! - Every form field but `x-amz-signature`, `file`, `policy` and `x-ignore-*` must be
-//!   named by a condition, else "Extra input fields".
+//! - Every form field but `x-amz-signature` (V2: `AWSAccessKeyId` and `signature`),
+//!   `file`, `policy` and `x-ignore-*` must be named by a condition, else "Extra input
+//!   fields".
 //! - The `bucket` condition is checked against the bucket of the request.
 //! - Values are checked as given: a `${filename}` in `key` is the caller's to substitute
 //!   before calling `check`.
@@ -146,7 +149,10 @@ fn form_value<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str>
 /// Form fields that no condition needs to cover.
 fn exempt(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    matches!(n.as_str(), "x-amz-signature" | "file" | "policy") || n.starts_with("x-ignore-")
+    matches!(
+        n.as_str(),
+        "x-amz-signature" | "file" | "policy" | "awsaccesskeyid" | "signature"
+    ) || n.starts_with("x-ignore-")
 }
 
 impl PostPolicy {
@@ -231,9 +237,19 @@ fn describe(c: &Condition) -> String {
     }
 }
 
-/// The SigV4 credentials of a POST form.
+/// How a POST form is signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostSignatureVersion {
+    /// `AWSAccessKeyId` and `signature` (HMAC-SHA1, base64).
+    V2,
+    /// `x-amz-algorithm`, `x-amz-credential`, `x-amz-date`, `x-amz-signature`.
+    V4,
+}
+
+/// The credentials of a POST form. For V2, `date`, `region` and `amz_date` are empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PostAuth {
+    pub version: PostSignatureVersion,
     pub access_key_id: String,
     pub date: String,
     pub region: String,
@@ -246,23 +262,30 @@ pub struct PostAuth {
 /// from the form fields. `Ok(None)`: an anonymous upload (no policy, no signature).
 pub fn parse_post_auth(fields: &[(String, String)]) -> Result<Option<PostAuth>, S3Error> {
     let get = |n: &str| form_value(fields, n);
-    if get("awsaccesskeyid").is_some() || get("signature").is_some() {
-        return Err(S3Error::InvalidRequest(
-            "The authorization mechanism you have provided is not supported. Please use \
-                AWS4-HMAC-SHA256."
-                .into(),
-        ));
-    }
-    let (policy, sig) = (get("policy"), get("x-amz-signature"));
-    if policy.is_none() && sig.is_none() && get("x-amz-credential").is_none() {
-        return Ok(None);
-    }
     let missing = |what: &str| {
         S3Error::InvalidArgument(format!(
             "Bucket POST must contain a field named '{what}'.  If it is specified, please check \
                 the order of the fields."
         ))
     };
+    if get("awsaccesskeyid").is_some() || get("signature").is_some() {
+        let policy = get("policy").ok_or_else(|| missing("policy"))?;
+        let key = get("awsaccesskeyid").ok_or_else(|| missing("AWSAccessKeyId"))?;
+        let sig = get("signature").ok_or_else(|| missing("signature"))?;
+        return Ok(Some(PostAuth {
+            version: PostSignatureVersion::V2,
+            access_key_id: key.to_string(),
+            date: String::new(),
+            region: String::new(),
+            amz_date: String::new(),
+            signature: sig.trim().to_string(),
+            policy_base64: policy.to_string(),
+        }));
+    }
+    let (policy, sig) = (get("policy"), get("x-amz-signature"));
+    if policy.is_none() && sig.is_none() && get("x-amz-credential").is_none() {
+        return Ok(None);
+    }
     let policy = policy.ok_or_else(|| missing("policy"))?;
     let alg = get("x-amz-algorithm").ok_or_else(|| missing("x-amz-algorithm"))?;
     let cred = get("x-amz-credential").ok_or_else(|| missing("x-amz-credential"))?;
@@ -291,6 +314,7 @@ pub fn parse_post_auth(fields: &[(String, String)]) -> Result<Option<PostAuth>, 
         ));
     }
     Ok(Some(PostAuth {
+        version: PostSignatureVersion::V4,
         access_key_id: key.to_string(),
         date: date.to_string(),
         region: region.to_string(),
@@ -316,12 +340,17 @@ pub fn sign_policy(
 
 /// Verify the policy signature with the secret of `auth.access_key_id`.
 pub fn verify_post_signature(auth: &PostAuth, secret_access_key: &str) -> Result<(), AuthError> {
-    let expected = sign_policy(
-        secret_access_key,
-        &auth.date,
-        &auth.region,
-        &auth.policy_base64,
-    );
+    let expected = match auth.version {
+        PostSignatureVersion::V4 => sign_policy(
+            secret_access_key,
+            &auth.date,
+            &auth.region,
+            &auth.policy_base64,
+        ),
+        PostSignatureVersion::V2 => {
+            crate::s3::sigv2::signature(secret_access_key, &auth.policy_base64)
+        }
+    };
     let (a, b) = (expected.as_bytes(), auth.signature.as_bytes());
     let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
     if same {
@@ -443,6 +472,24 @@ mod tests {
     }
 
     #[test]
+    fn v2_signed_forms_verify() {
+        let p64 = policy_b64(r#"{"expiration": "2030-01-01T00:00:00Z", "conditions": []}"#);
+        let sig = crate::s3::sigv2::signature(SK, &p64);
+        let fields = f(&[
+            ("AWSAccessKeyId", "AKID"),
+            ("policy", &p64),
+            ("signature", &sig),
+        ]);
+        let auth = parse_post_auth(&fields).unwrap().unwrap();
+        assert_eq!(auth.version, PostSignatureVersion::V2);
+        assert_eq!(auth.access_key_id, "AKID");
+        verify_post_signature(&auth, SK).unwrap();
+        assert!(verify_post_signature(&auth, "other").is_err());
+        // The V2 credential fields need no condition.
+        parse_policy(&p64).unwrap().check(&fields, "b", 0).unwrap();
+    }
+
+    #[test]
     fn malformed() {
         for bad in [
             "not base64!",
@@ -468,6 +515,7 @@ mod tests {
         }
         assert_eq!(parse_post_auth(&f(&[("key", "a")])), Ok(None));
         assert!(parse_post_auth(&f(&[("AWSAccessKeyId", "a"), ("signature", "s")])).is_err());
+        assert!(parse_post_auth(&f(&[("policy", "p"), ("signature", "s")])).is_err());
         assert!(parse_post_auth(&f(&[("policy", "p")])).is_err());
     }
 

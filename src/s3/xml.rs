@@ -632,22 +632,36 @@ pub fn versioning_xml(status: Option<&str>) -> String {
     d.finish(root)
 }
 
+/// `<PostResponse>`: the answer to a POST form upload with `success_action_status` 201.
+pub fn post_response_xml(location: &str, bucket: &str, key: &str, etag: &str) -> String {
+    let root = "PostResponse";
+    let mut d = Doc::new(root);
+    d.text("Location", location);
+    d.text("Bucket", bucket);
+    d.text("Key", key);
+    d.text("ETag", etag);
+    d.finish(root)
+}
+
 // ------------------------------------------------------------------------- parsing
 
 /// A parsed element: local name, its text (all text and CDATA directly inside it,
 /// concatenated, unescaped, not trimmed), and its child elements.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Node {
-    name: String,
-    text: String,
-    children: Vec<Node>,
+pub(crate) struct Node {
+    pub(crate) name: String,
+    pub(crate) text: String,
+    pub(crate) children: Vec<Node>,
 }
 
 impl Node {
-    fn child(&self, name: &str) -> Option<&Node> {
+    pub(crate) fn child(&self, name: &str) -> Option<&Node> {
         self.children.iter().find(|c| c.name == name)
     }
-    fn children_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s Node> + 's {
+    pub(crate) fn children_named<'s>(
+        &'s self,
+        name: &'s str,
+    ) -> impl Iterator<Item = &'s Node> + 's {
         self.children.iter().filter(move |c| c.name == name)
     }
 }
@@ -694,7 +708,7 @@ fn open_node(
 }
 
 /// Parses a whole document into its root element.
-fn parse_tree(bytes: &[u8]) -> Result<Node, XmlError> {
+pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Node, XmlError> {
     let mut reader = Reader::from_reader(bytes);
     let mut stack: Vec<Node> = Vec::new();
     let mut root: Option<Node> = None;
@@ -740,7 +754,7 @@ fn parse_tree(bytes: &[u8]) -> Result<Node, XmlError> {
     root.ok_or_else(|| XmlError::Malformed("no root element".into()))
 }
 
-fn expect_root(node: &Node, expected: &'static str) -> Result<(), XmlError> {
+pub(crate) fn expect_root(node: &Node, expected: &'static str) -> Result<(), XmlError> {
     if node.name == expected {
         Ok(())
     } else {

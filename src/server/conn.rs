@@ -95,11 +95,28 @@ struct AwsLayer {
     done: bool,
 }
 
+/// A further decoding of the payload, pure: POST form uploads pass on only the bytes of
+/// the form's file (`post_object`).
+pub trait PayloadFilter {
+    /// Consumes a prefix of `input` and appends what it yields to `out`. Returns the bytes
+    /// consumed and whether the filtered payload ended. Consuming nothing without ending
+    /// asks for more input.
+    fn filter(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(usize, bool), S3Error>;
+}
+
+struct FilterLayer {
+    filter: Box<dyn PayloadFilter>,
+    pending: Vec<u8>,
+    pending_pos: usize,
+    done: bool,
+}
+
 /// A request body as the operation sees it: the decoded payload, pulled piece by piece.
 pub struct Body<'c> {
     io: &'c mut ConnIo,
     framing: Framing,
     aws: Option<AwsLayer>,
+    filter: Option<FilterLayer>,
     trailers: Vec<(String, String)>,
     decoded_bytes: u64,
 }
@@ -119,6 +136,7 @@ impl<'c> Body<'c> {
             io,
             framing,
             aws: None,
+            filter: None,
             trailers: Vec::new(),
             decoded_bytes: 0,
         }
@@ -140,6 +158,23 @@ impl<'c> Body<'c> {
         });
     }
 
+    /// Passes the payload through `filter` from now on, starting with `pending` (payload
+    /// bytes the caller read already and did not use).
+    pub fn set_filter(&mut self, filter: Box<dyn PayloadFilter>, pending: Vec<u8>) {
+        assert!(self.filter.is_none(), "one filter at a time");
+        self.filter = Some(FilterLayer {
+            filter,
+            pending,
+            pending_pos: 0,
+            done: false,
+        });
+    }
+
+    /// Removes the filter: what remains of the payload is read (or drained) unfiltered.
+    pub fn clear_filter(&mut self) {
+        self.filter = None;
+    }
+
     /// Trailers of the aws-chunked stream (or of HTTP chunked encoding), once the body ended.
     pub fn trailers(&self) -> &[(String, String)] {
         &self.trailers
@@ -156,12 +191,17 @@ impl<'c> Body<'c> {
             Framing::Length { remaining } => *remaining == 0,
             Framing::Chunked { done, .. } => *done,
         };
+        if let Some(filter) = &self.filter {
+            return filter.done;
+        }
         framing_done && self.aws.as_ref().is_none_or(|a| a.done)
     }
 
     /// Appends decoded payload bytes to `out` (about `want` at most). Returns 0 at the end.
     pub async fn read_into(&mut self, out: &mut Vec<u8>, want: usize) -> Result<usize, S3Error> {
-        let n = if self.aws.is_some() {
+        let n = if self.filter.is_some() {
+            self.read_filtered(out).await?
+        } else if self.aws.is_some() {
             self.read_aws(out, want).await?
         } else {
             self.read_framed(out, want).await?
@@ -189,6 +229,48 @@ impl<'c> Body<'c> {
             Ok(Err(_)) => Err(S3Error::IncompleteBody),
             Err(_) => Err(S3Error::RequestTimeout),
         }
+    }
+
+    /// The filter layer, fed from the aws-chunked or the framing layer.
+    async fn read_filtered(&mut self, out: &mut Vec<u8>) -> Result<usize, S3Error> {
+        let mut layer = self
+            .filter
+            .take()
+            .expect("read_filtered runs with a filter");
+        let result = loop {
+            if layer.done {
+                break Ok(0);
+            }
+            let before = out.len();
+            let input = &layer.pending[layer.pending_pos..];
+            let (consumed, ended) = match layer.filter.filter(input, out) {
+                Ok(r) => r,
+                Err(e) => break Err(e),
+            };
+            assert!(consumed <= input.len());
+            layer.pending_pos += consumed;
+            layer.done = ended;
+            let produced = out.len() - before;
+            if produced > 0 || ended {
+                break Ok(produced);
+            }
+            if consumed == 0 {
+                layer.pending.drain(..layer.pending_pos);
+                layer.pending_pos = 0;
+                let got = if self.aws.is_some() {
+                    self.read_aws(&mut layer.pending, READ_CHUNK_BYTES).await
+                } else {
+                    self.read_framed(&mut layer.pending, READ_CHUNK_BYTES).await
+                };
+                match got {
+                    Ok(0) => break Err(S3Error::IncompleteBody),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        self.filter = Some(layer);
+        result
     }
 
     /// The transfer-framing layer: Content-Length or HTTP chunked.
@@ -433,8 +515,17 @@ impl Response {
     }
 }
 
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// The S3 API (`--s3-addr`).
+    S3,
+    /// Buckets served as static websites (`--web-addr`).
+    Web,
+}
+
 /// Serves one connection until it closes, errs, or idles out.
-pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, listener: Listener) {
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
     let handshake = glommio::timer::timeout(HEAD_TIMEOUT, async { Ok(Stream::accept(tcp).await) });
@@ -469,7 +560,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
                 return;
             }
         };
-        if !serve_request(&shard, &mut io, head).await {
+        if !serve_request(&shard, &mut io, head, listener).await {
             return;
         }
     }
@@ -540,13 +631,21 @@ impl Drop for InFlight<'_> {
 }
 
 /// Handles one request. Returns whether the connection may serve another.
-async fn serve_request(shard: &Rc<Shard>, io: &mut ConnIo, head: http::RequestHead) -> bool {
+async fn serve_request(
+    shard: &Rc<Shard>,
+    io: &mut ConnIo,
+    head: http::RequestHead,
+    listener: Listener,
+) -> bool {
     let _in_flight = InFlight::new(shard);
     let started = std::time::Instant::now();
     let rid = super::router::request_id(shard);
-    let op = {
-        let (bucket, key) = super::router::address(shard, &head);
-        super::metrics::operation(&head, bucket.is_some(), key.is_some())
+    let op = match listener {
+        Listener::Web => "Website",
+        Listener::S3 => {
+            let (bucket, key) = super::router::address(shard, &head);
+            super::metrics::operation(&head, bucket.is_some(), key.is_some())
+        }
     };
     let framing = match http::body_framing(&head) {
         Ok(f) => f,
@@ -563,11 +662,15 @@ async fn serve_request(shard: &Rc<Shard>, io: &mut ConnIo, head: http::RequestHe
     let is_head = head.method == "HEAD";
     let zero_length = matches!(framing, BodyFraming::Length(0));
     let mut body = Body::new(io, framing);
-    let result = super::router::handle(shard, &head, &mut body).await;
-    let response = match result {
+    let result = match listener {
+        Listener::S3 => super::router::handle(shard, &head, &mut body).await,
+        Listener::Web => Ok(super::website::handle(shard, &head, &rid).await),
+    };
+    let mut response = match result {
         Ok(response) => response,
         Err(error) => super::router::error_response(&error, &head.path, &rid, is_head),
     };
+    super::cors::add_response_headers(shard, &head, listener, &mut response);
     let body_done = body.is_finished();
     let bytes_in = body.decoded_bytes();
     // A body the client never got to send (we answered before 100 Continue) or that is

@@ -3,15 +3,18 @@
 //! data to the shard that owns it (`shard_api`).
 
 pub mod conn;
+pub mod cors;
 pub mod global;
 pub mod list;
 pub mod metrics;
 pub mod multipart;
 pub mod objects;
+pub mod post_object;
 pub mod router;
 pub mod shard_api;
 pub mod tasks;
 pub mod tls;
+pub mod website;
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -139,6 +139,11 @@ pub(crate) fn address<'h>(
     }
 }
 
+/// The bucket a request on the S3 listener names, if any.
+pub fn request_bucket(shard: &Shard, head: &RequestHead) -> Option<String> {
+    address(shard, head).0
+}
+
 /// What a request needs of the caller on a bucket.
 #[derive(Clone, Copy)]
 pub enum Need {
@@ -245,6 +250,16 @@ pub async fn handle(
     head: &RequestHead,
     body: &mut Body<'_>,
 ) -> Result<Response, S3Error> {
+    // Browsers sign neither CORS preflights nor form uploads (the form carries its own).
+    if head.method == "OPTIONS" {
+        let (bucket, _) = address(shard, head);
+        return super::cors::preflight(shard, head, bucket.as_deref());
+    }
+    if head.method == "POST" && super::post_object::is_form_upload(head) {
+        if let (Some(bucket), None) = address(shard, head) {
+            return super::post_object::handle(shard, head, body, &bucket).await;
+        }
+    }
     let caller = authenticate(shard, head)?;
     let (bucket, key) = address(shard, head);
     let method = head.method.as_str();
@@ -316,6 +331,12 @@ async fn bucket_op(
     caller: &Caller,
     bucket: &str,
 ) -> Result<Response, S3Error> {
+    if head.has_query("website") {
+        return super::website::bucket_website_op(shard, head, body, caller, bucket).await;
+    }
+    if head.has_query("cors") {
+        return super::cors::bucket_cors_op(shard, head, body, caller, bucket).await;
+    }
     if let Some(sub) = unsupported(head) {
         return Err(S3Error::NotImplemented(format!(
             "bucket subresource ?{sub}"
@@ -359,8 +380,9 @@ async fn bucket_op(
             let xml_body = read_small_body(body, head, caller).await?;
             objects::delete_objects(shard, &row, &xml_body).await
         }
-        "POST" => Err(S3Error::NotImplemented(
-            "POST on a bucket (form uploads)".into(),
+        // Form uploads (multipart/form-data) went to post_object before authentication.
+        "POST" => Err(S3Error::MalformedPOSTRequest(
+            "The body of your POST request is not well-formed multipart/form-data.".into(),
         )),
         _ => Err(S3Error::MethodNotAllowed),
     }
@@ -508,6 +530,8 @@ async fn create_bucket(
                 owner: true,
             },
         )],
+        website: None,
+        cors: Vec::new(),
     };
     shard
         .call(ShardRequest::PutBucket { row })

@@ -59,6 +59,8 @@ for _k in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOI
 
 # Virtual-host-style requests name their bucket as `<bucket>.s3.granary.test` in Host.
 ROOT_DOMAIN = "s3.granary.test"
+# The website listener serves `<bucket>.web.granary.test`.
+WEB_ROOT_DOMAIN = "web.granary.test"
 
 
 class GranaryServer:
@@ -72,6 +74,7 @@ class GranaryServer:
         self.log_path = self.workdir / "granary.log"
         self.s3_port = free_port()
         self.admin_port = free_port()
+        self.web_port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.s3_port}"
         self.access_key = "GK" + secrets.token_hex(9).upper()
         self.secret_key = secrets.token_urlsafe(30)[:40]
@@ -99,6 +102,10 @@ class GranaryServer:
             "2",
             "--s3-root-domain",
             ROOT_DOMAIN,
+            "--web-addr",
+            f"127.0.0.1:{self.web_port}",
+            "--web-root-domain",
+            WEB_ROOT_DOMAIN,
             *self.extra_args,
         ]
 

@@ -1,0 +1,98 @@
+//! CORS on both listeners: Put/Get/DeleteBucketCors, preflight `OPTIONS` answered from the
+//! bucket's rules (no signature needed, as browsers send none), and `Access-Control-*`
+//! headers on actual responses whose origin and method a rule allows. The rule matching
+//! itself is pure, in `crate::s3::cors`.
+
+use std::rc::Rc;
+
+use super::conn::{Body, Listener, Response};
+use super::router::{self, check, read_small_body, Caller, Need};
+use super::{website, Shard};
+use crate::http::RequestHead;
+use crate::s3::cors;
+use crate::s3::error::S3Error;
+
+/// `?cors` on a bucket: PUT, GET, DELETE (owner only, as on S3).
+pub async fn bucket_cors_op(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &mut Body<'_>,
+    caller: &Caller,
+    bucket: &str,
+) -> Result<Response, S3Error> {
+    let row = router::lookup_bucket(shard, bucket)?;
+    check(caller, &row, Need::Owner)?;
+    match head.method.as_str() {
+        "PUT" => {
+            let xml = read_small_body(body, head, caller).await?;
+            let rules = cors::parse_cors_configuration(&xml)?;
+            website::update_bucket(shard, bucket, |row| row.cors = rules).await?;
+            Ok(Response::new(200))
+        }
+        "GET" if row.cors.is_empty() => Err(S3Error::NoSuchCORSConfiguration),
+        "GET" => Ok(Response::xml(200, cors::cors_configuration_xml(&row.cors))),
+        "DELETE" => {
+            website::update_bucket(shard, bucket, |row| row.cors.clear()).await?;
+            Ok(Response::new(204))
+        }
+        _ => Err(S3Error::MethodNotAllowed),
+    }
+}
+
+/// Answers a preflight `OPTIONS` request for `bucket` from its rules.
+pub fn preflight(
+    shard: &Shard,
+    head: &RequestHead,
+    bucket: Option<&str>,
+) -> Result<Response, S3Error> {
+    let Some(bucket) = bucket else {
+        return Err(S3Error::AccessForbidden(
+            "CORSResponse: Bucket not found".into(),
+        ));
+    };
+    let row = router::lookup_bucket(shard, bucket)?;
+    let headers = cors::preflight(
+        &row.cors,
+        head.header("origin"),
+        head.header("access-control-request-method"),
+        head.header("access-control-request-headers"),
+    )?;
+    let mut response = Response::new(200);
+    response.headers.extend(headers);
+    Ok(response)
+}
+
+/// Adds the `Access-Control-*` headers of the matching rule to an actual response (of any
+/// status, as S3 does) when the request carries an `Origin`.
+pub fn add_response_headers(
+    shard: &Shard,
+    head: &RequestHead,
+    listener: Listener,
+    response: &mut Response,
+) {
+    let Some(origin) = head.header("origin") else {
+        return;
+    };
+    if head.method == "OPTIONS"
+        || response
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("access-control-allow-origin"))
+    {
+        return;
+    }
+    let bucket = match listener {
+        Listener::S3 => router::request_bucket(shard, head),
+        Listener::Web => website::host_bucket(shard, head),
+    };
+    let Some(bucket) = bucket else {
+        return;
+    };
+    let global = shard.global.borrow();
+    let Some(row) = global.bucket(&bucket) else {
+        return;
+    };
+    if let Some(rule) = cors::find_rule(&row.cors, origin, &head.method, &[]) {
+        response.headers.extend(cors::actual_headers(rule, origin));
+    }
+}
