@@ -57,6 +57,13 @@ pub struct ServerArgs {
     /// Log format: human | json [default: human]
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Length of one lifecycle "day" in seconds; shorter only to test lifecycle rules
+    /// [default: 86400]
+    #[arg(long)]
+    pub lifecycle_day_secs: Option<u64>,
+    /// Seconds between two lifecycle passes over a shard's objects [default: 3600]
+    #[arg(long)]
+    pub lifecycle_scan_interval_s: Option<u64>,
 }
 
 pub use crate::storage::FsyncPolicy;
@@ -84,6 +91,8 @@ pub struct ServerConfig {
     pub fsync_batch_delay_us: u64,
     pub block_gc_delay_s: u64,
     pub log_format: LogFormat,
+    pub lifecycle_day_secs: u64,
+    pub lifecycle_scan_interval_s: u64,
 }
 
 /// A setting that cannot be accepted: names the key and says what is allowed.
@@ -126,6 +135,10 @@ impl ServerArgs {
             fsync_batch_delay_us: self.fsync_batch_delay_us.or(file.fsync_batch_delay_us),
             block_gc_delay_s: self.block_gc_delay_s.or(file.block_gc_delay_s),
             log_format: self.log_format.or(file.log_format),
+            lifecycle_day_secs: self.lifecycle_day_secs.or(file.lifecycle_day_secs),
+            lifecycle_scan_interval_s: self
+                .lifecycle_scan_interval_s
+                .or(file.lifecycle_scan_interval_s),
         }
     }
 
@@ -164,6 +177,14 @@ impl ServerArgs {
         if s3_region.is_empty() || !s3_region.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(bad("s3_region", "must be a non-empty name without spaces"));
         }
+        let lifecycle_day_secs = self.lifecycle_day_secs.unwrap_or(86_400);
+        if lifecycle_day_secs == 0 {
+            return Err(bad("lifecycle_day_secs", "must be at least 1"));
+        }
+        let lifecycle_scan_interval_s = self.lifecycle_scan_interval_s.unwrap_or(3_600);
+        if lifecycle_scan_interval_s == 0 {
+            return Err(bad("lifecycle_scan_interval_s", "must be at least 1"));
+        }
         let fsync_batch_bytes = self.fsync_batch_bytes.unwrap_or(8 << 20);
         if !(4096..=(1 << 30)).contains(&fsync_batch_bytes) {
             return Err(bad(
@@ -192,6 +213,8 @@ impl ServerArgs {
             fsync_batch_delay_us: self.fsync_batch_delay_us.unwrap_or(0),
             block_gc_delay_s: self.block_gc_delay_s.unwrap_or(600),
             log_format,
+            lifecycle_day_secs,
+            lifecycle_scan_interval_s,
         })
     }
 }

@@ -280,6 +280,9 @@ fn multipart_rows_and_global_tables() {
             },
             deleted: false,
             grants: vec![],
+            public_read: false,
+            lifecycle: None,
+            tags: vec![],
         };
         s.put_bucket(b("zeta", 1)).await.unwrap();
         s.put_bucket(b("alpha", 2)).await.unwrap();

@@ -234,6 +234,9 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 stamp: stamp(shard, None),
                 deleted: false,
                 grants,
+                public_read: false,
+                lifecycle: None,
+                tags: Vec::new(),
             };
             store_bucket(shard, row).await
         }

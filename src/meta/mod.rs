@@ -2,4 +2,5 @@
 //! The LMDB store that persists them lives in `storage`.
 
 pub mod keys;
+pub mod lifecycle;
 pub mod types;

@@ -176,7 +176,7 @@ async fn shard_main(
         store,
         mesh: Rc::clone(&mesh),
         global: std::cell::RefCell::new(global),
-        conditional_writes: Default::default(),
+        lifecycle_stats: Default::default(),
         requests_in_flight: std::cell::Cell::new(0),
     });
     let handler_shard = Rc::clone(&shard);
@@ -208,6 +208,7 @@ async fn shard_main(
             other => anyhow::bail!("shard 0 answered {other:?} to a snapshot request"),
         }
     }
+    crate::server::lifecycle::spawn(&shard);
     let listener = glommio::net::TcpListener::bind(shard.config.s3_addr)
         .map_err(|e| anyhow::anyhow!("binding the S3 listener on {}: {e}", shard.config.s3_addr))?;
     let _ = ready.send(Ok(id));
