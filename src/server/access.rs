@@ -110,8 +110,14 @@ pub fn create_bucket_public_read(head: &RequestHead) -> Result<bool, S3Error> {
 /// A canned ACL on an object write (PutObject, CopyObject, CreateMultipartUpload): an
 /// object has its bucket's ACL, so `private` is accepted (the object is as private as its
 /// bucket) and `public-read` only on a public-read bucket; anything else is refused.
+/// Object tags (`x-amz-tagging`) are refused too rather than dropped.
 pub fn check_object_acl(head: &RequestHead, bucket: &BucketRow) -> Result<(), S3Error> {
     refuse_grant_headers(head)?;
+    if head.header("x-amz-tagging").is_some() {
+        return Err(S3Error::NotImplemented(
+            "object tagging (x-amz-tagging); bucket tagging is supported".into(),
+        ));
+    }
     let Some(value) = head.header("x-amz-acl") else {
         return Ok(());
     };
