@@ -493,12 +493,32 @@ pub async fn get_object(
     for (name, value) in &row.headers {
         response.headers.push((name.clone(), value.clone()));
     }
-    let whole = range == (0, size) && status == 200;
-    if let (Some(c), Some("ENABLED")) = (&row.checksum, head.header("x-amz-checksum-mode")) {
-        if whole {
+    // With `x-amz-checksum-mode: ENABLED`: the object's checksum for the whole object, the
+    // part's for a `partNumber` read of a multipart object; none for a byte range.
+    if head
+        .header("x-amz-checksum-mode")
+        .is_some_and(|m| m.eq_ignore_ascii_case("ENABLED"))
+    {
+        let whole = range == (0, size) && status == 200;
+        let part = head
+            .query_param("partNumber")
+            .and_then(|n| n.parse::<u32>().ok())
+            .and_then(|n| row.parts.iter().find(|p| p.number == n));
+        let shown = match part {
+            Some(p) => p.checksum.as_ref(),
+            None if whole || row.parts.is_empty() && status == 206 && range == (0, size) => {
+                row.checksum.as_ref()
+            }
+            None => None,
+        };
+        if let Some(c) = shown {
             response
                 .headers
                 .push((checksum::header_name(c.algorithm).into(), c.base64.clone()));
+            let kind = if c.composite { "COMPOSITE" } else { "FULL_OBJECT" };
+            response
+                .headers
+                .push(("x-amz-checksum-type".into(), kind.into()));
         }
     }
     for (param, header) in [

@@ -145,6 +145,10 @@ def test_multipart_composite_checksum_and_object_attributes(s3, bucket, algorith
     got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     assert got[field] == want
     assert got["Body"].read() == b"".join(parts_data)
+    # A part read returns that part's checksum.
+    part2 = s3.get_object(Bucket=bucket, Key=key, PartNumber=2, ChecksumMode="ENABLED")
+    assert part2[field] == parts[1][field]
+    assert part2["Body"].read() == parts_data[1]
 
     attrs = s3.get_object_attributes(
         Bucket=bucket, Key=key,
