@@ -39,6 +39,9 @@ pub struct BucketInfo {
     pub id: String,
     pub created_ms: u64,
     pub keys: Vec<Grant>,
+    /// Canned ACL public-read: anonymous reads allowed.
+    #[serde(default)]
+    pub public_read: bool,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +123,7 @@ fn bucket_info(bucket: &BucketRow) -> BucketInfo {
                 owner: p.owner,
             })
             .collect(),
+        public_read: bucket.public_read,
     }
 }
 

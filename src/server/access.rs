@@ -79,6 +79,15 @@ pub async fn anonymous(
     if !row.public_read || !read || SUBRESOURCES.iter().any(|s| head.has_query(s)) {
         return Err(denied());
     }
+    let overrides = head
+        .raw_query
+        .split('&')
+        .any(|p| p.starts_with("response-"));
+    if overrides {
+        return Err(S3Error::InvalidRequest(
+            "request specific response headers cannot be used for anonymous GET requests".into(),
+        ));
+    }
     match key {
         Some(key) => objects::get_object(shard, head, &row, key).await,
         None if head.method == "HEAD" => {

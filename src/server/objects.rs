@@ -515,7 +515,11 @@ pub async fn get_object(
             response
                 .headers
                 .push((checksum::header_name(c.algorithm).into(), c.base64.clone()));
-            let kind = if c.composite { "COMPOSITE" } else { "FULL_OBJECT" };
+            let kind = if c.composite {
+                "COMPOSITE"
+            } else {
+                "FULL_OBJECT"
+            };
             response
                 .headers
                 .push(("x-amz-checksum-type".into(), kind.into()));

@@ -226,6 +226,10 @@ def test_anonymous_reads_only_public_read_buckets(s3, bucket, server):
         keys = [k.text for k in ET.fromstring(r.content).iter(
             "{http://s3.amazonaws.com/doc/2006-03-01/}Key")]
         assert keys == ["dir/hello.txt"]
+    # S3 refuses response-header overrides on anonymous requests.
+    r = anon(server, "GET", f"{bucket}/dir/hello.txt?response-content-type=x/y")
+    assert (r.status_code, error_code_from_xml(r.content)) == (400, "InvalidRequest")
+    assert admin(server, "bucket", "info", bucket)["public_read"] is True
     r = anon(server, "GET", f"{bucket}/missing")
     assert (r.status_code, error_code_from_xml(r.content)) == (404, "NoSuchKey")
     # curl too.
