@@ -185,6 +185,9 @@ async fn expire_objects(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycl
     for prefix in walk_prefixes(config, true) {
         let mut cursor = String::new();
         loop {
+            if stopping() {
+                return;
+            }
             let rows = match shard
                 .store
                 .list_objects(&bucket.id, &prefix, &cursor, BATCH)
@@ -199,36 +202,47 @@ async fn expire_objects(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycl
             cursor = last.key.clone();
             bump(&stats.objects_scanned, rows.len() as u64);
             let now = now_ms();
+            let expired: Vec<_> = rows
+                .into_iter()
+                .filter(|row| config.object_expired(&row.key, row.last_modified_ms, now, day_ms))
+                .collect();
+            if expired.is_empty() {
+                glommio::yield_if_needed().await;
+                continue;
+            }
+            // The batch's conditional deletes are sent together, so they share the store's
+            // group commits; then their blocks are released, also together.
             let _in_flight = InFlight::new(shard);
-            for row in rows {
-                if !config.object_expired(&row.key, row.last_modified_ms, now, day_ms) {
-                    continue;
-                }
+            let deletes = expired.iter().map(|row| {
                 let stamp = row.stamp;
-                let deleted = shard
+                shard
                     .store
                     .delete_object_if(&bucket.id, &row.key, move |cur| {
                         cur.is_some_and(|c| c.stamp == stamp)
                     })
-                    .await;
-                match deleted {
-                    Ok(PutIf::Written(Some(old))) => {
-                        release_data(shard, &old.data).await;
-                        bump(&stats.objects_expired, 1);
-                        tracing::debug!(shard = shard.id, bucket = %bucket.name, key = %old.key, "lifecycle: expired");
-                    }
+            });
+            let mut removed = Vec::new();
+            let mut failed = false;
+            for outcome in futures::future::join_all(deletes).await {
+                match outcome {
+                    Ok(PutIf::Written(Some(old))) => removed.push(old),
                     Ok(_) => {} // rewritten or deleted meanwhile
                     Err(e) => {
                         tracing::warn!(shard = shard.id, bucket = %bucket.name, "lifecycle delete failed: {e}");
-                        return;
+                        failed = true;
                     }
                 }
-                glommio::yield_if_needed().await;
             }
-            drop(_in_flight);
-            if stopping() {
+            futures::future::join_all(removed.iter().map(|old| release_data(shard, &old.data)))
+                .await;
+            bump(&stats.objects_expired, removed.len() as u64);
+            for old in &removed {
+                tracing::debug!(shard = shard.id, bucket = %bucket.name, key = %old.key, "lifecycle: expired");
+            }
+            if failed {
                 return;
             }
+            drop(_in_flight);
             glommio::yield_if_needed().await;
         }
     }
@@ -240,6 +254,9 @@ async fn abort_uploads(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycle
     for prefix in walk_prefixes(config, false) {
         let (mut key_marker, mut id_marker) = (String::new(), String::new());
         loop {
+            if stopping() {
+                return;
+            }
             let uploads = match shard.store.list_uploads(
                 &bucket.id,
                 &prefix,
@@ -257,35 +274,39 @@ async fn abort_uploads(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycle
             (key_marker, id_marker) = (last.key.clone(), last.upload_id.clone());
             bump(&stats.uploads_scanned, uploads.len() as u64);
             let now = now_ms();
+            let stale: Vec<_> = uploads
+                .into_iter()
+                .filter(|u| config.upload_stale(&u.key, u.initiated_ms, now, day_ms))
+                .collect();
+            if stale.is_empty() {
+                glommio::yield_if_needed().await;
+                continue;
+            }
             let _in_flight = InFlight::new(shard);
-            for upload in uploads {
-                if !config.upload_stale(&upload.key, upload.initiated_ms, now, day_ms) {
-                    continue;
-                }
-                match shard
-                    .store
-                    .delete_upload(&bucket.id, &upload.key, &upload.upload_id)
-                    .await
-                {
-                    Ok((Some(_), parts)) => {
-                        for part in parts {
-                            release_blocks(shard, &part.blocks).await;
-                        }
+            let aborts = stale
+                .iter()
+                .map(|u| shard.store.delete_upload(&bucket.id, &u.key, &u.upload_id));
+            let mut parts = Vec::new();
+            let mut failed = false;
+            for (upload, outcome) in stale.iter().zip(futures::future::join_all(aborts).await) {
+                match outcome {
+                    Ok((Some(_), removed)) => {
+                        parts.extend(removed);
                         bump(&stats.uploads_aborted, 1);
                         tracing::debug!(shard = shard.id, bucket = %bucket.name, key = %upload.key, "lifecycle: upload aborted");
                     }
                     Ok((None, _)) => {} // completed or aborted meanwhile
                     Err(e) => {
                         tracing::warn!(shard = shard.id, bucket = %bucket.name, "lifecycle abort failed: {e}");
-                        return;
+                        failed = true;
                     }
                 }
-                glommio::yield_if_needed().await;
             }
-            drop(_in_flight);
-            if stopping() {
+            futures::future::join_all(parts.iter().map(|p| release_blocks(shard, &p.blocks))).await;
+            if failed {
                 return;
             }
+            drop(_in_flight);
             glommio::yield_if_needed().await;
         }
     }

@@ -4,6 +4,7 @@ second (`--lifecycle-scan-interval-s 1`): objects under an expiring prefix vanis
 stay; incomplete multipart uploads under an abort rule are aborted, others stay."""
 
 import datetime as dt
+import os
 import json
 import subprocess
 import sys
@@ -153,3 +154,28 @@ def test_configuration_round_trip_and_errors(fast):
     with pytest.raises(ClientError) as e:
         s3.get_bucket_lifecycle_configuration(Bucket=bucket)
     assert error_code(e) == "NoSuchLifecycleConfiguration"
+
+
+def test_many_objects_and_large_ones_expire_in_batches(fast):
+    """More objects than one batch of a shard's scan, and objects stored in blocks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    s3 = fast.client(max_pool_connections=16)
+    bucket = "lifecycle-many"
+    s3.create_bucket(Bucket=bucket)
+    names = [f"bulk/{i:04}" for i in range(700)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: s3.put_object(Bucket=bucket, Key=k, Body=k.encode()), names))
+    big = os.urandom(3 * 1024 * 1024 + 5)
+    s3.put_object(Bucket=bucket, Key="bulk/big", Body=big)
+    s3.put_object(Bucket=bucket, Key="stay/big", Body=big)
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
+        {"ID": "bulk", "Filter": {"Prefix": "bulk/"}, "Status": "Enabled",
+         "Expiration": {"Days": 1}}]})
+
+    def remaining():
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return [o["Key"] for p in pages for o in p.get("Contents", [])]
+
+    wait_for(lambda: remaining() == ["stay/big"], "expiry of 701 objects")
+    assert s3.get_object(Bucket=bucket, Key="stay/big")["Body"].read() == big
