@@ -206,9 +206,7 @@ impl Shard {
 }
 
 /// Two ETags name the same content, with or without their quotes.
-pub fn etags_equal(a: &str, b: &str) -> bool {
-    a.trim().trim_matches('"') == b.trim().trim_matches('"')
-}
+pub use crate::s3::conditions::etags_equal;
 
 use crate::meta::types::ObjectRow;
 
