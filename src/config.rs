@@ -82,6 +82,13 @@ pub struct ServerArgs {
     /// Seconds a graceful stop waits for requests in flight [default: 30]
     #[arg(long)]
     pub shutdown_timeout_s: Option<u64>,
+    /// Length of one lifecycle "day" in seconds; shorter only to test lifecycle rules
+    /// [default: 86400]
+    #[arg(long)]
+    pub lifecycle_day_secs: Option<u64>,
+    /// Seconds between two lifecycle passes over a shard's objects [default: 3600]
+    #[arg(long)]
+    pub lifecycle_scan_interval_s: Option<u64>,
 }
 
 pub use crate::storage::FsyncPolicy;
@@ -111,6 +118,8 @@ pub struct ServerConfig {
     pub fsync_batch_delay_us: u64,
     pub block_gc_delay_s: u64,
     pub log_format: LogFormat,
+    pub lifecycle_day_secs: u64,
+    pub lifecycle_scan_interval_s: u64,
     pub admin_token: Option<String>,
     pub admin_token_file: PathBuf,
     pub metrics_token: Option<String>,
@@ -173,6 +182,10 @@ impl ServerArgs {
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             shutdown_timeout_s: self.shutdown_timeout_s.or(file.shutdown_timeout_s),
+            lifecycle_day_secs: self.lifecycle_day_secs.or(file.lifecycle_day_secs),
+            lifecycle_scan_interval_s: self
+                .lifecycle_scan_interval_s
+                .or(file.lifecycle_scan_interval_s),
         }
     }
 
@@ -210,6 +223,14 @@ impl ServerArgs {
         let s3_region = self.s3_region.unwrap_or_else(|| "us-east-1".into());
         if s3_region.is_empty() || !s3_region.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(bad("s3_region", "must be a non-empty name without spaces"));
+        }
+        let lifecycle_day_secs = self.lifecycle_day_secs.unwrap_or(86_400);
+        if lifecycle_day_secs == 0 {
+            return Err(bad("lifecycle_day_secs", "must be at least 1"));
+        }
+        let lifecycle_scan_interval_s = self.lifecycle_scan_interval_s.unwrap_or(3_600);
+        if lifecycle_scan_interval_s == 0 {
+            return Err(bad("lifecycle_scan_interval_s", "must be at least 1"));
         }
         let fsync_batch_bytes = self.fsync_batch_bytes.unwrap_or(8 << 20);
         if !(4096..=(1 << 30)).contains(&fsync_batch_bytes) {
@@ -268,6 +289,8 @@ impl ServerArgs {
             fsync_batch_delay_us: self.fsync_batch_delay_us.unwrap_or(0),
             block_gc_delay_s: self.block_gc_delay_s.unwrap_or(600),
             log_format,
+            lifecycle_day_secs,
+            lifecycle_scan_interval_s,
         })
     }
 }
@@ -323,6 +346,11 @@ impl ServerConfig {
             put("tls_key", path(&tls.key));
         }
         put("shutdown_timeout_s", int(self.shutdown_timeout_s));
+        put("lifecycle_day_secs", int(self.lifecycle_day_secs));
+        put(
+            "lifecycle_scan_interval_s",
+            int(self.lifecycle_scan_interval_s),
+        );
         toml::to_string(&t).expect("a TOML table serializes")
     }
 }

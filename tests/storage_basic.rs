@@ -185,6 +185,29 @@ fn objects_list_conditional_and_delete() {
         assert_eq!(s.delete_object(&BUCKET, "b").await.unwrap(), Some(got));
         assert_eq!(s.delete_object(&BUCKET, "b").await.unwrap(), None);
         assert_eq!(s.get_object(&BUCKET, "b").unwrap(), None);
+        // A conditional delete (lifecycle: only the row found expired) is refused once the
+        // row changed, and done while it holds.
+        let old = s.get_object(&BUCKET, "c").unwrap().unwrap();
+        let mut newer = obj("c", b"rewritten");
+        newer.stamp.time_ms = old.stamp.time_ms + 1;
+        s.put_object(newer.clone()).await.unwrap();
+        let stamp = old.stamp;
+        let refused = s
+            .delete_object_if(&BUCKET, "c", move |cur| {
+                cur.is_some_and(|c| c.stamp == stamp)
+            })
+            .await
+            .unwrap();
+        assert_eq!(refused, PutIf::Refused(Some(newer.clone())));
+        let stamp = newer.stamp;
+        let done = s
+            .delete_object_if(&BUCKET, "c", move |cur| {
+                cur.is_some_and(|c| c.stamp == stamp)
+            })
+            .await
+            .unwrap();
+        assert_eq!(done, PutIf::Written(Some(newer)));
+        assert_eq!(s.get_object(&BUCKET, "c").unwrap(), None);
         s.close().await.unwrap();
     });
 }
@@ -282,6 +305,9 @@ fn multipart_rows_and_global_tables() {
             grants: vec![],
             website: None,
             cors: vec![],
+            public_read: false,
+            lifecycle: None,
+            tags: vec![],
         };
         s.put_bucket(b("zeta", 1)).await.unwrap();
         s.put_bucket(b("alpha", 2)).await.unwrap();

@@ -40,6 +40,9 @@ pub struct BucketInfo {
     pub id: String,
     pub created_ms: u64,
     pub keys: Vec<Grant>,
+    /// Canned ACL public-read: anonymous reads allowed.
+    #[serde(default)]
+    pub public_read: bool,
     /// The website configuration, when the bucket is served as a website.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub website: Option<WebsiteInfo>,
@@ -144,6 +147,7 @@ fn bucket_info(bucket: &BucketRow) -> BucketInfo {
             index_document: w.index_suffix.clone(),
             error_document: w.error_document.clone(),
         }),
+        public_read: bucket.public_read,
     }
 }
 
@@ -253,6 +257,9 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 grants,
                 website: None,
                 cors: Vec::new(),
+                public_read: false,
+                lifecycle: None,
+                tags: Vec::new(),
             };
             store_bucket(shard, row).await
         }

@@ -2,5 +2,6 @@
 //! The LMDB store that persists them lives in `storage`.
 
 pub mod keys;
+pub mod lifecycle;
 pub mod types;
 pub mod website;

@@ -171,6 +171,15 @@ pub struct BucketRow {
     pub website: Option<super::website::WebsiteConfig>,
     /// CORS rules (PutBucketCors); empty when the bucket has no CORS configuration.
     pub cors: Vec<super::website::CorsRule>,
+    /// Canned ACL `public-read`: anyone may read objects and list them without signing.
+    #[serde(default)]
+    pub public_read: bool,
+    /// Lifecycle rules (expiration, abort of incomplete uploads), applied in the background.
+    #[serde(default)]
+    pub lifecycle: Option<super::lifecycle::LifecycleConfig>,
+    /// Bucket tags (PutBucketTagging), in the order given.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

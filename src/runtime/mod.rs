@@ -235,7 +235,7 @@ async fn shard_main(
         store,
         mesh: Rc::clone(&mesh),
         global: std::cell::RefCell::new(global),
-        conditional_writes: Default::default(),
+        lifecycle_stats: Default::default(),
         requests_in_flight: std::cell::Cell::new(0),
         metrics: Default::default(),
         tasks: Default::default(),
@@ -277,6 +277,7 @@ async fn shard_main(
             other => anyhow::bail!("shard 0 answered {other:?} to a snapshot request"),
         }
     }
+    crate::server::lifecycle::spawn(&shard);
     let listener = glommio::net::TcpListener::bind(shard.config.s3_addr)
         .map_err(|e| anyhow::anyhow!("binding the S3 listener on {}: {e}", shard.config.s3_addr))?;
     glommio::spawn_local(heartbeat(id)).detach();

@@ -1,6 +1,8 @@
 //! The S3 protocol, sans-IO: authentication (SigV4), XML bodies, error codes, checksums.
 
+pub mod acl;
 pub mod checksum;
+pub mod conditions;
 pub mod cors;
 pub mod error;
 pub mod policy;

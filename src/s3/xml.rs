@@ -18,6 +18,11 @@
 //! elements in any order; they refuse malformed XML, a DOCTYPE, and nesting deeper than
 //! `XML_DEPTH_MAX`. The caller bounds the body size before calling them.
 
+pub mod acl;
+pub mod attributes;
+pub mod lifecycle;
+pub mod tagging;
+
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use std::fmt::Write as _;

@@ -2,13 +2,18 @@
 //! the S3 port with SO_REUSEPORT), parses and authenticates requests, and sends the work on
 //! data to the shard that owns it (`shard_api`).
 
+pub mod access;
+pub mod attributes;
+pub mod bucket_config;
 pub mod conn;
 pub mod cors;
 pub mod global;
+pub mod lifecycle;
 pub mod list;
 pub mod metrics;
 pub mod multipart;
 pub mod objects;
+pub mod part_copy;
 pub mod post_object;
 pub mod router;
 pub mod shard_api;
@@ -33,9 +38,8 @@ pub struct Shard {
     pub store: Rc<ShardStore>,
     pub mesh: Rc<Mesh<ShardRequest, ShardResponse>>,
     pub global: RefCell<Global>,
-    /// Keys with a conditional write in progress on this shard. A condition is checked
-    /// against committed rows, so conditional writes to one key run one at a time.
-    pub conditional_writes: RefCell<std::collections::HashSet<(BucketId, String)>>,
+    /// What the lifecycle worker of this shard has done (for logs and metrics).
+    pub lifecycle_stats: lifecycle::LifecycleStats,
     /// S3 requests being served by this shard's connections (a graceful stop waits for
     /// them).
     pub requests_in_flight: std::cell::Cell<u64>,
@@ -179,49 +183,44 @@ impl Shard {
         }
     }
 
-    /// A put, with its condition checked atomically: conditional writes to one key are
-    /// serialized on this (owning) shard, and each checks the row the previous one committed.
+    /// A put, with its condition decided by the store inside the write transaction that
+    /// commits it: every write of the key (conditional or not) is ordered by that
+    /// transaction, so a condition always sees the row it replaces.
     async fn put_object(
         &self,
         row: ObjectRow,
         condition: Option<shard_api::WriteCondition>,
     ) -> shard_api::ShardResult<Option<ObjectRow>> {
+        use crate::storage::PutIf;
         use shard_api::WriteCondition as C;
         let Some(condition) = condition else {
             return self.store.put_object(row).await.map_err(storage_err);
         };
-        let slot = (row.bucket, row.key.clone());
-        while !self.conditional_writes.borrow_mut().insert(slot.clone()) {
-            glommio::timer::sleep(std::time::Duration::from_micros(200)).await;
-        }
-        let result = async {
-            let current = self
-                .store
-                .get_object(&row.bucket, &row.key)
-                .map_err(storage_err)?;
-            let holds = match (&condition, &current) {
-                (C::Absent, None) => true,
-                (C::Absent, Some(_)) => false,
-                (C::EtagMatches(etag), Some(current)) => etags_equal(&current.etag, etag),
-                (C::EtagMatches(_), None) => false,
-            };
-            if !holds {
-                return Err(ShardError::PreconditionFailed);
+        let outcome = match condition.clone() {
+            C::Absent => self.store.put_object_if(row, |cur| cur.is_none()).await,
+            C::EtagMatches(etag) => {
+                self.store
+                    .put_object_if(row, move |cur| {
+                        cur.is_some_and(|c| etags_equal(&c.etag, &etag))
+                    })
+                    .await
             }
-            self.store.put_object(row).await.map_err(storage_err)
+        };
+        match outcome.map_err(storage_err)? {
+            PutIf::Written(previous) => Ok(previous),
+            // If-Match on a key that does not exist: S3 answers 404.
+            PutIf::Refused(None) if matches!(condition, C::EtagMatches(_)) => {
+                Err(ShardError::NoSuchKey)
+            }
+            PutIf::Refused(_) => Err(ShardError::PreconditionFailed),
         }
-        .await;
-        self.conditional_writes.borrow_mut().remove(&slot);
-        result
     }
 }
 
 /// Two ETags name the same content, with or without their quotes.
-pub fn etags_equal(a: &str, b: &str) -> bool {
-    a.trim().trim_matches('"') == b.trim().trim_matches('"')
-}
+pub use crate::s3::conditions::etags_equal;
 
-use crate::meta::types::{BucketId, ObjectRow};
+use crate::meta::types::ObjectRow;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -21,7 +21,7 @@ use crate::s3::xml;
 /// S3's smallest part (but the last).
 const PART_BYTES_MIN: u64 = 5 * 1024 * 1024;
 
-async fn fetch_upload(
+pub async fn fetch_upload(
     shard: &Rc<Shard>,
     bucket: &BucketRow,
     key: &str,

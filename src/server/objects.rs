@@ -14,6 +14,7 @@ use crate::meta::types::{
     BlockHash, BlockRef, BucketRow, Checksum, ChecksumAlgorithm, ObjectData, ObjectRow, Stamp,
 };
 use crate::s3::checksum::{self, Hashers};
+use crate::s3::conditions::{Conditions, Outcome};
 use crate::s3::error::S3Error;
 use crate::s3::sigv4::PayloadMode;
 use crate::s3::xml;
@@ -398,41 +399,35 @@ pub fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error
     Ok(Some(range))
 }
 
-fn etag_matches(list: &str, etag: &str) -> bool {
-    list.split(',')
-        .any(|t| t.trim() == "*" || super::etags_equal(t, etag))
+/// If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, as S3 evaluates them
+/// (see `s3::conditions`).
+pub fn check_conditions(head: &RequestHead, row: &ObjectRow) -> Result<(), S3Error> {
+    let conditions = Conditions {
+        if_match: head.header("if-match"),
+        if_none_match: head.header("if-none-match"),
+        if_modified_since: head.header("if-modified-since"),
+        if_unmodified_since: head.header("if-unmodified-since"),
+    };
+    match conditions.evaluate(&row.etag, row.last_modified_ms) {
+        Outcome::Proceed => Ok(()),
+        Outcome::NotModified => Err(S3Error::NotModified),
+        Outcome::Failed => Err(S3Error::PreconditionFailed),
+    }
 }
 
-/// If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, as S3 evaluates them.
-pub fn check_conditions(head: &RequestHead, row: &ObjectRow) -> Result<(), S3Error> {
-    let modified_s = row.last_modified_ms / 1000;
-    let date = |v: &str| {
-        httpdate::parse_http_date(v).ok().map(|t| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        })
+/// The `x-amz-copy-source-if-*` conditions of a copy, against its source: 412 when one
+/// fails (a copy has no 304).
+pub fn check_copy_source_conditions(head: &RequestHead, source: &ObjectRow) -> Result<(), S3Error> {
+    let conditions = Conditions {
+        if_match: head.header("x-amz-copy-source-if-match"),
+        if_none_match: head.header("x-amz-copy-source-if-none-match"),
+        if_modified_since: head.header("x-amz-copy-source-if-modified-since"),
+        if_unmodified_since: head.header("x-amz-copy-source-if-unmodified-since"),
     };
-    let if_match = head.header("if-match");
-    if let Some(list) = if_match {
-        if !etag_matches(list, &row.etag) {
-            return Err(S3Error::PreconditionFailed);
-        }
-    } else if let Some(since) = head.header("if-unmodified-since").and_then(date) {
-        if modified_s > since {
-            return Err(S3Error::PreconditionFailed);
-        }
+    match conditions.evaluate(&source.etag, source.last_modified_ms) {
+        Outcome::Proceed => Ok(()),
+        Outcome::NotModified | Outcome::Failed => Err(S3Error::PreconditionFailed),
     }
-    if let Some(list) = head.header("if-none-match") {
-        if etag_matches(list, &row.etag) {
-            return Err(S3Error::NotModified);
-        }
-    } else if let Some(since) = head.header("if-modified-since").and_then(date) {
-        if modified_s <= since {
-            return Err(S3Error::NotModified);
-        }
-    }
-    Ok(())
 }
 
 pub fn last_modified(row_ms: u64) -> String {
@@ -446,7 +441,15 @@ pub async fn get_object(
     key: &str,
 ) -> Result<Response, S3Error> {
     let row = fetch_object(shard, bucket, key).await?;
-    check_conditions(head, &row)?;
+    if let Err(e) = check_conditions(head, &row) {
+        if e == S3Error::NotModified {
+            // S3 sends the validators with a 304.
+            return Ok(Response::new(304)
+                .header("ETag", row.etag.clone())
+                .header("Last-Modified", last_modified(row.last_modified_ms)));
+        }
+        return Err(e);
+    }
     let size = row.bytes;
     let mut status = 200;
     let mut range = (0, size);
@@ -490,12 +493,36 @@ pub async fn get_object(
     for (name, value) in &row.headers {
         response.headers.push((name.clone(), value.clone()));
     }
-    let whole = range == (0, size) && status == 200;
-    if let (Some(c), Some("ENABLED")) = (&row.checksum, head.header("x-amz-checksum-mode")) {
-        if whole {
+    // With `x-amz-checksum-mode: ENABLED`: the object's checksum for the whole object, the
+    // part's for a `partNumber` read of a multipart object; none for a byte range.
+    if head
+        .header("x-amz-checksum-mode")
+        .is_some_and(|m| m.eq_ignore_ascii_case("ENABLED"))
+    {
+        let whole = range == (0, size) && status == 200;
+        let part = head
+            .query_param("partNumber")
+            .and_then(|n| n.parse::<u32>().ok())
+            .and_then(|n| row.parts.iter().find(|p| p.number == n));
+        let shown = match part {
+            Some(p) => p.checksum.as_ref(),
+            None if whole || row.parts.is_empty() && status == 206 && range == (0, size) => {
+                row.checksum.as_ref()
+            }
+            None => None,
+        };
+        if let Some(c) = shown {
             response
                 .headers
                 .push((checksum::header_name(c.algorithm).into(), c.base64.clone()));
+            let kind = if c.composite {
+                "COMPOSITE"
+            } else {
+                "FULL_OBJECT"
+            };
+            response
+                .headers
+                .push(("x-amz-checksum-type".into(), kind.into()));
         }
     }
     for (param, header) in [
@@ -698,6 +725,7 @@ pub async fn copy_object(
     let source_bucket = router::lookup_bucket(shard, &source_bucket)?;
     check(caller, &source_bucket, Need::Read)?;
     let source = fetch_object(shard, &source_bucket, &source_key).await?;
+    check_copy_source_conditions(head, &source)?;
     let replace = match head.header("x-amz-metadata-directive") {
         None | Some("COPY") => false,
         Some("REPLACE") => true,

@@ -6,7 +6,9 @@ use std::rc::Rc;
 
 use super::conn::{Body, Response};
 use super::shard_api::ShardRequest;
-use super::{list, multipart, now_ms, objects, Shard};
+use super::{
+    access, attributes, bucket_config, list, multipart, now_ms, objects, part_copy, Shard,
+};
 use crate::http::RequestHead;
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
 use crate::s3::error::S3Error;
@@ -61,7 +63,8 @@ impl Caller {
     }
 }
 
-fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Caller, S3Error> {
+/// The caller, or `None` for an unsigned (anonymous) request.
+fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Option<Caller>, S3Error> {
     let input = AuthInput {
         method: &head.method,
         raw_path: &head.raw_path,
@@ -92,12 +95,10 @@ fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Caller, S3Error> {
             seed_signature: String::new(),
             payload: PayloadMode::UnsignedPayload,
         };
-        return Ok(Caller { key, verified });
+        return Ok(Some(Caller { key, verified }));
     }
     let Some(parsed) = sigv4::parse(&input)? else {
-        return Err(S3Error::AccessDenied(
-            "anonymous access is not allowed here".into(),
-        ));
+        return Ok(None);
     };
     let key = shard
         .global
@@ -106,7 +107,7 @@ fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Caller, S3Error> {
         .cloned()
         .ok_or(S3Error::InvalidAccessKeyId)?;
     let verified = sigv4::verify(&input, &parsed, &key.secret_access_key, now_s)?;
-    Ok(Caller { key, verified })
+    Ok(Some(Caller { key, verified }))
 }
 
 /// The bucket named by the Host header under `--s3-root-domain`, if any.
@@ -260,8 +261,11 @@ pub async fn handle(
             return super::post_object::handle(shard, head, body, &bucket).await;
         }
     }
-    let caller = authenticate(shard, head)?;
+    let authenticated = authenticate(shard, head)?;
     let (bucket, key) = address(shard, head);
+    let Some(caller) = authenticated else {
+        return access::anonymous(shard, head, bucket.as_deref(), key).await;
+    };
     let method = head.method.as_str();
     let Some(bucket) = bucket else {
         return match method {
@@ -289,15 +293,15 @@ pub async fn handle(
 /// Subresources Granary does not implement yet: answered with NotImplemented, never
 /// mistaken for a plain GET or PUT.
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "acl",
     "analytics",
     "accelerate",
     "cors",
     "encryption",
     "intelligent-tiering",
     "inventory",
-    "lifecycle",
     "logging",
+    "metadataConfiguration",
+    "metadataTable",
     "metrics",
     "notification",
     "object-lock",
@@ -309,12 +313,13 @@ const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
     "requestPayment",
     "retention",
     "legal-hold",
+    "renameObject",
     "restore",
     "select",
+    "session",
     "tagging",
     "torrent",
     "website",
-    "attributes",
 ];
 
 fn unsupported(head: &RequestHead) -> Option<&'static str> {
@@ -337,15 +342,15 @@ async fn bucket_op(
     if head.has_query("cors") {
         return super::cors::bucket_cors_op(shard, head, body, caller, bucket).await;
     }
+    if let Some(answer) = bucket_config::handle(shard, head, body, caller, bucket).await {
+        return answer;
+    }
     if let Some(sub) = unsupported(head) {
         return Err(S3Error::NotImplemented(format!(
             "bucket subresource ?{sub}"
         )));
     }
     match head.method.as_str() {
-        "PUT" if head.has_query("versioning") => {
-            Err(S3Error::NotImplemented("bucket versioning".into()))
-        }
         "PUT" => create_bucket(shard, head, body, caller, bucket).await,
         "DELETE" => delete_bucket(shard, caller, bucket).await,
         "HEAD" => {
@@ -396,6 +401,19 @@ async fn object_op(
     bucket: &BucketRow,
     key: &str,
 ) -> Result<Response, S3Error> {
+    match head.method.as_str() {
+        "GET" if head.has_query("acl") => {
+            return access::get_object_acl(shard, caller, bucket, key).await
+        }
+        "PUT" if head.has_query("acl") => {
+            return access::put_object_acl(shard, head, body, caller, bucket, key).await
+        }
+        "GET" if head.has_query("attributes") => {
+            check(caller, bucket, Need::Read)?;
+            return attributes::get_object_attributes(shard, head, bucket, key).await;
+        }
+        _ => {}
+    }
     if let Some(sub) = unsupported(head) {
         return Err(S3Error::NotImplemented(format!(
             "object subresource ?{sub}"
@@ -415,10 +433,14 @@ async fn object_op(
         "PUT" => {
             check(caller, bucket, Need::Write)?;
             if head.header("x-amz-copy-source").is_some() {
-                if upload_id.is_some() {
-                    return Err(S3Error::NotImplemented("UploadPartCopy".into()));
+                if let Some(id) = upload_id {
+                    return part_copy::upload_part_copy(shard, head, caller, bucket, key, id).await;
                 }
+                access::check_object_acl(head, bucket)?;
                 return objects::copy_object(shard, head, caller, bucket, key).await;
+            }
+            if upload_id.is_none() {
+                access::check_object_acl(head, bucket)?;
             }
             match upload_id {
                 Some(id) => {
@@ -437,6 +459,7 @@ async fn object_op(
         "POST" => {
             check(caller, bucket, Need::Write)?;
             if head.has_query("uploads") {
+                access::check_object_acl(head, bucket)?;
                 multipart::create(shard, head, bucket, key).await
             } else if let Some(id) = upload_id {
                 let xml_body = read_small_body(body, head, caller).await?;
@@ -497,6 +520,7 @@ async fn create_bucket(
     }
     let config = read_small_body(body, head, caller).await?;
     xml::parse_create_bucket_configuration(&config)?;
+    let public_read = access::create_bucket_public_read(head)?;
     if let Some(existing) = shard.global.borrow().bucket(name) {
         let ours = existing
             .grants
@@ -532,6 +556,9 @@ async fn create_bucket(
         )],
         website: None,
         cors: Vec::new(),
+        public_read,
+        lifecycle: None,
+        tags: Vec::new(),
     };
     shard
         .call(ShardRequest::PutBucket { row })

@@ -146,6 +146,8 @@ impl ShardRequest {
 pub enum ShardError {
     /// The condition of a conditional write did not hold.
     PreconditionFailed,
+    /// `If-Match` on a write, and no object exists under the key.
+    NoSuchKey,
     /// The block is missing or failed its checksum.
     BlockUnavailable(String),
     /// Any other storage failure: logged on the owning shard, reported as InternalError.
@@ -205,6 +207,7 @@ impl From<ShardError> for crate::s3::error::S3Error {
         use crate::s3::error::S3Error;
         match e {
             ShardError::PreconditionFailed => S3Error::PreconditionFailed,
+            ShardError::NoSuchKey => S3Error::NoSuchKey,
             ShardError::BlockUnavailable(m) => {
                 S3Error::InternalError(format!("block unavailable: {m}"))
             }

@@ -105,7 +105,7 @@ enum Op {
     DropSegment(u32),
     Checkpoint(Checkpoint),
     PutObject(Box<ObjectRow>, Option<Cond>),
-    DeleteObject(BucketId, String),
+    DeleteObject(BucketId, String, Option<Cond>),
     PutUpload(Box<UploadRow>),
     DeleteUpload(BucketId, String, String),
     PutPart(Box<PartRow>),
@@ -725,11 +725,32 @@ impl ShardStore {
     /// Delete an object row; returns it (the caller decrefs its blocks).
     pub async fn delete_object(&self, bucket: &BucketId, key: &str) -> Result<Option<ObjectRow>> {
         match self
-            .meta_op(Op::DeleteObject(*bucket, key.to_string()))
+            .meta_op(Op::DeleteObject(*bucket, key.to_string(), None))
             .await?
         {
             OpResult::Object(PutIf::Written(prev)) => Ok(prev),
             _ => unreachable!("delete_object result"),
+        }
+    }
+
+    /// Delete an object row if `cond(current row)` holds, decided atomically with the
+    /// delete (e.g. lifecycle expiry: only if the row is still the one found expired).
+    pub async fn delete_object_if(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        cond: impl FnOnce(Option<&ObjectRow>) -> bool + Send + 'static,
+    ) -> Result<PutIf<ObjectRow>> {
+        match self
+            .meta_op(Op::DeleteObject(
+                *bucket,
+                key.to_string(),
+                Some(Box::new(cond)),
+            ))
+            .await?
+        {
+            OpResult::Object(r) => Ok(r),
+            _ => unreachable!("delete_object_if result"),
         }
     }
 
@@ -2059,14 +2080,22 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                     OpResult::Object(PutIf::Refused(prev))
                 }
             }
-            Op::DeleteObject(bucket, key) => {
+            Op::DeleteObject(bucket, key, cond) => {
                 let k = object_key(&bucket, &key);
                 let prev: Option<ObjectRow> =
                     db.objects.get(&w, &k)?.map(decode_row).transpose()?;
-                if prev.is_some() {
-                    db.objects.delete(&mut w, &k)?;
+                let ok = match cond {
+                    Some(c) => c(prev.as_ref()),
+                    None => true,
+                };
+                if !ok {
+                    OpResult::Object(PutIf::Refused(prev))
+                } else {
+                    if prev.is_some() {
+                        db.objects.delete(&mut w, &k)?;
+                    }
+                    OpResult::Object(PutIf::Written(prev))
                 }
-                OpResult::Object(PutIf::Written(prev))
             }
             Op::PutUpload(row) => {
                 let k = upload_key(&row.bucket, &row.key, &row.upload_id);

@@ -1,0 +1,238 @@
+//! Access control beyond the per-key permission check (`router::check`): anonymous reads
+//! of public buckets, canned ACLs (`x-amz-acl`), and the ACL views (Get/PutBucketAcl,
+//! Get/PutObjectAcl). See `s3::acl` for how permissions map to ACL grants.
+//!
+//! Required permissions: bucket ACL get/put and object ACL put need `owner`; object ACL
+//! get needs `read`.
+
+use std::rc::Rc;
+
+use super::conn::{Body, Response};
+use super::router::{self, check, Caller, Need};
+use super::shard_api::ShardRequest;
+use super::{list, now_ms, objects, Shard};
+use crate::http::RequestHead;
+use crate::meta::types::{BucketRow, Stamp};
+use crate::s3::acl::{self, CannedAcl};
+use crate::s3::error::S3Error;
+use crate::s3::xml;
+
+/// Query parameters that make a GET or HEAD something else than a plain read or listing.
+const SUBRESOURCES: &[&str] = &[
+    "accelerate",
+    "acl",
+    "analytics",
+    "attributes",
+    "cors",
+    "delete",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "location",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "select",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versioning",
+    "versions",
+    "website",
+];
+
+fn denied() -> S3Error {
+    S3Error::AccessDenied("anonymous access is allowed only to read public-read buckets".into())
+}
+
+/// An unsigned request: GetObject, HeadObject, ListObjects (V1 and V2) and HeadBucket on
+/// a `public-read` bucket; `AccessDenied` for everything else (whether the bucket exists
+/// or not, so that names do not leak).
+pub async fn anonymous(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    bucket: Option<&str>,
+    key: Option<&str>,
+) -> Result<Response, S3Error> {
+    let Some(bucket) = bucket else {
+        return Err(denied());
+    };
+    let row = shard
+        .global
+        .borrow()
+        .bucket(bucket)
+        .cloned()
+        .ok_or_else(denied)?;
+    let read = matches!(head.method.as_str(), "GET" | "HEAD");
+    if !row.public_read || !read || SUBRESOURCES.iter().any(|s| head.has_query(s)) {
+        return Err(denied());
+    }
+    let overrides = head
+        .raw_query
+        .split('&')
+        .any(|p| p.starts_with("response-"));
+    if overrides {
+        return Err(S3Error::InvalidRequest(
+            "request specific response headers cannot be used for anonymous GET requests".into(),
+        ));
+    }
+    match key {
+        Some(key) => objects::get_object(shard, head, &row, key).await,
+        None if head.method == "HEAD" => {
+            Ok(Response::new(200).header("x-amz-bucket-region", &shard.config.s3_region))
+        }
+        None => list::list_objects(shard, head, &row).await,
+    }
+}
+
+/// `x-amz-grant-*` headers are refused: Granary's ACLs are canned.
+fn refuse_grant_headers(head: &RequestHead) -> Result<(), S3Error> {
+    match acl::GRANT_HEADERS.iter().find(|h| head.header(h).is_some()) {
+        Some(h) => Err(S3Error::NotImplemented(format!(
+            "{h}: only the canned ACLs private and public-read (x-amz-acl) are supported"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The canned ACL of a CreateBucket: whether the bucket starts public.
+pub fn create_bucket_public_read(head: &RequestHead) -> Result<bool, S3Error> {
+    refuse_grant_headers(head)?;
+    Ok(match head.header("x-amz-acl") {
+        Some(v) => acl::parse_canned(v)? == CannedAcl::PublicRead,
+        None => false,
+    })
+}
+
+/// A canned ACL on an object write (PutObject, CopyObject, CreateMultipartUpload): an
+/// object has its bucket's ACL, so `private` is accepted (the object is as private as its
+/// bucket) and `public-read` only on a public-read bucket; anything else is refused.
+/// Object tags (`x-amz-tagging`) are refused too rather than dropped.
+pub fn check_object_acl(head: &RequestHead, bucket: &BucketRow) -> Result<(), S3Error> {
+    refuse_grant_headers(head)?;
+    if head.header("x-amz-tagging").is_some() {
+        return Err(S3Error::NotImplemented(
+            "object tagging (x-amz-tagging); bucket tagging is supported".into(),
+        ));
+    }
+    let Some(value) = head.header("x-amz-acl") else {
+        return Ok(());
+    };
+    match acl::parse_canned(value)? {
+        CannedAcl::Private => Ok(()),
+        CannedAcl::PublicRead if bucket.public_read => Ok(()),
+        CannedAcl::PublicRead => Err(S3Error::NotImplemented(
+            "per-object ACLs: objects have their bucket's ACL; make the bucket public-read \
+             (PutBucketAcl with x-amz-acl: public-read)"
+                .into(),
+        )),
+    }
+}
+
+/// A new stamp for a changed bucket row (later than the one it replaces).
+pub fn restamp(shard: &Shard, row: &mut BucketRow) {
+    row.stamp = Stamp {
+        time_ms: now_ms().max(row.stamp.time_ms + 1),
+        node: shard.node_id,
+    };
+}
+
+/// Stores a changed bucket row (shard 0 keeps and broadcasts it).
+pub async fn store_bucket(shard: &Rc<Shard>, mut row: BucketRow) -> Result<(), S3Error> {
+    restamp(shard, &mut row);
+    shard
+        .call(ShardRequest::PutBucket { row })
+        .await
+        .done()
+        .map_err(S3Error::from)
+}
+
+pub fn get_bucket_acl(caller: &Caller, bucket: &BucketRow) -> Result<Response, S3Error> {
+    check(caller, bucket, Need::Owner)?;
+    let grants = acl::bucket_grants(&bucket.grants, bucket.public_read);
+    let owner = router::bucket_owner(bucket);
+    Ok(Response::xml(
+        200,
+        xml::acl::access_control_policy_xml(&owner, &grants),
+    ))
+}
+
+pub async fn put_bucket_acl(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &mut Body<'_>,
+    caller: &Caller,
+    bucket: &BucketRow,
+) -> Result<Response, S3Error> {
+    check(caller, bucket, Need::Owner)?;
+    refuse_grant_headers(head)?;
+    let document = router::read_small_body(body, head, caller).await?;
+    if !document.iter().all(u8::is_ascii_whitespace) {
+        return Err(S3Error::NotImplemented(
+            "ACL documents: set a canned ACL with x-amz-acl (private or public-read)".into(),
+        ));
+    }
+    let value = head
+        .header("x-amz-acl")
+        .ok_or_else(|| S3Error::InvalidRequest("PutBucketAcl needs an x-amz-acl header".into()))?;
+    let public_read = acl::parse_canned(value)? == CannedAcl::PublicRead;
+    if public_read != bucket.public_read {
+        let mut row = bucket.clone();
+        row.public_read = public_read;
+        store_bucket(shard, row).await?;
+    }
+    Ok(Response::new(200))
+}
+
+pub async fn get_object_acl(
+    shard: &Rc<Shard>,
+    caller: &Caller,
+    bucket: &BucketRow,
+    key: &str,
+) -> Result<Response, S3Error> {
+    check(caller, bucket, Need::Read)?;
+    objects::fetch_object(shard, bucket, key).await?;
+    let grants = acl::object_grants(&bucket.grants, bucket.public_read);
+    let owner = router::bucket_owner(bucket);
+    Ok(Response::xml(
+        200,
+        xml::acl::access_control_policy_xml(&owner, &grants),
+    ))
+}
+
+pub async fn put_object_acl(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &mut Body<'_>,
+    caller: &Caller,
+    bucket: &BucketRow,
+    key: &str,
+) -> Result<Response, S3Error> {
+    check(caller, bucket, Need::Owner)?;
+    let document = router::read_small_body(body, head, caller).await?;
+    if !document.iter().all(u8::is_ascii_whitespace) {
+        return Err(S3Error::NotImplemented(
+            "ACL documents: objects have their bucket's ACL".into(),
+        ));
+    }
+    objects::fetch_object(shard, bucket, key).await?;
+    if head.header("x-amz-acl").is_none() {
+        return Err(S3Error::InvalidRequest(
+            "PutObjectAcl needs an x-amz-acl header".into(),
+        ));
+    }
+    check_object_acl(head, bucket)?;
+    Ok(Response::new(200))
+}

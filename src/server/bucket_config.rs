@@ -1,0 +1,103 @@
+//! Bucket subresources kept in the bucket's row: `?acl` (see `access`), `?lifecycle`,
+//! `?tagging`, and `?versioning` writes. Reading or changing any of them needs `owner`,
+//! except GetBucketVersioning (`read`, in `router`).
+
+use std::rc::Rc;
+
+use super::access::{self, store_bucket};
+use super::conn::{Body, Response};
+use super::router::{self, check, lookup_bucket, Caller, Need};
+use super::Shard;
+use crate::http::RequestHead;
+use crate::s3::error::S3Error;
+use crate::s3::xml;
+
+/// Handles the request if it names one of these subresources.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &mut Body<'_>,
+    caller: &Caller,
+    bucket: &str,
+) -> Option<Result<Response, S3Error>> {
+    let sub = ["acl", "lifecycle", "tagging"]
+        .into_iter()
+        .find(|s| head.has_query(s))
+        .or_else(|| {
+            (head.method == "PUT" && head.has_query("versioning")).then_some("versioning")
+        })?;
+    Some(run(shard, head, body, caller, bucket, sub).await)
+}
+
+async fn run(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &mut Body<'_>,
+    caller: &Caller,
+    bucket: &str,
+    sub: &str,
+) -> Result<Response, S3Error> {
+    let row = lookup_bucket(shard, bucket)?;
+    let method = head.method.as_str();
+    match (sub, method) {
+        ("acl", "GET") => access::get_bucket_acl(caller, &row),
+        ("acl", "PUT") => access::put_bucket_acl(shard, head, body, caller, &row).await,
+        ("lifecycle", "GET") => {
+            check(caller, &row, Need::Owner)?;
+            match &row.lifecycle {
+                Some(config) => Ok(Response::xml(200, xml::lifecycle::lifecycle_xml(config))),
+                None => Err(S3Error::NoSuchLifecycleConfiguration),
+            }
+        }
+        ("lifecycle", "PUT") => {
+            check(caller, &row, Need::Owner)?;
+            let document = router::read_small_body(body, head, caller).await?;
+            let config = xml::lifecycle::parse_lifecycle(&document)?;
+            let mut changed = row;
+            changed.lifecycle = Some(config);
+            store_bucket(shard, changed).await?;
+            Ok(Response::new(200))
+        }
+        ("lifecycle", "DELETE") => {
+            check(caller, &row, Need::Owner)?;
+            if row.lifecycle.is_some() {
+                let mut changed = row;
+                changed.lifecycle = None;
+                store_bucket(shard, changed).await?;
+            }
+            Ok(Response::new(204))
+        }
+        ("tagging", "GET") => {
+            check(caller, &row, Need::Owner)?;
+            if row.tags.is_empty() {
+                return Err(S3Error::NoSuchTagSet);
+            }
+            Ok(Response::xml(200, xml::tagging::tagging_xml(&row.tags)))
+        }
+        ("tagging", "PUT") => {
+            check(caller, &row, Need::Owner)?;
+            let document = router::read_small_body(body, head, caller).await?;
+            let tags = xml::tagging::parse_tagging(&document)?;
+            let mut changed = row;
+            changed.tags = tags;
+            store_bucket(shard, changed).await?;
+            Ok(Response::new(204))
+        }
+        ("tagging", "DELETE") => {
+            check(caller, &row, Need::Owner)?;
+            if !row.tags.is_empty() {
+                let mut changed = row;
+                changed.tags.clear();
+                store_bucket(shard, changed).await?;
+            }
+            Ok(Response::new(204))
+        }
+        ("versioning", _) => {
+            check(caller, &row, Need::Owner)?;
+            Err(S3Error::NotImplemented(
+                "bucket versioning (GetBucketVersioning answers: never enabled)".into(),
+            ))
+        }
+        _ => Err(S3Error::MethodNotAllowed),
+    }
+}
