@@ -310,3 +310,54 @@ pub async fn handle(
     };
     Ok(response.header("ETag", etag).header("Location", location))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A filter positioned at the start of the file part of a form with boundary `b`.
+    fn filter(min: u64, max: u64) -> FileFilter {
+        let mut parser = FormParser::new("b");
+        let head = b"--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n";
+        let mut pos = 0;
+        loop {
+            let (consumed, event) = parser.decode(&head[pos..]).unwrap();
+            pos += consumed;
+            if let Some(FormEvent::PartStart(h)) = event {
+                assert_eq!(h.name, "file");
+                break;
+            }
+        }
+        assert_eq!(pos, head.len());
+        FileFilter {
+            parser,
+            produced: 0,
+            min,
+            max,
+        }
+    }
+
+    /// Feeds `input` whole; returns what the filter passed on, or its error.
+    fn run(mut f: FileFilter, input: &[u8]) -> Result<Vec<u8>, S3Error> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        loop {
+            let (consumed, ended) = f.filter(&input[pos..], &mut out)?;
+            pos += consumed;
+            if ended {
+                return Ok(out);
+            }
+            assert!(consumed > 0, "the whole form was given");
+        }
+    }
+
+    #[test]
+    fn only_the_file_bytes_pass_within_the_range() {
+        let form =
+            b"file \r\n-- bytes\r\n--b\r\nContent-Disposition: form-data; name=x\r\n\r\n1\r\n--b--";
+        assert_eq!(run(filter(0, 100), form).unwrap(), b"file \r\n-- bytes");
+        assert_eq!(run(filter(15, 15), form).unwrap(), b"file \r\n-- bytes");
+        assert_eq!(run(filter(0, 14), form), Err(S3Error::EntityTooLarge));
+        assert_eq!(run(filter(16, 100), form), Err(S3Error::EntityTooSmall));
+    }
+}

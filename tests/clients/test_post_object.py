@@ -284,3 +284,23 @@ def test_post_response_carries_cors_headers(s3, s3v4, bucket):
     assert r.headers["Access-Control-Allow-Origin"] == origin
     r = post(p, headers={"Origin": "http://elsewhere.test"})
     assert r.status_code == 204 and "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_curl_form_upload_with_expect_continue(s3, s3v4, bucket, tmp_path):
+    """curl -F builds the form itself and, for a body over 1 MiB, waits for
+    `100 Continue` before sending it."""
+    from web_helpers import curl
+    data = os.urandom(3 * MiB)
+    path = tmp_path / "photo 1.jpg"
+    path.write_bytes(data)
+    p = s3v4.generate_presigned_post(bucket, "curl/${filename}",
+                                     Fields={"Content-Type": "image/jpeg"},
+                                     Conditions=[["starts-with", "$Content-Type", "image/"]])
+    args = []
+    for name, value in p["fields"].items():
+        args += ["--form-string", f"{name}={value}"]
+    r = curl(*args, "-F", f"file=@{path}", p["url"])
+    assert r.status == 204, r.body
+    got = s3.get_object(Bucket=bucket, Key="curl/photo 1.jpg")
+    assert got["ContentType"] == "image/jpeg"
+    assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(data).digest()

@@ -187,3 +187,12 @@ def test_website_cli_allows_and_denies(server, s3, bucket):
     info = admin(server, "bucket", "website", bucket, "--deny")
     assert "website" not in info
     assert web(server, bucket, "/").status == 404
+
+
+def test_aws_cli_s3_website_enables_a_site(server, aws, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="index.html", Body=INDEX, ContentType="text/html")
+    s3.put_object(Bucket=bucket, Key="err.html", Body=ERROR_PAGE, ContentType="text/html")
+    aws("s3", "website", f"s3://{bucket}", "--index-document", "index.html",
+        "--error-document", "err.html")
+    assert web(server, bucket, "/").body == INDEX
+    assert (web(server, bucket, "/x").status, web(server, bucket, "/x").body) == (404, ERROR_PAGE)
