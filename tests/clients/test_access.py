@@ -264,3 +264,33 @@ def test_bucket_created_public_read_is_readable_anonymously(s3, server):
     for b in (name, other):
         s3.delete_object(Bucket=b, Key="k")
         s3.delete_bucket(Bucket=b)
+
+
+def test_acl_documents_may_toggle_public_read(s3, bucket, server):
+    """Clients that edit ACLs (read the policy, add the AllUsers grant, write it back) work;
+    documents that change key grants are refused."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"doc")
+    policy = s3.get_bucket_acl(Bucket=bucket)
+    policy.pop("ResponseMetadata")
+    public = {"Owner": policy["Owner"], "Grants": policy["Grants"] + [
+        {"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "READ"}]}
+    s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy=public)
+    assert anon(server, "GET", f"{bucket}/k").content == b"doc"
+    s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy=policy)
+    assert anon(server, "GET", f"{bucket}/k").status_code == 403
+    stranger = {"Owner": policy["Owner"], "Grants": policy["Grants"] + [
+        {"Grantee": {"Type": "CanonicalUser", "ID": "GKSOMEONE"}, "Permission": "READ"}]}
+    assert code_of(lambda: s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy=stranger)) \
+        == "NotImplemented"
+    assert code_of(lambda: s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy={
+        "Owner": policy["Owner"], "Grants": []})) == "NotImplemented"
+
+
+def test_s3cmd_setacl_public_and_private(s3, bucket, server, s3cmd):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"via s3cmd")
+    s3cmd("setacl", "--acl-public", f"s3://{bucket}")
+    assert anon(server, "GET", f"{bucket}/k").content == b"via s3cmd"
+    # On an object of a public bucket, public is what it already is.
+    s3cmd("setacl", "--acl-public", f"s3://{bucket}/k")
+    s3cmd("setacl", "--acl-private", f"s3://{bucket}")
+    assert anon(server, "GET", f"{bucket}/k").status_code == 403
