@@ -96,7 +96,12 @@ def test_upload_part_copy_range_errors(s3, bucket):
     s3.abort_multipart_upload(Bucket=bucket, Key="dst", UploadId=up)
 
 
-@pytest.mark.parametrize("algorithm,digest", [("CRC32", crc32_b64), ("SHA256", sha256_b64)])
+def sha1_b64(data):
+    return b64(hashlib.sha1(data).digest())
+
+
+@pytest.mark.parametrize("algorithm,digest", [("CRC32", crc32_b64), ("SHA256", sha256_b64),
+                                              ("SHA1", sha1_b64)])
 def test_checksum_mode_returns_the_stored_checksum(s3, bucket, algorithm, digest):
     data = os.urandom(2 * MiB + 3)
     key = unique("ck")
