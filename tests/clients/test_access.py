@@ -294,3 +294,20 @@ def test_s3cmd_setacl_public_and_private(s3, bucket, server, s3cmd):
     s3cmd("setacl", "--acl-public", f"s3://{bucket}/k")
     s3cmd("setacl", "--acl-private", f"s3://{bucket}")
     assert anon(server, "GET", f"{bucket}/k").status_code == 403
+
+
+def test_aws_cli_canned_acls(aws, server, tmp_path):
+    name = unique("cli-acl")
+    aws("s3api", "create-bucket", "--bucket", name, "--acl", "public-read")
+    f = tmp_path / "f.txt"
+    f.write_bytes(b"from the cli")
+    aws("s3", "cp", str(f), f"s3://{name}/f.txt", "--acl", "public-read")
+    assert anon(server, "GET", f"{name}/f.txt").content == b"from the cli"
+    acl = json.loads(aws("s3api", "get-bucket-acl", "--bucket", name).stdout)
+    assert (ALL_USERS, "READ") in grants_of(acl)
+    aws("s3api", "put-bucket-acl", "--bucket", name, "--acl", "private")
+    assert anon(server, "GET", f"{name}/f.txt").status_code == 403
+    refused = aws("s3", "cp", str(f), f"s3://{name}/g.txt", "--acl", "public-read", check=False)
+    assert refused.returncode != 0 and "NotImplemented" in refused.stderr
+    aws("s3", "rm", f"s3://{name}/f.txt")
+    aws("s3api", "delete-bucket", "--bucket", name)
