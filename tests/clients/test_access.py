@@ -205,7 +205,7 @@ def test_anonymous_reads_only_public_read_buckets(s3, bucket, server):
     s3.put_object(Bucket=bucket, Key="dir/hello.txt", Body=b"hello world",
                   ContentType="text/plain")
     # Private: everything anonymous is refused.
-    for method, path in [("GET", f"{bucket}/dir/hello.txt"), ("HEAD", f"{bucket}/dir/hello.txt"),
+    for method, path in [("HEAD", bucket), ("GET", f"{bucket}/dir/hello.txt"), ("HEAD", f"{bucket}/dir/hello.txt"),
                          ("GET", bucket), ("GET", f"{bucket}?list-type=2"), ("GET", "")]:
         r = anon(server, method, path)
         assert r.status_code == 403, (method, path, r.status_code)
@@ -218,6 +218,7 @@ def test_anonymous_reads_only_public_read_buckets(s3, bucket, server):
     assert r.headers["Content-Type"] == "text/plain"
     r = anon(server, "HEAD", f"{bucket}/dir/hello.txt")
     assert (r.status_code, r.headers["Content-Length"]) == (200, "11")
+    assert anon(server, "HEAD", bucket).status_code == 200
     r = anon(server, "GET", f"{bucket}/dir/hello.txt", headers={"Range": "bytes=6-"})
     assert (r.status_code, r.content) == (206, b"world")
     for query in ["", "?list-type=2&prefix=dir/"]:
