@@ -17,8 +17,9 @@ use crate::s3::acl::{self, CannedAcl};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
 
-/// Query parameters that make a GET or HEAD something else than a plain read or listing.
-const SUBRESOURCES: &[&str] = &[
+/// Query parameters that make a request something else than a plain read, listing, or
+/// bucket creation / deletion.
+pub const SUBRESOURCES: &[&str] = &[
     "accelerate",
     "acl",
     "analytics",

@@ -312,3 +312,29 @@ def test_aws_cli_canned_acls(aws, server, tmp_path):
     assert refused.returncode != 0 and "NotImplemented" in refused.stderr
     aws("s3", "rm", f"s3://{name}/f.txt")
     aws("s3api", "delete-bucket", "--bucket", name)
+
+
+def signed(server, method, path):
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    req = AWSRequest(method=method, url=f"{server.endpoint}/{path}", data=b"")
+    S3SigV4Auth(Credentials(server.access_key, server.secret_key), "s3",
+                "us-east-1").add_auth(req)
+    return requests.request(method, req.url, headers=dict(req.headers), timeout=30)
+
+
+def test_subresources_with_other_methods_are_not_plain_writes(s3, bucket, server):
+    """DELETE /bucket/key?acl must not delete the object, nor DELETE /bucket?uploads the
+    bucket: a subresource with a method it does not take is 405."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"stays")
+    for method, path in [("DELETE", f"{bucket}/k?acl"), ("DELETE", f"{bucket}/k?attributes"),
+                         ("PUT", f"{bucket}/k?attributes"), ("DELETE", f"{bucket}?uploads"),
+                         ("DELETE", f"{bucket}?versioning"), ("PUT", f"{bucket}?location"),
+                         ("POST", f"{bucket}?acl")]:
+        r = signed(server, method, path)
+        assert (r.status_code, error_code_from_xml(r.content)) == (405, "MethodNotAllowed"), \
+            (method, path, r.status_code, r.content)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"stays"
+    s3.head_bucket(Bucket=bucket)
