@@ -11,6 +11,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from conftest import ROOT_DOMAIN
 from helpers import error_code, error_code_from_xml, unique
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -233,6 +234,10 @@ def test_anonymous_reads_only_public_read_buckets(s3, bucket, server):
     assert admin(server, "bucket", "info", bucket)["public_read"] is True
     r = anon(server, "GET", f"{bucket}/missing")
     assert (r.status_code, error_code_from_xml(r.content)) == (404, "NoSuchKey")
+    # Virtual-host style too.
+    r = requests.get(f"{server.endpoint}/dir/hello.txt", timeout=30,
+                     headers={"Host": f"{bucket}.{ROOT_DOMAIN}"})
+    assert (r.status_code, r.content) == (200, b"hello world")
     # curl too.
     out = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}",
                           f"{server.endpoint}/{bucket}/dir/hello.txt"],
