@@ -91,6 +91,22 @@ impl LifecycleConfig {
             .any(|r| r.upload_stale(key, initiated_ms, now_ms, day_ms))
     }
 
+    /// When an object expires, and by which rule: the earliest of the enabled expiration
+    /// rules that apply to it (S3's `x-amz-expiration` header).
+    pub fn object_expiry(&self, key: &str, modified_ms: u64, day_ms: u64) -> Option<(u64, &str)> {
+        self.rules
+            .iter()
+            .filter(|r| r.applies_to(key))
+            .filter_map(|r| {
+                let at = match r.expiration.as_ref()? {
+                    Expiration::Days(days) => days_after(modified_ms, *days, day_ms),
+                    Expiration::Date(at) => *at,
+                };
+                Some((at, r.id.as_str()))
+            })
+            .min_by_key(|(at, _)| *at)
+    }
+
     /// Some enabled rule expires objects / aborts uploads.
     pub fn expires_objects(&self) -> bool {
         self.rules
@@ -161,6 +177,11 @@ mod tests {
             rules: vec![r, rule("", Some(Expiration::Days(1)), None)],
         };
         assert!(config.expires_objects() && config.aborts_uploads());
+        assert_eq!(
+            config.object_expiry("any", 10 * DAY + 1, DAY),
+            Some((12 * DAY, "r"))
+        );
+        assert_eq!(config.object_expiry("tmp/x", 0, DAY), Some((DAY, "r")));
         // A short test day: one "day" of 2 s.
         assert!(config.object_expired("any", 1_000, 4_000, 2_000));
         assert!(!config.object_expired("any", 1_000, 3_999, 2_000));

@@ -113,6 +113,42 @@ fn grants(keys: &[(String, Permissions)], public_read: bool, bucket: bool) -> Ve
     out
 }
 
+/// What an ACL document (PutBucketAcl / PutObjectAcl with a body) asks, given the ACL the
+/// resource has now (`current`, as `bucket_grants` / `object_grants` show it without
+/// AllUsers): whether the resource is to be public-read. The document may only add or
+/// remove `AllUsers` `READ`; every other grant must be as it is (key permissions change
+/// with `granary bucket allow / deny`), or the request is `NotImplemented`. This is what
+/// clients that edit ACLs (GET ?acl, add the public grant, PUT ?acl) need.
+pub fn public_read_from_document(current: &[Grant], requested: &[Grant]) -> Result<bool, S3Error> {
+    let mut public_read = false;
+    let mut keys: Vec<&Grant> = Vec::new();
+    for g in requested {
+        match (&g.grantee, g.permission) {
+            (Grantee::AllUsers, Permission::Read) => public_read = true,
+            (Grantee::AllUsers, p) => {
+                return Err(S3Error::NotImplemented(format!(
+                    "{} for AllUsers: only READ (public-read) is supported",
+                    p.as_str()
+                )))
+            }
+            (Grantee::Key(_), _) => {
+                if !keys.contains(&g) {
+                    keys.push(g);
+                }
+            }
+        }
+    }
+    let same = keys.len() == current.len() && current.iter().all(|c| keys.contains(&c));
+    if !same {
+        return Err(S3Error::NotImplemented(
+            "ACL documents may only add or remove AllUsers READ; key permissions change \
+             with `granary bucket allow / deny`"
+                .into(),
+        ));
+    }
+    Ok(public_read)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +197,36 @@ mod tests {
         let g = object_grants(&keys, false);
         assert_eq!(g.len(), 3);
         assert!(g.iter().all(|g| g.permission != Permission::Write));
+    }
+
+    #[test]
+    fn documents_may_only_toggle_public_read() {
+        let keys = vec![
+            ("O".to_string(), p(true, true, true)),
+            ("R".to_string(), p(true, false, false)),
+        ];
+        let current = bucket_grants(&keys, false);
+        let mut public = current.clone();
+        public.push(Grant {
+            grantee: Grantee::AllUsers,
+            permission: Permission::Read,
+        });
+        assert_eq!(public_read_from_document(&current, &public), Ok(true));
+        let mut reordered = current.clone();
+        reordered.reverse();
+        assert_eq!(public_read_from_document(&current, &reordered), Ok(false));
+        // Dropping a key's grant, adding one, or AllUsers WRITE: not representable.
+        assert!(public_read_from_document(&current, &current[..1]).is_err());
+        let mut more = current.clone();
+        more.push(Grant {
+            grantee: Grantee::Key("X".into()),
+            permission: Permission::Read,
+        });
+        assert!(public_read_from_document(&current, &more).is_err());
+        let write = vec![Grant {
+            grantee: Grantee::AllUsers,
+            permission: Permission::Write,
+        }];
+        assert!(public_read_from_document(&[], &write).is_err());
     }
 }

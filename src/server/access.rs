@@ -17,8 +17,9 @@ use crate::s3::acl::{self, CannedAcl};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
 
-/// Query parameters that make a GET or HEAD something else than a plain read or listing.
-const SUBRESOURCES: &[&str] = &[
+/// Query parameters that make a request something else than a plain read, listing, or
+/// bucket creation / deletion.
+pub const SUBRESOURCES: &[&str] = &[
     "accelerate",
     "acl",
     "analytics",
@@ -177,17 +178,9 @@ pub async fn put_bucket_acl(
     bucket: &BucketRow,
 ) -> Result<Response, S3Error> {
     check(caller, bucket, Need::Owner)?;
-    refuse_grant_headers(head)?;
     let document = router::read_small_body(body, head, caller).await?;
-    if !document.iter().all(u8::is_ascii_whitespace) {
-        return Err(S3Error::NotImplemented(
-            "ACL documents: set a canned ACL with x-amz-acl (private or public-read)".into(),
-        ));
-    }
-    let value = head
-        .header("x-amz-acl")
-        .ok_or_else(|| S3Error::InvalidRequest("PutBucketAcl needs an x-amz-acl header".into()))?;
-    let public_read = acl::parse_canned(value)? == CannedAcl::PublicRead;
+    let current = acl::bucket_grants(&bucket.grants, false);
+    let public_read = requested_public_read(head, &document, &current)?;
     if public_read != bucket.public_read {
         let mut row = bucket.clone();
         row.public_read = public_read;
@@ -222,17 +215,38 @@ pub async fn put_object_acl(
 ) -> Result<Response, S3Error> {
     check(caller, bucket, Need::Owner)?;
     let document = router::read_small_body(body, head, caller).await?;
-    if !document.iter().all(u8::is_ascii_whitespace) {
-        return Err(S3Error::NotImplemented(
-            "ACL documents: objects have their bucket's ACL".into(),
-        ));
-    }
     objects::fetch_object(shard, bucket, key).await?;
-    if head.header("x-amz-acl").is_none() {
-        return Err(S3Error::InvalidRequest(
-            "PutObjectAcl needs an x-amz-acl header".into(),
+    let current = acl::object_grants(&bucket.grants, false);
+    let public_read = requested_public_read(head, &document, &current)?;
+    if public_read && !bucket.public_read {
+        return Err(S3Error::NotImplemented(
+            "per-object ACLs: objects have their bucket's ACL; make the bucket public-read".into(),
         ));
     }
-    check_object_acl(head, bucket)?;
     Ok(Response::new(200))
+}
+
+/// The ACL a PutBucketAcl / PutObjectAcl asks for, as "public-read or not": from the
+/// canned `x-amz-acl`, or from an ACL document that keeps every key grant as it is and
+/// adds or removes AllUsers READ (what clients that edit ACLs send).
+fn requested_public_read(
+    head: &RequestHead,
+    document: &[u8],
+    current: &[acl::Grant],
+) -> Result<bool, S3Error> {
+    refuse_grant_headers(head)?;
+    let has_document = !document.iter().all(u8::is_ascii_whitespace);
+    match (head.header("x-amz-acl"), has_document) {
+        (Some(_), true) => Err(S3Error::InvalidRequest(
+            "give either x-amz-acl or an ACL document, not both".into(),
+        )),
+        (Some(value), false) => Ok(acl::parse_canned(value)? == CannedAcl::PublicRead),
+        (None, true) => {
+            let requested = xml::acl::parse_access_control_policy(document)?;
+            acl::public_read_from_document(current, &requested)
+        }
+        (None, false) => Err(S3Error::InvalidRequest(
+            "a PutAcl request needs x-amz-acl or an AccessControlPolicy body".into(),
+        )),
+    }
 }

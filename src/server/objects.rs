@@ -319,6 +319,7 @@ pub async fn put_object(
         data: ingested.data,
     };
     let data = row.data.clone();
+    let expiration = expiration_header(shard, bucket, &row);
     match shard
         .call(ShardRequest::PutObject { row, condition })
         .await
@@ -335,6 +336,9 @@ pub async fn put_object(
         }
     }
     let mut response = Response::new(200).header("ETag", etag);
+    if let Some(value) = expiration {
+        response = response.header("x-amz-expiration", value);
+    }
     if let Some(c) = &ingested.checksum {
         response = response.header(checksum::header_name(c.algorithm), c.base64.clone());
     }
@@ -430,6 +434,22 @@ pub fn check_copy_source_conditions(head: &RequestHead, source: &ObjectRow) -> R
     }
 }
 
+/// `x-amz-expiration: expiry-date="<HTTP date>", rule-id="<id>"` when a lifecycle rule of
+/// the bucket will expire the object.
+pub fn expiration_header(shard: &Shard, bucket: &BucketRow, row: &ObjectRow) -> Option<String> {
+    let day_ms = shard.config.lifecycle_day_secs * 1000;
+    let (at, rule) =
+        bucket
+            .lifecycle
+            .as_ref()?
+            .object_expiry(&row.key, row.last_modified_ms, day_ms)?;
+    Some(format!(
+        "expiry-date=\"{}\", rule-id=\"{}\"",
+        last_modified(at),
+        rule.replace('"', "")
+    ))
+}
+
 pub fn last_modified(row_ms: u64) -> String {
     http::http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(row_ms))
 }
@@ -482,6 +502,9 @@ pub async fn get_object(
     response
         .headers
         .push(("Last-Modified".into(), last_modified(row.last_modified_ms)));
+    if let Some(value) = expiration_header(shard, bucket, &row) {
+        response.headers.push(("x-amz-expiration".into(), value));
+    }
     response
         .headers
         .push(("Accept-Ranges".into(), "bytes".into()));

@@ -351,6 +351,11 @@ async fn bucket_op(
         )));
     }
     match head.method.as_str() {
+        // A subresource with a method it does not take is not a bucket creation or
+        // deletion.
+        "PUT" | "DELETE" if access::SUBRESOURCES.iter().any(|s| head.has_query(s)) => {
+            Err(S3Error::MethodNotAllowed)
+        }
         "PUT" => create_bucket(shard, head, body, caller, bucket).await,
         "DELETE" => delete_bucket(shard, caller, bucket).await,
         "HEAD" => {
@@ -411,6 +416,10 @@ async fn object_op(
         "GET" if head.has_query("attributes") => {
             check(caller, bucket, Need::Read)?;
             return attributes::get_object_attributes(shard, head, bucket, key).await;
+        }
+        // Never mistaken for a plain write or delete of the object.
+        _ if head.has_query("acl") || head.has_query("attributes") => {
+            return Err(S3Error::MethodNotAllowed)
         }
         _ => {}
     }

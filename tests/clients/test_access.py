@@ -11,6 +11,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from conftest import ROOT_DOMAIN
 from helpers import error_code, error_code_from_xml, unique
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -205,7 +206,7 @@ def test_anonymous_reads_only_public_read_buckets(s3, bucket, server):
     s3.put_object(Bucket=bucket, Key="dir/hello.txt", Body=b"hello world",
                   ContentType="text/plain")
     # Private: everything anonymous is refused.
-    for method, path in [("GET", f"{bucket}/dir/hello.txt"), ("HEAD", f"{bucket}/dir/hello.txt"),
+    for method, path in [("HEAD", bucket), ("GET", f"{bucket}/dir/hello.txt"), ("HEAD", f"{bucket}/dir/hello.txt"),
                          ("GET", bucket), ("GET", f"{bucket}?list-type=2"), ("GET", "")]:
         r = anon(server, method, path)
         assert r.status_code == 403, (method, path, r.status_code)
@@ -218,6 +219,7 @@ def test_anonymous_reads_only_public_read_buckets(s3, bucket, server):
     assert r.headers["Content-Type"] == "text/plain"
     r = anon(server, "HEAD", f"{bucket}/dir/hello.txt")
     assert (r.status_code, r.headers["Content-Length"]) == (200, "11")
+    assert anon(server, "HEAD", bucket).status_code == 200
     r = anon(server, "GET", f"{bucket}/dir/hello.txt", headers={"Range": "bytes=6-"})
     assert (r.status_code, r.content) == (206, b"world")
     for query in ["", "?list-type=2&prefix=dir/"]:
@@ -232,6 +234,10 @@ def test_anonymous_reads_only_public_read_buckets(s3, bucket, server):
     assert admin(server, "bucket", "info", bucket)["public_read"] is True
     r = anon(server, "GET", f"{bucket}/missing")
     assert (r.status_code, error_code_from_xml(r.content)) == (404, "NoSuchKey")
+    # Virtual-host style too.
+    r = requests.get(f"{server.endpoint}/dir/hello.txt", timeout=30,
+                     headers={"Host": f"{bucket}.{ROOT_DOMAIN}"})
+    assert (r.status_code, r.content) == (200, b"hello world")
     # curl too.
     out = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}",
                           f"{server.endpoint}/{bucket}/dir/hello.txt"],
@@ -264,3 +270,76 @@ def test_bucket_created_public_read_is_readable_anonymously(s3, server):
     for b in (name, other):
         s3.delete_object(Bucket=b, Key="k")
         s3.delete_bucket(Bucket=b)
+
+
+def test_acl_documents_may_toggle_public_read(s3, bucket, server):
+    """Clients that edit ACLs (read the policy, add the AllUsers grant, write it back) work;
+    documents that change key grants are refused."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"doc")
+    policy = s3.get_bucket_acl(Bucket=bucket)
+    policy.pop("ResponseMetadata")
+    public = {"Owner": policy["Owner"], "Grants": policy["Grants"] + [
+        {"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "READ"}]}
+    s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy=public)
+    assert anon(server, "GET", f"{bucket}/k").content == b"doc"
+    s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy=policy)
+    assert anon(server, "GET", f"{bucket}/k").status_code == 403
+    stranger = {"Owner": policy["Owner"], "Grants": policy["Grants"] + [
+        {"Grantee": {"Type": "CanonicalUser", "ID": "GKSOMEONE"}, "Permission": "READ"}]}
+    assert code_of(lambda: s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy=stranger)) \
+        == "NotImplemented"
+    assert code_of(lambda: s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy={
+        "Owner": policy["Owner"], "Grants": []})) == "NotImplemented"
+
+
+def test_s3cmd_setacl_public_and_private(s3, bucket, server, s3cmd):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"via s3cmd")
+    s3cmd("setacl", "--acl-public", f"s3://{bucket}")
+    assert anon(server, "GET", f"{bucket}/k").content == b"via s3cmd"
+    # On an object of a public bucket, public is what it already is.
+    s3cmd("setacl", "--acl-public", f"s3://{bucket}/k")
+    s3cmd("setacl", "--acl-private", f"s3://{bucket}")
+    assert anon(server, "GET", f"{bucket}/k").status_code == 403
+
+
+def test_aws_cli_canned_acls(aws, server, tmp_path):
+    name = unique("cli-acl")
+    aws("s3api", "create-bucket", "--bucket", name, "--acl", "public-read")
+    f = tmp_path / "f.txt"
+    f.write_bytes(b"from the cli")
+    aws("s3", "cp", str(f), f"s3://{name}/f.txt", "--acl", "public-read")
+    assert anon(server, "GET", f"{name}/f.txt").content == b"from the cli"
+    acl = json.loads(aws("s3api", "get-bucket-acl", "--bucket", name).stdout)
+    assert (ALL_USERS, "READ") in grants_of(acl)
+    aws("s3api", "put-bucket-acl", "--bucket", name, "--acl", "private")
+    assert anon(server, "GET", f"{name}/f.txt").status_code == 403
+    refused = aws("s3", "cp", str(f), f"s3://{name}/g.txt", "--acl", "public-read", check=False)
+    assert refused.returncode != 0 and "NotImplemented" in refused.stderr
+    aws("s3", "rm", f"s3://{name}/f.txt")
+    aws("s3api", "delete-bucket", "--bucket", name)
+
+
+def signed(server, method, path):
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    req = AWSRequest(method=method, url=f"{server.endpoint}/{path}", data=b"")
+    S3SigV4Auth(Credentials(server.access_key, server.secret_key), "s3",
+                "us-east-1").add_auth(req)
+    return requests.request(method, req.url, headers=dict(req.headers), timeout=30)
+
+
+def test_subresources_with_other_methods_are_not_plain_writes(s3, bucket, server):
+    """DELETE /bucket/key?acl must not delete the object, nor DELETE /bucket?uploads the
+    bucket: a subresource with a method it does not take is 405."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"stays")
+    for method, path in [("DELETE", f"{bucket}/k?acl"), ("DELETE", f"{bucket}/k?attributes"),
+                         ("PUT", f"{bucket}/k?attributes"), ("DELETE", f"{bucket}?uploads"),
+                         ("DELETE", f"{bucket}?versioning"), ("PUT", f"{bucket}?location"),
+                         ("POST", f"{bucket}?acl")]:
+        r = signed(server, method, path)
+        assert (r.status_code, error_code_from_xml(r.content)) == (405, "MethodNotAllowed"), \
+            (method, path, r.status_code, r.content)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"stays"
+    s3.head_bucket(Bucket=bucket)

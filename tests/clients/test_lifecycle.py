@@ -122,6 +122,13 @@ def test_configuration_round_trip_and_errors(fast):
         ("a", "logs/", "Enabled"), ("b", "tmp/", "Enabled")]
     assert got[0]["Expiration"]["Days"] == 30
     assert got[1]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 7
+    # Objects under an expiration rule say when they expire (x-amz-expiration).
+    put = s3.put_object(Bucket=bucket, Key="logs/x", Body=b"x")
+    assert 'rule-id="a"' in put["Expiration"] and "expiry-date=" in put["Expiration"]
+    head = s3.head_object(Bucket=bucket, Key="logs/x")
+    assert head["Expiration"] == put["Expiration"]
+    s3.put_object(Bucket=bucket, Key="other", Body=b"x")
+    assert "Expiration" not in s3.head_object(Bucket=bucket, Key="other")
     # The AWS CLI sees the same.
     env = clean_env()
     env.update({"AWS_ACCESS_KEY_ID": fast.access_key, "AWS_SECRET_ACCESS_KEY": fast.secret_key,

@@ -96,7 +96,12 @@ def test_upload_part_copy_range_errors(s3, bucket):
     s3.abort_multipart_upload(Bucket=bucket, Key="dst", UploadId=up)
 
 
-@pytest.mark.parametrize("algorithm,digest", [("CRC32", crc32_b64), ("SHA256", sha256_b64)])
+def sha1_b64(data):
+    return b64(hashlib.sha1(data).digest())
+
+
+@pytest.mark.parametrize("algorithm,digest", [("CRC32", crc32_b64), ("SHA256", sha256_b64),
+                                              ("SHA1", sha1_b64)])
 def test_checksum_mode_returns_the_stored_checksum(s3, bucket, algorithm, digest):
     data = os.urandom(2 * MiB + 3)
     key = unique("ck")
@@ -105,6 +110,7 @@ def test_checksum_mode_returns_the_stored_checksum(s3, bucket, algorithm, digest
     assert put[field] == digest(data)
     head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     assert head[field] == digest(data)
+    assert head["ChecksumType"] == "FULL_OBJECT"
     got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     assert got[field] == digest(data)
     assert got["Body"].read() == data
@@ -141,7 +147,8 @@ def test_multipart_composite_checksum_and_object_attributes(s3, bucket, algorith
                                         MultipartUpload={"Parts": parts})
     want = composite(algorithm, parts_data)
     assert done[field] == want
-    assert s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")[field] == want
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert (head[field], head["ChecksumType"]) == (want, "COMPOSITE")
     got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     assert got[field] == want
     assert got["Body"].read() == b"".join(parts_data)
