@@ -120,6 +120,19 @@ pub struct ShardStats {
     pub requests_in_flight: u64,
     pub storage: StorageStats,
     pub tasks: Vec<TaskProgress>,
+    pub lifecycle: LifecycleFigures,
+}
+
+/// What the lifecycle worker of a shard has done since start.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleFigures {
+    pub passes: u64,
+    pub objects_scanned: u64,
+    pub objects_expired: u64,
+    pub uploads_scanned: u64,
+    pub uploads_aborted: u64,
+    /// When the last pass ended (ms since the epoch; 0: none yet).
+    pub last_pass_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -463,6 +476,36 @@ const SHARD_SERIES: &[(&str, &str, &str, Getter)] = &[
         "counter",
         "Segments reclaimed by compaction",
         |s| s.storage.compacted_segments as f64,
+    ),
+    (
+        "granary_lifecycle_passes_total",
+        "counter",
+        "Lifecycle passes completed over the shard's objects and uploads",
+        |s| s.lifecycle.passes as f64,
+    ),
+    (
+        "granary_lifecycle_scanned_objects_total",
+        "counter",
+        "Objects the lifecycle worker looked at",
+        |s| s.lifecycle.objects_scanned as f64,
+    ),
+    (
+        "granary_lifecycle_expired_objects_total",
+        "counter",
+        "Objects deleted by lifecycle expiration rules",
+        |s| s.lifecycle.objects_expired as f64,
+    ),
+    (
+        "granary_lifecycle_aborted_uploads_total",
+        "counter",
+        "Incomplete multipart uploads aborted by lifecycle rules",
+        |s| s.lifecycle.uploads_aborted as f64,
+    ),
+    (
+        "granary_lifecycle_last_pass_timestamp_seconds",
+        "gauge",
+        "When the last lifecycle pass ended (0: none yet)",
+        |s| s.lifecycle.last_pass_ms as f64 / 1000.0,
     ),
 ];
 

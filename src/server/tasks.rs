@@ -30,6 +30,15 @@ impl Shard {
             ..Default::default()
         };
         self.metrics.borrow().fill(&mut stats);
+        let l = &self.lifecycle_stats;
+        stats.lifecycle = super::metrics::LifecycleFigures {
+            passes: l.passes.get(),
+            objects_scanned: l.objects_scanned.get(),
+            objects_expired: l.objects_expired.get(),
+            uploads_scanned: l.uploads_scanned.get(),
+            uploads_aborted: l.uploads_aborted.get(),
+            last_pass_ms: l.last_pass_ms.get(),
+        };
         stats
     }
 

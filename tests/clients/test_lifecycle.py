@@ -80,6 +80,19 @@ def test_expiration_and_abort_rules_are_applied(fast):
     wait_for(lambda: "tmp/new" not in keys(s3, bucket), "expiry of tmp/new")
     assert keys(s3, bucket) == ["keep/a", "other", "tmpx"]
     assert "lifecycle pass" in fast.log_path.read_text(errors="replace")
+    # The work shows in the metrics, summed over shards.
+    import urllib.request
+
+    url = f"http://127.0.0.1:{fast.admin_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+
+    def total(name):
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + "{"))
+
+    assert total("granary_lifecycle_expired_objects_total") >= 3
+    assert total("granary_lifecycle_aborted_uploads_total") >= 1
+    assert total("granary_lifecycle_passes_total") >= 1
 
 
 def test_legacy_prefix_and_dates(fast):

@@ -184,7 +184,19 @@ def test_metrics_pass_promtool_after_traffic(server, s3, bucket):
     assert total("granary_sent_bytes_total") >= 3 * MiB
     assert total("granary_data_syncs_total") >= 1
     assert total("granary_meta_commits_total") >= 1
-    assert total("granary_segment_live_bytes") >= 3 * MiB
+    assert total("granary_data_written_bytes_total") >= 3 * MiB
+    # Index entries (and so the live-byte count) commit shortly after the acknowledgement.
+    deadline = time.monotonic() + 10
+    while True:
+        live = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in admin_request(server, "/metrics")[1].splitlines()
+            if line.startswith("granary_segment_live_bytes{")
+        )
+        if live >= 3 * MiB:
+            break
+        assert time.monotonic() < deadline, f"live bytes stayed at {live}"
+        time.sleep(0.1)
     assert total("granary_lmdb_bytes") > 0
     assert total("granary_connections_open") >= 1
 
