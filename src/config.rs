@@ -239,19 +239,7 @@ impl ServerArgs {
                 "must be between 4096 and 1073741824",
             ));
         }
-        let tls = match (self.tls_cert, self.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            (None, None) => None,
-            (Some(_), None) => return Err(bad("tls_key", "is needed with tls_cert")),
-            (None, Some(_)) => return Err(bad("tls_cert", "is needed with tls_key")),
-        };
-        let token = |key, v: Option<String>| match v {
-            Some(t) if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) => Err(bad(
-                key,
-                "must be at least 16 printable characters without spaces",
-            )),
-            other => Ok(other),
-        };
+        let tls = tls_files(self.tls_cert, self.tls_key)?;
         let shutdown_timeout_s = self.shutdown_timeout_s.unwrap_or(30);
         if shutdown_timeout_s > 24 * 3600 {
             return Err(bad("shutdown_timeout_s", "must be at most 86400 seconds"));
@@ -260,11 +248,11 @@ impl ServerArgs {
             .data_dir
             .unwrap_or_else(|| PathBuf::from("granary-data"));
         Ok(ServerConfig {
-            admin_token: token("admin_token", self.admin_token)?,
+            admin_token: bearer_token("admin_token", self.admin_token)?,
             admin_token_file: self
                 .admin_token_file
                 .unwrap_or_else(|| data_dir.join(crate::admin::TOKEN_FILE)),
-            metrics_token: token("metrics_token", self.metrics_token)?,
+            metrics_token: bearer_token("metrics_token", self.metrics_token)?,
             tls,
             shutdown_timeout_s,
             data_dir,
@@ -292,6 +280,27 @@ impl ServerArgs {
             lifecycle_day_secs,
             lifecycle_scan_interval_s,
         })
+    }
+}
+
+/// Both TLS files, or neither.
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(bad("tls_key", "is needed with tls_cert")),
+        (None, Some(_)) => Err(bad("tls_cert", "is needed with tls_key")),
+    }
+}
+
+/// A bearer token long enough not to be guessed, and printable.
+fn bearer_token(key: &'static str, token: Option<String>) -> Result<Option<String>, ConfigError> {
+    match token {
+        Some(t) if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) => Err(bad(
+            key,
+            "must be at least 16 printable characters without spaces",
+        )),
+        other => Ok(other),
     }
 }
 

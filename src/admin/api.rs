@@ -323,34 +323,37 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
             row.stamp = stamp(shard, Some(row.stamp));
             store_bucket(shard, row).await
         }
-        ("POST", ["v1", "buckets", name, "website"]) => {
-            let Ok(request) = serde_json::from_slice::<SetWebsite>(body) else {
-                return fail(
-                    400,
-                    "expected {\"allow\": bool, \"index_document\"?, \"error_document\"?}",
-                );
-            };
-            let index_suffix = request
-                .index_document
-                .unwrap_or_else(|| "index.html".into());
-            if index_suffix.is_empty() || index_suffix.contains('/') {
-                return fail(400, "the index document must be a name without '/'");
-            }
-            if request.error_document.as_deref() == Some("") {
-                return fail(400, "the error document must be a key");
-            }
-            let bucket = shard.global.borrow().bucket(name).cloned();
-            let Some(mut row) = bucket else {
-                return fail(404, "no such bucket");
-            };
-            row.website = request.allow.then_some(WebsiteConfig {
-                index_suffix,
-                error_document: request.error_document,
-                redirect_all: None,
-            });
-            row.stamp = stamp(shard, Some(row.stamp));
-            store_bucket(shard, row).await
-        }
+        ("POST", ["v1", "buckets", name, "website"]) => set_website(shard, name, body).await,
         _ => fail(404, "no such admin endpoint"),
     }
+}
+
+/// `POST /v1/buckets/{name}/website`: serve the bucket as a website, or stop.
+async fn set_website(shard: &Rc<Shard>, name: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<SetWebsite>(body) else {
+        return fail(
+            400,
+            "expected {\"allow\": bool, \"index_document\"?, \"error_document\"?}",
+        );
+    };
+    let index_suffix = request
+        .index_document
+        .unwrap_or_else(|| "index.html".into());
+    if index_suffix.is_empty() || index_suffix.contains('/') {
+        return fail(400, "the index document must be a name without '/'");
+    }
+    if request.error_document.as_deref() == Some("") {
+        return fail(400, "the error document must be a key");
+    }
+    let bucket = shard.global.borrow().bucket(name).cloned();
+    let Some(mut row) = bucket else {
+        return fail(404, "no such bucket");
+    };
+    row.website = request.allow.then_some(WebsiteConfig {
+        index_suffix,
+        error_document: request.error_document,
+        redirect_all: None,
+    });
+    row.stamp = stamp(shard, Some(row.stamp));
+    store_bucket(shard, row).await
 }

@@ -411,7 +411,8 @@ mod tests {
                 Just(b'X'), Just(b'y'), Just(b'Z'), any::<u8>()], 0..400),
             step in 1usize..50,
         ) {
-            let mut body = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n".to_vec();
+            let mut body =
+                b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n".to_vec();
             body.extend_from_slice(&data);
             body.extend_from_slice(b"\r\n--XyZ--\r\n");
             // Data that holds the delimiter itself ends the part early; skip those.

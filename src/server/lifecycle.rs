@@ -194,7 +194,11 @@ async fn expire_objects(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycl
             {
                 Ok(rows) => rows,
                 Err(e) => {
-                    tracing::warn!(shard = shard.id, bucket = %bucket.name, "lifecycle scan failed: {e}");
+                    tracing::warn!(
+                        shard = shard.id,
+                        bucket = %bucket.name,
+                        "lifecycle scan failed: {e}",
+                    );
                     return;
                 }
             };
@@ -228,7 +232,11 @@ async fn expire_objects(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycl
                     Ok(PutIf::Written(Some(old))) => removed.push(old),
                     Ok(_) => {} // rewritten or deleted meanwhile
                     Err(e) => {
-                        tracing::warn!(shard = shard.id, bucket = %bucket.name, "lifecycle delete failed: {e}");
+                        tracing::warn!(
+                            shard = shard.id,
+                            bucket = %bucket.name,
+                            "lifecycle delete failed: {e}",
+                        );
                         failed = true;
                     }
                 }
@@ -237,7 +245,12 @@ async fn expire_objects(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycl
                 .await;
             bump(&stats.objects_expired, removed.len() as u64);
             for old in &removed {
-                tracing::debug!(shard = shard.id, bucket = %bucket.name, key = %old.key, "lifecycle: expired");
+                tracing::debug!(
+                    shard = shard.id,
+                    bucket = %bucket.name,
+                    key = %old.key,
+                    "lifecycle: expired",
+                );
             }
             if failed {
                 return;
@@ -257,19 +270,21 @@ async fn abort_uploads(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycle
             if stopping() {
                 return;
             }
-            let uploads = match shard.store.list_uploads(
-                &bucket.id,
-                &prefix,
-                &key_marker,
-                &id_marker,
-                BATCH,
-            ) {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::warn!(shard = shard.id, bucket = %bucket.name, "lifecycle scan failed: {e}");
-                    return;
-                }
-            };
+            let uploads =
+                match shard
+                    .store
+                    .list_uploads(&bucket.id, &prefix, &key_marker, &id_marker, BATCH)
+                {
+                    Ok(u) => u,
+                    Err(e) => {
+                        tracing::warn!(
+                            shard = shard.id,
+                            bucket = %bucket.name,
+                            "lifecycle scan failed: {e}",
+                        );
+                        return;
+                    }
+                };
             let Some(last) = uploads.last() else { break };
             (key_marker, id_marker) = (last.key.clone(), last.upload_id.clone());
             bump(&stats.uploads_scanned, uploads.len() as u64);
@@ -293,11 +308,20 @@ async fn abort_uploads(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycle
                     Ok((Some(_), removed)) => {
                         parts.extend(removed);
                         bump(&stats.uploads_aborted, 1);
-                        tracing::debug!(shard = shard.id, bucket = %bucket.name, key = %upload.key, "lifecycle: upload aborted");
+                        tracing::debug!(
+                            shard = shard.id,
+                            bucket = %bucket.name,
+                            key = %upload.key,
+                            "lifecycle: upload aborted",
+                        );
                     }
                     Ok((None, _)) => {} // completed or aborted meanwhile
                     Err(e) => {
-                        tracing::warn!(shard = shard.id, bucket = %bucket.name, "lifecycle abort failed: {e}");
+                        tracing::warn!(
+                            shard = shard.id,
+                            bucket = %bucket.name,
+                            "lifecycle abort failed: {e}",
+                        );
                         failed = true;
                     }
                 }

@@ -278,7 +278,8 @@ mod tests {
         );
         assert_eq!(
             code(&rule(&format!(
-                "<Status>Enabled</Status><Filter><Tag><Key>k</Key><Value>v</Value></Tag></Filter>{exp}"
+                "<Status>Enabled</Status>\
+                 <Filter><Tag><Key>k</Key><Value>v</Value></Tag></Filter>{exp}"
             ))),
             "NotImplemented"
         );
