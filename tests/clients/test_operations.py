@@ -400,6 +400,14 @@ def test_tls_round_trip_with_the_aws_cli_and_boto3_and_reload_on_sighup(tmp_path
         context = ssl.create_default_context(cafile=str(ca))
         assert admin_request(server, "/health", context=context)[0] == 200
 
+        # The website listener too: a bucket that is no website answers 404 over TLS.
+        with pytest.raises(urllib.error.HTTPError) as not_a_site:
+            urllib.request.urlopen(
+                f"https://127.0.0.1:{server.web_port}/", timeout=10, context=context
+            )
+        assert not_a_site.value.code == 404
+        assert peer_certificate(server.web_port, ca)[0] == fingerprint
+
         # SIGHUP: new connections get the new certificate, an open one keeps working.
         kept = server.client()
         kept.head_object(Bucket="tls", Key="boto3")
