@@ -606,7 +606,7 @@ impl SimFile {
     }
 
     async fn write_at(&self, buf: &[u8], pos: u64) -> Result<usize> {
-        if pos % 512 != 0 || buf.len() % 512 != 0 {
+        if !pos.is_multiple_of(512) || !buf.len().is_multiple_of(512) {
             return Err(sim_err(libc::EINVAL, "unaligned O_DIRECT write"));
         }
         let fail = {
@@ -700,7 +700,7 @@ impl SimFile {
                 f.data.resize(size, 0);
                 let keep = size.div_ceil(SIM_PAGE) as u64;
                 f.dirty.retain(|&p| p < keep);
-                if size % SIM_PAGE != 0 && keep > 0 {
+                if !size.is_multiple_of(SIM_PAGE) && keep > 0 {
                     // The last page changed (zeroed past the new end).
                     f.dirty.insert(keep - 1);
                 }

@@ -1354,7 +1354,7 @@ impl ShardStore {
                     )));
                 }
                 Err(e) => {
-                    first_err.get_or_insert(e.into());
+                    first_err.get_or_insert(e);
                 }
             }
         }
