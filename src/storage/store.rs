@@ -66,8 +66,8 @@ struct Dbs {
 }
 
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
-/// Every record before this (segment, offset) is durable (kept under the periodic and
-/// never data policies: after an unclean stop, index entries past it are verified).
+/// Every record before this (segment, offset) is durable (moved by `sync_all` and the
+/// periodic data sync; under weak data policies `open` verifies index entries past it).
 const SYNCED_KEY: &[u8] = b"data_synced";
 
 type Cond = Box<dyn FnOnce(Option<&ObjectRow>) -> bool + Send>;
@@ -166,8 +166,8 @@ struct Segments {
     offset: u64,
     /// Segments written since their last fdatasync (periodic/never policies).
     dirty: BTreeSet<u32>,
-    /// End of the last batch written (periodic/never policies): a sync of the dirty
-    /// segments started after it makes everything before it durable.
+    /// End of the last batch written: a sync of the dirty segments (all segments, for
+    /// `sync_all`) started after it makes everything before it durable.
     written: Checkpoint,
 }
 
@@ -1089,9 +1089,9 @@ impl ShardStore {
             }
             // Segment files created or removed (compaction) since the last directory sync.
             self.disk.sync_dir(&self.dir.join("segments")).await?;
-            if self.cfg.data_fsync != FsyncPolicy::Always {
-                self.send_meta(vec![(Op::DataSynced(mark), None)]);
-            }
+            // Recorded whatever the policy, so that a store closed under `always` and
+            // reopened under a weak policy has nothing to verify.
+            self.send_meta(vec![(Op::DataSynced(mark), None)]);
         }
         self.flush_meta(true).await
     }
@@ -1389,13 +1389,12 @@ impl ShardStore {
             }
             bump(&self.counters.data_syncs, 1);
         } else {
-            let mut s = self.segs.borrow_mut();
-            s.dirty.insert(id);
-            s.written = Checkpoint {
-                segment: id,
-                offset: offset + total as u64,
-            };
+            self.segs.borrow_mut().dirty.insert(id);
         }
+        self.segs.borrow_mut().written = Checkpoint {
+            segment: id,
+            offset: offset + total as u64,
+        };
         Ok((
             entries,
             Checkpoint {
