@@ -57,8 +57,12 @@
 //!
 //! `open` reads the checkpoint, scans only the records written after it (in the
 //! checkpoint's segment and any later one), re-indexes the valid ones and truncates each
-//! scanned segment at its first torn or corrupt record. Startup time is proportional to
-//! that tail. Re-indexed blocks get reference count 1: they may have been acknowledged
+//! scanned segment at its first torn or corrupt record (syncing what it re-indexes). If
+//! the data before the checkpoint is gone (a power loss under a weak data policy), writing
+//! resumes in a new segment. Under the `periodic`/`never` data policies `open` also
+//! verifies every block written after the last recorded data sync and marks the lost ones
+//! bad. Startup time is proportional to that tail (and, under weak policies after an
+//! unclean stop, to the data written since the last sync). Re-indexed blocks get reference count 1: they may have been acknowledged
 //! (see above). An unacknowledged one (crash between its write and the acknowledgement)
 //! leaks; nothing acknowledged is lost.
 //!
@@ -71,13 +75,18 @@
 //! batch and leaves the store usable; a failed `fdatasync` latches block writes off
 //! until the store is reopened (fsync errors are not retryable).
 //!
+//! All segment-file I/O goes through [`disk`]: the real O_DIRECT disk, or (tests) a
+//! simulated disk that can lose power and fail writes or syncs on request.
+//!
 //! Block data and refcounts are per shard; an object row's blocks may live on other shards
 //! (the server routes each call to the owner of the block's partition).
 
+pub mod disk;
 pub mod index;
 pub mod record;
 mod store;
 
+pub use disk::{DiskKind, SimDisk};
 pub use store::maint::ScrubProgress;
 pub use store::{BlockReader, ShardStore};
 
@@ -151,6 +160,9 @@ pub struct StorageConfig {
     pub maintenance_interval_s: u64,
     /// Allocate a new segment's blocks up front (`FALLOC_FL_KEEP_SIZE`).
     pub preallocate_segments: bool,
+    /// Where segment files live: the real file system (default), or a simulated in-memory
+    /// disk that can lose power or fail I/O (a test facility, see [`disk`]).
+    pub disk: DiskKind,
 }
 
 impl Default for StorageConfig {
@@ -168,6 +180,7 @@ impl Default for StorageConfig {
             scrub_bytes_per_s: 4 << 20,
             maintenance_interval_s: 30,
             preallocate_segments: false,
+            disk: DiskKind::Real,
         }
     }
 }

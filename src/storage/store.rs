@@ -1,5 +1,5 @@
-//! `ShardStore`: segments on glommio DmaFile, index and rows in LMDB, the group-commit
-//! pipeline, recovery. See the module docs of `storage` for the design.
+//! `ShardStore`: segments (through `disk`: glommio DmaFile, or the simulated disk of tests),
+//! index and rows in LMDB, the group-commit pipeline, recovery. See the module docs of `storage` for the design.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::DmaFile;
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions};
 
+use super::disk::{Disk, SegFile};
 use super::index::{decode_gc_key, gc_key, segment_key, BlockEntry, Checkpoint, SegmentInfo};
 use super::record;
 use super::{FsyncPolicy, PutIf, StorageConfig, StorageError, StorageStats};
@@ -65,6 +66,9 @@ struct Dbs {
 }
 
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// Every record before this (segment, offset) is durable (moved by `sync_all` and the
+/// periodic data sync; under weak data policies `open` verifies index entries past it).
+const SYNCED_KEY: &[u8] = b"data_synced";
 
 type Cond = Box<dyn FnOnce(Option<&ObjectRow>) -> bool + Send>;
 
@@ -104,6 +108,8 @@ enum Op {
     /// Forget a segment's accounting row once it holds nothing live.
     DropSegment(u32),
     Checkpoint(Checkpoint),
+    /// Data before this point is synced (weak data policies).
+    DataSynced(Checkpoint),
     PutObject(Box<ObjectRow>, Option<Cond>),
     DeleteObject(BucketId, String, Option<Cond>),
     PutUpload(Box<UploadRow>),
@@ -154,12 +160,15 @@ struct DataReq {
 }
 
 struct Segments {
-    files: BTreeMap<u32, Rc<DmaFile>>,
+    files: BTreeMap<u32, Rc<SegFile>>,
     active: u32,
     /// Next write offset in the active segment.
     offset: u64,
     /// Segments written since their last fdatasync (periodic/never policies).
     dirty: BTreeSet<u32>,
+    /// End of the last batch written: a sync of the dirty segments (all segments, for
+    /// `sync_all`) started after it makes everything before it durable.
+    written: Checkpoint,
 }
 
 #[derive(Default)]
@@ -196,6 +205,8 @@ const WRITE_UNIT: usize = 1 << 20;
 pub struct ShardStore {
     dir: PathBuf,
     cfg: StorageConfig,
+    /// Where segment files live (real, or the simulated disk of tests).
+    disk: Disk,
     env: Env,
     db: Dbs,
     segs: RefCell<Segments>,
@@ -229,25 +240,21 @@ fn seg_path(dir: &Path, id: u32) -> PathBuf {
     dir.join("segments").join(format!("seg-{id:08}"))
 }
 
-async fn open_segment(dir: &Path, id: u32, create: bool) -> Result<DmaFile> {
-    Ok(OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .dma_open(seg_path(dir, id))
-        .await?)
-}
-
-/// A new segment, with its blocks allocated up front (without changing its size, so
-/// recovery still sees the end of the data as the end of the file): appends then need no
-/// block allocation before their fdatasync. Failure to preallocate is not an error.
-async fn create_segment(dir: &Path, id: u32, bytes: u64, prealloc: bool) -> Result<DmaFile> {
-    let f = open_segment(dir, id, true).await?;
-    if !prealloc {
-        return Ok(f);
+/// A new segment, with its blocks allocated up front if configured (without changing its
+/// size, so recovery still sees the end of the data as the end of the file): appends then
+/// need no block allocation before their fdatasync. Failure to preallocate is not an error.
+/// Unless the data policy is `never`, the segments directory is synced before the segment
+/// is used, so that a power loss cannot take the file's name (and the synced records in
+/// it) away.
+async fn create_segment(disk: &Disk, dir: &Path, id: u32, cfg: &StorageConfig) -> Result<SegFile> {
+    let f = disk.open(&seg_path(dir, id), true).await?;
+    if cfg.preallocate_segments {
+        if let Err(e) = f.pre_allocate(cfg.segment_bytes).await {
+            tracing::debug!(segment = id, error = %e, "segment preallocation failed");
+        }
     }
-    if let Err(e) = f.pre_allocate(bytes, true).await {
-        tracing::debug!(segment = id, error = %e, "segment preallocation failed");
+    if cfg.data_fsync != FsyncPolicy::Never {
+        disk.sync_dir(&dir.join("segments")).await?;
     }
     Ok(f)
 }
@@ -352,10 +359,9 @@ impl ShardStore {
         };
 
         // Segment files.
+        let disk = Disk::attach(&cfg.disk);
         let mut ids = Vec::new();
-        for ent in std::fs::read_dir(dir.join("segments"))? {
-            let name = ent?.file_name();
-            let name = name.to_string_lossy();
+        for name in disk.list(&dir.join("segments"))? {
             if let Some(id) = name
                 .strip_prefix("seg-")
                 .and_then(|s| s.parse::<u32>().ok())
@@ -366,7 +372,7 @@ impl ShardStore {
         ids.sort_unstable();
         let mut files = BTreeMap::new();
         for &id in &ids {
-            files.insert(id, Rc::new(open_segment(dir, id, false).await?));
+            files.insert(id, Rc::new(disk.open(&seg_path(dir, id), false).await?));
         }
 
         // Recovery: scan the tail after the checkpoint.
@@ -398,6 +404,13 @@ impl ShardStore {
                 start = size - size % record::ALIGN as u64;
             }
             let (found, end) = scan_file(file, start, size).await?;
+            if !found.is_empty() && cfg.data_fsync != FsyncPolicy::Never {
+                // These records may never have been synced (a crash between a batch's
+                // write and its fdatasync, or a failed fdatasync): sync them before they
+                // are indexed, or a re-put of one (a reference count increment,
+                // acknowledged at once) could be lost to a later power loss.
+                file.fdatasync().await?;
+            }
             for (off, h) in found {
                 recovered += 1;
                 let entry = BlockEntry {
@@ -430,8 +443,13 @@ impl ShardStore {
                 offset: end,
             };
         }
+        // Data the checkpoint covers is gone (a power loss under a weak data policy lost
+        // the end of the checkpoint's segment, or the whole file): new records must not go
+        // below the checkpoint, where recovery would never look for them, so they start a
+        // new segment.
+        let behind = last < checkpoint;
         let (active, offset) = match files.keys().next_back() {
-            Some(&id) if id >= last.segment => {
+            Some(&id) if id >= last.segment && !behind => {
                 let size = if id == last.segment {
                     last.offset
                 } else {
@@ -440,16 +458,23 @@ impl ShardStore {
                 (id, size)
             }
             _ => {
-                let id = checkpoint.segment.max(1);
-                let id = files.keys().next_back().map_or(id, |&m| m.max(id));
-                let id = if files.contains_key(&id) { id + 1 } else { id };
-                files.insert(
-                    id,
-                    Rc::new(
-                        create_segment(dir, id, cfg.segment_bytes, cfg.preallocate_segments)
-                            .await?,
-                    ),
-                );
+                let id = files
+                    .keys()
+                    .next_back()
+                    .map_or(0, |&m| m)
+                    .max(checkpoint.segment)
+                    + 1;
+                if behind {
+                    tracing::error!(
+                        checkpoint_segment = checkpoint.segment,
+                        checkpoint_offset = checkpoint.offset,
+                        found_segment = last.segment,
+                        found_offset = last.offset,
+                        new_segment = id,
+                        "segment data before the checkpoint is missing: writing to a new segment"
+                    );
+                }
+                files.insert(id, Rc::new(create_segment(&disk, dir, id, &cfg).await?));
                 (id, 0)
             }
         };
@@ -464,18 +489,34 @@ impl ShardStore {
             .await?;
         }
 
+        if cfg.data_fsync != FsyncPolicy::Always {
+            verify_unsynced(&env, db, &files).await?;
+        }
+
+        // Under weak data policies, what an earlier run wrote may still be unsynced: the
+        // first background sync covers every segment before it records a sync point.
+        let dirty = if cfg.data_fsync == FsyncPolicy::Always {
+            BTreeSet::new()
+        } else {
+            files.keys().copied().collect()
+        };
         let (data_tx, data_rx) = mpsc::unbounded();
         let (meta_tx, meta_rx) = mpsc::unbounded();
         let store = Rc::new(ShardStore {
             dir: dir.to_path_buf(),
             cfg,
+            disk,
             env,
             db,
             segs: RefCell::new(Segments {
                 files,
                 active,
                 offset,
-                dirty: BTreeSet::new(),
+                dirty,
+                written: Checkpoint {
+                    segment: active,
+                    offset,
+                },
             }),
             data_tx: RefCell::new(Some(data_tx)),
             meta_tx: RefCell::new(Some(meta_tx)),
@@ -582,7 +623,10 @@ impl ShardStore {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let file = file.ok_or_else(|| corrupt(format!("segment {} missing", e.segment)))?;
+        let Some(file) = file else {
+            self.mark_bad(hash, &e, "segment file missing");
+            return Err(corrupt(format!("segment {} missing", e.segment)));
+        };
         let hl = record::header_len(e.data_len as usize);
         let whole = span.start == 0 && span.end == e.data_len as usize;
         let res = if span.start <= 256 * 1024 {
@@ -627,7 +671,10 @@ impl ShardStore {
         if e.bad {
             return Err(corrupt(format!("block {} is marked bad", hash.to_hex())));
         }
-        let file = file.ok_or_else(|| corrupt(format!("segment {} missing", e.segment)))?;
+        let Some(file) = file else {
+            self.mark_bad(hash, &e, "segment file missing");
+            return Err(corrupt(format!("segment {} missing", e.segment)));
+        };
         let hl = record::header_len(e.data_len as usize);
         let hb = file.read_at(e.offset, hl).await?;
         let header = match record::decode_header(&hb[..]) {
@@ -1047,21 +1094,25 @@ impl ShardStore {
     /// policies (graceful shutdown, tests).
     pub async fn sync_all(&self) -> Result<()> {
         self.flush_data().await?;
-        let files: Vec<Rc<DmaFile>> = {
+        let mark = self.segs.borrow().written;
+        let files: Vec<(u32, Rc<SegFile>)> = {
             let mut s = self.segs.borrow_mut();
             s.dirty.clear();
-            s.files.values().cloned().collect()
+            s.files.iter().map(|(&id, f)| (id, f.clone())).collect()
         };
         if self.failed.borrow().is_none() {
-            let active = self.segs.borrow().active;
-            for f in files.iter() {
+            for (id, f) in files.iter() {
                 if let Err(e) = f.fdatasync().await {
-                    let e = StorageError::from(e);
                     *self.failed.borrow_mut() = Some(e.to_string());
-                    tracing::error!(segment = active, error = %e, "fdatasync failed: block writes disabled");
+                    tracing::error!(segment = id, error = %e, "fdatasync failed: block writes disabled");
                     return Err(e);
                 }
             }
+            // Segment files created or removed (compaction) since the last directory sync.
+            self.disk.sync_dir(&self.dir.join("segments")).await?;
+            // Recorded whatever the policy, so that a store closed under `always` and
+            // reopened under a weak policy has nothing to verify.
+            self.send_meta(vec![(Op::DataSynced(mark), None)]);
         }
         self.flush_meta(true).await
     }
@@ -1230,15 +1281,7 @@ impl ShardStore {
         };
         if needs_roll {
             let next = self.segs.borrow().active + 1;
-            let f = Rc::new(
-                create_segment(
-                    &self.dir,
-                    next,
-                    self.cfg.segment_bytes,
-                    self.cfg.preallocate_segments,
-                )
-                .await?,
-            );
+            let f = Rc::new(create_segment(&self.disk, &self.dir, next, &self.cfg).await?);
             let mut s = self.segs.borrow_mut();
             let prev = s.active;
             if self.cfg.data_fsync != FsyncPolicy::Always {
@@ -1268,7 +1311,7 @@ impl ShardStore {
                 len += record::record_len(writes[i].data.len());
                 i += 1;
             }
-            let mut buf = file.alloc_dma_buffer(len);
+            let mut buf = file.alloc_buffer(len);
             let out = buf.as_bytes_mut();
             let mut at = 0usize;
             for r in &writes[start..i] {
@@ -1332,7 +1375,7 @@ impl ShardStore {
                     )));
                 }
                 Err(e) => {
-                    first_err.get_or_insert(e.into());
+                    first_err.get_or_insert(e);
                 }
             }
         }
@@ -1361,7 +1404,6 @@ impl ShardStore {
             let r = file.fdatasync().await;
             bump(&self.counters.sync_us, t_sync.elapsed().as_micros() as u64);
             if let Err(e) = r {
-                let e = StorageError::from(e);
                 tracing::error!(segment = id, error = %e, "fdatasync failed: block writes disabled until reopen");
                 *self.failed.borrow_mut() = Some(e.to_string());
                 return Err(StorageError::Failed(e.to_string()));
@@ -1370,6 +1412,10 @@ impl ShardStore {
         } else {
             self.segs.borrow_mut().dirty.insert(id);
         }
+        self.segs.borrow_mut().written = Checkpoint {
+            segment: id,
+            offset: offset + total as u64,
+        };
         Ok((
             entries,
             Checkpoint {
@@ -1403,7 +1449,7 @@ pub struct BlockReader {
     hash: BlockHash,
     entry: BlockEntry,
     header: record::Header,
-    file: Rc<DmaFile>,
+    file: Rc<SegFile>,
     meta_tx: Option<mpsc::UnboundedSender<MetaMsg>>,
     /// Next offset and running hash while reads are sequential from 0.
     sequential: RefCell<Option<(u32, blake3::Hasher)>>,
@@ -1481,7 +1527,7 @@ impl BlockReader {
 
 struct Encoded {
     id: u32,
-    file: Rc<DmaFile>,
+    file: Rc<SegFile>,
     offset: u64,
     total: usize,
     units: Vec<(u64, usize, glommio::io::DmaBuffer)>,
@@ -1531,10 +1577,84 @@ fn verify_read<'a>(
     Ok(data)
 }
 
+/// Under the periodic and never data policies a power loss can take records whose index
+/// entries survived (LMDB may keep more than the segments), anywhere after the last data
+/// sync — not only at the tail recovery scans. A put of such a block would then be
+/// deduplicated against a dangling entry: acknowledged, but with no data. So at open every
+/// entry at or after the recorded sync point (and every entry whose segment file is gone)
+/// is read and verified, and the failures are marked bad (reads are `Corrupt`; the next put
+/// of the block writes it again). After a clean close the sync point is the end: nothing to
+/// read. Cost: reading what was written since the last data sync.
+async fn verify_unsynced(env: &Env, db: Dbs, files: &BTreeMap<u32, Rc<SegFile>>) -> Result<()> {
+    let suspects: Vec<(BlockHash, BlockEntry)> = {
+        let r = env.read_txn()?;
+        let mark = db
+            .state
+            .get(&r, SYNCED_KEY)?
+            .and_then(Checkpoint::decode)
+            .unwrap_or_default();
+        let mut v = Vec::new();
+        for item in db.blocks.iter(&r)? {
+            let (k, val) = item?;
+            let (Ok(h), Some(e)) = (<[u8; 32]>::try_from(k), BlockEntry::decode(val)) else {
+                continue;
+            };
+            let at = Checkpoint {
+                segment: e.segment,
+                offset: e.offset,
+            };
+            if !e.bad && e.segment != 0 && (at >= mark || !files.contains_key(&e.segment)) {
+                v.push((BlockHash(h), e));
+            }
+        }
+        v
+    };
+    let mut ops = Vec::new();
+    let n = suspects.len();
+    for (hash, e) in suspects {
+        let ok = match files.get(&e.segment) {
+            None => false,
+            Some(f) => {
+                let b = f
+                    .read_at(
+                        e.offset,
+                        record::header_len(e.data_len as usize) + e.data_len as usize,
+                    )
+                    .await?;
+                matches!(record::decode(&b), Ok((h, _)) if h.hash == hash && h.data_len == e.data_len)
+            }
+        };
+        if !ok {
+            ops.push(Op::MarkBad(hash, e.segment, e.offset));
+        }
+        glommio::yield_if_needed().await;
+    }
+    if !ops.is_empty() {
+        tracing::error!(
+            checked = n,
+            lost = ops.len(),
+            "blocks written since the last data sync were lost (power loss under a weak data policy): marked bad"
+        );
+        let (env, now) = (env.clone(), now_ms());
+        blocking(move || -> Result<()> {
+            apply(&env, db, ops, now)?;
+            env.force_sync()?;
+            Ok(())
+        })
+        .await?;
+    } else if n > 0 {
+        tracing::info!(
+            checked = n,
+            "verified blocks written since the last data sync"
+        );
+    }
+    Ok(())
+}
+
 /// Scan records of `file` from `start` to `size`: the valid ones and the end of the valid
 /// prefix.
 async fn scan_file(
-    file: &DmaFile,
+    file: &SegFile,
     start: u64,
     size: u64,
 ) -> Result<(Vec<(u64, record::Header)>, u64)> {
@@ -1747,6 +1867,20 @@ async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Meta
         let replies = std::mem::take(&mut replies);
         if !ops.is_empty() {
             let Some(s) = store.upgrade() else { return };
+            if !s.disk.alive() {
+                // The simulated machine lost power or crashed: nothing more reaches LMDB.
+                let e = StorageError::Io("the simulated disk lost power".into());
+                for reply in replies.into_iter().flatten() {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                for (_, done) in flushes {
+                    let _ = done.send(Err(e.clone()));
+                }
+                if closed && pending.is_empty() {
+                    return;
+                }
+                continue;
+            }
             let (env, db, n) = (s.env.clone(), s.db, ops.len() as u64);
             let written: Vec<(BlockHash, BlockEntry)> = ops
                 .iter()
@@ -1814,21 +1948,30 @@ async fn periodic_data_sync(store: Weak<ShardStore>, every: Duration) {
         if s.failed.borrow().is_some() {
             continue;
         }
-        let files: Vec<(u32, Rc<DmaFile>)> = {
+        let (mark, files): (Checkpoint, Vec<(u32, Rc<SegFile>)>) = {
             let mut g = s.segs.borrow_mut();
+            let mark = g.written;
             let ids: Vec<u32> = std::mem::take(&mut g.dirty).into_iter().collect();
-            ids.into_iter()
+            let files = ids
+                .into_iter()
                 .filter_map(|id| g.files.get(&id).map(|f| (id, f.clone())))
-                .collect()
+                .collect();
+            (mark, files)
         };
+        let mut ok = true;
         for (id, f) in files {
             if let Err(e) = f.fdatasync().await {
-                let e = StorageError::from(e);
                 tracing::error!(segment = id, error = %e, "periodic fdatasync failed: block writes disabled until reopen");
                 *s.failed.borrow_mut() = Some(e.to_string());
+                ok = false;
                 break;
             }
             bump(&s.counters.data_syncs, 1);
+        }
+        if ok {
+            // Recorded with the next commit (no sync of its own: if it is lost, the next
+            // open verifies a little more).
+            s.send_meta(vec![(Op::DataSynced(mark), None)]);
         }
     }
 }
@@ -2062,6 +2205,17 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                     .unwrap_or_default();
                 if c > cur {
                     db.state.put(&mut w, CHECKPOINT_KEY, &c.encode())?;
+                }
+                OpResult::Unit
+            }
+            Op::DataSynced(c) => {
+                let cur = db
+                    .state
+                    .get(&w, SYNCED_KEY)?
+                    .and_then(Checkpoint::decode)
+                    .unwrap_or_default();
+                if c > cur {
+                    db.state.put(&mut w, SYNCED_KEY, &c.encode())?;
                 }
                 OpResult::Unit
             }

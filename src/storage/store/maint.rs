@@ -236,7 +236,7 @@ impl ShardStore {
             s.files.remove(&id);
             s.dirty.remove(&id);
         }
-        std::fs::remove_file(seg_path(&self.dir, id))?;
+        self.disk.remove(&seg_path(&self.dir, id))?;
         bump(&self.counters.compacted_segments, 1);
         tracing::info!(segment = id, moved, bytes = size, "segment compacted");
         Ok(true)
@@ -245,7 +245,7 @@ impl ShardStore {
     /// Queue the copy of one live record (or detach a bad one); returns bytes queued.
     async fn relocate(
         &self,
-        file: &glommio::io::DmaFile,
+        file: &super::SegFile,
         hash: BlockHash,
         e: BlockEntry,
         waits: &mut Vec<oneshot::Receiver<Result<OpResult>>>,
