@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the client integration tests need; safe to run again and again.
-#  - Debian packages: s3cmd, rclone, curl (only when missing)
+#  - Debian packages: s3cmd, rclone, curl, and fio + iperf3 for the benchmark smoke test
+#    (`granary-bench all --smoke` measures the raw limits too) (only when missing)
 #  - .venv in the repo with the AWS CLI v1, boto3, pytest, requests, pytest-timeout
 # Runs as root in CI without prompts.
 set -euo pipefail
@@ -24,6 +25,8 @@ missing=()
 command -v s3cmd >/dev/null 2>&1 || missing+=(s3cmd)
 command -v rclone >/dev/null 2>&1 || missing+=(rclone)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v fio >/dev/null 2>&1 || missing+=(fio)
+command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   SUDO=""
@@ -31,7 +34,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
-  log "s3cmd, rclone and curl already present"
+  log "s3cmd, rclone, curl, fio and iperf3 already present"
 fi
 
 # --- Python virtual environment -------------------------------------------
