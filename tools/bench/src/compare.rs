@@ -1,10 +1,10 @@
 //! Ratios between two result files of the same run (ours and a peer's), against the
 //! raw limits measured in ours, and the targets.
 
-use crate::stats::{f, fmt, num, print_table};
+use crate::stats::{f, fmt, median, num, print_table};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn load(p: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -51,104 +51,149 @@ impl Out {
     }
 }
 
-pub fn compare(ours_p: &Path, peer_p: &Path, out_p: Option<&Path>) -> Result<Value> {
-    let ours = load(ours_p)?;
-    let peer = load(peer_p)?;
-    let peer_name = peer["label"].as_str().unwrap_or("peer").to_string();
-    let (o, p) = (&ours["experiments"], &peer["experiments"]);
+/// Each figure is the median over the files of one side that hold the experiment (runs
+/// of the same workload), so noisy single runs weigh less.
+struct Side {
+    docs: Vec<Value>,
+    label: String,
+}
+
+impl Side {
+    fn load(paths: &[PathBuf]) -> Result<Side> {
+        let docs = paths.iter().map(|p| load(p)).collect::<Result<Vec<_>>>()?;
+        let label = docs.first().and_then(|d| d["label"].as_str()).unwrap_or("?").to_string();
+        Ok(Side { docs, label })
+    }
+    /// Median of `fig` over the runs that have experiment `exp`.
+    fn fig(&self, exp: &str, fig: impl Fn(&Value) -> f64) -> f64 {
+        let v: Vec<f64> = self
+            .docs
+            .iter()
+            .map(|d| &d["experiments"][exp])
+            .filter(|e| !e.is_null() && e.get("error").is_none())
+            .map(&fig)
+            .collect();
+        median(&v)
+    }
+    /// The first run that has experiment `exp` (for its workload and row names).
+    fn first(&self, exp: &str) -> Option<&Value> {
+        self.docs.iter().map(|d| &d["experiments"][exp]).find(|e| !e.is_null() && e.get("error").is_none())
+    }
+    fn runs(&self, exp: &str) -> usize {
+        self.docs.iter().filter(|d| !d["experiments"][exp].is_null()).count()
+    }
+}
+
+pub fn compare(ours_p: &[PathBuf], peer_p: &[PathBuf], out_p: Option<&Path>) -> Result<Value> {
+    let o = Side::load(ours_p)?;
+    let p = Side::load(peer_p)?;
+    let peer_name = p.label.clone();
     let mut out = Out { rows: Vec::new(), table: Vec::new() };
-    let raw = &o["raw"];
+    let has = |e: &str| o.first(e).is_some() && p.first(e).is_some();
 
     // Large objects.
-    if !o["large"].is_null() {
-        let lo = &o["large"]["summary"];
-        let lp = &p["large"]["summary"];
-        let conc = o["large"]["workload"]["concurrency"].as_u64().unwrap_or(16);
-        let signed = o["large"]["workload"]["signed_payload"].as_bool().unwrap_or(false);
-        let put = f(&lo["put_mb_per_s"]);
-        let get = f(&lo["get_mb_per_s"]);
-        if !raw.is_null() {
-            let per_core = if signed { f(&raw["md5_sha256_gb_per_s"]) } else { f(&raw["md5_gb_per_s"]) } * 1e3;
-            let cores = raw["cores"].as_f64().unwrap_or(1.0);
+    if has("large") {
+        let w = &o.first("large").unwrap()["workload"];
+        let conc = w["concurrency"].as_u64().unwrap_or(16);
+        let signed = w["signed_payload"].as_bool().unwrap_or(false);
+        let put = o.fig("large", |e| f(&e["summary"]["put_mb_per_s"]));
+        let get = o.fig("large", |e| f(&e["summary"]["get_mb_per_s"]));
+        if o.first("raw").is_some() {
+            let key = if signed { "md5_sha256_gb_per_s" } else { "md5_gb_per_s" };
+            let per_core = o.fig("raw", |e| f(&e[key])) * 1e3;
+            let cores = o.fig("raw", |e| f(&e["cores"]));
             let limit = per_core * cores;
-            let name = format!("{} × {} MB/s", cores, fmt(per_core));
-            out.add("large PUT MB/s vs hashing (all cores)", put, limit, &name, put / limit, Some((0.9, true)));
-            let fio_read = raw["rows"].as_array().and_then(|rows| {
-                rows.iter().find(|r| r["what"] == "1 MiB seq read" && r["depth"].as_u64() == Some(conc))
+            let name = format!("{cores} × {} MB/s {}", fmt(per_core), if signed { "MD5+SHA-256" } else { "MD5" });
+            out.add("large PUT MB/s vs hashing, all cores", put, limit, &name, put / limit, Some((0.9, true)));
+            let fio_read = o.fig("raw", |e| {
+                e["rows"]
+                    .as_array()
+                    .and_then(|rows| rows.iter().find(|r| r["what"] == "1 MiB seq read" && r["depth"].as_u64() == Some(conc)))
+                    .map(|r| f(&r["mb_per_s"]))
+                    .unwrap_or(f64::NAN)
             });
-            if let Some(fr) = fio_read {
-                let fr = f(&fr["mb_per_s"]);
-                out.add(&format!("large GET MB/s vs fio read QD{conc}"), get, fr, "fio", get / fr, Some((0.8, true)));
-            }
+            out.add(&format!("large GET MB/s vs fio 1 MiB read QD{conc}"), get, fio_read, "fio", get / fio_read, Some((0.8, true)));
         }
-        let pput = f(&lp["put_mb_per_s"]);
-        let pget = f(&lp["get_mb_per_s"]);
+        let pput = p.fig("large", |e| f(&e["summary"]["put_mb_per_s"]));
+        let pget = p.fig("large", |e| f(&e["summary"]["get_mb_per_s"]));
         out.add("large PUT MB/s", put, pput, &peer_name, put / pput, Some((1.5, true)));
         out.add("large GET MB/s", get, pget, &peer_name, get / pget, Some((1.5, true)));
     }
 
     // Small objects, mixed.
-    if !o["mixed"].is_null() {
+    if has("mixed") {
         for op in ["total", "GET", "STAT", "PUT", "DELETE"] {
-            let (ro, rp) = match (row_by(&o["mixed"], "op", &json!(op)), row_by(&p["mixed"], "op", &json!(op))) {
-                (Some(a), Some(b)) => (a, b),
-                _ => continue,
-            };
             let total = op == "total";
-            let (a, b) = (f(&ro["ops_per_s"]), f(&rp["ops_per_s"]));
+            let get = |side: &Side, k: &str| side.fig("mixed", |e| row_by(e, "op", &json!(op)).map(|r| f(&r[k])).unwrap_or(f64::NAN));
+            let (a, b) = (get(&o, "ops_per_s"), get(&p, "ops_per_s"));
             out.add(&format!("mixed {op} ops/s"), a, b, &peer_name, a / b, total.then_some((3.0, true)));
-            let (a, b) = (f(&ro["p99_ms"]), f(&rp["p99_ms"]));
+            let (a, b) = (get(&o, "p99_ms"), get(&p, "p99_ms"));
             out.add(&format!("mixed {op} p99 ms"), a, b, &peer_name, a / b, total.then_some((0.5, false)));
         }
     }
 
     // A million objects.
-    if !o["million"].is_null() {
-        let so = &o["million"]["summary"];
-        let sp = &p["million"]["summary"];
-        let (a, b) = (f(&so["total_s"]), f(&sp["total_s"]));
+    if has("million") {
+        let g = |side: &Side, k: &str| side.fig("million", |e| f(&e["summary"][k]));
+        let (a, b) = (g(&o, "total_s"), g(&p, "total_s"));
         out.add("million total s (ratio = peer/ours, speed-up)", a, b, &peer_name, b / a, Some((5.0, true)));
-        let mo = f(&so["max_over_first"]);
-        out.add("million slowest batch / first batch", mo, f(&sp["max_over_first"]), &peer_name, mo, Some((1.1, false)));
-        let mm = f(&so["max_over_median"]);
-        out.add("million slowest batch / median batch", mm, f(&sp["max_over_median"]), &peer_name, mm, None);
+        let mo = g(&o, "max_over_first");
+        out.add("million slowest batch / first batch", mo, g(&p, "max_over_first"), &peer_name, mo, Some((1.1, false)));
+        let mm = g(&o, "max_over_median");
+        out.add("million slowest batch / median batch", mm, g(&p, "max_over_median"), &peer_name, mm, None);
     }
 
     // One request at a time.
-    if !o["lat"].is_null() {
-        for r in o["lat"]["rows"].as_array().cloned().unwrap_or_default() {
-            if let Some(rp) = row_by(&p["lat"], "op", &r["op"]) {
-                let op = r["op"].as_str().unwrap_or("?");
-                for q in ["p50_ms", "p99_ms"] {
-                    let (a, b) = (f(&r[q]), f(&rp[q]));
-                    out.add(&format!("lat {op} {q} (ratio = ours/peer)"), a, b, &peer_name, a / b, None);
-                }
+    if has("lat") {
+        for r in o.first("lat").unwrap()["rows"].as_array().cloned().unwrap_or_default() {
+            let op = r["op"].clone();
+            let name = op.as_str().unwrap_or("?").to_string();
+            for q in ["p50_ms", "p99_ms"] {
+                let g = |side: &Side| side.fig("lat", |e| row_by(e, "op", &op).map(|r| f(&r[q])).unwrap_or(f64::NAN));
+                let (a, b) = (g(&o), g(&p));
+                out.add(&format!("lat {name} {q} (ratio = ours/peer)"), a, b, &peer_name, a / b, None);
             }
         }
     }
 
     // Time to first byte.
-    if !o["ttfb"].is_null() {
-        for r in o["ttfb"]["rows"].as_array().cloned().unwrap_or_default() {
-            if let Some(rp) = row_by(&p["ttfb"], "size", &r["size"]) {
-                let size = crate::exp::human_size(r["size"].as_u64().unwrap_or(0));
-                for q in ["ttfb_p50_ms", "total_p50_ms"] {
-                    let (a, b) = (f(&r[q]), f(&rp[q]));
-                    out.add(&format!("ttfb {size} {q} (ratio = ours/peer)"), a, b, &peer_name, a / b, None);
+    for exp in ["ttfb", "ttfb_netsim"] {
+        if !has(exp) {
+            continue;
+        }
+        let rtt = o.fig(exp, |e| f(&e["rtt_ms"]));
+        for r in o.first(exp).unwrap()["rows"].as_array().cloned().unwrap_or_default() {
+            let size = r["size"].clone();
+            let hs = crate::exp::human_size(size.as_u64().unwrap_or(0));
+            for q in ["ttfb_p50_ms", "total_p50_ms"] {
+                let g = |side: &Side| side.fig(exp, |e| row_by(e, "size", &size).map(|r| f(&r[q])).unwrap_or(f64::NAN));
+                let (a, b) = (g(&o), g(&p));
+                out.add(&format!("{exp} {hs} {q} (ratio = ours/peer)"), a, b, &peer_name, a / b, None);
+                if exp == "ttfb_netsim" && q == "ttfb_p50_ms" {
+                    let limit = 30.0 + rtt;
+                    out.add(&format!("{exp} {hs} ttfb ms vs 30 ms + RTT"), a, limit, "30 ms + RTT", a / limit, Some((1.0, false)));
                 }
             }
         }
     }
 
     print_table(
-        &format!("compare: {} against {}", ours["label"].as_str().unwrap_or("ours"), peer_name),
+        &format!("compare: {} against {} (medians over runs: ours {}, peer {})", o.label, peer_name,
+                 o.docs.len(), p.docs.len()),
         &["figure", "ours", "other", "ratio", "target", "verdict"],
         &out.table,
     );
+    let runs: Value = ["lat", "ttfb", "ttfb_netsim", "million", "mixed", "large", "raw"]
+        .iter()
+        .map(|e| (e.to_string(), json!({"ours": o.runs(e), "peer": p.runs(e)})))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
     let result = json!({
         "tool": "granary-bench", "schema": 1, "kind": "compare",
-        "ours": ours_p.display().to_string(), "peer": peer_p.display().to_string(),
-        "ours_label": ours["label"], "peer_label": peer_name,
+        "ours": ours_p.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "peer": peer_p.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "ours_label": o.label, "peer_label": peer_name,
+        "runs": runs,
         "rows": out.rows,
     });
     if let Some(p) = out_p {

@@ -42,8 +42,14 @@ enum Cmd {
     Raw,
     /// Every experiment above, in that order (minus --skip).
     All,
-    /// Ratios between two result files: ours (with raw) and a peer's.
-    Compare { ours: PathBuf, peer: PathBuf },
+    /// Ratios between result files: ours (with raw) and a peer's; each figure is the
+    /// median over the comma-separated files of its side.
+    Compare {
+        #[arg(value_delimiter = ',', num_args = 1)]
+        ours: Vec<PathBuf>,
+        #[arg(value_delimiter = ',', num_args = 1)]
+        peer: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args, Clone, PartialEq)]
@@ -111,6 +117,10 @@ pub struct Opts {
     /// Seconds and tiny sizes: checks that the tool works, measures nothing.
     #[arg(long, global = true)]
     pub smoke: bool,
+    /// Record the result under this experiment name (e.g. ttfb_netsim for ttfb on a
+    /// simulated link); only with a single experiment.
+    #[arg(long, global = true)]
+    pub record_as: Option<String>,
     /// Write the result document here.
     #[arg(long, global = true)]
     pub json_out: Option<PathBuf>,
@@ -188,8 +198,12 @@ async fn run(cli: Cli) -> Result<()> {
         "machine": machine(),
         "experiments": {},
     });
+    if o.record_as.is_some() && chosen.len() != 1 {
+        bail!("--record-as needs a single experiment");
+    }
     let mut failed = Vec::new();
     for e in chosen {
+        let name = o.record_as.clone().unwrap_or_else(|| e.to_string());
         let t = std::time::Instant::now();
         let r = match e {
             "lat" => exp::lat(&ctx).await,
@@ -203,11 +217,11 @@ async fn run(cli: Cli) -> Result<()> {
         match r {
             Ok(mut v) => {
                 v["elapsed_s"] = stats::num(t.elapsed().as_secs_f64());
-                doc["experiments"][e] = v;
+                doc["experiments"][&name] = v;
             }
             Err(err) => {
                 eprintln!("{e} failed: {err:#}");
-                doc["experiments"][e] = json!({"error": format!("{err:#}")});
+                doc["experiments"][&name] = json!({"error": format!("{err:#}")});
                 failed.push(e);
             }
         }

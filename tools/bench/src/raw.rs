@@ -100,7 +100,8 @@ pub fn raw(ctx: &Ctx) -> Result<Value> {
     need("fio")?;
     need("iperf3")?;
     let smoke = ctx.o.smoke;
-    let depth = ctx.o.concurrency.unwrap_or(16) as u32;
+    // The same depth as `large` (16, 4 in smoke mode), so its GET has a fio figure beside it.
+    let depth = ctx.o.concurrency.unwrap_or(if smoke { 4 } else { 16 }) as u32;
     let fio_size = match &ctx.o.fio_size {
         Some(s) => parse_size(s)?,
         None if smoke => 16 << 20,
