@@ -26,7 +26,10 @@ impl Ctx {
         self.o.smoke
     }
     fn concurrency(&self, normal: usize, smoke: usize) -> usize {
-        self.o.concurrency.unwrap_or(if self.smoke() { smoke } else { normal }).max(1)
+        self.o
+            .concurrency
+            .unwrap_or(if self.smoke() { smoke } else { normal })
+            .max(1)
     }
     fn size(&self, normal: u64, smoke: u64) -> Result<u64> {
         match &self.o.size {
@@ -42,7 +45,9 @@ impl Ctx {
 /// `16`, `4KiB`, `4.5MiB`, `1GiB`, `10MB` (decimal), into bytes.
 pub fn parse_size(s: &str) -> Result<u64> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let n: f64 = n.parse().with_context(|| format!("bad size {s:?}"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -109,15 +114,42 @@ pub async fn lat(ctx: &Ctx) -> Result<Value> {
     let mut phase = |name: &'static str, samples: Vec<Sample>| by_op.push((name, samples));
     let mut v = Vec::new();
     for i in 0..n {
-        v.push(run(&mut conn, &Op::Put { bucket: bucket.clone(), key: key(i), id: i, size }).await.0);
+        v.push(
+            run(
+                &mut conn,
+                &Op::Put {
+                    bucket: bucket.clone(),
+                    key: key(i),
+                    id: i,
+                    size,
+                },
+            )
+            .await
+            .0,
+        );
     }
     phase("PutObject", std::mem::take(&mut v));
     for i in 0..n {
-        v.push(run(&mut conn, &Op::Get { bucket: bucket.clone(), key: key(i) }).await.0);
+        v.push(
+            run(
+                &mut conn,
+                &Op::Get {
+                    bucket: bucket.clone(),
+                    key: key(i),
+                },
+            )
+            .await
+            .0,
+        );
     }
     phase("GetObject", std::mem::take(&mut v));
     for _ in 0..n {
-        let op = Op::ListObjects { bucket: bucket.clone(), prefix: "lat/".into(), max_keys: 1000, token: None };
+        let op = Op::ListObjects {
+            bucket: bucket.clone(),
+            prefix: "lat/".into(),
+            max_keys: 1000,
+            token: None,
+        };
         v.push(run(&mut conn, &op).await.0);
     }
     phase("ListObjects", std::mem::take(&mut v));
@@ -126,7 +158,17 @@ pub async fn lat(ctx: &Ctx) -> Result<Value> {
     }
     phase("ListBuckets", std::mem::take(&mut v));
     for i in 0..n {
-        v.push(run(&mut conn, &Op::Delete { bucket: bucket.clone(), key: key(i) }).await.0);
+        v.push(
+            run(
+                &mut conn,
+                &Op::Delete {
+                    bucket: bucket.clone(),
+                    key: key(i),
+                },
+            )
+            .await
+            .0,
+        );
     }
     phase("DeleteObject", std::mem::take(&mut v));
     if !ctx.o.no_cleanup {
@@ -177,8 +219,16 @@ pub async fn ttfb(ctx: &Ctx) -> Result<Value> {
     must(&mut conn, &Op::CreateBucket(bucket.clone())).await?;
     let key = |s: u64| format!("ttfb/{s}");
     for (i, &s) in sizes.iter().enumerate() {
-        must(&mut conn, &Op::Put { bucket: bucket.clone(), key: key(s), id: 1_000_000 + i as u64, size: s })
-            .await?;
+        must(
+            &mut conn,
+            &Op::Put {
+                bucket: bucket.clone(),
+                key: key(s),
+                id: 1_000_000 + i as u64,
+                size: s,
+            },
+        )
+        .await?;
     }
     let rtt = connect_rtt(&ctx.ep).await?;
     let mut per: Vec<Vec<(f64, f64, f64, bool)>> = vec![Vec::new(); sizes.len()];
@@ -186,7 +236,15 @@ pub async fn ttfb(ctx: &Ctx) -> Result<Value> {
         for (i, &s) in sizes.iter().enumerate() {
             // A fresh connection each time, as a browser fetching one object would.
             let mut c = Conn::new(ctx.ep.clone());
-            let r = c.send(&Op::Get { bucket: bucket.clone(), key: key(s) }.request()).await;
+            let r = c
+                .send(
+                    &Op::Get {
+                        bucket: bucket.clone(),
+                        key: key(s),
+                    }
+                    .request(),
+                )
+                .await;
             match r {
                 Ok(r) => per[i].push((
                     r.t_headers.as_secs_f64() * 1e3,
@@ -204,9 +262,7 @@ pub async fn ttfb(ctx: &Ctx) -> Result<Value> {
     let mut rows = Vec::new();
     let mut table = Vec::new();
     for (i, &s) in sizes.iter().enumerate() {
-        let col = |k: usize| -> Vec<f64> {
-            per[i].iter().map(|t| [t.0, t.1, t.2][k]).collect()
-        };
+        let col = |k: usize| -> Vec<f64> { per[i].iter().map(|t| [t.0, t.1, t.2][k]).collect() };
         let errors = per[i].iter().filter(|t| !t.3).count();
         let ttfbs = col(1);
         let total_p50 = median(&col(2));
@@ -238,7 +294,14 @@ pub async fn ttfb(ctx: &Ctx) -> Result<Value> {
         &table,
     );
     for &s in &sizes {
-        must(&mut conn, &Op::Delete { bucket: bucket.clone(), key: key(s) }).await?;
+        must(
+            &mut conn,
+            &Op::Delete {
+                bucket: bucket.clone(),
+                key: key(s),
+            },
+        )
+        .await?;
     }
     if !ctx.o.no_cleanup {
         must(&mut conn, &Op::DeleteBucket(bucket.clone())).await?;
@@ -316,7 +379,20 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
     });
     print_table(
         "million: summary",
-        &["objects", "total s", "obj/s", "first s", "median s", "max s", "last s", "max/first", "last/first", "p50 ms", "p99 ms", "errors"],
+        &[
+            "objects",
+            "total s",
+            "obj/s",
+            "first s",
+            "median s",
+            "max s",
+            "last s",
+            "max/first",
+            "last/first",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+        ],
         &[vec![
             (batches * batch_size).to_string(),
             fmt(total),
@@ -348,7 +424,12 @@ pub async fn mixed(ctx: &Ctx) -> Result<Value> {
     let size = ctx.size(4096, 4096)?;
     let duration = ctx.pick(ctx.o.duration, 30.0, 2.0);
     let objects = ctx.pick(ctx.o.objects, 2500, 40);
-    let weights: Vec<u32> = ctx.o.mix.split(',').map(|w| w.trim().parse()).collect::<Result<_, _>>()
+    let weights: Vec<u32> = ctx
+        .o
+        .mix
+        .split(',')
+        .map(|w| w.trim().parse())
+        .collect::<Result<_, _>>()
         .context("--mix takes four weights: GET,STAT,PUT,DELETE")?;
     if weights.len() != 4 || weights.iter().sum::<u32>() == 0 {
         bail!("--mix takes four weights: GET,STAT,PUT,DELETE");
@@ -362,7 +443,12 @@ pub async fn mixed(ctx: &Ctx) -> Result<Value> {
     let (conns, pre) = pool(
         conns,
         objects,
-        Arc::new(move |i| Op::Put { bucket: bk.clone(), key: key(i), id: i, size }),
+        Arc::new(move |i| Op::Put {
+            bucket: bk.clone(),
+            key: key(i),
+            id: i,
+            size,
+        }),
     )
     .await;
     if pre.iter().any(|s| !s.ok) {
@@ -375,7 +461,12 @@ pub async fn mixed(ctx: &Ctx) -> Result<Value> {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for mut conn in conns {
-        let (live, next_id, weights, bucket) = (live.clone(), next_id.clone(), weights.clone(), bucket.clone());
+        let (live, next_id, weights, bucket) = (
+            live.clone(),
+            next_id.clone(),
+            weights.clone(),
+            bucket.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::from_entropy();
             let total: u32 = weights.iter().sum();
@@ -392,22 +483,41 @@ pub async fn mixed(ctx: &Ctx) -> Result<Value> {
                     l[rng.gen_range(0..l.len())]
                 };
                 let op = match kind {
-                    0 => Op::Get { bucket: bucket.clone(), key: key(pick(&mut rng)) },
-                    1 => Op::Head { bucket: bucket.clone(), key: key(pick(&mut rng)) },
+                    0 => Op::Get {
+                        bucket: bucket.clone(),
+                        key: key(pick(&mut rng)),
+                    },
+                    1 => Op::Head {
+                        bucket: bucket.clone(),
+                        key: key(pick(&mut rng)),
+                    },
                     3 => {
                         let mut l = live.lock().unwrap();
                         if (l.len() as u64) > objects / 2 {
                             let i = rng.gen_range(0..l.len());
                             let id = l.swap_remove(i);
-                            Op::Delete { bucket: bucket.clone(), key: key(id) }
+                            Op::Delete {
+                                bucket: bucket.clone(),
+                                key: key(id),
+                            }
                         } else {
                             let id = next_id.fetch_add(1, Ordering::Relaxed);
-                            Op::Put { bucket: bucket.clone(), key: key(id), id, size }
+                            Op::Put {
+                                bucket: bucket.clone(),
+                                key: key(id),
+                                id,
+                                size,
+                            }
                         }
                     }
                     _ => {
                         let id = next_id.fetch_add(1, Ordering::Relaxed);
-                        Op::Put { bucket: bucket.clone(), key: key(id), id, size }
+                        Op::Put {
+                            bucket: bucket.clone(),
+                            key: key(id),
+                            id,
+                            size,
+                        }
                     }
                 };
                 let (s, _) = run(&mut conn, &op).await;
@@ -429,8 +539,18 @@ pub async fn mixed(ctx: &Ctx) -> Result<Value> {
     let elapsed = start.elapsed().as_secs_f64();
     let mut rows = Vec::new();
     let mut table = Vec::new();
-    for (label, name) in [("GET", "GetObject"), ("STAT", "HeadObject"), ("PUT", "PutObject"), ("DELETE", "DeleteObject"), ("total", "")] {
-        let samples: Vec<Sample> = all.iter().filter(|s| name.is_empty() || s.op == name).copied().collect();
+    for (label, name) in [
+        ("GET", "GetObject"),
+        ("STAT", "HeadObject"),
+        ("PUT", "PutObject"),
+        ("DELETE", "DeleteObject"),
+        ("total", ""),
+    ] {
+        let samples: Vec<Sample> = all
+            .iter()
+            .filter(|s| name.is_empty() || s.op == name)
+            .copied()
+            .collect();
         let mut s = summarize(&samples);
         let ops = samples.len() as f64 / elapsed;
         let mbps = f(&s["bytes"]) / 1e6 / elapsed;
@@ -452,9 +572,13 @@ pub async fn mixed(ctx: &Ctx) -> Result<Value> {
     print_table(
         &format!(
             "mixed: {} for {:.1} s, objects of {}, concurrency {conc}, {objects} objects to start",
-            ctx.o.mix, elapsed, human_size(size)
+            ctx.o.mix,
+            elapsed,
+            human_size(size)
         ),
-        &["op", "n", "errors", "ops/s", "MB/s", "p50 ms", "p90 ms", "p99 ms"],
+        &[
+            "op", "n", "errors", "ops/s", "MB/s", "p50 ms", "p90 ms", "p99 ms",
+        ],
         &table,
     );
     cleanup(ctx, conns, &bucket).await?;
@@ -466,7 +590,10 @@ pub async fn mixed(ctx: &Ctx) -> Result<Value> {
 
 fn drop_caches() {
     // Needs root; without it the GET phase may be served from the page cache (said in the output).
-    let ok = std::process::Command::new("sync").status().map(|s| s.success()).unwrap_or(false)
+    let ok = std::process::Command::new("sync")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
         && std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok();
     if !ok {
         eprintln!("large: could not drop the page cache (not root?)");
@@ -492,7 +619,12 @@ pub async fn large(ctx: &Ctx) -> Result<Value> {
         let (c, put_samples) = pool(
             conns,
             count,
-            Arc::new(move |i| Op::Put { bucket: bk.clone(), key: key(i), id: (r << 32) | i, size }),
+            Arc::new(move |i| Op::Put {
+                bucket: bk.clone(),
+                key: key(i),
+                id: (r << 32) | i,
+                size,
+            }),
         )
         .await;
         let put_s = t.elapsed().as_secs_f64();
@@ -501,8 +633,15 @@ pub async fn large(ctx: &Ctx) -> Result<Value> {
         }
         let bk = bucket.clone();
         let t = Instant::now();
-        let (c, mut get_samples) =
-            pool(c, count, Arc::new(move |i| Op::Get { bucket: bk.clone(), key: key(i) })).await;
+        let (c, mut get_samples) = pool(
+            c,
+            count,
+            Arc::new(move |i| Op::Get {
+                bucket: bk.clone(),
+                key: key(i),
+            }),
+        )
+        .await;
         let get_s = t.elapsed().as_secs_f64();
         conns = c;
         for s in get_samples.iter_mut() {
@@ -526,7 +665,11 @@ pub async fn large(ctx: &Ctx) -> Result<Value> {
                 ms(&v, "p50_ms"),
                 ms(&v, "p99_ms"),
             ]);
-            if op == "PUT" { puts.push(mbps) } else { gets.push(mbps) }
+            if op == "PUT" {
+                puts.push(mbps)
+            } else {
+                gets.push(mbps)
+            }
             rows.push(v);
         }
     }
@@ -534,7 +677,11 @@ pub async fn large(ctx: &Ctx) -> Result<Value> {
         &format!(
             "large: {count} objects of {} per round, concurrency {conc}{}",
             human_size(size),
-            if ctx.o.drop_caches { ", page cache dropped before GET" } else { "" }
+            if ctx.o.drop_caches {
+                ", page cache dropped before GET"
+            } else {
+                ""
+            }
         ),
         &["op", "round", "n", "errors", "MB/s", "p50 ms", "p99 ms"],
         &table,

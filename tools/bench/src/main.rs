@@ -18,7 +18,10 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "granary-bench", about = "S3 benchmark suite: lat, ttfb, million, mixed, large, raw")]
+#[command(
+    name = "granary-bench",
+    about = "S3 benchmark suite: lat, ttfb, million, mixed, large, raw"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -55,11 +58,22 @@ enum Cmd {
 #[derive(Args, Clone, PartialEq)]
 pub struct Opts {
     /// S3 endpoint, http://host:port.
-    #[arg(long, global = true, env = "GRANARY_BENCH_ENDPOINT", default_value = "http://127.0.0.1:3900")]
+    #[arg(
+        long,
+        global = true,
+        env = "GRANARY_BENCH_ENDPOINT",
+        default_value = "http://127.0.0.1:3900"
+    )]
     pub endpoint: String,
     #[arg(long, global = true, env = "AWS_ACCESS_KEY_ID", default_value = "")]
     pub access_key: String,
-    #[arg(long, global = true, env = "AWS_SECRET_ACCESS_KEY", default_value = "", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "AWS_SECRET_ACCESS_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub secret_key: String,
     #[arg(long, global = true, default_value = "us-east-1")]
     pub region: String,
@@ -165,9 +179,15 @@ async fn run(cli: Cli) -> Result<()> {
     let tag: String = {
         use rand::Rng;
         let mut r = rand::thread_rng();
-        (0..8).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[r.gen_range(0..36)])).collect()
+        (0..8)
+            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[r.gen_range(0..36)]))
+            .collect()
     };
-    let ctx = exp::Ctx { ep, o: o.clone(), tag };
+    let ctx = exp::Ctx {
+        ep,
+        o: o.clone(),
+        tag,
+    };
     let all = ["lat", "ttfb", "million", "mixed", "large", "raw"];
     let chosen: Vec<&str> = match cli.cmd {
         Cmd::Lat => vec!["lat"],
@@ -182,11 +202,16 @@ async fn run(cli: Cli) -> Result<()> {
                     bail!("--skip {s}: not an experiment ({})", all.join(", "));
                 }
             }
-            all.iter().copied().filter(|e| !o.skip.iter().any(|s| s == e)).collect()
+            all.iter()
+                .copied()
+                .filter(|e| !o.skip.iter().any(|s| s == e))
+                .collect()
         }
         Cmd::Compare { .. } => unreachable!(),
     };
-    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
     let mut doc = json!({
         "tool": "granary-bench",
         "schema": 1,
@@ -227,7 +252,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         // Write after each experiment: a long run that dies keeps what it measured.
         if let Some(p) = &o.json_out {
-            std::fs::write(p, serde_json::to_string_pretty(&doc)?).with_context(|| format!("writing {}", p.display()))?;
+            std::fs::write(p, serde_json::to_string_pretty(&doc)?)
+                .with_context(|| format!("writing {}", p.display()))?;
         }
     }
     if !failed.is_empty() {
@@ -238,7 +264,10 @@ async fn run(cli: Cli) -> Result<()> {
 
 fn main() {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     if let Err(e) = rt.block_on(run(cli)) {
         eprintln!("granary-bench: {e:#}");
         std::process::exit(1);

@@ -12,29 +12,51 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
 }
 
 fn need(tool: &str) -> Result<()> {
     if !have(tool) {
-        bail!("raw needs `{tool}`: apt-get install -y fio iperf3 (tools/install-test-deps.sh does)");
+        bail!(
+            "raw needs `{tool}`: apt-get install -y fio iperf3 (tools/install-test-deps.sh does)"
+        );
     }
     Ok(())
 }
 
 /// One fio job; returns (MB/s, IOPS, p99 completion latency in ms) of its read or write side.
-fn fio(file: &Path, name: &str, rw: &str, bs: &str, depth: u32, size: u64, runtime_s: u32) -> Result<(f64, f64, f64)> {
+fn fio(
+    file: &Path,
+    name: &str,
+    rw: &str,
+    bs: &str,
+    depth: u32,
+    size: u64,
+    runtime_s: u32,
+) -> Result<(f64, f64, f64)> {
     let out = Command::new("fio")
         .args([
-            "--name", name,
-            "--filename", &file.display().to_string(),
+            "--name",
+            name,
+            "--filename",
+            &file.display().to_string(),
             "--ioengine=io_uring",
             "--direct=1",
-            "--rw", rw,
-            "--bs", bs,
-            "--iodepth", &depth.to_string(),
-            "--size", &size.to_string(),
-            "--runtime", &runtime_s.to_string(),
+            "--rw",
+            rw,
+            "--bs",
+            bs,
+            "--iodepth",
+            &depth.to_string(),
+            "--size",
+            &size.to_string(),
+            "--runtime",
+            &runtime_s.to_string(),
             "--numjobs=1",
             "--group_reporting",
             "--output-format=json",
@@ -43,22 +65,32 @@ fn fio(file: &Path, name: &str, rw: &str, bs: &str, depth: u32, size: u64, runti
         .output()
         .context("running fio")?;
     if !out.status.success() {
-        bail!("fio {name} failed: {}", String::from_utf8_lossy(&out.stdout));
+        bail!(
+            "fio {name} failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     // fio may print notes before the JSON.
-    let start = text.find('{').ok_or_else(|| anyhow!("fio printed no JSON"))?;
+    let start = text
+        .find('{')
+        .ok_or_else(|| anyhow!("fio printed no JSON"))?;
     let v: Value = serde_json::from_str(&text[start..]).context("parsing fio JSON")?;
     let side = if rw.contains("read") { "read" } else { "write" };
     let job = &v["jobs"][0][side];
     let bw = job["bw_bytes"].as_f64().unwrap_or(0.0) / 1e6;
     let iops = job["iops"].as_f64().unwrap_or(0.0);
-    let p99 = job["clat_ns"]["percentile"]["99.000000"].as_f64().unwrap_or(f64::NAN) / 1e6;
+    let p99 = job["clat_ns"]["percentile"]["99.000000"]
+        .as_f64()
+        .unwrap_or(f64::NAN)
+        / 1e6;
     Ok((bw, iops, p99))
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// iperf3 over loopback, one stream: Gbit/s received.
@@ -74,12 +106,25 @@ fn iperf(seconds: u32, streams: u32) -> Result<f64> {
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(100));
         let out = Command::new("iperf3")
-            .args(["-c", "127.0.0.1", "-p", &port, "-t", &seconds.to_string(), "-P", &streams.to_string(), "-J"])
+            .args([
+                "-c",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                &seconds.to_string(),
+                "-P",
+                &streams.to_string(),
+                "-J",
+            ])
             .output()
             .context("running iperf3 -c")?;
         if out.status.success() {
             let v: Value = serde_json::from_slice(&out.stdout).context("parsing iperf3 JSON")?;
-            result = Ok(v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e9);
+            result = Ok(v["end"]["sum_received"]["bits_per_second"]
+                .as_f64()
+                .unwrap_or(0.0)
+                / 1e9);
             break;
         }
     }
@@ -115,7 +160,13 @@ pub fn raw(ctx: &Ctx) -> Result<Value> {
     let mut table = Vec::new();
     let mut push = |what: &str, depth: u32, r: (f64, f64, f64)| {
         rows.push(json!({"what": what, "depth": depth, "mb_per_s": num(r.0), "iops": num(r.1), "p99_ms": num(r.2)}));
-        table.push(vec![what.to_string(), depth.to_string(), fmt(r.0), fmt(r.1), fmt(r.2)]);
+        table.push(vec![
+            what.to_string(),
+            depth.to_string(),
+            fmt(r.0),
+            fmt(r.1),
+            fmt(r.2),
+        ]);
     };
     let jobs: Vec<(&str, &str, &str, u32)> = vec![
         ("1 MiB seq write", "write", "1M", depth),
@@ -127,7 +178,11 @@ pub fn raw(ctx: &Ctx) -> Result<Value> {
     ];
     let res = (|| -> Result<()> {
         for (what, rw, bs, d) in &jobs {
-            push(what, *d, fio(&file, "granary-bench", rw, bs, *d, fio_size, runtime)?);
+            push(
+                what,
+                *d,
+                fio(&file, "granary-bench", rw, bs, *d, fio_size, runtime)?,
+            );
         }
         Ok(())
     })();
@@ -136,8 +191,20 @@ pub fn raw(ctx: &Ctx) -> Result<Value> {
     let iperf_s = if smoke { 1 } else { 5 };
     let gbit1 = iperf(iperf_s, 1)?;
     let gbit2 = iperf(iperf_s, 2)?;
-    table.push(vec!["loopback TCP, 1 stream (Gbit/s)".into(), "–".into(), fmt(gbit1 * 1e3 / 8.0), "–".into(), "–".into()]);
-    table.push(vec!["loopback TCP, 2 streams (Gbit/s)".into(), "–".into(), fmt(gbit2 * 1e3 / 8.0), "–".into(), "–".into()]);
+    table.push(vec![
+        "loopback TCP, 1 stream (Gbit/s)".into(),
+        "–".into(),
+        fmt(gbit1 * 1e3 / 8.0),
+        "–".into(),
+        "–".into(),
+    ]);
+    table.push(vec![
+        "loopback TCP, 2 streams (Gbit/s)".into(),
+        "–".into(),
+        fmt(gbit2 * 1e3 / 8.0),
+        "–".into(),
+        "–".into(),
+    ]);
 
     let hash_len = if smoke { 16 << 20 } else { 256 << 20 };
     let mut buf = vec![0u8; hash_len];
@@ -148,10 +215,22 @@ pub fn raw(ctx: &Ctx) -> Result<Value> {
     let sha = hash_rate(&buf, |b| {
         std::hint::black_box(Sha256::digest(b));
     });
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let both = 1.0 / (1.0 / md5 + 1.0 / sha);
-    for (what, gbs) in [("MD5, one core", md5), ("SHA-256, one core", sha), ("MD5 + SHA-256, one core", both)] {
-        table.push(vec![what.into(), "–".into(), fmt(gbs * 1e3), "–".into(), "–".into()]);
+    for (what, gbs) in [
+        ("MD5, one core", md5),
+        ("SHA-256, one core", sha),
+        ("MD5 + SHA-256, one core", both),
+    ] {
+        table.push(vec![
+            what.into(),
+            "–".into(),
+            fmt(gbs * 1e3),
+            "–".into(),
+            "–".into(),
+        ]);
     }
     print_table(
         &format!("raw: fio io_uring O_DIRECT on {} ({} file, {runtime} s per job), iperf3 loopback, hashing ({human} buffer); {cores} cores",

@@ -12,11 +12,30 @@ pub enum Op {
     ListBuckets,
     CreateBucket(String),
     DeleteBucket(String),
-    ListObjects { bucket: String, prefix: String, max_keys: u32, token: Option<String> },
-    Put { bucket: String, key: String, id: u64, size: u64 },
-    Get { bucket: String, key: String },
-    Head { bucket: String, key: String },
-    Delete { bucket: String, key: String },
+    ListObjects {
+        bucket: String,
+        prefix: String,
+        max_keys: u32,
+        token: Option<String>,
+    },
+    Put {
+        bucket: String,
+        key: String,
+        id: u64,
+        size: u64,
+    },
+    Get {
+        bucket: String,
+        key: String,
+    },
+    Head {
+        bucket: String,
+        key: String,
+    },
+    Delete {
+        bucket: String,
+        key: String,
+    },
 }
 
 impl Op {
@@ -39,7 +58,12 @@ impl Op {
             Op::ListBuckets => Request::new("GET", "/".into()).keep(),
             Op::CreateBucket(b) => Request::new("PUT", format!("/{b}")).keep(),
             Op::DeleteBucket(b) => Request::new("DELETE", format!("/{b}")).keep(),
-            Op::ListObjects { bucket, prefix, max_keys, token } => {
+            Op::ListObjects {
+                bucket,
+                prefix,
+                max_keys,
+                token,
+            } => {
                 let mut r = Request::new("GET", format!("/{bucket}"))
                     .query("list-type", "2")
                     .query("prefix", prefix)
@@ -50,9 +74,17 @@ impl Op {
                 }
                 r
             }
-            Op::Put { bucket, key, id, size } => {
-                Request::new("PUT", obj(bucket, key)).body(Body::Generated { id: *id, len: *size }).keep()
-            }
+            Op::Put {
+                bucket,
+                key,
+                id,
+                size,
+            } => Request::new("PUT", obj(bucket, key))
+                .body(Body::Generated {
+                    id: *id,
+                    len: *size,
+                })
+                .keep(),
             Op::Get { bucket, key } => Request::new("GET", obj(bucket, key)),
             Op::Head { bucket, key } => Request::new("HEAD", obj(bucket, key)),
             Op::Delete { bucket, key } => Request::new("DELETE", obj(bucket, key)).keep(),
@@ -78,11 +110,27 @@ pub async fn run(conn: &mut Conn, op: &Op) -> (Sample, Option<Response>) {
         Ok(r) => {
             let ok = r.ok();
             let bytes = op.payload(&r);
-            (Sample { op: op.name(), dur, ok, bytes }, Some(r))
+            (
+                Sample {
+                    op: op.name(),
+                    dur,
+                    ok,
+                    bytes,
+                },
+                Some(r),
+            )
         }
         Err(e) => {
             eprintln!("{} failed: {e:#}", op.name());
-            (Sample { op: op.name(), dur, ok: false, bytes: 0 }, None)
+            (
+                Sample {
+                    op: op.name(),
+                    dur,
+                    ok: false,
+                    bytes: 0,
+                },
+                None,
+            )
         }
     }
 }
@@ -143,7 +191,12 @@ pub async fn empty_and_delete(conns: Vec<Conn>, bucket: &str) -> Result<Vec<Conn
         let lister = &mut conns[0];
         let r = must(
             lister,
-            &Op::ListObjects { bucket: bucket.into(), prefix: String::new(), max_keys: 1000, token: token.clone() },
+            &Op::ListObjects {
+                bucket: bucket.into(),
+                prefix: String::new(),
+                max_keys: 1000,
+                token: token.clone(),
+            },
         )
         .await?;
         let xml = r.text();
@@ -153,14 +206,20 @@ pub async fn empty_and_delete(conns: Vec<Conn>, bucket: &str) -> Result<Vec<Conn
         let (c, samples) = pool(
             conns,
             keys.len() as u64,
-            Arc::new(move |i| Op::Delete { bucket: b.clone(), key: k[i as usize].clone() }),
+            Arc::new(move |i| Op::Delete {
+                bucket: b.clone(),
+                key: k[i as usize].clone(),
+            }),
         )
         .await;
         conns = c;
         if let Some(s) = samples.iter().find(|s| !s.ok) {
             bail!("cleanup of {bucket}: a {} failed", s.op);
         }
-        let truncated = xml_values(&xml, "IsTruncated").first().map(|v| v == "true").unwrap_or(false);
+        let truncated = xml_values(&xml, "IsTruncated")
+            .first()
+            .map(|v| v == "true")
+            .unwrap_or(false);
         token = xml_values(&xml, "NextContinuationToken").into_iter().next();
         if !truncated || token.is_none() {
             break;

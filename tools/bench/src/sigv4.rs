@@ -40,7 +40,12 @@ pub fn amz_dates(unix_secs: u64) -> (String, String) {
     let rem = unix_secs % 86_400;
     let (y, m, d) = civil_from_days(days);
     let date = format!("{y:04}{m:02}{d:02}");
-    let stamp = format!("{date}T{:02}{:02}{:02}Z", rem / 3600, (rem / 60) % 60, rem % 60);
+    let stamp = format!(
+        "{date}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    );
     (stamp, date)
 }
 
@@ -83,7 +88,10 @@ impl Signer {
                 return *k;
             }
         }
-        let k_date = hmac(format!("AWS4{}", self.secret_key).as_bytes(), date.as_bytes());
+        let k_date = hmac(
+            format!("AWS4{}", self.secret_key).as_bytes(),
+            date.as_bytes(),
+        );
         let k_region = hmac(&k_date, self.region.as_bytes());
         let k_service = hmac(&k_region, b"s3");
         let k = hmac(&k_service, b"aws4_request");
@@ -157,7 +165,10 @@ mod tests {
     fn encoding() {
         assert_eq!(uri_encode("a b/c~d", true), "a%20b/c~d");
         assert_eq!(uri_encode("a b/c", false), "a%20b%2Fc");
-        let q = vec![("prefix".to_string(), "x/y".to_string()), ("list-type".into(), "2".into())];
+        let q = vec![
+            ("prefix".to_string(), "x/y".to_string()),
+            ("list-type".into(), "2".into()),
+        ];
         assert_eq!(canonical_query(&q), "list-type=2&prefix=x%2Fy");
     }
 
@@ -183,7 +194,9 @@ mod tests {
         );
         let auth = &hdrs[2].1;
         assert!(
-            auth.ends_with("Signature=fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"),
+            auth.ends_with(
+                "Signature=fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"
+            ),
             "{auth}"
         );
         assert!(auth.contains("Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request"));

@@ -33,7 +33,11 @@ pub fn summarize(samples: &[Sample]) -> Value {
     ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let errors = samples.iter().filter(|s| !s.ok).count();
     let bytes: u64 = samples.iter().filter(|s| s.ok).map(|s| s.bytes).sum();
-    let mean = if ms.is_empty() { f64::NAN } else { ms.iter().sum::<f64>() / ms.len() as f64 };
+    let mean = if ms.is_empty() {
+        f64::NAN
+    } else {
+        ms.iter().sum::<f64>() / ms.len() as f64
+    };
     json!({
         "count": samples.len(),
         "errors": errors,
@@ -93,7 +97,14 @@ pub fn print_table(title: &str, header: &[&str], rows: &[Vec<String>]) {
         println!("| {} |", parts.join(" | "));
     };
     line(header.iter().map(|s| s.to_string()).collect());
-    println!("|{}|", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|"));
+    println!(
+        "|{}|",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
     for r in rows {
         line(r.clone());
     }
@@ -116,7 +127,12 @@ mod tests {
 
     #[test]
     fn summary() {
-        let s = |ms: u64, ok| Sample { op: "GET", dur: Duration::from_millis(ms), ok, bytes: 10 };
+        let s = |ms: u64, ok| Sample {
+            op: "GET",
+            dur: Duration::from_millis(ms),
+            ok,
+            bytes: 10,
+        };
         let v = summarize(&[s(1, true), s(2, true), s(3, false)]);
         assert_eq!(v["count"], 3);
         assert_eq!(v["errors"], 1);

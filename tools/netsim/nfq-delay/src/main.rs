@@ -18,9 +18,15 @@ fn parse_args() -> Result<(u16, Duration), String> {
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
-            "--queue" => queue = val("--queue")?.parse().map_err(|e| format!("--queue: {e}"))?,
+            "--queue" => {
+                queue = val("--queue")?
+                    .parse()
+                    .map_err(|e| format!("--queue: {e}"))?
+            }
             "--delay-ms" => {
-                let ms: f64 = val("--delay-ms")?.parse().map_err(|e| format!("--delay-ms: {e}"))?;
+                let ms: f64 = val("--delay-ms")?
+                    .parse()
+                    .map_err(|e| format!("--delay-ms: {e}"))?;
                 if !(0.0..=60_000.0).contains(&ms) {
                     return Err("--delay-ms must be between 0 and 60000".into());
                 }
@@ -83,7 +89,9 @@ fn run(queue_num: u16, delay: Duration) -> std::io::Result<()> {
             q.verdict(msg)?;
         }
         if let Some((due, _)) = held.front() {
-            let wait = due.saturating_duration_since(Instant::now()).min(Duration::from_micros(200));
+            let wait = due
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_micros(200));
             if !wait.is_zero() {
                 std::thread::sleep(wait);
             }
