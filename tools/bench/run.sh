@@ -7,7 +7,8 @@
 # replication 1, LMDB, fsync of data and metadata, 1 MiB blocks, no compression), then runs
 # granary-bench against each, interleaved: RUNS times `all` (lat, ttfb, mixed, large, and
 # raw against the machine), then million once per store, then ttfb on a simulated 5 Mbit/s
-# link (tools/netsim: server in one network namespace, client in another). Finally
+# link and lat with a 50 ms round trip (tools/netsim: server in one network namespace,
+# client in another). Finally
 # `granary-bench compare` writes the ratios (medians over the runs) and plot.py the charts.
 #
 # Environment:
@@ -208,8 +209,28 @@ if [ "${NETSIM:-1}" != 0 ]; then
   stop_pid "$GARAGE_PID"
   "$ROOT/tools/netsim/netsim" down
   NETSIM_UP=0
-  OURS+=("$OUT/granary-netsim.json")
-  PEER+=("$OUT/garage-netsim.json")
+
+  # lat with 50 ms between client and server (25 ms added to what each host receives):
+  # request time in round trips, the seed's "latency amplification".
+  log "netsim: 2 hosts, 50 ms round trip, no rate limit"
+  "$ROOT/tools/netsim/netsim" up 2 --delay-ms 25
+  NETSIM_UP=1
+  CHECK_SECONDS=3 "$ROOT/tools/netsim/netsim" check 2>&1 | tee -a "$OUT/run.log"
+  NS_ARGS=(lat --count 20 --record-as lat_netsim)
+  start_granary "$WORK/ns2-granary" "10.77.0.1:3900" gns1
+  log "granary-bench ${NS_ARGS[*]} (granary in gns1, client in gns2)"
+  ip netns exec gns2 "$BENCH_BIN" "${NS_ARGS[@]}" --endpoint http://10.77.0.1:3900 --label granary \
+    --json-out "$OUT/granary-netsim-lat.json" 2>&1 | tee -a "$OUT/granary.txt"
+  stop_pid "$GRANARY_PID"
+  start_garage "$WORK/ns2-garage" "10.77.0.1:3900" gns1
+  log "granary-bench ${NS_ARGS[*]} (garage in gns1, client in gns2)"
+  ip netns exec gns2 "$BENCH_BIN" "${NS_ARGS[@]}" --endpoint http://10.77.0.1:3900 --label garage \
+    --json-out "$OUT/garage-netsim-lat.json" 2>&1 | tee -a "$OUT/garage.txt"
+  stop_pid "$GARAGE_PID"
+  "$ROOT/tools/netsim/netsim" down
+  NETSIM_UP=0
+  OURS+=("$OUT/granary-netsim.json" "$OUT/granary-netsim-lat.json")
+  PEER+=("$OUT/garage-netsim.json" "$OUT/garage-netsim-lat.json")
 fi
 
 # --- ratios and charts ---------------------------------------------------------------

@@ -245,9 +245,14 @@ pub fn compare(ours_p: &[PathBuf], peer_p: &[PathBuf], out_p: Option<&Path>) -> 
         );
     }
 
-    // One request at a time.
-    if has("lat") {
-        for r in o.first("lat").unwrap()["rows"]
+    // One request at a time; on a simulated link also in round trips (latency amplification).
+    for exp in ["lat", "lat_netsim"] {
+        if !has(exp) {
+            continue;
+        }
+        let rtt_o = o.fig(exp, |e| f(&e["rtt_ms"]));
+        let rtt_p = p.fig(exp, |e| f(&e["rtt_ms"]));
+        for r in o.first(exp).unwrap()["rows"]
             .as_array()
             .cloned()
             .unwrap_or_default()
@@ -256,19 +261,29 @@ pub fn compare(ours_p: &[PathBuf], peer_p: &[PathBuf], out_p: Option<&Path>) -> 
             let name = op.as_str().unwrap_or("?").to_string();
             for q in ["p50_ms", "p99_ms"] {
                 let g = |side: &Side| {
-                    side.fig("lat", |e| {
+                    side.fig(exp, |e| {
                         row_by(e, "op", &op).map(|r| f(&r[q])).unwrap_or(f64::NAN)
                     })
                 };
                 let (a, b) = (g(&o), g(&p));
                 out.add(
-                    &format!("lat {name} {q} (ratio = ours/peer)"),
+                    &format!("{exp} {name} {q} (ratio = ours/peer)"),
                     a,
                     b,
                     &peer_name,
                     a / b,
                     None,
                 );
+                if exp == "lat_netsim" && q == "p50_ms" {
+                    out.add(
+                        &format!("{exp} {name} p50 in round trips (ours; other = peer's)"),
+                        a / rtt_o,
+                        b / rtt_p,
+                        &peer_name,
+                        (a / rtt_o) / (b / rtt_p),
+                        None,
+                    );
+                }
             }
         }
     }

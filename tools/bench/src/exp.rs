@@ -188,8 +188,11 @@ pub async fn lat(ctx: &Ctx) -> Result<Value> {
         &["op", "n", "errors", "p50", "p90", "p99", "mean"],
         &table,
     );
+    let rtt = connect_rtt(&ctx.ep).await?;
+    println!("round trip (TCP connect): {} ms", fmt(rtt));
     Ok(json!({
         "workload": {"count": n, "size": size, "concurrency": 1, "objects_listed": n},
+        "rtt_ms": num(rtt),
         "rows": rows,
     }))
 }
