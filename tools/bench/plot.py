@@ -106,13 +106,25 @@ def bars(ax, groups, series, ylabel, title, log=False):
 
 def plot_lat(stores, out):
     ops = ["PutObject", "GetObject", "ListObjects", "ListBuckets", "DeleteObject"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    netsim = any(exps(d, "lat_netsim") for d in stores.values())
+    panels = 3 if netsim else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
     for ax, q in zip(axes, ["p50_ms", "p99_ms"]):
         series = []
         for label, docs in stores.items():
             e = exps(docs, "lat")
             series.append((label, COLORS[label], [med(row(x, "op", op).get(q) for x in e) for op in ops]))
-        bars(ax, ops, series, "ms (log scale)", f"lat: one request at a time, {q[:3]}", log=True)
+        bars(ax, ops, series, "ms (log scale)", f"lat on loopback: one request at a time, {q[:3]}",
+             log=True)
+    if netsim:
+        series = []
+        for label, docs in stores.items():
+            e = exps(docs, "lat_netsim")
+            series.append((label, COLORS[label],
+                           [med(row(x, "op", op).get("p50_ms") / x["rtt_ms"] for x in e
+                                if row(x, "op", op)) for op in ops]))
+        bars(axes[2], ops, series, "p50 / round trip",
+             "lat with a 50 ms round trip (netsim): p50 in round trips")
     save(fig, out, "lat")
 
 
