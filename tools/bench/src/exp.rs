@@ -434,6 +434,9 @@ pub async fn mixed(ctx: &Ctx) -> Result<Value> {
         .map(|w| w.trim().parse())
         .collect::<Result<_, _>>()
         .context("--mix takes four weights: GET,STAT,PUT,DELETE")?;
+    if objects == 0 {
+        bail!("mixed needs --objects of at least 1");
+    }
     if weights.len() != 4 || weights.iter().sum::<u32>() == 0 {
         bail!("--mix takes four weights: GET,STAT,PUT,DELETE");
     }
