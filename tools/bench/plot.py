@@ -156,8 +156,14 @@ def plot_million(stores, out):
             ys = [r["secs"] for r in e["rows"]]
             ax.plot(xs, ys, label=label, color=COLORS[label], lw=1.2)
             w = e["workload"]
-            ax.set_title(f"million: {w['batches']} batches of {w['batch_size']} objects of "
+            ax.set_title(f"million: batches of {w['batch_size']} objects of "
                          f"{w['size']} B, concurrency {w['concurrency']}", fontsize=10)
+        for e in exps(docs, "million_full"):
+            xs = [r["batch"] for r in e["rows"]]
+            ys = [r["secs"] for r in e["rows"]]
+            n = e["workload"]["batches"] * e["workload"]["batch_size"]
+            ax.plot(xs, ys, label=f"{label}, {n:,} objects, fresh data dir", color=COLORS[label],
+                    lw=0.8, ls="--")
     ax.set_xlabel("batch")
     ax.set_ylabel("seconds per batch (log scale)")
     ax.set_yscale("log")

@@ -18,7 +18,10 @@
 #   GRANARY_BIN      default target/release/granary (built with cargo build --release if missing)
 #   BENCH_BIN        default tools/bench/target/release/granary-bench (built if missing)
 #   RUNS             runs of `all` per store (default 3)
-#   MILLION_BATCHES  batches of 8192 objects in million, same for both stores (default 128)
+#   MILLION_BATCHES  batches of 8192 objects in million, same for both stores (default 128;
+#                    Garage with fsync on takes ~35 s per batch here, so runs use fewer)
+#   MILLION_FULL_BATCHES  million again on Granary alone, on a fresh data dir, recorded as
+#                    million_full (default 128; 0 skips it)
 #   MIXED_SECONDS    duration of mixed (default 30)
 #   NETSIM=0         skip the simulated-link ttfb (needs root and network namespaces)
 #   PLOT=0           skip the charts
@@ -140,13 +143,16 @@ EOF
   GARAGE_PID=$!
   PIDS+=("$GARAGE_PID")
   local g=("${prefix[@]}" "$GARAGE_BIN" -c "$dir/garage.toml")
-  local id=""
-  for _ in $(seq 1 100); do
-    id=$("${g[@]}" node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$id" ] && break
+  # `node id` reads the key on disk; `status` needs the node's RPC to answer.
+  local up=0
+  for _ in $(seq 1 150); do
     kill -0 "$GARAGE_PID" 2>/dev/null || die "garage exited: $(tail -5 "$dir/garage.log")"
+    if "${g[@]}" status >/dev/null 2>&1; then up=1; break; fi
     sleep 0.2
   done
-  [ -n "$id" ] || die "garage did not answer: $(tail -5 "$dir/garage.log")"
+  [ "$up" = 1 ] || die "garage did not answer: $(tail -5 "$dir/garage.log")"
+  local id
+  id=$("${g[@]}" node id -q 2>/dev/null | cut -d@ -f1)
   "${g[@]}" layout assign -z dc1 -c 100G "$id" >/dev/null
   "${g[@]}" layout apply --version 1 >/dev/null
   "${g[@]}" key import --yes -n bench "$ACCESS_KEY" "$SECRET_KEY" >/dev/null
@@ -172,7 +178,7 @@ bench() { # label endpoint json args...
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
   echo "load before: $(cat /proc/loadavg)"
-  echo "RUNS=$RUNS MILLION_BATCHES=$MILLION_BATCHES MIXED_SECONDS=$MIXED_SECONDS"
+  echo "RUNS=$RUNS MILLION_BATCHES=$MILLION_BATCHES MILLION_FULL_BATCHES=${MILLION_FULL_BATCHES:-128} MIXED_SECONDS=$MIXED_SECONDS"
 } >>"$OUT/run.log"
 
 GP=$(free_port); start_granary "$WORK/granary" "127.0.0.1:$GP"
@@ -183,6 +189,13 @@ for r in $(seq 1 "$RUNS"); do
   bench garage "http://127.0.0.1:$RP" "$OUT/garage-$r.json" all --skip million,raw "${COMMON[@]}"
 done
 bench granary "http://127.0.0.1:$GP" "$OUT/granary-million.json" million --batches "$MILLION_BATCHES" --no-cleanup
+if [ "${MILLION_FULL_BATCHES:-128}" != 0 ]; then
+  # Granary alone, on a fresh data dir, at the full count: does the cost grow with it?
+  stop_pid "$GRANARY_PID"
+  GP=$(free_port); start_granary "$WORK/granary-full" "127.0.0.1:$GP"
+  bench granary "http://127.0.0.1:$GP" "$OUT/granary-million-full.json" million \
+    --batches "${MILLION_FULL_BATCHES:-128}" --no-cleanup --record-as million_full
+fi
 stop_pid "$GRANARY_PID"
 bench garage "http://127.0.0.1:$RP" "$OUT/garage-million.json" million --batches "$MILLION_BATCHES" --no-cleanup
 stop_pid "$GARAGE_PID"
