@@ -185,8 +185,10 @@ GP=$(free_port); start_granary "$WORK/granary" "127.0.0.1:$GP"
 RP=$(free_port); start_garage "$WORK/garage" "127.0.0.1:$RP"
 COMMON=(--duration "$MIXED_SECONDS" --drop-caches --raw-dir "$WORK")
 for r in $(seq 1 "$RUNS"); do
-  bench granary "http://127.0.0.1:$GP" "$OUT/granary-$r.json" all --skip million "${COMMON[@]}"
-  bench garage "http://127.0.0.1:$RP" "$OUT/garage-$r.json" all --skip million,raw "${COMMON[@]}"
+  bench granary "http://127.0.0.1:$GP" "$OUT/granary-$r.json" all --skip million "${COMMON[@]}" \
+    --server-pid "$GRANARY_PID"
+  bench garage "http://127.0.0.1:$RP" "$OUT/garage-$r.json" all --skip million,raw "${COMMON[@]}" \
+    --server-pid "$GARAGE_PID"
 done
 bench granary "http://127.0.0.1:$GP" "$OUT/granary-million.json" million --batches "$MILLION_BATCHES" --no-cleanup
 if [ "${MILLION_FULL_BATCHES:-128}" != 0 ]; then

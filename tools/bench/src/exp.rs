@@ -606,6 +606,71 @@ fn drop_caches() {
     }
 }
 
+/// CPU seconds (user + system) used so far by a process (`self` or a PID), from /proc.
+fn proc_cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// (busy, total) CPU seconds of the whole machine so far, from /proc/stat.
+fn machine_cpu_secs() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: f64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some(((total - idle) / 100.0, total / 100.0))
+}
+
+/// CPU use over a phase: this process, the server (with --server-pid), the whole machine.
+struct CpuMeter {
+    client: Option<f64>,
+    server: Option<f64>,
+    machine: Option<(f64, f64)>,
+    server_pid: Option<String>,
+}
+
+impl CpuMeter {
+    fn start(server_pid: Option<u32>) -> CpuMeter {
+        let server_pid = server_pid.map(|p| p.to_string());
+        CpuMeter {
+            client: proc_cpu_secs("self"),
+            server: server_pid.as_deref().and_then(proc_cpu_secs),
+            machine: machine_cpu_secs(),
+            server_pid,
+        }
+    }
+    /// CPU seconds of client, server, and of everything else on the machine, since start.
+    fn stop(&self) -> Value {
+        let d = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        };
+        let client = d(self.client, proc_cpu_secs("self"));
+        let server = d(
+            self.server,
+            self.server_pid.as_deref().and_then(proc_cpu_secs),
+        );
+        let (busy, total) = match (self.machine, machine_cpu_secs()) {
+            (Some(a), Some(b)) => (b.0 - a.0, b.1 - a.1),
+            _ => (f64::NAN, f64::NAN),
+        };
+        let others = busy - client - if server.is_finite() { server } else { 0.0 };
+        json!({"client_cpu_s": num(client), "server_cpu_s": num(server),
+               "others_cpu_s": num(others), "machine_cpu_s": num(total)})
+    }
+}
+
 /// Large objects at a given concurrency: PUT then GET throughput.
 pub async fn large(ctx: &Ctx) -> Result<Value> {
     let size = ctx.size(64 << 20, (3 << 20) + 5)?;
@@ -622,6 +687,7 @@ pub async fn large(ctx: &Ctx) -> Result<Value> {
         let bk = bucket.clone();
         let key = move |i: u64| format!("lg/{r}/{i:05}");
         let t = Instant::now();
+        let cpu = CpuMeter::start(ctx.o.server_pid);
         let (c, put_samples) = pool(
             conns,
             count,
@@ -634,11 +700,13 @@ pub async fn large(ctx: &Ctx) -> Result<Value> {
         )
         .await;
         let put_s = t.elapsed().as_secs_f64();
+        let put_cpu = cpu.stop();
         if ctx.o.drop_caches {
             drop_caches();
         }
         let bk = bucket.clone();
         let t = Instant::now();
+        let cpu = CpuMeter::start(ctx.o.server_pid);
         let (c, mut get_samples) = pool(
             c,
             count,
@@ -649,15 +717,23 @@ pub async fn large(ctx: &Ctx) -> Result<Value> {
         )
         .await;
         let get_s = t.elapsed().as_secs_f64();
+        let get_cpu = cpu.stop();
         conns = c;
         for s in get_samples.iter_mut() {
             if s.bytes != size {
                 s.ok = false;
             }
         }
-        for (op, samples, secs) in [("PUT", &put_samples, put_s), ("GET", &get_samples, get_s)] {
+        for (op, samples, secs, cpu) in [
+            ("PUT", &put_samples, put_s, put_cpu),
+            ("GET", &get_samples, get_s, get_cpu),
+        ] {
             let mut v = summarize(samples);
             let mbps = f(&v["bytes"]) / 1e6 / secs;
+            let gb = f(&v["bytes"]) / 1e9;
+            // CPU seconds per GB moved: what the client, the server and the rest cost.
+            let per_gb = |k: &str| f(&cpu[k]) / gb;
+            v["cpu"] = cpu.clone();
             v["op"] = json!(op);
             v["round"] = json!(r);
             v["mb_per_s"] = num(mbps);
@@ -670,6 +746,10 @@ pub async fn large(ctx: &Ctx) -> Result<Value> {
                 fmt(mbps),
                 ms(&v, "p50_ms"),
                 ms(&v, "p99_ms"),
+                fmt(per_gb("server_cpu_s")),
+                fmt(per_gb("client_cpu_s")),
+                fmt(per_gb("others_cpu_s")),
+                fmt(per_gb("machine_cpu_s")),
             ]);
             if op == "PUT" {
                 puts.push(mbps)
@@ -689,7 +769,19 @@ pub async fn large(ctx: &Ctx) -> Result<Value> {
                 ""
             }
         ),
-        &["op", "round", "n", "errors", "MB/s", "p50 ms", "p99 ms"],
+        &[
+            "op",
+            "round",
+            "n",
+            "errors",
+            "MB/s",
+            "p50 ms",
+            "p99 ms",
+            "CPU s/GB: server",
+            "client",
+            "other processes",
+            "all cores, elapsed",
+        ],
         &table,
     );
     cleanup(ctx, conns, &bucket).await?;

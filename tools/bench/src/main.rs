@@ -119,6 +119,9 @@ pub struct Opts {
     /// large: drop the page cache (root) between PUT and GET.
     #[arg(long, global = true)]
     pub drop_caches: bool,
+    /// large: PID of the server, to report the CPU time it uses per GB.
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
     /// raw: directory for fio's file (put it on the stores' file system).
     #[arg(long, global = true, default_value = "/tmp")]
     pub raw_dir: PathBuf,
