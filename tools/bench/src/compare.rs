@@ -161,6 +161,55 @@ pub fn compare(ours_p: &[PathBuf], peer_p: &[PathBuf], out_p: Option<&Path>) -> 
                 Some((0.8, true)),
             );
         }
+        // CPU per GB: how much of the server's CPU goes to the hashing S3 demands. This
+        // holds whatever else runs on the machine, unlike MB/s.
+        let cpu_per_gb = |side: &Side, op: &str| {
+            side.fig("large", |e| {
+                let rows: Vec<&Value> = e["rows"]
+                    .as_array()
+                    .map(|r| r.iter().filter(|r| r["op"] == op).collect())
+                    .unwrap_or_default();
+                let cpu: f64 = rows.iter().map(|r| f(&r["cpu"]["server_cpu_s"])).sum();
+                let gb: f64 = rows.iter().map(|r| f(&r["bytes"])).sum::<f64>() / 1e9;
+                cpu / gb
+            })
+        };
+        let (so, sp) = (cpu_per_gb(&o, "PUT"), cpu_per_gb(&p, "PUT"));
+        if o.first("raw").is_some() && so.is_finite() {
+            let key = if signed {
+                "md5_sha256_gb_per_s"
+            } else {
+                "md5_gb_per_s"
+            };
+            let hash_s_per_gb = 1.0 / o.fig("raw", |e| f(&e[key]));
+            out.add(
+                "large PUT server CPU s/GB vs hashing's (ratio = hash share)",
+                so,
+                hash_s_per_gb,
+                if signed { "MD5+SHA-256" } else { "MD5" },
+                hash_s_per_gb / so,
+                Some((0.9, true)),
+            );
+        }
+        if so.is_finite() && sp.is_finite() {
+            out.add(
+                "large PUT server CPU s/GB",
+                so,
+                sp,
+                &peer_name,
+                so / sp,
+                None,
+            );
+            let (go, gp) = (cpu_per_gb(&o, "GET"), cpu_per_gb(&p, "GET"));
+            out.add(
+                "large GET server CPU s/GB",
+                go,
+                gp,
+                &peer_name,
+                go / gp,
+                None,
+            );
+        }
         let pput = p.fig("large", |e| f(&e["summary"]["put_mb_per_s"]));
         let pget = p.fig("large", |e| f(&e["summary"]["get_mb_per_s"]));
         out.add(
