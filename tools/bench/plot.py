@@ -143,8 +143,8 @@ def plot_ttfb(stores, out):
             e = exps(docs, name)
             series.append((f"{label} first byte", COLORS[label],
                            [med(row(x, "size", s).get("ttfb_p50_ms") for x in e) for s in sizes]))
-        bars(ax, [size_label(s) for s in sizes], series, "ms (log scale)",
-             f"GetObject time to first byte, {title}", log=True)
+        bars(ax, [size_label(s) for s in sizes], series, "ms",
+             f"GetObject time to first byte, {title}")
     save(fig, out, "ttfb")
 
 

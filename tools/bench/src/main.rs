@@ -48,9 +48,9 @@ enum Cmd {
     /// Ratios between result files: ours (with raw) and a peer's; each figure is the
     /// median over the comma-separated files of its side.
     Compare {
-        #[arg(value_delimiter = ',', num_args = 1)]
+        #[arg(value_delimiter = ',', num_args = 1, required = true)]
         ours: Vec<PathBuf>,
-        #[arg(value_delimiter = ',', num_args = 1)]
+        #[arg(value_delimiter = ',', num_args = 1, required = true)]
         peer: Vec<PathBuf>,
     },
 }
