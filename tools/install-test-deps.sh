@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the client integration tests need; safe to run again and again.
 #  - Debian packages: s3cmd, rclone, curl, prometheus (promtool), systemd (systemd-analyze),
-#    openssl, chromium (only when missing; chromium runs the browser test of websites, CORS
-#    and POST uploads headless)
+#    openssl, chromium (the headless browser test of websites, CORS and POST uploads), fio
+#    and iperf3 (the benchmark smoke test measures the raw limits too); only when missing
 #  - .venv in the repo with the AWS CLI v1, boto3, pytest, requests, pytest-timeout
 # Runs as root in CI without prompts.
 set -euo pipefail
@@ -30,6 +30,8 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v fio >/dev/null 2>&1 || missing+=(fio)
+command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   SUDO=""

@@ -3,6 +3,8 @@
 # client integration tests (AWS CLI, boto3, s3cmd, rclone) against the binary just built.
 # It builds once, in the dev profile (dependencies fully optimized, debug assertions on:
 # stricter than release); PROFILE=release tests the release binary instead.
+# The benchmark tool (tools/bench, a package of its own) is unit-tested and built here too;
+# tests/clients/test_bench_smoke.py runs its smoke mode (seconds) against the test server.
 # Extra arguments go to pytest, e.g.  tools/test.sh -k boto3 -x
 set -euo pipefail
 
@@ -23,6 +25,11 @@ cargo build --profile "$PROFILE"
 
 step "cargo test --profile $PROFILE"
 cargo test --profile "$PROFILE"
+
+step "benchmark tool: cargo test + build (tools/bench, dev profile)"
+nice -n 10 cargo test --manifest-path tools/bench/Cargo.toml
+nice -n 10 cargo build --manifest-path tools/bench/Cargo.toml
+export GRANARY_BENCH_BIN="${GRANARY_BENCH_BIN:-$ROOT/tools/bench/target/debug/granary-bench}"
 
 export GRANARY_BIN="${GRANARY_BIN:-$ROOT/target/$TARGET_SUBDIR/granary}"
 step "client integration tests: pytest tests/clients (GRANARY_BIN=$GRANARY_BIN)"

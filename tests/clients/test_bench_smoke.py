@@ -1,0 +1,130 @@
+"""Smoke mode of the benchmark suite (tools/bench): every experiment runs for seconds, on
+tiny sizes, against the session's server, so the tools never rot. It measures nothing:
+it checks that each experiment completes without a failed request and that the result
+documents (the run's, and `compare`'s) have the documented shape.
+
+tools/test.sh builds the tool; GRANARY_BENCH_BIN points at another build.
+"""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, clean_env
+
+S3_EXPERIMENTS = ["lat", "ttfb", "million", "mixed", "large"]
+
+
+def bench_binary():
+    path = Path(
+        os.environ.get(
+            "GRANARY_BENCH_BIN", REPO / "tools" / "bench" / "target" / "debug" / "granary-bench"
+        )
+    )
+    if not path.exists():
+        pytest.fail(
+            f"granary-bench not found at {path}: "
+            "cargo build --manifest-path tools/bench/Cargo.toml (tools/test.sh does)",
+            pytrace=False,
+        )
+    return path
+
+
+def run_bench(args, server, timeout=240):
+    env = clean_env()
+    env["AWS_ACCESS_KEY_ID"] = server.access_key
+    env["AWS_SECRET_ACCESS_KEY"] = server.secret_key
+    proc = subprocess.run(
+        [str(bench_binary()), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, (
+        f"granary-bench {' '.join(map(str, args))} failed ({proc.returncode})\n"
+        f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
+    )
+    return proc
+
+
+def test_bench_all_smoke(server, tmp_path):
+    out = tmp_path / "granary.json"
+    proc = run_bench(
+        ["all", "--smoke", "--endpoint", server.endpoint, "--label", "granary",
+         "--json-out", out, "--raw-dir", tmp_path],
+        server,
+    )
+    doc = json.loads(out.read_text())
+    assert doc["tool"] == "granary-bench" and doc["schema"] == 1
+    assert doc["label"] == "granary" and doc["smoke"] is True
+    assert doc["machine"]["cores"] >= 1
+    assert sorted(doc["experiments"]) == sorted(S3_EXPERIMENTS + ["raw"])
+
+    for name in S3_EXPERIMENTS:
+        exp = doc["experiments"][name]
+        assert "error" not in exp, exp
+        assert exp["rows"], name
+        for row in exp["rows"]:
+            if "count" in row:
+                assert row["count"] > 0, (name, row)
+            assert row["errors"] == 0, (name, row)
+        # Every table is printed.
+        assert f"## {name}" in proc.stdout
+
+    lat = {r["op"]: r for r in doc["experiments"]["lat"]["rows"]}
+    assert set(lat) == {"PutObject", "GetObject", "ListObjects", "ListBuckets", "DeleteObject"}
+    assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in lat.values())
+
+    ttfb = doc["experiments"]["ttfb"]
+    for r in ttfb["rows"]:
+        assert 0 < r["ttfb_p50_ms"] <= r["total_p50_ms"]
+
+    million = doc["experiments"]["million"]
+    w = million["workload"]
+    assert len(million["rows"]) == w["batches"]
+    assert million["summary"]["objects"] == w["batches"] * w["batch_size"]
+
+    mixed = {r["op"]: r for r in doc["experiments"]["mixed"]["rows"]}
+    assert mixed["total"]["count"] == sum(mixed[o]["count"] for o in ("GET", "STAT", "PUT", "DELETE"))
+    assert all(mixed[o]["count"] > 0 for o in ("GET", "STAT", "PUT", "DELETE"))
+
+    large = doc["experiments"]["large"]
+    assert large["summary"]["put_mb_per_s"] > 0 and large["summary"]["get_mb_per_s"] > 0
+    # Every GET returned the whole object.
+    get = [r for r in large["rows"] if r["op"] == "GET"][0]
+    assert get["bytes"] == large["workload"]["size"] * large["workload"]["count"]
+
+    raw = doc["experiments"]["raw"]
+    assert "error" not in raw, raw
+    assert all(r["mb_per_s"] > 0 for r in raw["rows"])
+    assert raw["loopback_gbit_1"] > 0 and raw["md5_gb_per_s"] > 0 and raw["sha256_gb_per_s"] > 0
+    # fio's file is removed.
+    assert not list(tmp_path.glob("granary-bench-fio-*"))
+
+    # The experiments clean up after themselves: none of their buckets is left.
+    names = [b["Name"] for b in server.client().list_buckets()["Buckets"]]
+    assert not [n for n in names if n.startswith("gb-")], names
+
+    # compare reads two result files and writes ratios; against itself every ratio is 1.
+    cmp_out = tmp_path / "compare.json"
+    run_bench(["compare", out, out, "--json-out", cmp_out], server)
+    cmp = json.loads(cmp_out.read_text())
+    assert cmp["kind"] == "compare" and cmp["rows"]
+    same = [r for r in cmp["rows"] if r["other_name"] == "granary" and "batch" not in r["what"]]
+    assert same and all(abs(r["ratio"] - 1) < 1e-9 for r in same if r["ratio"] is not None)
+
+
+def test_bench_signed_payload_smoke(server, tmp_path):
+    """Signed payloads (SHA-256 of each body in the signature) are accepted too."""
+    out = tmp_path / "signed.json"
+    run_bench(
+        ["large", "--smoke", "--signed-payload", "--endpoint", server.endpoint, "--json-out", out],
+        server,
+    )
+    large = json.loads(out.read_text())["experiments"]["large"]
+    assert large["workload"]["signed_payload"] is True
+    assert all(r["errors"] == 0 for r in large["rows"])
