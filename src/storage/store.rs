@@ -651,7 +651,13 @@ impl ShardStore {
                 .map(|data| data[offset as usize - span.start..][..len as usize].to_vec())
         };
         if let Err(StorageError::Corrupt(why)) = &res {
-            tracing::error!(block = %hash.to_hex(), segment = e.segment, offset = e.offset, %why, "corrupt block: marking bad");
+            tracing::error!(
+                block = %hash.to_hex(),
+                segment = e.segment,
+                offset = e.offset,
+                %why,
+                "corrupt block: marking bad",
+            );
             self.send_meta(vec![(Op::MarkBad(*hash, e.segment, e.offset), None)]);
         }
         res
@@ -702,7 +708,13 @@ impl ShardStore {
     }
 
     fn mark_bad(&self, hash: &BlockHash, e: &BlockEntry, why: &str) {
-        tracing::error!(block = %hash.to_hex(), segment = e.segment, offset = e.offset, %why, "corrupt block: marking bad");
+        tracing::error!(
+            block = %hash.to_hex(),
+            segment = e.segment,
+            offset = e.offset,
+            %why,
+            "corrupt block: marking bad",
+        );
         self.send_meta(vec![(Op::MarkBad(*hash, e.segment, e.offset), None)]);
     }
 
@@ -1104,7 +1116,11 @@ impl ShardStore {
             for (id, f) in files.iter() {
                 if let Err(e) = f.fdatasync().await {
                     *self.failed.borrow_mut() = Some(e.to_string());
-                    tracing::error!(segment = id, error = %e, "fdatasync failed: block writes disabled");
+                    tracing::error!(
+                        segment = id,
+                        error = %e,
+                        "fdatasync failed: block writes disabled",
+                    );
                     return Err(e);
                 }
             }
@@ -1404,7 +1420,11 @@ impl ShardStore {
             let r = file.fdatasync().await;
             bump(&self.counters.sync_us, t_sync.elapsed().as_micros() as u64);
             if let Err(e) = r {
-                tracing::error!(segment = id, error = %e, "fdatasync failed: block writes disabled until reopen");
+                tracing::error!(
+                    segment = id,
+                    error = %e,
+                    "fdatasync failed: block writes disabled until reopen",
+                );
                 *self.failed.borrow_mut() = Some(e.to_string());
                 return Err(StorageError::Failed(e.to_string()));
             }
@@ -1514,7 +1534,13 @@ impl BlockReader {
 
     fn bad(&self, why: String) -> StorageError {
         let e = &self.entry;
-        tracing::error!(block = %self.hash.to_hex(), segment = e.segment, offset = e.offset, %why, "corrupt block: marking bad");
+        tracing::error!(
+            block = %self.hash.to_hex(),
+            segment = e.segment,
+            offset = e.offset,
+            %why,
+            "corrupt block: marking bad",
+        );
         if let Some(tx) = &self.meta_tx {
             let _ = tx.unbounded_send(MetaMsg::Ops(vec![(
                 Op::MarkBad(self.hash, e.segment, e.offset),
@@ -1961,7 +1987,11 @@ async fn periodic_data_sync(store: Weak<ShardStore>, every: Duration) {
         let mut ok = true;
         for (id, f) in files {
             if let Err(e) = f.fdatasync().await {
-                tracing::error!(segment = id, error = %e, "periodic fdatasync failed: block writes disabled until reopen");
+                tracing::error!(
+                    segment = id,
+                    error = %e,
+                    "periodic fdatasync failed: block writes disabled until reopen",
+                );
                 *s.failed.borrow_mut() = Some(e.to_string());
                 ok = false;
                 break;
