@@ -232,6 +232,17 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The one log line of a block found corrupt (by a read or the scrub).
+fn log_marking_bad(hash: &BlockHash, e: &BlockEntry, why: &str) {
+    tracing::error!(
+        block = %hash.to_hex(),
+        segment = e.segment,
+        offset = e.offset,
+        %why,
+        "corrupt block: marking bad",
+    );
+}
+
 fn corrupt(what: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(what.to_string())
 }
@@ -651,14 +662,7 @@ impl ShardStore {
                 .map(|data| data[offset as usize - span.start..][..len as usize].to_vec())
         };
         if let Err(StorageError::Corrupt(why)) = &res {
-            tracing::error!(
-                block = %hash.to_hex(),
-                segment = e.segment,
-                offset = e.offset,
-                %why,
-                "corrupt block: marking bad",
-            );
-            self.send_meta(vec![(Op::MarkBad(*hash, e.segment, e.offset), None)]);
+            self.mark_bad(hash, &e, why);
         }
         res
     }
@@ -708,13 +712,7 @@ impl ShardStore {
     }
 
     fn mark_bad(&self, hash: &BlockHash, e: &BlockEntry, why: &str) {
-        tracing::error!(
-            block = %hash.to_hex(),
-            segment = e.segment,
-            offset = e.offset,
-            %why,
-            "corrupt block: marking bad",
-        );
+        log_marking_bad(hash, e, why);
         self.send_meta(vec![(Op::MarkBad(*hash, e.segment, e.offset), None)]);
     }
 
@@ -1534,13 +1532,7 @@ impl BlockReader {
 
     fn bad(&self, why: String) -> StorageError {
         let e = &self.entry;
-        tracing::error!(
-            block = %self.hash.to_hex(),
-            segment = e.segment,
-            offset = e.offset,
-            %why,
-            "corrupt block: marking bad",
-        );
+        log_marking_bad(&self.hash, e, &why);
         if let Some(tx) = &self.meta_tx {
             let _ = tx.unbounded_send(MetaMsg::Ops(vec![(
                 Op::MarkBad(self.hash, e.segment, e.offset),
