@@ -297,35 +297,38 @@ async fn shard_main(
     Ok(())
 }
 
-enum Accepted {
-    Connection(std::io::Result<glommio::net::TcpStream>),
-    Stop,
-}
-
+/// Accepts connections until the node stops.
+///
+/// The accept loop runs in a task of its own, woken only by the listener. Polling a pending
+/// glommio accept again (as `or(accept, stop_timer)` did every 20 ms) adds one more waker
+/// to its source each time; after about 11 idle minutes the task's reference count
+/// overflowed and the shard panicked. The stop is watched here and the loop cancelled.
 async fn accept_until_stopped(
     shard: &Rc<Shard>,
     listener: glommio::net::TcpListener,
     kind: conn::Listener,
 ) {
-    loop {
-        let accept = async { Accepted::Connection(listener.accept().await.map_err(Into::into)) };
-        let stop = async {
-            while !stopping() {
-                glommio::timer::sleep(STOP_POLL).await;
+    let accepting = {
+        let shard = Rc::clone(shard);
+        glommio::spawn_local(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        let serve = conn::serve(Rc::clone(&shard), stream, kind);
+                        glommio::spawn_local(serve).detach();
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = shard.id, "accept failed: {e}");
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
+                }
             }
-            Accepted::Stop
-        };
-        match futures_lite::future::or(accept, stop).await {
-            Accepted::Connection(Ok(stream)) => {
-                glommio::spawn_local(conn::serve(Rc::clone(shard), stream, kind)).detach();
-            }
-            Accepted::Connection(Err(e)) => {
-                tracing::warn!(shard = shard.id, "accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-            Accepted::Stop => return,
-        }
+        })
+    };
+    while !stopping() {
+        glommio::timer::sleep(STOP_POLL).await;
     }
+    accepting.cancel().await;
 }
 
 /// A graceful stop: wait for this shard's requests in flight, then for every shard's (a

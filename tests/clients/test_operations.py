@@ -203,6 +203,15 @@ def test_metrics_pass_promtool_after_traffic(server, s3, bucket):
 
 def test_scrub_and_gc_run_on_request_with_progress_in_status_and_metrics(server, s3, bucket):
     s3.put_object(Bucket=bucket, Key="blocks", Body=os.urandom(4 * MiB + 5))
+    # The scrub walks the committed index: wait for the blocks' index entries to commit.
+    deadline = time.monotonic() + 10
+    def live_bytes():
+        stats = json.loads(cli(server, "stats", extra=["--json"]))
+        return sum(s["storage"]["live_bytes"] for s in stats)
+
+    while live_bytes() < 4 * MiB:
+        assert time.monotonic() < deadline, "the block index did not commit"
+        time.sleep(0.1)
     out = cli(server, "scrub")
     assert "started scrub" in out
     deadline = time.monotonic() + 60
