@@ -146,8 +146,9 @@ fn read_checkpoint(dir: &Path) -> Checkpoint {
     c
 }
 
-/// Forget a random part of the newest segment's unsynced tail; returns bytes dropped.
-fn simulate_power_loss(dir: &Path, acked: &HashSet<BlockHash>, rng: &mut impl Rng) -> u64 {
+/// Forget a random part of the newest segment's unsynced tail, or, when it has none, leave
+/// a torn write at its end.
+fn simulate_power_loss(dir: &Path, acked: &HashSet<BlockHash>, rng: &mut impl Rng) -> Loss {
     let mut segs: Vec<(u32, PathBuf)> = std::fs::read_dir(dir.join("segments"))
         .unwrap()
         .filter_map(|e| {
@@ -163,29 +164,54 @@ fn simulate_power_loss(dir: &Path, acked: &HashSet<BlockHash>, rng: &mut impl Rn
         .collect();
     segs.sort();
     let Some((id, path)) = segs.pop() else {
-        return 0;
+        return Loss::None;
     };
     let bytes = std::fs::read(&path).unwrap();
     let ckpt = read_checkpoint(dir);
     let mut lower = match ckpt.segment.cmp(&id) {
         std::cmp::Ordering::Equal => ckpt.offset as usize,
         std::cmp::Ordering::Less => 0,
-        std::cmp::Ordering::Greater => return 0,
+        std::cmp::Ordering::Greater => return Loss::None,
     };
     let (found, _) = record::scan(&bytes);
-    for (off, h) in found {
+    for (off, h) in &found {
         if acked.contains(&h.hash) {
-            lower = lower.max(off + h.record_len());
+            lower = lower.max(*off + h.record_len());
         }
     }
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     if lower >= bytes.len() {
-        return 0;
+        // Every write that reached the file was acknowledged (the kill fell between
+        // writes), so there is nothing unsynced to forget. Simulate the other thing a
+        // power loss leaves: a torn write, part of a record in flight that landed after
+        // the last synced one. Recovery must cut it off and append after it.
+        let mut torn = vec![0u8; 512 * rng.gen_range(1..=8)];
+        rng.fill(&mut torn[..]);
+        if let Some((off, h)) = found.last() {
+            // Start like a real record (its header), then garbage.
+            let n = h.record_len().min(64).min(torn.len());
+            torn[..n].copy_from_slice(&bytes[*off..*off + n]);
+        }
+        use std::io::{Seek, SeekFrom};
+        let mut f = f;
+        f.seek(SeekFrom::End(0)).unwrap();
+        f.write_all(&torn).unwrap();
+        f.sync_all().unwrap();
+        return Loss::Torn;
     }
     let cut = (rng.gen_range(lower..=bytes.len()) & !511).max(lower);
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(cut as u64).unwrap();
     f.sync_all().unwrap();
-    (bytes.len() - cut) as u64
+    Loss::Dropped((bytes.len() - cut) as u64)
+}
+
+/// What one simulated power loss did to the newest segment.
+enum Loss {
+    None,
+    /// Bytes of the unsynced tail forgotten.
+    Dropped(u64),
+    /// A torn record appended.
+    Torn,
 }
 
 fn crash_cycles(
@@ -203,7 +229,7 @@ fn crash_cycles(
     let mut checked = (0usize, 0usize);
     let mut prev_len = (0usize, 0usize);
     let mut acked_hashes: HashSet<BlockHash> = HashSet::new();
-    let mut dropped = 0u64;
+    let (mut dropped, mut torn) = (0u64, 0u32);
     for cycle in 0..cycles {
         let mut child = Command::new(&exe)
             .args([
@@ -258,7 +284,11 @@ fn crash_cycles(
             for &seed in &acked_blocks[prev_len.0..] {
                 acked_hashes.insert(BlockHash::of(&data(block_len(seed), seed)));
             }
-            dropped += simulate_power_loss(dir.path(), &acked_hashes, &mut rng);
+            match simulate_power_loss(dir.path(), &acked_hashes, &mut rng) {
+                Loss::None => {}
+                Loss::Dropped(n) => dropped += n,
+                Loss::Torn => torn += 1,
+            }
         }
         // Reopen in this process and check every acknowledged write.
         let path = dir.path().to_path_buf();
@@ -308,11 +338,13 @@ fn crash_cycles(
         "the child made too little progress to test anything"
     );
     if power_loss {
+        // Whether a kill leaves an unsynced tail depends on where it falls; either way
+        // recovery was exercised against a damaged segment end.
         assert!(
-            dropped > 0,
-            "the simulated power losses never dropped anything"
+            dropped > 0 || torn > 0,
+            "the simulated power losses never touched a segment"
         );
-        eprintln!("power loss dropped {dropped} unsynced bytes in all");
+        eprintln!("power loss: dropped {dropped} unsynced bytes; {torn} torn tails");
     }
     if compaction {
         // Compaction ran: segment files below the newest one were deleted.
