@@ -214,6 +214,27 @@ enum Loss {
     Torn,
 }
 
+/// Reads the child's acknowledgement lines into the seeds of blocks and objects.
+fn parse_acks(lines: Vec<String>, blocks: &mut Vec<u64>, objects: &mut Vec<u64>) {
+    for l in lines {
+        // A line cut by the kill has no newline: `lines()` still yields it, but then it
+        // may be partial; only whole "ACK X n" lines with a valid number count.
+        let mut it = l.split_whitespace();
+        if it.next() != Some("ACK") {
+            continue;
+        }
+        let (Some(kind), Some(n), None) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        match kind {
+            "B" => blocks.push(n),
+            "O" => objects.push(n),
+            _ => {}
+        }
+    }
+}
+
 fn crash_cycles(
     compaction: bool,
     power_loss: bool,
@@ -262,23 +283,7 @@ fn crash_cycles(
         child.wait().unwrap();
         let lines = reader.join().unwrap();
         let before = acked_blocks.len() + acked_objects.len();
-        for l in lines {
-            // A line cut by the kill has no newline: `lines()` still yields it, but then it
-            // may be partial; only whole "ACK X n" lines with a valid number count.
-            let mut it = l.split_whitespace();
-            if it.next() != Some("ACK") {
-                continue;
-            }
-            let (Some(kind), Some(n), None) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            let Ok(n) = n.parse::<u64>() else { continue };
-            match kind {
-                "B" => acked_blocks.push(n),
-                "O" => acked_objects.push(n),
-                _ => {}
-            }
-        }
+        parse_acks(lines, &mut acked_blocks, &mut acked_objects);
         let new = acked_blocks.len() + acked_objects.len() - before;
         if power_loss {
             for &seed in &acked_blocks[prev_len.0..] {
