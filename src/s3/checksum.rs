@@ -9,7 +9,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use md5::Md5;
+use md5_many::Md5State;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
@@ -114,7 +114,7 @@ pub fn etag_single(md5: [u8; 16]) -> String {
 
 /// `"<hex md5 of the concatenated binary part md5s>-N"`, quotes included.
 pub fn etag_multipart(part_md5s: &[[u8; 16]]) -> String {
-    let mut h = Md5::new();
+    let mut h = Md5State::new();
     for m in part_md5s {
         h.update(m);
     }
@@ -219,7 +219,8 @@ impl Digests {
 /// SHA-256 when the payload hash was signed, and at most one SDK checksum. A SHA-256 SDK
 /// checksum shares the payload SHA-256 computation.
 pub struct Hashers {
-    md5: Md5,
+    /// `None` when the caller hashes the MD5 itself (uploads: in the shard's SIMD lanes).
+    md5: Option<Md5State>,
     sha256: Option<Sha256>,
     checksum: Option<ChecksumHasher>,
     checksum_is_sha256: bool,
@@ -230,7 +231,7 @@ impl Hashers {
     pub fn new(sha256: bool, checksum: Option<ChecksumAlgorithm>) -> Self {
         let checksum_is_sha256 = checksum == Some(ChecksumAlgorithm::Sha256);
         Self {
-            md5: Md5::new(),
+            md5: Some(Md5State::new()),
             sha256: (sha256 || checksum_is_sha256).then(Sha256::new),
             checksum: checksum
                 .filter(|_| !checksum_is_sha256)
@@ -241,7 +242,9 @@ impl Hashers {
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        self.md5.update(data);
+        if let Some(h) = &mut self.md5 {
+            h.update(data);
+        }
         if let Some(h) = &mut self.sha256 {
             h.update(data);
         }
@@ -256,7 +259,24 @@ impl Hashers {
         self.bytes
     }
 
+    /// Leaves the MD5 to the caller, who gives it to [`Hashers::finish_with_md5`].
+    pub fn without_md5(mut self) -> Self {
+        self.md5 = None;
+        self
+    }
+
+    /// The digests. Panics if the MD5 was left to the caller: use `finish_with_md5`.
     pub fn finish(self) -> Digests {
+        let md5 = self
+            .md5
+            .as_ref()
+            .expect("Hashers::finish without MD5")
+            .finalize();
+        self.finish_with_md5(md5)
+    }
+
+    /// The digests, with the MD5 the caller computed.
+    pub fn finish_with_md5(self, md5: [u8; 16]) -> Digests {
         let sha256: Option<[u8; 32]> = self.sha256.map(|h| h.finalize().into());
         let checksum = if self.checksum_is_sha256 {
             sha256.map(|d| Checksum {
@@ -272,7 +292,7 @@ impl Hashers {
             })
         };
         Digests {
-            md5: self.md5.finalize().into(),
+            md5,
             sha256,
             checksum,
         }
@@ -569,7 +589,10 @@ mod tests {
         let b = parse_part_etag("C6FE027FFE971B349CC46D259A77D639").unwrap();
         let mut cat = a.to_vec();
         cat.extend_from_slice(&b);
-        let expect = format!("\"{}-2\"", hex::encode(Md5::digest(&cat)));
+        let expect = format!(
+            "\"{}-2\"",
+            hex::encode(<md5::Md5 as md5::Digest>::digest(&cat))
+        );
         assert_eq!(etag_multipart(&[a, b]), expect);
         assert_eq!(parse_part_etag("\"xyz\""), None);
         assert_eq!(parse_part_etag(&etag_single(a)), Some(a));
@@ -588,7 +611,10 @@ mod tests {
                 assert_eq!(c.algorithm, a);
                 assert!(!c.composite);
                 assert_eq!(c.base64, checksum_base64(a, b"0123456789"));
-                assert_eq!(d.md5, <[u8; 16]>::from(Md5::digest(b"0123456789")));
+                assert_eq!(
+                    d.md5,
+                    <[u8; 16]>::from(<md5::Md5 as md5::Digest>::digest(b"0123456789"))
+                );
                 let want_sha = sha || a == ChecksumAlgorithm::Sha256;
                 assert_eq!(d.sha256.is_some(), want_sha);
                 if want_sha {
@@ -625,7 +651,7 @@ mod tests {
 
     #[test]
     fn content_md5() {
-        let md5: [u8; 16] = Md5::digest(b"0123456789").into();
+        let md5: [u8; 16] = <md5::Md5 as md5::Digest>::digest(b"0123456789").into();
         assert_eq!(parse_content_md5(&B64.encode(md5)), Ok(md5));
         assert_eq!(parse_content_md5("nope"), Err(S3Error::InvalidDigest));
         assert_eq!(

@@ -69,10 +69,27 @@ impl ConnIo {
         n
     }
 
+    /// Reads from the socket straight onto the end of `out` (at most `max` bytes), sparing
+    /// a large body the copy through the read buffer. Only when nothing is buffered.
+    async fn read_append(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        assert!(self.available().is_empty(), "buffered bytes come first");
+        if std::mem::take(&mut self.continue_pending) {
+            self.stream.write_all(CONTINUE).await?;
+        }
+        let start = out.len();
+        out.resize(start + max, 0);
+        let n = self.stream.read(&mut out[start..]).await;
+        out.truncate(start + *n.as_ref().unwrap_or(&0));
+        n
+    }
+
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.stream.write_all(data).await
     }
 }
+
+/// Reads of a plain body at least this large skip the read buffer (`ConnIo::read_append`).
+const DIRECT_READ_MIN: usize = 16 * 1024;
 
 enum Framing {
     Empty,
@@ -231,6 +248,19 @@ impl<'c> Body<'c> {
         }
     }
 
+    /// `ConnIo::read_append` with the timeout and errors of [`Body::fill`].
+    async fn read_direct(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize, S3Error> {
+        let io = &mut self.io;
+        let read =
+            glommio::timer::timeout(IO_TIMEOUT, async { Ok(io.read_append(out, max).await) });
+        match read.await {
+            Ok(Ok(0)) => Err(S3Error::IncompleteBody),
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(_)) => Err(S3Error::IncompleteBody),
+            Err(_) => Err(S3Error::RequestTimeout),
+        }
+    }
+
     /// The filter layer, fed from the aws-chunked or the framing layer.
     async fn read_filtered(&mut self, out: &mut Vec<u8>) -> Result<usize, S3Error> {
         let mut layer = self
@@ -283,6 +313,15 @@ impl<'c> Body<'c> {
                         return Ok(0);
                     }
                     if self.io.available().is_empty() {
+                        let max = want.min(*remaining as usize);
+                        if max >= DIRECT_READ_MIN {
+                            let n = self.read_direct(out, max).await?;
+                            let Framing::Length { remaining } = &mut self.framing else {
+                                unreachable!()
+                            };
+                            *remaining -= n as u64;
+                            return Ok(n);
+                        }
                         self.fill().await?;
                         continue;
                     }

@@ -121,6 +121,17 @@ pub struct ShardStats {
     pub storage: StorageStats,
     pub tasks: Vec<TaskProgress>,
     pub lifecycle: LifecycleFigures,
+    #[serde(default)]
+    pub md5: Md5Figures,
+}
+
+/// How the shard's MD5 lanes were used (`server::md5_lanes`): mean lanes per round is
+/// `blocks / rounds`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Md5Figures {
+    pub rounds: u64,
+    pub blocks: u64,
+    pub bytes: u64,
 }
 
 /// What the lifecycle worker of a shard has done since start.
@@ -476,6 +487,24 @@ const SHARD_SERIES: &[(&str, &str, &str, Getter)] = &[
         "counter",
         "Segments reclaimed by compaction",
         |s| s.storage.compacted_segments as f64,
+    ),
+    (
+        "granary_md5_rounds_total",
+        "counter",
+        "Passes of the MD5 lanes (upload blocks hashed together, one lane each)",
+        |s| s.md5.rounds as f64,
+    ),
+    (
+        "granary_md5_blocks_total",
+        "counter",
+        "Upload blocks hashed in the MD5 lanes (divided by rounds: mean lanes per pass)",
+        |s| s.md5.blocks as f64,
+    ),
+    (
+        "granary_md5_bytes_total",
+        "counter",
+        "Upload bytes hashed in the MD5 lanes",
+        |s| s.md5.bytes as f64,
     ),
     (
         "granary_lifecycle_passes_total",

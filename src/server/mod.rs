@@ -10,6 +10,7 @@ pub mod cors;
 pub mod global;
 pub mod lifecycle;
 pub mod list;
+pub mod md5_lanes;
 pub mod metrics;
 pub mod multipart;
 pub mod objects;
@@ -47,6 +48,8 @@ pub struct Shard {
     pub metrics: RefCell<metrics::Recorder>,
     /// The latest operator task of each kind on this shard.
     pub tasks: RefCell<Vec<metrics::TaskProgress>>,
+    /// MD5 of this shard's uploads, many at once.
+    pub md5: md5_lanes::Md5Lanes,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> ShardError {
@@ -175,6 +178,14 @@ impl Shard {
                 }
             }
             R::Stats => A::Stats(Box::new(self.stats())),
+            R::Adopt { conn } => {
+                if crate::runtime::stopping() {
+                    conn.close();
+                    return A::Done(Err(ShardError::Busy("the node is stopping".into())));
+                }
+                conn.serve(&self);
+                A::Done(Ok(()))
+            }
             R::StartTask { task } => A::Done(self.start_task(task)),
             R::GlobalUpdate { buckets, keys } => {
                 self.global.borrow_mut().apply(buckets, keys);

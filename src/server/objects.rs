@@ -18,6 +18,7 @@ use crate::s3::conditions::{Conditions, Outcome};
 use crate::s3::error::S3Error;
 use crate::s3::sigv4::PayloadMode;
 use crate::s3::xml;
+use crate::server::md5_lanes::Md5Stream;
 
 /// Blocks of one upload being written at once (per request): enough to keep both the
 /// hashing and the owning shards busy, small enough to bound memory (this many blocks).
@@ -90,7 +91,11 @@ pub async fn ingest(
         PayloadMode::Sha256(expected) => Some(*expected),
         _ => None,
     };
-    let mut hashers = Hashers::new(signed_sha.is_some(), declared.as_ref().map(|d| d.0));
+    // MD5 goes block by block through the shard's SIMD lanes (`md5_lanes`), shared with
+    // the other uploads; the other digests are computed as the bytes come.
+    let mut hashers =
+        Hashers::new(signed_sha.is_some(), declared.as_ref().map(|d| d.0)).without_md5();
+    let md5 = Md5Stream::new(&shard.md5);
     let block_size = shard.config.block_size as usize;
     let inline_threshold = shard.config.inline_threshold as usize;
 
@@ -102,6 +107,11 @@ pub async fn ingest(
     let result: Result<(), S3Error> = async {
         loop {
             let want = block_size - buffer.len();
+            if buffer.len() >= 64 * 1024 && buffer.capacity() < block_size {
+                // A large body: room for a whole block now, not by doubling (each doubling
+                // copied what was read so far).
+                buffer.reserve_exact(want);
+            }
             let before = buffer.len();
             let n = body.read_into(&mut buffer, want.min(256 * 1024)).await?;
             hashers.update(&buffer[before..]);
@@ -123,8 +133,8 @@ pub async fn ingest(
                     Vec::new()
                 };
                 let data = std::mem::replace(&mut buffer, rest);
-                if buffer.capacity() < 64 * 1024 {
-                    buffer.reserve(64 * 1024);
+                if buffer.capacity() < block_size {
+                    buffer.reserve_exact(block_size - buffer.len());
                 }
                 let hash = BlockHash::of(&data);
                 blocks.push(BlockRef {
@@ -135,8 +145,10 @@ pub async fn ingest(
                     let first = in_flight.pop_front().expect("non-empty");
                     first.await.expect("block writes are not cancelled")?;
                 }
+                let hashed = shard.md5.submit(&md5, data);
                 let shard = Rc::clone(shard);
                 let task = glommio::spawn_local(async move {
+                    let data = hashed.await;
                     shard
                         .call(ShardRequest::PutBlock { hash, data })
                         .await
@@ -167,7 +179,11 @@ pub async fn ingest(
                 return Err(S3Error::IncompleteBody);
             }
         }
-        let digests = hashers.finish();
+        if blocks.is_empty() {
+            // An inline body never went through the lanes.
+            md5.update(&buffer);
+        }
+        let digests = hashers.finish_with_md5(md5.finish());
         if let (Some(expected), Some(actual)) = (signed_sha, digests.sha256) {
             if expected != actual {
                 return Err(S3Error::XAmzContentSHA256Mismatch);

@@ -17,6 +17,10 @@ pub enum WriteCondition {
 
 #[derive(Debug)]
 pub enum ShardRequest {
+    /// Serve this connection, accepted by a busier shard.
+    Adopt {
+        conn: crate::runtime::Handoff,
+    },
     PutBlock {
         hash: BlockHash,
         data: Vec<u8>,
@@ -135,6 +139,7 @@ impl ShardRequest {
             | Self::ListUploads { .. }
             | Self::GlobalUpdate { .. }
             | Self::Stats
+            | Self::Adopt { .. }
             | Self::StartTask { .. } => unreachable!("fan-out requests are sent with call_on"),
             Self::PutBucket { .. } | Self::PutKey { .. } | Self::GlobalSnapshot => 0,
         }

@@ -30,6 +30,12 @@ impl Shard {
             ..Default::default()
         };
         self.metrics.borrow().fill(&mut stats);
+        let m = self.md5.counters();
+        stats.md5 = super::metrics::Md5Figures {
+            rounds: m.rounds.get(),
+            blocks: m.jobs.get(),
+            bytes: m.bytes.get(),
+        };
         let l = &self.lifecycle_stats;
         stats.lifecycle = super::metrics::LifecycleFigures {
             passes: l.passes.get(),

@@ -201,6 +201,41 @@ def test_metrics_pass_promtool_after_traffic(server, s3, bucket):
     assert total("granary_connections_open") >= 1
 
 
+def metric_total(server, name):
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in admin_request(server, "/metrics")[1].splitlines()
+        if line.startswith(name + "{")
+    )
+
+
+def test_concurrent_uploads_hashed_together_keep_their_own_etags(server, bucket):
+    """Uploads that run at once share their shard's MD5 lanes (server::md5_lanes): each
+    still gets the MD5 of its own bytes as its ETag, whatever the block boundaries."""
+    import concurrent.futures
+
+    hashed_before = metric_total(server, "granary_md5_bytes_total")
+    bodies = {f"o{i}": os.urandom(MiB + 4099 * i * 97) for i in range(12)}
+
+    def put(key):
+        client = server.client()
+        return key, client.put_object(Bucket=bucket, Key=key, Body=bodies[key])["ETag"]
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        etags = dict(pool.map(put, bodies))
+    s3 = server.client()
+    for key, body in bodies.items():
+        assert etags[key] == f'"{hashlib.md5(body).hexdigest()}"', key
+        got = s3.get_object(Bucket=bucket, Key=key)
+        assert got["ETag"] == etags[key]
+        assert got["Body"].read() == body
+    hashed = metric_total(server, "granary_md5_bytes_total") - hashed_before
+    assert hashed >= sum(len(b) for b in bodies.values())
+    assert metric_total(server, "granary_md5_blocks_total") >= metric_total(
+        server, "granary_md5_rounds_total"
+    ) > 0
+
+
 def test_scrub_and_gc_run_on_request_with_progress_in_status_and_metrics(server, s3, bucket):
     s3.put_object(Bucket=bucket, Key="blocks", Body=os.urandom(4 * MiB + 5))
     # The scrub walks the committed index: wait for the blocks' index entries to commit.
