@@ -579,3 +579,33 @@ def test_json_logs_carry_the_request_id_that_responses_carry(tmp_path):
         assert any(e["fields"].get("message", "").startswith("Granary is ready") for e in lines)
     finally:
         server.stop()
+
+
+def test_connections_are_spread_evenly_over_the_shards(tmp_path):
+    """The kernel spreads connections over the shards' listeners by a hash of their
+    addresses, unevenly; a shard serving more than another hands a new connection to the
+    least busy one. Connections opened one after another end up split evenly."""
+    server = GranaryServer(granary_binary_path(), tmp_path)  # two shards
+    server.start()
+    try:
+        connections = []
+        for _ in range(12):
+            c = socket.create_connection(("127.0.0.1", server.s3_port), timeout=10)
+            # Served (so counted) before the next one connects.
+            c.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert c.recv(65536).startswith(b"HTTP/1.1 403")
+            connections.append(c)
+        text = admin_request(server, "/metrics")[1]
+        open_by_shard = {
+            line.split('shard="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("granary_connections_open{")
+        }
+        assert open_by_shard == {"0": 6.0, "1": 6.0}, open_by_shard
+        # Every connection still works after being handed over.
+        for c in connections:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert c.recv(65536).startswith(b"HTTP/1.1 403")
+            c.close()
+    finally:
+        server.stop()
