@@ -3,7 +3,7 @@
 //! the same file system and access pattern measured in the same run.
 //!
 //! `cargo bench --bench storage_bench -- [--dir D] [--json F] [--secs S] [--runs N] [--quick]
-//! [--only blocks|inline]`
+//! [--only blocks|inline] [--conc N]`
 //! (D must be on the file system to measure; default ./target/storage-bench).
 
 use std::cell::{Cell, RefCell};
@@ -23,6 +23,8 @@ struct Args {
     runs: usize,
     quick: bool,
     only: Option<String>,
+    /// Only this concurrency.
+    conc: Option<usize>,
 }
 
 fn args() -> Args {
@@ -33,6 +35,7 @@ fn args() -> Args {
         runs: 3,
         quick: false,
         only: None,
+        conc: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -43,6 +46,7 @@ fn args() -> Args {
             "--runs" => a.runs = it.next().expect("--runs N").parse().expect("runs"),
             "--quick" => a.quick = true,
             "--only" => a.only = Some(it.next().expect("--only blocks|inline")),
+            "--conc" => a.conc = Some(it.next().expect("--conc N").parse().expect("a number")),
             "--bench" => {}
             _ => {}
         }
@@ -252,7 +256,12 @@ fn fio(dir: &Path, bs: &str, iodepth: usize, sync: bool, secs: f64) -> Option<(f
 
 fn main() {
     let a = args();
-    let concs: &[usize] = if a.quick { &[1, 256] } else { &[1, 16, 256] };
+    let one = a.conc.map(|c| [c]);
+    let concs: &[usize] = match &one {
+        Some(c) => c,
+        None if a.quick => &[1, 256],
+        None => &[1, 16, 256],
+    };
     let policies = [
         FsyncPolicy::Always,
         FsyncPolicy::Periodic(Duration::from_millis(100)),
