@@ -27,6 +27,16 @@ struct Args {
     conc: Option<usize>,
 }
 
+impl Args {
+    fn concurrencies(&self) -> Vec<usize> {
+        match self.conc {
+            Some(c) => vec![c],
+            None if self.quick => vec![1, 256],
+            None => vec![1, 16, 256],
+        }
+    }
+}
+
 fn args() -> Args {
     let mut a = Args {
         dir: PathBuf::from("target/storage-bench"),
@@ -256,12 +266,7 @@ fn fio(dir: &Path, bs: &str, iodepth: usize, sync: bool, secs: f64) -> Option<(f
 
 fn main() {
     let a = args();
-    let one = a.conc.map(|c| [c]);
-    let concs: &[usize] = match &one {
-        Some(c) => c,
-        None if a.quick => &[1, 256],
-        None => &[1, 16, 256],
-    };
+    let concs = a.concurrencies();
     let policies = [
         FsyncPolicy::Always,
         FsyncPolicy::Periodic(Duration::from_millis(100)),
@@ -294,7 +299,7 @@ fn main() {
             }
             _ => {}
         }
-        for &c in concs {
+        for &c in &concs {
             // fio in the same run, interleaved with ours, `runs` times: the same pattern with
             // fdatasync after every write. Medians are reported (the machines are noisy).
             let mut fio_runs: Vec<(f64, f64)> = Vec::new();

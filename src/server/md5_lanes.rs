@@ -41,22 +41,24 @@ pub struct Md5Stream(Rc<StreamState>);
 
 struct StreamState {
     md5: RefCell<Md5State>,
-    /// The shard's count of uploads in progress, while this one lives.
+    /// The shard's count of uploads in progress, which counts this one from its first
+    /// block (a small upload kept inline never uses the lanes, so no round waits for it)
+    /// until it ends.
     active: Option<Rc<Cell<usize>>>,
+    counted: Cell<bool>,
 }
 
 impl Drop for StreamState {
     fn drop(&mut self) {
-        if let Some(active) = &self.active {
+        if let (Some(active), true) = (&self.active, self.counted.get()) {
             active.set(active.get() - 1);
         }
     }
 }
 
 impl Md5Stream {
-    /// A stream counted with the uploads in progress on `lanes`' shard.
+    /// A stream of an upload on `lanes`' shard.
     pub fn new(lanes: &Md5Lanes) -> Self {
-        lanes.active.set(lanes.active.get() + 1);
         Self::with_count(Some(Rc::clone(&lanes.active)))
     }
 
@@ -64,7 +66,15 @@ impl Md5Stream {
         Self(Rc::new(StreamState {
             md5: RefCell::new(Md5State::new()),
             active,
+            counted: Cell::new(false),
         }))
+    }
+
+    fn count_once(&self) {
+        if let (Some(active), false) = (&self.0.active, self.0.counted.get()) {
+            active.set(active.get() + 1);
+            self.0.counted.set(true);
+        }
     }
 
     /// Hashes `data` here and now (bytes that are not worth a round trip to the worker).
@@ -125,6 +135,7 @@ impl Md5Lanes {
         stream: &Md5Stream,
         data: Vec<u8>,
     ) -> impl std::future::Future<Output = Vec<u8>> {
+        stream.count_once();
         let (done, rx) = oneshot::channel();
         let job = Job {
             stream: stream.clone(),
@@ -319,6 +330,22 @@ mod tests {
         assert_eq!(after, [vec![ROUND_LANES_MAX as u8, 1]]);
     }
 
+    #[test]
+    fn an_upload_counts_as_active_from_its_first_block_until_it_ends() {
+        let active = Rc::new(Cell::new(0));
+        let stream = Md5Stream::with_count(Some(Rc::clone(&active)));
+        stream.update(b"inline bytes are hashed here");
+        assert_eq!(active.get(), 0);
+        stream.count_once();
+        let clone = stream.clone();
+        clone.count_once();
+        assert_eq!(active.get(), 1);
+        drop(stream);
+        assert_eq!(active.get(), 1, "a queued job still holds the stream");
+        drop(clone);
+        assert_eq!(active.get(), 0);
+    }
+
     proptest::proptest! {
         /// Uploads of random lengths, cut into random blocks and hashed in rounds of
         /// whatever is queued, end with the digest a plain MD5 gives.
@@ -335,7 +362,8 @@ mod tests {
                 .enumerate()
                 .map(|(i, &n)| (0..n).map(|j| (j as u64 * 31 + i as u64 + seed) as u8).collect())
                 .collect();
-            let streams: Vec<Md5Stream> = bodies.iter().map(|_| Md5Stream::with_count(None)).collect();
+            let streams: Vec<Md5Stream> =
+                bodies.iter().map(|_| Md5Stream::with_count(None)).collect();
             let mut queue = VecDeque::new();
             let mut offsets = vec![0usize; bodies.len()];
             let mut step = 0;

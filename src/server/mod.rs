@@ -29,7 +29,7 @@ use crate::config::ServerConfig;
 use crate::runtime::mesh::Mesh;
 use crate::storage::ShardStore;
 use global::Global;
-use shard_api::{ShardError, ShardRequest, ShardResponse};
+use shard_api::{ShardError, ShardRequest, ShardResponse, ShardResult};
 
 pub struct Shard {
     pub id: u16,
@@ -57,6 +57,30 @@ fn storage_err(e: impl std::fmt::Display) -> ShardError {
 }
 
 impl Shard {
+    /// Whether this shard holds an object or an upload of `bucket`.
+    fn bucket_has_objects(&self, bucket: &BucketId) -> ShardResult<bool> {
+        let store = &self.store;
+        let has = !store
+            .list_objects(bucket, "", "", 1)
+            .map_err(storage_err)?
+            .is_empty();
+        Ok(has
+            || !store
+                .list_uploads(bucket, "", "", "", 1)
+                .map_err(storage_err)?
+                .is_empty())
+    }
+
+    /// Serves a connection another shard accepted (`runtime::connection_target`).
+    fn adopt(self: &Rc<Self>, conn: crate::runtime::Handoff) -> ShardResult<()> {
+        if crate::runtime::stopping() {
+            conn.close();
+            return Err(ShardError::Busy("the node is stopping".into()));
+        }
+        conn.serve(self);
+        Ok(())
+    }
+
     /// Sends a request to the shard that owns its data.
     pub async fn call(&self, request: ShardRequest) -> ShardResponse {
         let shard = request.shard(self.shards);
@@ -110,15 +134,7 @@ impl Shard {
                     .list_objects(&bucket, &prefix, &start_after, limit)
                     .map_err(storage_err),
             ),
-            R::BucketHasObjects { bucket } => A::Flag(
-                store
-                    .list_objects(&bucket, "", "", 1)
-                    .map(|rows| !rows.is_empty())
-                    .and_then(|has| {
-                        Ok(has || !store.list_uploads(&bucket, "", "", "", 1)?.is_empty())
-                    })
-                    .map_err(storage_err),
-            ),
+            R::BucketHasObjects { bucket } => A::Flag(self.bucket_has_objects(&bucket)),
             R::PutUpload { row } => A::Done(store.put_upload(row).await.map_err(storage_err)),
             R::GetUpload {
                 bucket,
@@ -178,14 +194,7 @@ impl Shard {
                 }
             }
             R::Stats => A::Stats(Box::new(self.stats())),
-            R::Adopt { conn } => {
-                if crate::runtime::stopping() {
-                    conn.close();
-                    return A::Done(Err(ShardError::Busy("the node is stopping".into())));
-                }
-                conn.serve(&self);
-                A::Done(Ok(()))
-            }
+            R::Adopt { conn } => A::Done(self.adopt(conn)),
             R::StartTask { task } => A::Done(self.start_task(task)),
             R::GlobalUpdate { buckets, keys } => {
                 self.global.borrow_mut().apply(buckets, keys);
@@ -231,7 +240,7 @@ impl Shard {
 /// Two ETags name the same content, with or without their quotes.
 pub use crate::s3::conditions::etags_equal;
 
-use crate::meta::types::ObjectRow;
+use crate::meta::types::{BucketId, ObjectRow};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -61,6 +61,54 @@ fn declared_checksum(
     Ok(None)
 }
 
+/// An upload's blocks on their way: named by blake3 here, MD5-hashed in the shard's lanes,
+/// then stored by the shards that own them, at most `BLOCK_WRITES_IN_FLIGHT_MAX` at once.
+struct BlockWriter {
+    md5: Md5Stream,
+    blocks: Vec<BlockRef>,
+    in_flight: std::collections::VecDeque<glommio::task::JoinHandle<Result<(), S3Error>>>,
+}
+
+impl BlockWriter {
+    /// Sends the upload's next block (waiting first if too many are in flight).
+    async fn send(&mut self, shard: &Rc<Shard>, data: Vec<u8>) -> Result<(), S3Error> {
+        let hash = BlockHash::of(&data);
+        self.blocks.push(BlockRef {
+            hash,
+            bytes: data.len() as u32,
+        });
+        if self.in_flight.len() >= BLOCK_WRITES_IN_FLIGHT_MAX {
+            let first = self.in_flight.pop_front().expect("non-empty");
+            first.await.expect("block writes are not cancelled")?;
+        }
+        let hashed = shard.md5.submit(&self.md5, data);
+        let shard = Rc::clone(shard);
+        let task = glommio::spawn_local(async move {
+            let data = hashed.await;
+            shard
+                .call(ShardRequest::PutBlock { hash, data })
+                .await
+                .done()
+                .map_err(S3Error::from)
+        })
+        .detach();
+        self.in_flight.push_back(task);
+        Ok(())
+    }
+
+    /// Waits for every block sent; the first failure.
+    async fn finish(&mut self) -> Result<(), S3Error> {
+        let mut result = Ok(());
+        for task in self.in_flight.drain(..) {
+            let r = task.await.expect("block writes are not cancelled");
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+}
+
 /// Reads an upload's body: hashes it (MD5 for the ETag, SHA-256 when signed, the declared
 /// checksum), stores it in blocks (or keeps it for inline storage when it is small and
 /// `inline_ok`), and checks every digest the client declared.
@@ -99,9 +147,11 @@ pub async fn ingest(
     let block_size = shard.config.block_size as usize;
     let inline_threshold = shard.config.inline_threshold as usize;
 
-    let mut blocks: Vec<BlockRef> = Vec::new();
-    let mut in_flight: std::collections::VecDeque<glommio::task::JoinHandle<Result<(), S3Error>>> =
-        Default::default();
+    let mut writer = BlockWriter {
+        md5,
+        blocks: Vec::new(),
+        in_flight: Default::default(),
+    };
     let mut buffer: Vec<u8> = Vec::with_capacity(inline_threshold.max(64 * 1024));
     let mut total: u64 = 0;
     let result: Result<(), S3Error> = async {
@@ -125,7 +175,7 @@ pub async fn ingest(
             while buffer.len() >= block_size
                 || (ended
                     && !buffer.is_empty()
-                    && !(inline_ok && blocks.is_empty() && buffer.len() < inline_threshold))
+                    && !(inline_ok && writer.blocks.is_empty() && buffer.len() < inline_threshold))
             {
                 let rest = if buffer.len() > block_size {
                     buffer.split_off(block_size)
@@ -136,42 +186,18 @@ pub async fn ingest(
                 if buffer.capacity() < block_size {
                     buffer.reserve_exact(block_size - buffer.len());
                 }
-                let hash = BlockHash::of(&data);
-                blocks.push(BlockRef {
-                    hash,
-                    bytes: data.len() as u32,
-                });
-                if in_flight.len() >= BLOCK_WRITES_IN_FLIGHT_MAX {
-                    let first = in_flight.pop_front().expect("non-empty");
-                    first.await.expect("block writes are not cancelled")?;
-                }
-                let hashed = shard.md5.submit(&md5, data);
-                let shard = Rc::clone(shard);
-                let task = glommio::spawn_local(async move {
-                    let data = hashed.await;
-                    shard
-                        .call(ShardRequest::PutBlock { hash, data })
-                        .await
-                        .done()
-                        .map_err(S3Error::from)
-                })
-                .detach();
-                in_flight.push_back(task);
+                writer.send(shard, data).await?;
             }
             if ended {
                 break;
             }
         }
-        for task in in_flight.drain(..) {
-            task.await.expect("block writes are not cancelled")?;
-        }
-        Ok(())
+        writer.finish().await
     }
     .await;
     // Even on error, wait for the writes already sent, so that their blocks can be released.
-    for task in in_flight.drain(..) {
-        let _ = task.await;
-    }
+    let _ = writer.finish().await;
+    let (md5, blocks) = (writer.md5, writer.blocks);
     let finish = || -> Result<Ingested, S3Error> {
         result?;
         if let Some(expected) = expected_length {

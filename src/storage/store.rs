@@ -200,7 +200,8 @@ fn bump(c: &Cell<u64>, n: u64) {
 
 /// Target size of one O_DIRECT write of a batch (several are in flight at once).
 const WRITE_UNIT: usize = 1 << 20;
-/// Data batches in flight at once (encoding, writing or syncing).
+/// Data batches in flight at once (encoding, writing or syncing); 4 measured no better than
+/// 2 on this machine, within its noise.
 const DATA_PIPELINE_DEPTH: usize = 2;
 
 /// One shard's storage: see the module docs.
@@ -1760,9 +1761,8 @@ async fn data_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Data
         let Some(s) = store.upgrade() else { return };
         let (flushes, batch): (Vec<DataReq>, Vec<DataReq>) =
             batch.into_iter().partition(|r| r.kind == Kind::Flush);
-        // At most DATA_PIPELINE_DEPTH (two) batches in flight: the next one encodes while
-        // this one writes (4 measured no better here, within the noise). A
-        // failure (known from the latest batch's signal, or met while waiting) drains the
+        // At most DATA_PIPELINE_DEPTH batches in flight: the next one encodes while this one
+        // writes. A failure (known from the latest batch's signal, or met while waiting) drains the
         // pipeline and rewinds the segment to the failed batch's start.
         let latest_failed = match last_done.as_mut().map(|rx| rx.try_recv()) {
             Some(Ok(Some(true))) => {
