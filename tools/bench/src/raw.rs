@@ -251,8 +251,14 @@ pub fn raw(ctx: &Ctx) -> Result<Value> {
     for (what, gbs) in [
         ("MD5, one core (CPU time)", md5),
         ("MD5, one core (wall time)", md5_wall),
-        ("MD5 (RustCrypto md-5, asm), one core (CPU time)", md5_rustcrypto),
-        ("MD5, 8 streams in SIMD lanes, one core (CPU time)", md5_lanes8),
+        (
+            "MD5 (RustCrypto md-5, asm), one core (CPU time)",
+            md5_rustcrypto,
+        ),
+        (
+            "MD5, 8 streams in SIMD lanes, one core (CPU time)",
+            md5_lanes8,
+        ),
         ("SHA-256, one core (CPU time)", sha),
         ("SHA-256, one core (wall time)", sha_wall),
         ("MD5 + SHA-256, one core (CPU time)", both),
