@@ -4,12 +4,13 @@
 //! - sans-IO, pure: `http`, `s3` (sigv4, xml, error, checksum), `meta::keys`, `meta::types`,
 //!   `storage::record`. These never import glommio or heed.
 //! - I/O: `storage` (segments on glommio DmaFile, LMDB through heed), `runtime` (executors,
-//!   mesh), `server` (connections, S3 operations).
+//!   mesh), `server` (connections, S3 operations), `gather` (batches from a channel).
 
 pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod constants;
+pub mod gather;
 pub mod http;
 pub mod meta;
 pub mod runtime;

@@ -99,7 +99,7 @@ struct Job {
 pub struct Md5Lanes {
     tx: mpsc::UnboundedSender<Job>,
     counters: Rc<LaneCounters>,
-    /// Uploads in progress on the shard (live [`Md5Stream`]s).
+    /// Uploads in progress on the shard (live [`Md5Stream`]s that have sent a block).
     active: Rc<Cell<usize>>,
 }
 
@@ -173,28 +173,15 @@ async fn worker(
     let mut queue: VecDeque<Job> = VecDeque::new();
     while let Some(job) = rx.next().await {
         queue.push_back(job);
-        let deadline = Instant::now() + GATHER_MAX;
-        let mut closed = false;
-        loop {
-            while let Ok(job) = rx.try_recv() {
-                queue.push_back(job);
-            }
-            let want = active.get().clamp(1, ROUND_LANES_TARGET);
-            let now = Instant::now();
-            if closed || now >= deadline || distinct_streams(&queue) >= want {
-                break;
-            }
-            let next = futures_lite::future::or(async { Some(rx.next().await) }, async {
-                glommio::timer::sleep(deadline - now).await;
-                None
-            })
-            .await;
-            match next {
-                Some(Some(job)) => queue.push_back(job),
-                Some(None) => closed = true,
-                None => break,
-            }
-        }
+        let every_upload =
+            |q: &VecDeque<Job>| distinct_streams(q) >= active.get().clamp(1, ROUND_LANES_TARGET);
+        crate::gather::gather(
+            &mut rx,
+            &mut queue,
+            Instant::now() + GATHER_MAX,
+            every_upload,
+        )
+        .await;
         while !queue.is_empty() {
             let round = take_round(&mut queue);
             hash_round(engine, &round, &counters);

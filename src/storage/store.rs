@@ -19,6 +19,7 @@ use super::disk::{Disk, SegFile};
 use super::index::{decode_gc_key, gc_key, segment_key, BlockEntry, Checkpoint, SegmentInfo};
 use super::record;
 use super::{FsyncPolicy, PutIf, StorageConfig, StorageError, StorageStats};
+use crate::gather;
 use crate::meta::keys::{object_key, part_key, upload_key};
 use crate::meta::types::{BlockHash, BucketId, BucketRow, KeyRow, ObjectRow, PartRow, UploadRow};
 
@@ -1726,28 +1727,13 @@ async fn data_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Data
             ),
             None => return,
         };
-        let deadline = Instant::now() + delay;
-        let mut closed = false;
-        loop {
-            while let Ok(r) = rx.try_recv() {
-                queue.push_back(r);
-            }
-            let bytes: usize = queue.iter().map(|r| record::record_len(r.data.len())).sum();
-            let now = Instant::now();
-            if bytes >= cap || now >= deadline || closed {
-                break;
-            }
-            let more = futures_lite::future::or(async { Some(rx.next().await) }, async {
-                glommio::timer::sleep(deadline - now).await;
-                None
-            })
-            .await;
-            match more {
-                Some(Some(r)) => queue.push_back(r),
-                Some(None) => closed = true,
-                None => break,
-            }
-        }
+        let full = |q: &VecDeque<DataReq>| {
+            q.iter()
+                .map(|r| record::record_len(r.data.len()))
+                .sum::<usize>()
+                >= cap
+        };
+        gather::gather(&mut rx, &mut queue, Instant::now() + delay, full).await;
         let mut batch = Vec::new();
         let mut bytes = 0;
         while let Some(r) = queue.front() {
@@ -1839,18 +1825,10 @@ async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Meta
                     None => return,
                 }
             } else if let Some(d) = deadline {
-                let now = Instant::now();
-                if now < d {
-                    let more = futures_lite::future::or(async { Some(rx.next().await) }, async {
-                        glommio::timer::sleep(d - now).await;
-                        None
-                    })
-                    .await;
-                    match more {
-                        Some(Some(m)) => pending.push_back(m),
-                        Some(None) => closed = true,
-                        None => {}
-                    }
+                match gather::next_before(&mut rx, d).await {
+                    gather::Next::Message(m) => pending.push_back(m),
+                    gather::Next::Closed => closed = true,
+                    gather::Next::TimedOut => {}
                 }
             }
         }

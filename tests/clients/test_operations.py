@@ -188,11 +188,7 @@ def test_metrics_pass_promtool_after_traffic(server, s3, bucket):
     # Index entries (and so the live-byte count) commit shortly after the acknowledgement.
     deadline = time.monotonic() + 10
     while True:
-        live = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in admin_request(server, "/metrics")[1].splitlines()
-            if line.startswith("granary_segment_live_bytes{")
-        )
+        live = metric_total(server, "granary_segment_live_bytes")
         if live >= 3 * MiB:
             break
         assert time.monotonic() < deadline, f"live bytes stayed at {live}"
