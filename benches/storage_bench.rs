@@ -3,7 +3,7 @@
 //! the same file system and access pattern measured in the same run.
 //!
 //! `cargo bench --bench storage_bench -- [--dir D] [--json F] [--secs S] [--runs N] [--quick]
-//! [--only blocks|inline] [--conc N]`
+//! [--only blocks|inline] [--conc N] [--fsync always|periodic:100|never]`
 //! (D must be on the file system to measure; default ./target/storage-bench).
 
 use std::cell::{Cell, RefCell};
@@ -25,6 +25,8 @@ struct Args {
     only: Option<String>,
     /// Only this concurrency.
     conc: Option<usize>,
+    /// Only this fsync policy.
+    fsync: Option<String>,
 }
 
 impl Args {
@@ -46,6 +48,7 @@ fn args() -> Args {
         quick: false,
         only: None,
         conc: None,
+        fsync: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -57,6 +60,7 @@ fn args() -> Args {
             "--quick" => a.quick = true,
             "--only" => a.only = Some(it.next().expect("--only blocks|inline")),
             "--conc" => a.conc = Some(it.next().expect("--conc N").parse().expect("a number")),
+            "--fsync" => a.fsync = Some(it.next().expect("--fsync POLICY")),
             "--bench" => {}
             _ => {}
         }
@@ -236,49 +240,165 @@ fn row(i: usize) -> ObjectRow {
     }
 }
 
+/// The space fio writes into.
+#[derive(Clone, Copy, PartialEq)]
+enum Space {
+    /// Appends to a new, empty file: new blocks, as a store's segments get them.
+    Fresh,
+    /// A 1 GiB file written over and over (fio's own default once laid out): blocks that
+    /// are already allocated and written, so an fdatasync has no metadata to journal.
+    Overwrite,
+}
+
 /// fio's figure (MB/s and IOPS) for `bs` writes at `iodepth`, O_DIRECT, io_uring,
 /// fdatasync after every write when `sync`.
-fn fio(dir: &Path, bs: &str, iodepth: usize, sync: bool, secs: f64) -> Option<(f64, f64)> {
+fn fio(
+    dir: &Path,
+    bs: &str,
+    iodepth: usize,
+    sync: bool,
+    secs: f64,
+    space: Space,
+) -> Option<(f64, f64)> {
     std::fs::create_dir_all(dir).ok()?;
     let file = dir.join("fio.dat");
-    let out = Command::new("fio")
-        .args([
-            "--name=w",
-            &format!("--filename={}", file.display()),
-            "--size=1G",
-            &format!("--bs={bs}"),
-            "--rw=write",
-            "--direct=1",
-            "--ioengine=io_uring",
-            &format!("--iodepth={iodepth}"),
-            &format!("--fdatasync={}", if sync { 1 } else { 0 }),
-            "--time_based",
-            &format!("--runtime={}", secs.ceil() as u64),
-            "--output-format=json",
-        ])
-        .output()
-        .ok()?;
+    let _ = std::fs::remove_file(&file);
+    let mut args = vec![
+        "--name=w".to_string(),
+        format!("--filename={}", file.display()),
+        format!("--bs={bs}"),
+        "--rw=write".into(),
+        "--direct=1".into(),
+        "--ioengine=io_uring".into(),
+        format!("--iodepth={iodepth}"),
+        format!("--fdatasync={}", if sync { 1 } else { 0 }),
+        "--time_based".into(),
+        format!("--runtime={}", secs.ceil() as u64),
+        "--output-format=json".into(),
+    ];
+    match space {
+        // Larger than fio can write in the run, so it never wraps around to written blocks.
+        Space::Fresh => args.extend([
+            "--size=64G".into(),
+            "--file_append=1".into(),
+            "--fallocate=none".into(),
+        ]),
+        Space::Overwrite => args.push("--size=1G".into()),
+    }
+    let out = Command::new("fio").args(&args).output().ok()?;
     let _ = std::fs::remove_file(&file);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let w = &v["jobs"][0]["write"];
     Some((w["bw_bytes"].as_f64()? / 1e6, w["iops"].as_f64()?))
 }
 
+fn median_of(mut v: Vec<(f64, f64)>) -> Option<(f64, f64)> {
+    v.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap());
+    v.get(v.len() / 2).copied()
+}
+
+/// Column widths of the table; the first two columns are left-aligned.
+const WIDTHS: [usize; 14] = [10, 13, 5, 10, 9, 9, 10, 10, 9, 9, 11, 7, 10, 7];
+
+fn print_row<S: AsRef<str>>(cells: &[S]) {
+    let line: Vec<String> = cells
+        .iter()
+        .zip(WIDTHS)
+        .enumerate()
+        .map(|(i, (c, w))| match i {
+            0 | 1 => format!("{:<w$}", c.as_ref()),
+            _ => format!("{:>w$}", c.as_ref()),
+        })
+        .collect();
+    println!("{}", line.join(" "));
+}
+
+/// The median run of one workload, policy and concurrency: its table row (and the batch
+/// timings for blocks) printed, its JSON returned.
+fn report(
+    a: &Args,
+    (w, p, c): (Workload, FsyncPolicy, usize),
+    mut runs: Vec<Outcome>,
+    fio_sync: Option<(f64, f64)>,
+    fio_ovw: Option<(f64, f64)>,
+) -> serde_json::Value {
+    runs.sort_by(|x, y| {
+        (x.ops as f64 / x.secs)
+            .partial_cmp(&(y.ops as f64 / y.secs))
+            .unwrap()
+    });
+    let o = runs.swap_remove(runs.len() / 2);
+    let ops_s = o.ops as f64 / o.secs;
+    let mb_s = o.bytes as f64 / o.secs / 1e6;
+    let syncs_s = (o.syncs + o.commits) as f64 / o.secs;
+    let (fio_txt, ratio) = match (w, fio_sync) {
+        (Workload::Blocks1M, Some((mb, _))) => (format!("{mb:.0} MB/s"), mb_s / mb),
+        (Workload::Inline100, Some((_, iops))) => (format!("{iops:.0} sync/s"), ops_s / iops),
+        _ => ("n/a".into(), f64::NAN),
+    };
+    let ovw = match (w, fio_ovw) {
+        (Workload::Blocks1M, Some((mb, _))) => Some((mb, mb_s / mb)),
+        _ => None,
+    };
+    print_row(&[
+        format!("{w:?}"),
+        p.to_string(),
+        c.to_string(),
+        format!("{ops_s:.0}"),
+        format!("{mb_s:.1}"),
+        format!("{syncs_s:.0}"),
+        format!("{:.1}", o.mean_data_batch),
+        format!("{:.1}", o.mean_meta_batch),
+        format!("{:.0}", o.p50_us),
+        format!("{:.0}", o.p99_us),
+        fio_txt,
+        format!("{ratio:.2}"),
+        ovw.map(|(mb, _)| format!("{mb:.0} MB/s"))
+            .unwrap_or_default(),
+        ovw.map(|(_, r)| format!("{r:.2}")).unwrap_or_default(),
+    ]);
+    if w == Workload::Blocks1M {
+        println!(
+            "#   per data batch: encode {:.0} µs, write {:.0} µs, fdatasync {:.0} µs; \
+             per LMDB commit {:.0} µs",
+            o.encode_us, o.write_us, o.sync_us, o.commit_us
+        );
+    }
+    let fio = fio_sync.map(|(mb, iops)| serde_json::json!({"mb_per_s": mb, "iops": iops}));
+    serde_json::json!({
+        "workload": format!("{w:?}"), "fsync": p.to_string(), "concurrency": c,
+        "shards": 1, "runs": a.runs, "ops": o.ops, "secs": o.secs, "ops_per_s": ops_s,
+        "mb_per_s": mb_s, "syncs_per_s": syncs_s, "data_syncs": o.syncs,
+        "meta_commits": o.commits, "mean_data_batch": o.mean_data_batch,
+        "mean_meta_batch": o.mean_meta_batch, "p50_us": o.p50_us, "p99_us": o.p99_us,
+        "batch_encode_us": o.encode_us, "batch_write_us": o.write_us,
+        "batch_sync_us": o.sync_us, "commit_us": o.commit_us,
+        "fio": fio,
+        "fio_space": if w == Workload::Blocks1M { "fresh" } else { "overwrite" },
+        "ratio": ratio,
+        "fio_overwrite_mb_per_s": ovw.map(|(mb, _)| mb),
+        "ratio_overwrite": ovw.map(|(_, r)| r),
+    })
+}
+
 fn main() {
     let a = args();
     let concs = a.concurrencies();
-    let policies = [
-        FsyncPolicy::Always,
-        FsyncPolicy::Periodic(Duration::from_millis(100)),
-        FsyncPolicy::Never,
-    ];
+    let policies: Vec<FsyncPolicy> = match &a.fsync {
+        Some(p) => vec![p.parse().expect("--fsync always|periodic:<ms>|never")],
+        None => vec![
+            FsyncPolicy::Always,
+            FsyncPolicy::Periodic(Duration::from_millis(100)),
+            FsyncPolicy::Never,
+        ],
+    };
     let mut json = Vec::new();
     println!(
-        "# storage engine, 1 shard, dir {} (fio: O_DIRECT io_uring sequential write)",
+        "# storage engine, 1 shard, dir {} (fio: O_DIRECT io_uring sequential write; for blocks \
+         into fresh space like the segments, and 'ovw' over written blocks)",
         a.dir.display()
     );
-    println!(
-        "{:<10} {:<13} {:>5} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>11} {:>7}",
+    print_row(&[
         "workload",
         "fsync",
         "conc",
@@ -290,8 +410,10 @@ fn main() {
         "p50 µs",
         "p99 µs",
         "fio",
-        "ratio"
-    );
+        "ratio",
+        "fio ovw",
+        "ratio",
+    ]);
     for w in [Workload::Blocks1M, Workload::Inline100] {
         match (a.only.as_deref(), w) {
             (Some("blocks"), Workload::Inline100) | (Some("inline"), Workload::Blocks1M) => {
@@ -303,76 +425,37 @@ fn main() {
             // fio in the same run, interleaved with ours, `runs` times: the same pattern with
             // fdatasync after every write. Medians are reported (the machines are noisy).
             let mut fio_runs: Vec<(f64, f64)> = Vec::new();
+            let mut fio_ovw_runs: Vec<(f64, f64)> = Vec::new();
             let mut ours: Vec<Vec<Outcome>> = policies.iter().map(|_| Vec::new()).collect();
             for _ in 0..a.runs {
-                if let Some(f) = match w {
-                    Workload::Blocks1M => fio(&a.dir, "1M", c.min(64), true, a.secs),
-                    Workload::Inline100 => fio(&a.dir, "4k", 1, true, a.secs),
-                } {
-                    fio_runs.push(f);
+                let (bs, depth) = match w {
+                    Workload::Blocks1M => ("1M", c.min(64)),
+                    Workload::Inline100 => ("4k", 1),
+                };
+                // Blocks go to new space (segments are appended); inline objects to LMDB's
+                // pages, mostly written before.
+                if w == Workload::Blocks1M {
+                    fio_runs.extend(fio(&a.dir, bs, depth, true, a.secs, Space::Fresh));
                 }
+                fio_ovw_runs.extend(fio(&a.dir, bs, depth, true, a.secs, Space::Overwrite));
                 for (i, p) in policies.iter().enumerate() {
                     ours[i].push(run_one(&a.dir.join("store"), w, *p, c, a.secs));
                 }
             }
-            fio_runs.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap());
-            let fio_sync = fio_runs.get(fio_runs.len() / 2).copied();
-            for (p, mut runs) in policies.iter().zip(ours) {
-                runs.sort_by(|x, y| {
-                    (x.ops as f64 / x.secs)
-                        .partial_cmp(&(y.ops as f64 / y.secs))
-                        .unwrap()
-                });
-                let o = runs.swap_remove(runs.len() / 2);
-                let ops_s = o.ops as f64 / o.secs;
-                let mb_s = o.bytes as f64 / o.secs / 1e6;
-                let syncs_s = (o.syncs + o.commits) as f64 / o.secs;
-                let (fio_txt, ratio) = match (w, fio_sync) {
-                    (Workload::Blocks1M, Some((mb, _))) => (format!("{mb:.0} MB/s"), mb_s / mb),
-                    (Workload::Inline100, Some((_, iops))) => {
-                        (format!("{iops:.0} sync/s"), ops_s / iops)
-                    }
-                    _ => ("n/a".into(), f64::NAN),
-                };
-                println!(
-                    "{:<10} {:<13} {:>5} {:>10.0} {:>9.1} {:>9.0} {:>10.1} {:>10.1} {:>9.0} {:>9.0} {:>11} {:>7.2}",
-                    format!("{w:?}"),
-                    p.to_string(),
-                    c,
-                    ops_s,
-                    mb_s,
-                    syncs_s,
-                    o.mean_data_batch,
-                    o.mean_meta_batch,
-                    o.p50_us,
-                    o.p99_us,
-                    fio_txt,
-                    ratio
-                );
-                if w == Workload::Blocks1M {
-                    println!(
-                        "#   per data batch: encode {:.0} µs, write {:.0} µs, fdatasync {:.0} µs; per LMDB commit {:.0} µs",
-                        o.encode_us, o.write_us, o.sync_us, o.commit_us
-                    );
-                }
-                json.push(serde_json::json!({
-                    "workload": format!("{w:?}"), "fsync": p.to_string(), "concurrency": c,
-                    "shards": 1, "runs": a.runs, "ops": o.ops, "secs": o.secs, "ops_per_s": ops_s,
-                    "mb_per_s": mb_s, "syncs_per_s": syncs_s, "data_syncs": o.syncs,
-                    "meta_commits": o.commits, "mean_data_batch": o.mean_data_batch,
-                    "mean_meta_batch": o.mean_meta_batch, "p50_us": o.p50_us, "p99_us": o.p99_us,
-                    "batch_encode_us": o.encode_us, "batch_write_us": o.write_us,
-                    "batch_sync_us": o.sync_us, "commit_us": o.commit_us,
-                    "fio": fio_sync.map(|(mb, iops)| serde_json::json!({"mb_per_s": mb, "iops": iops})),
-                    "ratio": ratio,
-                }));
+            let fio_ovw = median_of(fio_ovw_runs);
+            let fio_sync = match w {
+                Workload::Blocks1M => median_of(fio_runs),
+                Workload::Inline100 => fio_ovw,
+            };
+            for (p, runs) in policies.iter().zip(ours) {
+                json.push(report(&a, (w, *p, c), runs, fio_sync, fio_ovw));
                 if let Some(p) = &a.json {
                     let _ = std::fs::write(p, serde_json::to_string_pretty(&json).unwrap());
                 }
             }
         }
     }
-    if let Some((mb, _)) = fio(&a.dir, "1M", 16, false, a.secs) {
+    if let Some((mb, _)) = fio(&a.dir, "1M", 16, false, a.secs, Space::Overwrite) {
         println!("# fio 1 MiB O_DIRECT sequential write, no sync, QD16: {mb:.0} MB/s");
         json.push(serde_json::json!({"fio_raw_1m_qd16_mb_per_s": mb}));
     }

@@ -14,7 +14,6 @@ const FUNCTION_LINES_MAX: usize = 100;
 /// then. They may shrink (then lower or remove the entry); none may grow, none may join.
 const LONG_FUNCTIONS: &[(&str, &str, usize)] = &[
     ("benches/storage_bench.rs", "run_one", 110),
-    ("benches/storage_bench.rs", "main", 118),
     ("src/admin/api.rs", "handle", 156),
     ("src/s3/error.rs", "message", 140),
     ("src/s3/sigv4.rs", "parse_forms_and_errors", 162),
@@ -39,7 +38,6 @@ const LONG_FUNCTIONS: &[(&str, &str, usize)] = &[
 
 /// Files with lines over `LINE_COLUMNS_MAX` when this test was written, and how many.
 const LONG_LINES: &[(&str, usize)] = &[
-    ("benches/storage_bench.rs", 3),
     ("src/http/tests.rs", 4),
     ("src/s3/xml.rs", 20),
     ("src/storage/index.rs", 2),
