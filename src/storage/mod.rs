@@ -68,8 +68,9 @@
 //!
 //! # Faults
 //!
-//! Nothing read from disk is trusted: a record is checked (header checksum, crc32c per
-//! 64 KiB chunk, blake3 of whole-block reads) and a mismatch is
+//! Nothing read from disk is trusted: a record is checked (header checksum and crc32c per
+//! 64 KiB chunk on every read; blake3 of the whole block by the scrub, recovery and
+//! streaming reads from 0 to the end) and a mismatch is
 //! [`StorageError::Corrupt`] (and the block is marked bad, never served again until
 //! a put of the same hash repairs it). A failed write (e.g. a full disk) fails that
 //! batch and leaves the store usable; a failed `fdatasync` latches block writes off
