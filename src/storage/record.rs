@@ -163,13 +163,16 @@ pub fn encode_into(hash: &BlockHash, data: &[u8], out: &mut [u8]) -> usize {
     out[8..12].copy_from_slice(&(data.len() as u32).to_le_bytes());
     out[12..16].copy_from_slice(&(n as u32).to_le_bytes());
     out[16..48].copy_from_slice(&hash.0);
-    for (i, chunk) in data.chunks(CHUNK).enumerate() {
+    // One pass over the data: each chunk is copied, then checksummed while it is still in
+    // the cache (two passes over a 1 MiB block read it from memory twice).
+    let (header, body) = out.split_at_mut(hl);
+    for (i, (chunk, dst)) in data.chunks(CHUNK).zip(body.chunks_mut(CHUNK)).enumerate() {
+        dst[..chunk.len()].copy_from_slice(chunk);
         let c = crc32c::crc32c(chunk);
-        out[HEADER_FIXED + 4 * i..HEADER_FIXED + 4 * i + 4].copy_from_slice(&c.to_le_bytes());
+        header[HEADER_FIXED + 4 * i..HEADER_FIXED + 4 * i + 4].copy_from_slice(&c.to_le_bytes());
     }
-    let hcrc = crc32c::crc32c(&out[..hl - 4]);
-    out[hl - 4..hl].copy_from_slice(&hcrc.to_le_bytes());
-    out[hl..hl + data.len()].copy_from_slice(data);
+    let hcrc = crc32c::crc32c(&header[..hl - 4]);
+    header[hl - 4..hl].copy_from_slice(&hcrc.to_le_bytes());
     out[hl + data.len()..rl].fill(0);
     rl
 }
