@@ -77,6 +77,10 @@ impl ConnIo {
             self.stream.write_all(CONTINUE).await?;
         }
         let start = out.len();
+        // The span read into is zeroed first (safe Rust has no reads into uninitialized
+        // bytes); a read returns what the socket holds, often much less than `max`, so
+        // zeroing all of `max` each time zeroed most of a block several times over.
+        let max = max.min(DIRECT_READ_MAX);
         out.resize(start + max, 0);
         let n = self.stream.read(&mut out[start..]).await;
         out.truncate(start + *n.as_ref().unwrap_or(&0));
@@ -90,6 +94,8 @@ impl ConnIo {
 
 /// Reads of a plain body at least this large skip the read buffer (`ConnIo::read_append`).
 const DIRECT_READ_MIN: usize = 16 * 1024;
+/// Most one direct read asks for (and zeroes first).
+const DIRECT_READ_MAX: usize = 256 * 1024;
 
 enum Framing {
     Empty,
