@@ -17,3 +17,6 @@ pub mod runtime;
 pub mod s3;
 pub mod server;
 pub mod storage;
+
+#[cfg(test)]
+mod robustness;
