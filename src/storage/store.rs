@@ -199,12 +199,6 @@ fn bump(c: &Cell<u64>, n: u64) {
     c.set(c.get() + n);
 }
 
-/// Target size of one O_DIRECT write of a batch: larger than a batch (`fsync_batch_bytes`,
-/// 8 MiB by default), so a batch is one write. Appends past a file's end take the inode's
-/// exclusive lock in ext4, so a batch's 1 MiB writes issued together waited on each other
-/// in the kernel's workers: one write per batch measured 1.29 against 1.02 GB/s (storage
-/// bench, 1 MiB blocks at concurrency 16, medians of 4 interleaved runs).
-const WRITE_UNIT: usize = 16 << 20;
 /// Data batches in flight at once (encoding, writing or syncing); 4 measured no better than
 /// 2 on this machine, within its noise.
 const DATA_PIPELINE_DEPTH: usize = 2;
@@ -1285,7 +1279,7 @@ impl ShardStore {
         }
     }
 
-    /// Encode distinct blocks into aligned write units at the end of the active segment
+    /// Encode distinct blocks into one aligned buffer for the end of the active segment
     /// (rolling to a new one if needed) and reserve that space.
     async fn encode_records(&self, writes: &[DataReq]) -> Result<Encoded> {
         if let Some(why) = self.failed.borrow().clone() {
@@ -1318,39 +1312,30 @@ impl ShardStore {
             s.offset += total as u64;
             (s.active, s.files[&s.active].clone(), offset)
         };
-        // Write units of about WRITE_UNIT bytes, written concurrently, then one fdatasync.
+        // The whole batch in one buffer, for one O_DIRECT write. Appends past a file's end
+        // take the inode's exclusive lock in ext4, so several writes of a batch issued
+        // together waited on each other in the kernel's workers: one write per batch
+        // measured 1.29 against 1.02 GB/s for 1 MiB writes (storage bench, 1 MiB blocks at
+        // concurrency 16, medians of 4 interleaved runs).
         let t_encode = Instant::now();
         let mut entries = Vec::with_capacity(writes.len());
-        let mut units = Vec::new();
-        let mut pos = 0usize;
-        let mut i = 0;
-        while i < writes.len() {
-            let start = i;
-            let mut len = 0usize;
-            while i < writes.len() && (len == 0 || len < WRITE_UNIT) {
-                len += record::record_len(writes[i].data.len());
-                i += 1;
-            }
-            let mut buf = file.alloc_buffer(len);
-            let out = buf.as_bytes_mut();
-            let mut at = 0usize;
-            for r in &writes[start..i] {
-                let rl = record::encode_into(&r.hash, &r.data, &mut out[at..]);
-                entries.push(BlockEntry {
-                    segment: id,
-                    offset: offset + (pos + at) as u64,
-                    data_len: r.data.len() as u32,
-                    record_len: rl as u32,
-                    refs: 1,
-                    zero_since_ms: 0,
-                    bad: false,
-                });
-                at += rl;
-            }
-            units.push((offset + pos as u64, len, buf));
-            pos += len;
-            glommio::yield_if_needed().await;
+        let mut buf = file.alloc_buffer(total);
+        let out = buf.as_bytes_mut();
+        let mut at = 0usize;
+        for r in writes {
+            let rl = record::encode_into(&r.hash, &r.data, &mut out[at..]);
+            entries.push(BlockEntry {
+                segment: id,
+                offset: offset + at as u64,
+                data_len: r.data.len() as u32,
+                record_len: rl as u32,
+                refs: 1,
+                zero_since_ms: 0,
+                bad: false,
+            });
+            at += rl;
         }
+        glommio::yield_if_needed().await;
         bump(
             &self.counters.encode_us,
             t_encode.elapsed().as_micros() as u64,
@@ -1360,12 +1345,12 @@ impl ShardStore {
             file,
             offset,
             total,
-            units,
+            buf,
             entries,
         })
     }
 
-    /// Write the units, wait for the previous batch, sync (policy `always`).
+    /// Write the batch, wait for the previous batch, sync (policy `always`).
     async fn write_records(
         &self,
         enc: Encoded,
@@ -1376,29 +1361,17 @@ impl ShardStore {
             file,
             offset,
             total,
-            units,
+            buf,
             entries,
         } = enc;
         let t_write = Instant::now();
-        let results = futures::future::join_all(units.into_iter().map(|(at, len, buf)| {
-            let file = file.clone();
-            async move { (len, file.write_at(buf, at).await) }
-        }))
-        .await;
-        let mut first_err = None;
-        for (len, r) in results {
-            match r {
-                Ok(n) if n == len => {}
-                Ok(n) => {
-                    first_err.get_or_insert(StorageError::Io(format!(
-                        "short write to segment {id}: {n} of {len} bytes"
-                    )));
-                }
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
+        let mut first_err = match file.write_at(buf, offset).await {
+            Ok(n) if n == total => None,
+            Ok(n) => Some(StorageError::Io(format!(
+                "short write to segment {id}: {n} of {total} bytes"
+            ))),
+            Err(e) => Some(e),
+        };
         bump(
             &self.counters.write_us,
             t_write.elapsed().as_micros() as u64,
@@ -1554,7 +1527,8 @@ struct Encoded {
     file: Rc<SegFile>,
     offset: u64,
     total: usize,
-    units: Vec<(u64, usize, glommio::io::DmaBuffer)>,
+    /// The batch's records, encoded back to back.
+    buf: glommio::io::DmaBuffer,
     entries: Vec<BlockEntry>,
 }
 
