@@ -9,6 +9,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use crc_fast::CrcAlgorithm;
 use md5_many::Md5State;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -137,9 +138,8 @@ pub fn parse_part_etag(etag: &str) -> Option<[u8; 16]> {
 // ---------------------------------------------------------------------------------------
 
 enum Inner {
-    Crc32(crc32fast::Hasher),
-    Crc32c(u32),
-    Crc64(crc64fast_nvme::Digest),
+    /// CRC32, CRC32C or CRC64NVME; the width is the algorithm's `digest_len`.
+    Crc(crc_fast::Digest),
     Sha1(Sha1),
     Sha256(Sha256),
 }
@@ -152,12 +152,10 @@ pub struct ChecksumHasher {
 
 impl ChecksumHasher {
     pub fn new(algorithm: ChecksumAlgorithm) -> Self {
-        let inner = match algorithm {
-            ChecksumAlgorithm::Crc32 => Inner::Crc32(crc32fast::Hasher::new()),
-            ChecksumAlgorithm::Crc32c => Inner::Crc32c(0),
-            ChecksumAlgorithm::Crc64Nvme => Inner::Crc64(crc64fast_nvme::Digest::new()),
-            ChecksumAlgorithm::Sha1 => Inner::Sha1(Sha1::new()),
-            ChecksumAlgorithm::Sha256 => Inner::Sha256(Sha256::new()),
+        let inner = match (algorithm, crc_algorithm(algorithm)) {
+            (_, Some(crc)) => Inner::Crc(crc_fast::Digest::new(crc)),
+            (ChecksumAlgorithm::Sha1, None) => Inner::Sha1(Sha1::new()),
+            (_, None) => Inner::Sha256(Sha256::new()),
         };
         Self { algorithm, inner }
     }
@@ -168,9 +166,7 @@ impl ChecksumHasher {
 
     pub fn update(&mut self, data: &[u8]) {
         match &mut self.inner {
-            Inner::Crc32(h) => h.update(data),
-            Inner::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
-            Inner::Crc64(h) => h.write(data),
+            Inner::Crc(h) => h.update(data),
             Inner::Sha1(h) => h.update(data),
             Inner::Sha256(h) => h.update(data),
         }
@@ -179,9 +175,10 @@ impl ChecksumHasher {
     /// The big-endian digest bytes.
     pub fn finish(self) -> Vec<u8> {
         match self.inner {
-            Inner::Crc32(h) => h.finalize().to_be_bytes().to_vec(),
-            Inner::Crc32c(c) => c.to_be_bytes().to_vec(),
-            Inner::Crc64(h) => h.sum64().to_be_bytes().to_vec(),
+            Inner::Crc(h) => {
+                let width = digest_len(self.algorithm);
+                h.finalize().to_be_bytes()[8 - width..].to_vec()
+            }
             Inner::Sha1(h) => h.finalize().to_vec(),
             Inner::Sha256(h) => h.finalize().to_vec(),
         }
@@ -458,47 +455,24 @@ pub fn composite_checksum(
     })
 }
 
-/// Reflected generator polynomials and widths of the CRCs S3 uses.
-fn crc_params(a: ChecksumAlgorithm) -> Option<(u64, u32)> {
+/// The CRC behind a checksum algorithm; `None` for SHA algorithms.
+fn crc_algorithm(a: ChecksumAlgorithm) -> Option<CrcAlgorithm> {
     match a {
-        ChecksumAlgorithm::Crc32 => Some((0xEDB8_8320, 32)),
-        ChecksumAlgorithm::Crc32c => Some((0x82F6_3B78, 32)),
-        ChecksumAlgorithm::Crc64Nvme => Some((0x9A6C_9329_AC4B_C9B5, 64)),
+        ChecksumAlgorithm::Crc32 => Some(CrcAlgorithm::Crc32IsoHdlc),
+        ChecksumAlgorithm::Crc32c => Some(CrcAlgorithm::Crc32Iscsi),
+        ChecksumAlgorithm::Crc64Nvme => Some(CrcAlgorithm::Crc64Nvme),
         ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256 => None,
     }
 }
 
-/// a·b mod P over GF(2), both in reflected form (x^0 at the top bit).
-fn gf2_mul(a: u64, mut b: u64, poly: u64, width: u32) -> u64 {
-    let top = 1u64 << (width - 1);
-    let mut m = top;
-    let mut p = 0u64;
-    while m != 0 {
-        if a & m != 0 {
-            p ^= b;
-        }
-        m >>= 1;
-        b = if b & 1 != 0 { (b >> 1) ^ poly } else { b >> 1 };
-    }
-    p
-}
-
-/// CRC of `A ++ B` from `crc(A)`, `crc(B)` and `len(B)`: `crc(A)·x^(8·len(B)) ⊕ crc(B)`
-/// (the all-ones init and xor-out of these CRCs cancel out). `None` for SHA algorithms.
+/// CRC of `A ++ B` from `crc(A)`, `crc(B)` and `len(B)`. `None` for SHA algorithms.
 pub fn crc_combine(a: ChecksumAlgorithm, crc1: u64, crc2: u64, len2: u64) -> Option<u64> {
-    let (poly, width) = crc_params(a)?;
-    // x^(8·len2) by square-and-multiply, starting from x^8.
-    let mut result = 1u64 << (width - 1); // x^0
-    let mut base = 1u64 << (width - 9); // x^8
-    let mut e = len2;
-    while e != 0 {
-        if e & 1 != 0 {
-            result = gf2_mul(result, base, poly, width);
-        }
-        base = gf2_mul(base, base, poly, width);
-        e >>= 1;
-    }
-    Some(gf2_mul(result, crc1, poly, width) ^ crc2)
+    Some(crc_fast::checksum_combine(
+        crc_algorithm(a)?,
+        crc1,
+        crc2,
+        len2,
+    ))
 }
 
 /// FULL_OBJECT CRC of a multipart object from its parts' (base64 CRC, length), in order.
@@ -507,7 +481,7 @@ pub fn full_object_crc(
     algorithm: ChecksumAlgorithm,
     parts: &[(&str, u64)],
 ) -> Result<Option<Checksum>, S3Error> {
-    if crc_params(algorithm).is_none() {
+    if crc_algorithm(algorithm).is_none() {
         return Ok(None);
     }
     let mut acc: u64 = 0; // CRC of the empty string is 0 for these CRCs.

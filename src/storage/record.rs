@@ -107,7 +107,7 @@ impl Header {
             .chunk_crcs
             .get(index)
             .ok_or(RecordError::BadChunkChecksum { chunk: index })?;
-        if crc32c::crc32c(bytes) != *expected {
+        if crc32c(bytes) != *expected {
             return Err(RecordError::BadChunkChecksum { chunk: index });
         }
         Ok(())
@@ -168,10 +168,10 @@ pub fn encode_into(hash: &BlockHash, data: &[u8], out: &mut [u8]) -> usize {
     let (header, body) = out.split_at_mut(hl);
     for (i, (chunk, dst)) in data.chunks(CHUNK).zip(body.chunks_mut(CHUNK)).enumerate() {
         dst[..chunk.len()].copy_from_slice(chunk);
-        let c = crc32c::crc32c(chunk);
+        let c = crc32c(chunk);
         header[HEADER_FIXED + 4 * i..HEADER_FIXED + 4 * i + 4].copy_from_slice(&c.to_le_bytes());
     }
-    let hcrc = crc32c::crc32c(&header[..hl - 4]);
+    let hcrc = crc32c(&header[..hl - 4]);
     header[hl - 4..hl].copy_from_slice(&hcrc.to_le_bytes());
     out[hl + data.len()..rl].fill(0);
     rl
@@ -182,6 +182,11 @@ pub fn encode(hash: &BlockHash, data: &[u8]) -> Vec<u8> {
     let mut v = vec![0u8; record_len(data.len())];
     encode_into(hash, data, &mut v);
     v
+}
+
+/// CRC-32C (Castagnoli, as iSCSI and ext4 use it).
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    crc_fast::crc32_iscsi(bytes)
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -211,7 +216,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, RecordError> {
     if buf.len() < hl {
         return Err(RecordError::Short { needed: hl });
     }
-    if crc32c::crc32c(&buf[..hl - 4]) != u32_at(buf, hl - 4) {
+    if crc32c(&buf[..hl - 4]) != u32_at(buf, hl - 4) {
         return Err(RecordError::BadHeaderChecksum);
     }
     let mut hash = [0u8; 32];
