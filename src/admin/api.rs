@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
 use crate::meta::website::WebsiteConfig;
+use crate::s3::error::S3Error;
+use crate::server::access;
 use crate::server::shard_api::ShardRequest;
 use crate::server::{now_ms, router, Shard};
 
@@ -52,6 +54,39 @@ pub struct BucketInfo {
 pub struct WebsiteInfo {
     pub index_document: String,
     pub error_document: Option<String>,
+}
+
+/// `POST /v1/buckets/{name}/allow` and `/deny`: give a key permissions on a bucket, or take
+/// them away.
+async fn set_grant(shard: &Rc<Shard>, name: &str, set: bool, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Allow>(body) else {
+        return fail(400, "expected {\"key\", \"read\", \"write\", \"owner\"}");
+    };
+    if shard.global.borrow().key(&request.key).is_none() {
+        return fail(404, "no such key");
+    }
+    edit_bucket(shard, name, move |row| {
+        let mut current = row
+            .grants
+            .iter()
+            .find(|(id, _)| *id == request.key)
+            .map(|(_, p)| *p)
+            .unwrap_or_default();
+        if request.read {
+            current.read = set;
+        }
+        if request.write {
+            current.write = set;
+        }
+        if request.owner {
+            current.owner = set;
+        }
+        row.grants.retain(|(id, _)| *id != request.key);
+        if current != Permissions::default() {
+            row.grants.push((request.key, current));
+        }
+    })
+    .await
 }
 
 /// `POST /v1/buckets/{name}/website`: serve the bucket as a website (`allow`) or stop.
@@ -159,16 +194,32 @@ fn stamp(shard: &Shard, previous: Option<Stamp>) -> Stamp {
     }
 }
 
-/// Stores a bucket row (through shard 0) and answers with the bucket as it now is.
-async fn store_bucket(shard: &Shard, row: BucketRow) -> Answer {
-    match shard
-        .call(ShardRequest::PutBucket { row: row.clone() })
-        .await
-        .done()
-    {
-        Ok(()) => ok(&bucket_info(&row)),
-        Err(e) => fail(500, &format!("{e:?}")),
+/// Changes a bucket's row through shard 0 and answers with the bucket as it now is; a
+/// refusal answers with its S3 error's status.
+async fn change_bucket(
+    shard: &Shard,
+    name: &str,
+    change: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
+) -> Answer {
+    match access::change_bucket(shard, name, change).await {
+        Ok(Some(row)) => ok(&bucket_info(&row)),
+        Ok(None) => ok(&serde_json::json!({ "deleted": name })),
+        Err(e) => fail(e.status(), &e.message()),
     }
+}
+
+/// Edits a live bucket's row through shard 0 (404 if there is none).
+async fn edit_bucket(
+    shard: &Shard,
+    name: &str,
+    edit: impl FnOnce(&mut BucketRow) + Send + 'static,
+) -> Answer {
+    change_bucket(shard, name, move |current| {
+        let mut row = current.cloned().ok_or(S3Error::NoSuchBucket)?;
+        edit(&mut row);
+        Ok(Some(row))
+    })
+    .await
 }
 
 pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) -> Answer {
@@ -231,9 +282,6 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
             if !router::valid_bucket_name(&request.name) {
                 return fail(400, "not a valid bucket name");
             }
-            if shard.global.borrow().bucket(&request.name).is_some() {
-                return fail(409, "the bucket exists already");
-            }
             let mut grants = Vec::new();
             if let Some(owner) = request.owner {
                 if shard.global.borrow().key(&owner).is_none() {
@@ -261,7 +309,12 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 lifecycle: None,
                 tags: Vec::new(),
             };
-            store_bucket(shard, row).await
+            let name = row.name.clone();
+            change_bucket(shard, &name, move |current| match current {
+                Some(_) => Err(S3Error::BucketAlreadyExists),
+                None => Ok(Some(row)),
+            })
+            .await
         }
         ("GET", ["v1", "buckets", name]) => match shard.global.borrow().bucket(name) {
             Some(b) => ok(&bucket_info(b)),
@@ -269,7 +322,7 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
         },
         ("DELETE", ["v1", "buckets", name]) => {
             let bucket = shard.global.borrow().bucket(name).cloned();
-            let Some(mut row) = bucket else {
+            let Some(row) = bucket else {
                 return fail(404, "no such bucket");
             };
             for s in 0..shard.shards {
@@ -282,46 +335,18 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                     Err(e) => return fail(500, &format!("{e:?}")),
                 }
             }
-            row.deleted = true;
-            row.stamp = stamp(shard, Some(row.stamp));
-            match shard.call(ShardRequest::PutBucket { row }).await.done() {
-                Ok(()) => ok(&serde_json::json!({ "deleted": name })),
-                Err(e) => fail(500, &format!("{e:?}")),
-            }
+            let id = row.id;
+            change_bucket(shard, name, move |current| match current {
+                Some(now) if now.id == id => Ok(Some(BucketRow {
+                    deleted: true,
+                    ..now.clone()
+                })),
+                _ => Err(S3Error::NoSuchBucket),
+            })
+            .await
         }
         ("POST", ["v1", "buckets", name, action @ ("allow" | "deny")]) => {
-            let Ok(request) = serde_json::from_slice::<Allow>(body) else {
-                return fail(400, "expected {\"key\", \"read\", \"write\", \"owner\"}");
-            };
-            let bucket = shard.global.borrow().bucket(name).cloned();
-            let Some(mut row) = bucket else {
-                return fail(404, "no such bucket");
-            };
-            if shard.global.borrow().key(&request.key).is_none() {
-                return fail(404, "no such key");
-            }
-            let mut current = row
-                .grants
-                .iter()
-                .find(|(id, _)| *id == request.key)
-                .map(|(_, p)| *p)
-                .unwrap_or_default();
-            let set = *action == "allow";
-            if request.read {
-                current.read = set;
-            }
-            if request.write {
-                current.write = set;
-            }
-            if request.owner {
-                current.owner = set;
-            }
-            row.grants.retain(|(id, _)| *id != request.key);
-            if current != Permissions::default() {
-                row.grants.push((request.key, current));
-            }
-            row.stamp = stamp(shard, Some(row.stamp));
-            store_bucket(shard, row).await
+            set_grant(shard, name, *action == "allow", body).await
         }
         ("POST", ["v1", "buckets", name, "website"]) => set_website(shard, name, body).await,
         _ => fail(404, "no such admin endpoint"),
@@ -345,15 +370,10 @@ async fn set_website(shard: &Rc<Shard>, name: &str, body: &[u8]) -> Answer {
     if request.error_document.as_deref() == Some("") {
         return fail(400, "the error document must be a key");
     }
-    let bucket = shard.global.borrow().bucket(name).cloned();
-    let Some(mut row) = bucket else {
-        return fail(404, "no such bucket");
-    };
-    row.website = request.allow.then_some(WebsiteConfig {
+    let website = request.allow.then_some(WebsiteConfig {
         index_suffix,
         error_document: request.error_document,
         redirect_all: None,
     });
-    row.stamp = stamp(shard, Some(row.stamp));
-    store_bucket(shard, row).await
+    edit_bucket(shard, name, move |row| row.website = website).await
 }

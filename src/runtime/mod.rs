@@ -239,6 +239,7 @@ async fn shard_main(
         mesh: Rc::clone(&mesh),
         global: std::cell::RefCell::new(global),
         lifecycle_stats: Default::default(),
+        bucket_changes: Default::default(),
         requests_in_flight: std::cell::Cell::new(0),
         metrics: Default::default(),
         tasks: Default::default(),

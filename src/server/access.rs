@@ -9,10 +9,10 @@ use std::rc::Rc;
 
 use super::conn::{Body, Response};
 use super::router::{self, check, Caller, Need};
-use super::shard_api::ShardRequest;
-use super::{list, now_ms, objects, Shard};
+use super::shard_api::{BucketChange, ShardRequest};
+use super::{list, objects, Shard};
 use crate::http::RequestHead;
-use crate::meta::types::{BucketRow, Stamp};
+use crate::meta::types::BucketRow;
 use crate::s3::acl::{self, CannedAcl};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
@@ -142,22 +142,37 @@ pub fn check_object_acl(head: &RequestHead, bucket: &BucketRow) -> Result<(), S3
     }
 }
 
-/// A new stamp for a changed bucket row (later than the one it replaces).
-pub fn restamp(shard: &Shard, row: &mut BucketRow) {
-    row.stamp = Stamp {
-        time_ms: now_ms().max(row.stamp.time_ms + 1),
-        node: shard.node_id,
-    };
+/// Changes a bucket's row through shard 0 (`global::change_bucket`, which runs `change` on
+/// the row it holds); returns the live row as it now is.
+pub async fn change_bucket(
+    shard: &Shard,
+    name: &str,
+    change: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
+) -> Result<Option<BucketRow>, S3Error> {
+    let change = BucketChange(Box::new(change));
+    shard
+        .call(ShardRequest::ChangeBucket {
+            name: name.to_string(),
+            change,
+        })
+        .await
+        .bucket()
+        .map_err(S3Error::from)
 }
 
-/// Stores a changed bucket row (shard 0 keeps and broadcasts it).
-pub async fn store_bucket(shard: &Rc<Shard>, mut row: BucketRow) -> Result<(), S3Error> {
-    restamp(shard, &mut row);
-    shard
-        .call(ShardRequest::PutBucket { row })
-        .await
-        .done()
-        .map_err(S3Error::from)
+/// Edits a live bucket's row (NoSuchBucket if it was deleted meanwhile); returns the row.
+pub async fn edit_bucket(
+    shard: &Shard,
+    name: &str,
+    edit: impl FnOnce(&mut BucketRow) + Send + 'static,
+) -> Result<BucketRow, S3Error> {
+    let row = change_bucket(shard, name, move |current| {
+        let mut row = current.cloned().ok_or(S3Error::NoSuchBucket)?;
+        edit(&mut row);
+        Ok(Some(row))
+    })
+    .await?;
+    row.ok_or(S3Error::NoSuchBucket)
 }
 
 pub fn get_bucket_acl(caller: &Caller, bucket: &BucketRow) -> Result<Response, S3Error> {
@@ -182,9 +197,10 @@ pub async fn put_bucket_acl(
     let current = acl::bucket_grants(&bucket.grants, false);
     let public_read = requested_public_read(head, &document, &current)?;
     if public_read != bucket.public_read {
-        let mut row = bucket.clone();
-        row.public_read = public_read;
-        store_bucket(shard, row).await?;
+        edit_bucket(shard, &bucket.name, move |row| {
+            row.public_read = public_read
+        })
+        .await?;
     }
     Ok(Response::new(200))
 }

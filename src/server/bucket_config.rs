@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use super::access::{self, store_bucket};
+use super::access::{self, edit_bucket};
 use super::conn::{Body, Response};
 use super::router::{self, check, lookup_bucket, Caller, Need};
 use super::Shard;
@@ -53,17 +53,13 @@ async fn run(
             check(caller, &row, Need::Owner)?;
             let document = router::read_small_body(body, head, caller).await?;
             let config = xml::lifecycle::parse_lifecycle(&document)?;
-            let mut changed = row;
-            changed.lifecycle = Some(config);
-            store_bucket(shard, changed).await?;
+            edit_bucket(shard, bucket, move |row| row.lifecycle = Some(config)).await?;
             Ok(Response::new(200))
         }
         ("lifecycle", "DELETE") => {
             check(caller, &row, Need::Owner)?;
             if row.lifecycle.is_some() {
-                let mut changed = row;
-                changed.lifecycle = None;
-                store_bucket(shard, changed).await?;
+                edit_bucket(shard, bucket, |row| row.lifecycle = None).await?;
             }
             Ok(Response::new(204))
         }
@@ -78,17 +74,13 @@ async fn run(
             check(caller, &row, Need::Owner)?;
             let document = router::read_small_body(body, head, caller).await?;
             let tags = xml::tagging::parse_tagging(&document)?;
-            let mut changed = row;
-            changed.tags = tags;
-            store_bucket(shard, changed).await?;
+            edit_bucket(shard, bucket, move |row| row.tags = tags).await?;
             Ok(Response::new(204))
         }
         ("tagging", "DELETE") => {
             check(caller, &row, Need::Owner)?;
             if !row.tags.is_empty() {
-                let mut changed = row;
-                changed.tags.clear();
-                store_bucket(shard, changed).await?;
+                edit_bucket(shard, bucket, |row| row.tags.clear()).await?;
             }
             Ok(Response::new(204))
         }

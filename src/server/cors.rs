@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use super::conn::{Body, Listener, Response};
 use super::router::{self, check, read_small_body, Caller, Need};
-use super::{website, Shard};
+use super::{access, website, Shard};
 use crate::http::RequestHead;
 use crate::s3::cors;
 use crate::s3::error::S3Error;
@@ -26,13 +26,13 @@ pub async fn bucket_cors_op(
         "PUT" => {
             let xml = read_small_body(body, head, caller).await?;
             let rules = cors::parse_cors_configuration(&xml)?;
-            website::update_bucket(shard, bucket, |row| row.cors = rules).await?;
+            access::edit_bucket(shard, bucket, move |row| row.cors = rules).await?;
             Ok(Response::new(200))
         }
         "GET" if row.cors.is_empty() => Err(S3Error::NoSuchCORSConfiguration),
         "GET" => Ok(Response::xml(200, cors::cors_configuration_xml(&row.cors))),
         "DELETE" => {
-            website::update_bucket(shard, bucket, |row| row.cors.clear()).await?;
+            access::edit_bucket(shard, bucket, |row| row.cors.clear()).await?;
             Ok(Response::new(204))
         }
         _ => Err(S3Error::MethodNotAllowed),

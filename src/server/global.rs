@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::shard_api::{ShardRequest, ShardResponse};
-use super::Shard;
-use crate::meta::types::{BucketRow, KeyRow};
+use super::shard_api::{BucketChange, ShardError, ShardRequest, ShardResponse};
+use super::{now_ms, Shard};
+use crate::meta::types::{BucketRow, KeyRow, Stamp};
 
 #[derive(Default)]
 pub struct Global {
@@ -72,12 +72,33 @@ impl Global {
     }
 }
 
-/// Stores a bucket row on shard 0 and copies it to every shard.
-pub async fn put_bucket(shard: &Shard, row: BucketRow) -> ShardResponse {
+/// Applies a change to a bucket's row on shard 0, stores the row and copies it to every
+/// shard. Changes wait for each other: each one sees the row the one before it stored.
+pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> ShardResponse {
+    let _turn = shard.bucket_changes.lock().await;
+    let (current, last_stamp) = {
+        let g = shard.global.borrow();
+        let last = g.bucket_rows.get(name).map(|r| r.stamp);
+        (g.bucket(name).cloned(), last)
+    };
+    let mut row = match (change.0)(current.as_ref()) {
+        Ok(Some(row)) => row,
+        Ok(None) => return ShardResponse::Bucket(Ok(current)),
+        Err(e) => return ShardResponse::Bucket(Err(ShardError::Rejected(e))),
+    };
+    assert_eq!(row.name, name, "a bucket change may not rename the bucket");
+    row.stamp = Stamp {
+        time_ms: last_stamp.map_or(0, |s| s.time_ms + 1).max(now_ms()),
+        node: shard.node_id,
+    };
     if let Err(e) = shard.store.put_bucket(row.clone()).await {
-        return ShardResponse::Done(Err(super::storage_err(e)));
+        return ShardResponse::Bucket(Err(super::storage_err(e)));
     }
-    broadcast(shard, vec![row], vec![]).await
+    let live = (!row.deleted).then(|| row.clone());
+    match broadcast(shard, vec![row], vec![]).await {
+        ShardResponse::Done(Ok(())) => ShardResponse::Bucket(Ok(live)),
+        other => other,
+    }
 }
 
 /// Stores an access key row on shard 0 and copies it to every shard.

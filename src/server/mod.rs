@@ -50,6 +50,9 @@ pub struct Shard {
     pub tasks: RefCell<Vec<metrics::TaskProgress>>,
     /// MD5 of this shard's uploads, many at once.
     pub md5: md5_lanes::Md5Lanes,
+    /// Taken by each bucket change on shard 0 (`global::change_bucket`), so they do not
+    /// overlap.
+    pub bucket_changes: futures::lock::Mutex<()>,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> ShardError {
@@ -177,9 +180,9 @@ impl Shard {
                     .list_parts(&upload_id, after, limit)
                     .map_err(storage_err),
             ),
-            R::PutBucket { row } => {
+            R::ChangeBucket { name, change } => {
                 assert_eq!(self.id, 0);
-                global::put_bucket(&self, row).await
+                global::change_bucket(&self, &name, change).await
             }
             R::PutKey { row } => {
                 assert_eq!(self.id, 0);

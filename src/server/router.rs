@@ -531,15 +531,7 @@ async fn create_bucket(
     xml::parse_create_bucket_configuration(&config)?;
     let public_read = access::create_bucket_public_read(head)?;
     if let Some(existing) = shard.global.borrow().bucket(name) {
-        let ours = existing
-            .grants
-            .iter()
-            .any(|(id, p)| *id == caller.key.access_key_id && p.owner);
-        return Err(if ours {
-            S3Error::BucketAlreadyOwnedByYou
-        } else {
-            S3Error::BucketAlreadyExists
-        });
+        return Err(name_taken(existing, &caller.key.access_key_id));
     }
     if !caller.key.create_bucket {
         return Err(S3Error::AccessDenied(
@@ -569,12 +561,27 @@ async fn create_bucket(
         lifecycle: None,
         tags: Vec::new(),
     };
-    shard
-        .call(ShardRequest::PutBucket { row })
-        .await
-        .done()
-        .map_err(S3Error::from)?;
+    // Shard 0 checks the name again: another creation may have taken it meanwhile.
+    let me = caller.key.access_key_id.clone();
+    access::change_bucket(shard, name, move |current| match current {
+        Some(existing) => Err(name_taken(existing, &me)),
+        None => Ok(Some(row)),
+    })
+    .await?;
     Ok(Response::new(200).header("Location", format!("/{name}")))
+}
+
+/// The error for creating a bucket whose name is taken: by the caller's key, or not.
+fn name_taken(existing: &BucketRow, access_key_id: &str) -> S3Error {
+    let ours = existing
+        .grants
+        .iter()
+        .any(|(id, p)| id == access_key_id && p.owner);
+    if ours {
+        S3Error::BucketAlreadyOwnedByYou
+    } else {
+        S3Error::BucketAlreadyExists
+    }
 }
 
 async fn delete_bucket(
@@ -582,7 +589,7 @@ async fn delete_bucket(
     caller: &Caller,
     name: &str,
 ) -> Result<Response, S3Error> {
-    let mut row = lookup_bucket(shard, name)?;
+    let row = lookup_bucket(shard, name)?;
     check(caller, &row, Need::Owner)?;
     for s in 0..shard.shards {
         let has = shard
@@ -594,15 +601,16 @@ async fn delete_bucket(
             return Err(S3Error::BucketNotEmpty);
         }
     }
-    row.deleted = true;
-    row.stamp = Stamp {
-        time_ms: now_ms().max(row.stamp.time_ms + 1),
-        node: shard.node_id,
-    };
-    shard
-        .call(ShardRequest::PutBucket { row })
-        .await
-        .done()
-        .map_err(S3Error::from)?;
+    let id = row.id;
+    access::change_bucket(shard, name, move |current| match current {
+        // Deleted and made again meanwhile: that is another bucket.
+        Some(now) if now.id != id => Err(S3Error::NoSuchBucket),
+        Some(now) => Ok(Some(BucketRow {
+            deleted: true,
+            ..now.clone()
+        })),
+        None => Err(S3Error::NoSuchBucket),
+    })
+    .await?;
     Ok(Response::new(204))
 }

@@ -4,6 +4,7 @@
 use crate::meta::types::{
     BlockHash, BucketId, BucketRow, KeyRow, ObjectRow, PartRow, Partition, UploadRow,
 };
+use crate::s3::error::S3Error;
 
 /// A condition on the current row, checked atomically with the write on the owning shard
 /// (`If-None-Match: *`, `If-Match: <etag>` on PutObject and CompleteMultipartUpload).
@@ -13,6 +14,22 @@ pub enum WriteCondition {
     Absent,
     /// Write only if the current object has this ETag (with quotes).
     EtagMatches(String),
+}
+
+/// A change to one bucket's row. Shard 0 applies changes one at a time to the row it holds,
+/// so that changes made together (CORS, tags and lifecycle put at once, as Terraform does)
+/// all stay, and two creations of one name cannot both succeed. Given the live row (`None`
+/// when the name is free), it returns the row to store (stamped by shard 0), `None` to leave
+/// things as they are, or why not.
+pub struct BucketChange(
+    #[allow(clippy::type_complexity)]
+    pub  Box<dyn FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send>,
+);
+
+impl std::fmt::Debug for BucketChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BucketChange")
+    }
 }
 
 #[derive(Debug)]
@@ -87,8 +104,9 @@ pub enum ShardRequest {
         limit: usize,
     },
     /// Global tables, kept by shard 0 and copied to every shard.
-    PutBucket {
-        row: BucketRow,
+    ChangeBucket {
+        name: String,
+        change: BucketChange,
     },
     PutKey {
         row: KeyRow,
@@ -141,7 +159,7 @@ impl ShardRequest {
             | Self::Stats
             | Self::Adopt { .. }
             | Self::StartTask { .. } => unreachable!("fan-out requests are sent with call_on"),
-            Self::PutBucket { .. } | Self::PutKey { .. } | Self::GlobalSnapshot => 0,
+            Self::ChangeBucket { .. } | Self::PutKey { .. } | Self::GlobalSnapshot => 0,
         }
     }
 }
@@ -159,6 +177,8 @@ pub enum ShardError {
     Storage(String),
     /// The shard is doing this already (an operator task).
     Busy(String),
+    /// A bucket change refused on shard 0 (the name is taken, the bucket is gone).
+    Rejected(S3Error),
 }
 
 pub type ShardResult<T> = Result<T, ShardError>;
@@ -179,6 +199,8 @@ pub enum ShardResponse {
         keys: Vec<KeyRow>,
     },
     Stats(Box<super::metrics::ShardStats>),
+    /// The bucket's live row after a change (`None`: deleted).
+    Bucket(ShardResult<Option<BucketRow>>),
 }
 
 macro_rules! expect_variant {
@@ -205,11 +227,11 @@ impl ShardResponse {
     expect_variant!(uploads, Uploads, ShardResult<Vec<UploadRow>>);
     expect_variant!(part, Part, ShardResult<Option<PartRow>>);
     expect_variant!(parts, Parts, ShardResult<Vec<PartRow>>);
+    expect_variant!(bucket, Bucket, ShardResult<Option<BucketRow>>);
 }
 
-impl From<ShardError> for crate::s3::error::S3Error {
+impl From<ShardError> for S3Error {
     fn from(e: ShardError) -> Self {
-        use crate::s3::error::S3Error;
         match e {
             ShardError::PreconditionFailed => S3Error::PreconditionFailed,
             ShardError::NoSuchKey => S3Error::NoSuchKey,
@@ -217,6 +239,7 @@ impl From<ShardError> for crate::s3::error::S3Error {
                 S3Error::InternalError(format!("block unavailable: {m}"))
             }
             ShardError::Storage(m) | ShardError::Busy(m) => S3Error::InternalError(m),
+            ShardError::Rejected(e) => e,
         }
     }
 }

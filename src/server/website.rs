@@ -11,35 +11,15 @@
 
 use std::rc::Rc;
 
+use super::access::edit_bucket;
 use super::conn::{Body, Response, ResponseBody};
 use super::router::{self, check, read_small_body, Caller, Need};
-use super::shard_api::ShardRequest;
-use super::{now_ms, objects, Shard};
+use super::{objects, Shard};
 use crate::http::RequestHead;
-use crate::meta::types::{BucketRow, Stamp};
+use crate::meta::types::BucketRow;
 use crate::s3::error::S3Error;
 use crate::s3::website::{key_for_path, parse_website_configuration, website_configuration_xml};
 use crate::s3::xml::escape;
-
-/// Changes a bucket's row (through shard 0, which copies it to every shard).
-pub async fn update_bucket(
-    shard: &Rc<Shard>,
-    name: &str,
-    change: impl FnOnce(&mut BucketRow),
-) -> Result<BucketRow, S3Error> {
-    let mut row = router::lookup_bucket(shard, name)?;
-    change(&mut row);
-    row.stamp = Stamp {
-        time_ms: now_ms().max(row.stamp.time_ms + 1),
-        node: shard.node_id,
-    };
-    shard
-        .call(ShardRequest::PutBucket { row: row.clone() })
-        .await
-        .done()
-        .map_err(S3Error::from)?;
-    Ok(row)
-}
 
 /// `?website` on a bucket: PUT, GET, DELETE (owner only, as on S3).
 pub async fn bucket_website_op(
@@ -55,7 +35,7 @@ pub async fn bucket_website_op(
         "PUT" => {
             let xml = read_small_body(body, head, caller).await?;
             let config = parse_website_configuration(&xml)?;
-            update_bucket(shard, bucket, |row| row.website = Some(config)).await?;
+            edit_bucket(shard, bucket, move |row| row.website = Some(config)).await?;
             Ok(Response::new(200))
         }
         "GET" => match &row.website {
@@ -63,7 +43,7 @@ pub async fn bucket_website_op(
             None => Err(S3Error::NoSuchWebsiteConfiguration),
         },
         "DELETE" => {
-            update_bucket(shard, bucket, |row| row.website = None).await?;
+            edit_bucket(shard, bucket, |row| row.website = None).await?;
             Ok(Response::new(204))
         }
         _ => Err(S3Error::MethodNotAllowed),

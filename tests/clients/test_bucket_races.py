@@ -1,0 +1,116 @@
+"""Bucket changes made at the same moment, from separate clients (so separate connections,
+spread over the server's shards): every change stays, and one name makes one bucket.
+
+Tools apply a bucket's settings in parallel (Terraform puts CORS, tags, lifecycle and ACL
+of one bucket at once); sync tools create the bucket from several workers."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from botocore.exceptions import ClientError
+
+
+ROUNDS = 8
+CREATORS = 8
+
+
+def together(calls):
+    """Runs each call on its own thread, released at the same moment; returns results or
+    exceptions, in order."""
+    start = threading.Barrier(len(calls))
+
+    def run(call):
+        start.wait()
+        try:
+            return call()
+        except ClientError as e:
+            return e
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def get(call, bucket, field):
+    """A bucket setting's field, or None when the bucket has no such setting."""
+    try:
+        return call(Bucket=bucket)[field]
+    except ClientError:
+        return None
+
+
+def public(s3, bucket):
+    grants = s3.get_bucket_acl(Bucket=bucket)["Grants"]
+    return any(g["Grantee"].get("URI", "").endswith("/global/AllUsers") for g in grants)
+
+
+CORS = {"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["https://a.example"]}]}
+TAGS = {"TagSet": [{"Key": "team", "Value": "storage"}]}
+LIFECYCLE = {"Rules": [{"ID": "old", "Status": "Enabled", "Filter": {"Prefix": "tmp/"},
+                        "Expiration": {"Days": 7}}]}
+WEBSITE = {"IndexDocument": {"Suffix": "index.html"}}
+
+
+def test_bucket_settings_put_together_all_stay(server, bucket):
+    clients = [server.client() for _ in range(5)]
+    for round_ in range(ROUNDS):
+        c = clients
+        results = together([
+            lambda: c[0].put_bucket_cors(Bucket=bucket, CORSConfiguration=CORS),
+            lambda: c[1].put_bucket_tagging(Bucket=bucket, Tagging=TAGS),
+            lambda: c[2].put_bucket_lifecycle_configuration(
+                Bucket=bucket, LifecycleConfiguration=LIFECYCLE),
+            lambda: c[3].put_bucket_acl(Bucket=bucket, ACL="public-read"),
+            lambda: c[4].put_bucket_website(Bucket=bucket, WebsiteConfiguration=WEBSITE),
+        ])
+        failed = [r for r in results if isinstance(r, Exception)]
+        assert not failed, f"round {round_}: {failed}"
+        s3 = clients[0]
+        kept = {
+            "cors": get(s3.get_bucket_cors, bucket, "CORSRules") == CORS["CORSRules"],
+            "tags": get(s3.get_bucket_tagging, bucket, "TagSet") == TAGS["TagSet"],
+            "lifecycle": get(s3.get_bucket_lifecycle_configuration, bucket, "Rules")
+            == LIFECYCLE["Rules"],
+            "acl": public(s3, bucket),
+            "website": get(s3.get_bucket_website, bucket, "IndexDocument")
+            == WEBSITE["IndexDocument"],
+        }
+        lost = [k for k, v in kept.items() if not v]
+        assert not lost, f"round {round_}: changes lost: {lost}"
+        # Take everything off again, also all at once.
+        results = together([
+            lambda: c[0].delete_bucket_cors(Bucket=bucket),
+            lambda: c[1].delete_bucket_tagging(Bucket=bucket),
+            lambda: c[2].delete_bucket_lifecycle(Bucket=bucket),
+            lambda: c[3].put_bucket_acl(Bucket=bucket, ACL="private"),
+            lambda: c[4].delete_bucket_website(Bucket=bucket),
+        ])
+        failed = [r for r in results if isinstance(r, Exception)]
+        assert not failed, f"round {round_}: {failed}"
+        left = [name for name, call, field in [
+            ("cors", s3.get_bucket_cors, "CORSRules"),
+            ("tags", s3.get_bucket_tagging, "TagSet"),
+            ("lifecycle", s3.get_bucket_lifecycle_configuration, "Rules"),
+            ("website", s3.get_bucket_website, "IndexDocument"),
+        ] if get(call, bucket, field) is not None]
+        if public(s3, bucket):
+            left.append("acl")
+        assert not left, f"round {round_}: removals lost: {left}"
+
+
+def test_one_name_makes_one_bucket(server, request):
+    clients = [server.client() for _ in range(CREATORS)]
+    for round_ in range(ROUNDS // 2):
+        name = f"race-{round_}-{request.node.nodeid.__hash__() & 0xffffff:06x}"
+        results = together([lambda c=c: c.create_bucket(Bucket=name) for c in clients])
+        created = [r for r in results if not isinstance(r, Exception)]
+        refused = [r.response["Error"]["Code"] for r in results if isinstance(r, Exception)]
+        assert len(created) == 1, f"round {round_}: {len(created)} creations succeeded"
+        assert set(refused) == {"BucketAlreadyOwnedByYou"}, refused
+        # Whoever's creation 'won', the bucket every client now writes into is one bucket.
+        for i, c in enumerate(clients):
+            c.put_object(Bucket=name, Key=f"from-{i}", Body=b"x")
+        keys = [o["Key"] for o in clients[0].list_objects_v2(Bucket=name)["Contents"]]
+        assert sorted(keys) == sorted(f"from-{i}" for i in range(CREATORS))
+        for i in range(CREATORS):
+            clients[0].delete_object(Bucket=name, Key=f"from-{i}")
+        clients[0].delete_bucket(Bucket=name)
