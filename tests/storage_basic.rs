@@ -6,7 +6,7 @@ mod storage_util;
 use std::rc::Rc;
 
 use granary::meta::types::*;
-use granary::storage::{PutIf, ShardStore, StorageError};
+use granary::storage::{PutIf, ShardStore, StorageError, META_FORMAT};
 use storage_util::*;
 
 #[test]
@@ -445,6 +445,58 @@ fn longest_keys_fit() {
         u.upload_id = "v".repeat(64);
         s.put_upload(u).await.unwrap();
         assert_eq!(s.list_uploads(&BUCKET, "", "", "", 10).unwrap().len(), 2);
+        s.close().await.unwrap();
+    });
+}
+
+/// Sets the metadata format marker of a closed store's environment.
+fn set_meta_format(path: &std::path::Path, format: u32) {
+    use heed::types::Bytes;
+    // SAFETY: the store is closed; nothing else has this environment open.
+    let env = unsafe {
+        heed::EnvOpenOptions::new()
+            .map_size(1 << 30)
+            .max_dbs(16)
+            .open(path.join("meta"))
+            .unwrap()
+    };
+    let mut w = env.write_txn().unwrap();
+    let state = env
+        .open_database::<Bytes, Bytes>(&w, Some("state"))
+        .unwrap()
+        .unwrap();
+    state.put(&mut w, b"format", &format.to_le_bytes()).unwrap();
+    w.commit().unwrap();
+    env.prepare_for_closing().wait();
+}
+
+#[test]
+fn a_store_of_another_metadata_format_is_refused_with_both_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let p = path.clone();
+    run(move || async move {
+        let s = ShardStore::open(&p, cfg()).await.unwrap();
+        s.put_object(obj("k", b"kept")).await.unwrap();
+        s.close().await.unwrap();
+    });
+    set_meta_format(&path, 7);
+    let p = path.clone();
+    run(move || async move {
+        match ShardStore::open(&p, cfg()).await {
+            Err(StorageError::Invalid(why)) => {
+                assert!(why.contains("format 7"), "{why}");
+                assert!(why.contains(&format!("format {}", META_FORMAT)), "{why}");
+            }
+            Err(other) => panic!("expected a format error, got {other}"),
+            Ok(_) => panic!("a store of format 7 opened"),
+        }
+    });
+    // Refused, not damaged: with the marker back, the row is there.
+    set_meta_format(&path, META_FORMAT);
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        assert!(s.get_object(&BUCKET, "k").unwrap().is_some());
         s.close().await.unwrap();
     });
 }

@@ -1,6 +1,10 @@
 //! The metadata rows, as stored (postcard) in each shard's LMDB environment.
 //! Pure data: no I/O here. Every row that replicas may hold merges last-writer-wins on
 //! `Stamp` (timestamp, then node id), so replicas converge whatever order they saw writes in.
+//!
+//! postcard is not self-describing: `#[serde(default)]` does not let an old row decode
+//! once a field is added. Changing any row type here changes the stored format: raise
+//! `storage::store::META_FORMAT` (a store of another format is refused at open).
 
 use serde::{Deserialize, Serialize};
 
@@ -172,13 +176,10 @@ pub struct BucketRow {
     /// CORS rules (PutBucketCors); empty when the bucket has no CORS configuration.
     pub cors: Vec<super::website::CorsRule>,
     /// Canned ACL `public-read`: anyone may read objects and list them without signing.
-    #[serde(default)]
     pub public_read: bool,
     /// Lifecycle rules (expiration, abort of incomplete uploads), applied in the background.
-    #[serde(default)]
     pub lifecycle: Option<super::lifecycle::LifecycleConfig>,
     /// Bucket tags (PutBucketTagging), in the order given.
-    #[serde(default)]
     pub tags: Vec<(String, String)>,
 }
 

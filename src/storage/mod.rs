@@ -89,7 +89,7 @@ mod store;
 
 pub use disk::{DiskKind, SimDisk};
 pub use store::maint::ScrubProgress;
-pub use store::{BlockReader, ShardStore};
+pub use store::{BlockReader, ShardStore, META_FORMAT};
 
 use std::str::FromStr;
 use std::time::Duration;

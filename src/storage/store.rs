@@ -67,6 +67,13 @@ struct Dbs {
 }
 
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// The layout of this environment's rows: a little-endian u32 under this key.
+const FORMAT_KEY: &[u8] = b"format";
+/// Rows are postcard, which is not self-describing: a field added to a row type (or an
+/// enum variant inserted) makes rows written before it undecodable. Such a change raises
+/// this number, and a store of another format is refused at open with both numbers,
+/// instead of failing row by row later. (No migration exists yet: format 1 is the first.)
+pub const META_FORMAT: u32 = 1;
 /// Every record before this (segment, offset) is durable (moved by `sync_all` and the
 /// periodic data sync; under weak data policies `open` verifies index entries past it).
 const SYNCED_KEY: &[u8] = b"data_synced";
@@ -272,6 +279,50 @@ async fn create_segment(disk: &Disk, dir: &Path, id: u32, cfg: &StorageConfig) -
     Ok(f)
 }
 
+/// Opens (or creates) a shard's LMDB environment and its tables, and checks its format.
+fn open_env(opts: EnvOpenOptions, meta_dir: &Path) -> Result<(Env, Dbs)> {
+    // SAFETY: the OpenGuard makes this the only open of this environment in the
+    // process; no other process opens a shard's files.
+    let env = unsafe { opts.open(meta_dir)? };
+    let mut w = env.write_txn()?;
+    let mut mk = |name: &str| env.create_database::<Bytes, Bytes>(&mut w, Some(name));
+    let db = Dbs {
+        blocks: mk("blocks")?,
+        segments: mk("segments")?,
+        gc: mk("gc")?,
+        state: mk("state")?,
+        objects: mk("objects")?,
+        uploads: mk("uploads")?,
+        parts: mk("parts")?,
+        buckets: mk("buckets")?,
+        keys: mk("keys")?,
+    };
+    check_format(&db, &mut w)?;
+    w.commit()?;
+    Ok((env, db))
+}
+
+/// Refuses an environment written in another row format; marks a new one (or one from
+/// before the marker, which is format 1) with ours.
+fn check_format(db: &Dbs, w: &mut heed::RwTxn) -> Result<()> {
+    let found = match db.state.get(w, FORMAT_KEY)? {
+        None => None,
+        Some(b) => Some(
+            <[u8; 4]>::try_from(b)
+                .map(u32::from_le_bytes)
+                .map_err(|_| corrupt("bad metadata format row"))?,
+        ),
+    };
+    match found {
+        Some(META_FORMAT) => Ok(()),
+        Some(other) => Err(StorageError::Invalid(format!(
+            "the metadata of this data directory is format {other}; this build of Granary \
+             reads format {META_FORMAT} and has no migration from it"
+        ))),
+        None => Ok(db.state.put(w, FORMAT_KEY, &META_FORMAT.to_le_bytes())?),
+    }
+}
+
 fn encode_row<T: serde::Serialize>(row: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(row).map_err(|e| StorageError::Invalid(format!("encoding row: {e}")))
 }
@@ -341,27 +392,7 @@ impl ShardStore {
         probe_direct_reads(dir).await?;
         let meta_dir = dir.join("meta");
         let opts = heed_opts(&cfg);
-        let (env, db) = blocking(move || -> Result<(Env, Dbs)> {
-            // SAFETY: the OpenGuard makes this the only open of this environment in the
-            // process; no other process opens a shard's files.
-            let env = unsafe { opts.open(&meta_dir)? };
-            let mut w = env.write_txn()?;
-            let mut mk = |name: &str| env.create_database::<Bytes, Bytes>(&mut w, Some(name));
-            let db = Dbs {
-                blocks: mk("blocks")?,
-                segments: mk("segments")?,
-                gc: mk("gc")?,
-                state: mk("state")?,
-                objects: mk("objects")?,
-                uploads: mk("uploads")?,
-                parts: mk("parts")?,
-                buckets: mk("buckets")?,
-                keys: mk("keys")?,
-            };
-            w.commit()?;
-            Ok((env, db))
-        })
-        .await?;
+        let (env, db) = blocking(move || open_env(opts, &meta_dir)).await?;
 
         let checkpoint = {
             let r = env.read_txn()?;
