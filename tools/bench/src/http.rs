@@ -137,12 +137,35 @@ pub struct Conn {
 /// The `Generated` body's block `n` of object `id`, into `out` (which gets `len` bytes).
 pub fn fill_block(pattern: &[u8], id: u64, n: u64, out: &mut Vec<u8>, len: usize) {
     out.clear();
+    let s = len.min(16);
+    out.extend_from_slice(&stamp(id, n)[..s]);
+    out.extend_from_slice(&pattern[s..len]);
+}
+
+/// The 16 bytes that make block `n` of object `id` unique (so no store can deduplicate it).
+fn stamp(id: u64, n: u64) -> [u8; 16] {
     let mut stamp = [0u8; 16];
     stamp[..8].copy_from_slice(&id.to_le_bytes());
     stamp[8..].copy_from_slice(&n.to_le_bytes());
-    let s = len.min(16);
-    out.extend_from_slice(&stamp[..s]);
-    out.extend_from_slice(&pattern[s..len]);
+    stamp
+}
+
+/// Writes `a` then `b` without copying them into one buffer (a vectored write, repeated
+/// until both are out). Building each 1 MiB block in a buffer cost the client a memmove
+/// per byte sent: 10 % of the machine's CPU during a large PUT, taken from the server.
+async fn write_both(stream: &mut TcpStream, mut a: &[u8], mut b: &[u8]) -> std::io::Result<()> {
+    while !a.is_empty() || !b.is_empty() {
+        let n = stream
+            .write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_a = n.min(a.len());
+        a = &a[from_a..];
+        b = &b[n - from_a..];
+    }
+    Ok(())
 }
 
 /// SHA-256 of a generated body (for signed payloads: costs client CPU, on purpose not cached).
@@ -287,8 +310,8 @@ impl Conn {
             let mut n = 0u64;
             while off < len {
                 let l = (len - off).min(BLOCK as u64) as usize;
-                fill_block(&ep.pattern, id, n, &mut self.wbuf, l);
-                stream.write_all(&self.wbuf).await?;
+                let s = l.min(16);
+                write_both(stream, &stamp(id, n)[..s], &ep.pattern[s..l]).await?;
                 off += l as u64;
                 n += 1;
             }
