@@ -206,6 +206,8 @@ pub enum StorageError {
     Closed,
     #[error("store at {0} is already open in this process")]
     AlreadyOpen(String),
+    #[error("store at {0} is in use by another process: stop it first")]
+    InUse(String),
 }
 
 impl From<std::io::Error> for StorageError {

@@ -30,26 +30,73 @@ type Result<T> = std::result::Result<T, StorageError>;
 /// Environments open in this process (LMDB must not open one twice in a process).
 static OPEN_DIRS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
 
-struct OpenGuard(PathBuf);
+/// A shard directory held open: by this process's set, and across processes by an
+/// exclusive `flock` on `<dir>/lock` (which holds the holder's pid, for the message).
+/// Two processes appending to the same segments would corrupt them; a second server
+/// started on the same data directory (a manual run beside the systemd unit) is refused.
+struct OpenGuard(PathBuf, #[allow(dead_code)] std::fs::File);
 
 impl OpenGuard {
     fn take(dir: &Path) -> Result<Self> {
         let dir = std::fs::canonicalize(dir)?;
-        let mut g = OPEN_DIRS.lock().unwrap_or_else(|e| e.into_inner());
-        let set = g.get_or_insert_with(HashSet::new);
-        if !set.insert(dir.clone()) {
-            return Err(StorageError::AlreadyOpen(dir.display().to_string()));
+        {
+            let mut g = OPEN_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+            let set = g.get_or_insert_with(HashSet::new);
+            if !set.insert(dir.clone()) {
+                return Err(StorageError::AlreadyOpen(dir.display().to_string()));
+            }
         }
-        Ok(OpenGuard(dir))
+        match lock_dir(&dir) {
+            Ok(file) => Ok(OpenGuard(dir, file)),
+            Err(e) => {
+                forget_open(&dir);
+                Err(e)
+            }
+        }
     }
+}
+
+fn forget_open(dir: &Path) {
+    let mut g = OPEN_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(set) = g.as_mut() {
+        set.remove(dir);
+    }
+}
+
+/// Takes the exclusive lock of a shard directory, or says which process holds it. The lock
+/// goes with the file's last descriptor, so a killed holder never leaves it behind.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("lock"))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(e.into());
+        }
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = match holder.trim() {
+            "" => String::new(),
+            pid => format!(" (pid {pid})"),
+        };
+        return Err(StorageError::InUse(format!("{}{holder}", dir.display())));
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        let mut g = OPEN_DIRS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = g.as_mut() {
-            set.remove(&self.0);
-        }
+        forget_open(&self.0);
     }
 }
 

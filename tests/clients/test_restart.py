@@ -88,3 +88,25 @@ def test_restart_then_aws_cli_reads_what_boto3_wrote(server, s3, aws, bucket, tm
     out = tmp_path / "y"
     aws("s3", "cp", "--only-show-errors", f"s3://{bucket}/x/y", out)
     assert out.read_bytes() == data
+
+
+def test_second_server_on_the_same_data_dir_is_refused(server, bucket):
+    """A second `granary server` on a data directory in use (say a manual run beside the
+    systemd unit) must not start: two processes appending to the same segments would
+    corrupt them. It exits with a clear error naming the holder; the first keeps serving."""
+    import subprocess
+    from conftest import GranaryServer, clean_env
+
+    second = GranaryServer(server.binary, server.workdir / "second")
+    second.data_dir = server.data_dir
+    env = clean_env()
+    env["GRANARY_ROOT_ACCESS_KEY_ID"] = server.access_key
+    env["GRANARY_ROOT_SECRET_ACCESS_KEY"] = server.secret_key
+    out = subprocess.run(second.command(), env=env, capture_output=True, text=True,
+                         timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode != 0, out.stderr[-2000:]
+    assert "in use by another process" in out.stderr, out.stderr[-2000:]
+    assert f"(pid {server.proc.pid})" in out.stderr, out.stderr[-2000:]
+    s3 = server.client()
+    s3.put_object(Bucket=bucket, Key="still-here", Body=b"yes")
+    assert s3.get_object(Bucket=bucket, Key="still-here")["Body"].read() == b"yes"
