@@ -13,6 +13,7 @@ pub mod constants;
 pub mod gather;
 pub mod http;
 pub mod meta;
+pub mod repair;
 pub mod runtime;
 pub mod s3;
 pub mod server;

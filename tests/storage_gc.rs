@@ -226,3 +226,39 @@ fn scrub_marks_corrupt_blocks_bad() {
         s.close().await.unwrap();
     });
 }
+
+/// The offline repair's count setting keeps GC's queue in step: a count raised from 0 takes
+/// the block out of the queue (GC keeps it), a count set to 0 queues it (GC drops it).
+#[test]
+fn set_block_refs_moves_blocks_in_and_out_of_the_gc_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, gc_cfg()).await.unwrap();
+        let (a, da) = block(10_000, 1);
+        let (b, db) = block(10_000, 2);
+        s.put_block(a, da.clone()).await.unwrap();
+        s.put_block(b, db.clone()).await.unwrap();
+        s.sync_all().await.unwrap();
+        let (indexed, mut held) = (s.indexed_blocks().unwrap(), Default::default());
+        s.count_row_refs(&mut held).unwrap();
+        assert_eq!(indexed.len(), 2);
+        assert!(held.is_empty(), "no rows hold references yet");
+        // a: released to 0 (queued for GC), then found still referenced: raised to 2.
+        s.decref_block(&a).await.unwrap();
+        s.set_block_refs(vec![(a, 2), (b, 0)]).await.unwrap();
+        assert_eq!(s.gc_now().await.unwrap(), 1, "only b goes");
+        assert_eq!(s.block_info(&a).unwrap().unwrap().refs, 2);
+        assert_eq!(s.read_block(&a, 0, 10_000).await.unwrap(), da);
+        assert_eq!(
+            s.read_block(&b, 0, 10_000).await,
+            Err(StorageError::NotFound)
+        );
+        // Unknown blocks are an error, not a silent success.
+        assert_eq!(
+            s.set_block_refs(vec![(b, 1)]).await,
+            Err(StorageError::NotFound)
+        );
+        s.close().await.unwrap();
+    });
+}

@@ -85,6 +85,7 @@
 pub mod disk;
 pub mod index;
 pub mod record;
+pub mod refcheck;
 mod store;
 
 pub use disk::{DiskKind, SimDisk};

@@ -24,6 +24,7 @@ use crate::meta::keys::{object_key, part_key, upload_key};
 use crate::meta::types::{BlockHash, BucketId, BucketRow, KeyRow, ObjectRow, PartRow, UploadRow};
 
 pub(crate) mod maint;
+mod repair;
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -143,6 +144,8 @@ enum Op {
     /// Add a reference to an indexed block; `NeedsData` if absent or bad.
     Incref(BlockHash),
     Decref(BlockHash),
+    /// Set a block's count (the offline repair); `NotFound` if it is not indexed.
+    SetRefs(BlockHash, u64),
     /// Mark bad if the entry still points at (segment, offset).
     MarkBad(BlockHash, u32, u64),
     /// Compaction copied the record at `from`: point the entry at the copy if it still
@@ -1265,6 +1268,28 @@ impl ShardStore {
         }
     }
 
+    /// Several ops in one message (so in as few commits as the metadata stage's batch limit
+    /// allows); their results, in order.
+    async fn meta_ops(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        let mut replies = Vec::with_capacity(ops.len());
+        let msg = ops
+            .into_iter()
+            .map(|op| {
+                let (reply, rx) = oneshot::channel();
+                replies.push(rx);
+                (op, Some(reply))
+            })
+            .collect();
+        if !self.send_meta(msg) {
+            return Err(StorageError::Closed);
+        }
+        let mut out = Vec::with_capacity(replies.len());
+        for rx in replies {
+            out.push(rx.await.map_err(|_| StorageError::Closed)??);
+        }
+        Ok(out)
+    }
+
     async fn meta_op(&self, op: Op) -> Result<OpResult> {
         let (reply, rx) = oneshot::channel();
         if !self.send_meta(vec![(op, Some(reply))]) {
@@ -2107,6 +2132,29 @@ fn incref(db: &Dbs, w: &mut heed::RwTxn, hash: &BlockHash, mut e: BlockEntry) ->
     put_entry(db, w, hash, &e)
 }
 
+/// Sets an indexed block's count, keeping the GC queue in step: a count reaching 0 queues
+/// the block (as of `now`), a count leaving 0 takes it out.
+fn set_refs(
+    db: &Dbs,
+    w: &mut heed::RwTxn,
+    hash: &BlockHash,
+    mut e: BlockEntry,
+    refs: u64,
+    now: u64,
+) -> Result<OpResult> {
+    if e.refs == 0 && e.zero_since_ms != 0 && refs > 0 {
+        db.gc.delete(w, &gc_key(e.zero_since_ms, hash))?;
+        e.zero_since_ms = 0;
+    }
+    if e.refs > 0 && refs == 0 {
+        e.zero_since_ms = now.max(1);
+        db.gc.put(w, &gc_key(e.zero_since_ms, hash), &[])?;
+    }
+    e.refs = refs;
+    put_entry(db, w, hash, &e)?;
+    Ok(OpResult::Unit)
+}
+
 /// Apply `ops` in one write transaction and commit. Per-op outcomes are results; an error
 /// of the transaction itself fails all (nothing applied).
 fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
@@ -2160,19 +2208,15 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                 _ => OpResult::NeedsData,
             },
             Op::Decref(hash) => match get_entry(&db, &w, &hash)? {
-                Some(mut e) if e.refs > 0 => {
-                    e.refs -= 1;
-                    if e.refs == 0 {
-                        e.zero_since_ms = now.max(1);
-                        db.gc.put(&mut w, &gc_key(e.zero_since_ms, &hash), &[])?;
-                    }
-                    put_entry(&db, &mut w, &hash, &e)?;
-                    OpResult::Unit
-                }
+                Some(e) if e.refs > 0 => set_refs(&db, &mut w, &hash, e, e.refs - 1, now)?,
                 Some(_) => {
                     tracing::warn!(block = %hash.to_hex(), "decref of a block already at 0");
                     OpResult::Unit
                 }
+                None => OpResult::NotFound,
+            },
+            Op::SetRefs(hash, refs) => match get_entry(&db, &w, &hash)? {
+                Some(e) => set_refs(&db, &mut w, &hash, e, refs, now)?,
                 None => OpResult::NotFound,
             },
             Op::MarkBad(hash, segment, offset) => {

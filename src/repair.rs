@@ -1,0 +1,127 @@
+//! `granary repair`: checks and repairs of a stopped node's data directory, run offline
+//! so that no write is half done while they count (each shard's lock refuses a running
+//! node's directory).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::storage::refcheck::{self, RefReport};
+use crate::storage::{ShardStore, StorageConfig};
+
+/// The shard directories (`shard-<n>`) of a data directory, in shard order.
+fn shard_dirs(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let entries = std::fs::read_dir(data_dir)
+        .with_context(|| format!("reading the data directory {}", data_dir.display()))?;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let id = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("shard-"))
+            .and_then(|n| n.parse::<u16>().ok());
+        if let Some(id) = id {
+            found.push((id, entry.path()));
+        }
+    }
+    found.sort();
+    if found.is_empty() {
+        bail!(
+            "{} holds no shard-<n> directories: is it a Granary data directory?",
+            data_dir.display()
+        );
+    }
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Compares every block's reference count with the references the rows of all shards
+/// hold (`storage::refcheck`); with `fix`, sets the counts to those references. A block
+/// set to 0 is dropped by GC after the grace delay once the node runs again.
+pub fn refcounts(data_dir: &Path, fix: bool) -> anyhow::Result<RefReport> {
+    let dirs = shard_dirs(data_dir)?;
+    let cfg = StorageConfig {
+        // Nothing in the background while counting: no GC, compaction or scrub.
+        maintenance_interval_s: 0,
+        scrub_bytes_per_s: 0,
+        ..StorageConfig::default()
+    };
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .name("repair")
+        .spawn(move || async move {
+            let mut stores = Vec::new();
+            for dir in &dirs {
+                let store = ShardStore::open(dir, cfg.clone())
+                    .await
+                    .with_context(|| format!("opening the store in {}", dir.display()))?;
+                stores.push(store);
+            }
+            let mut held = HashMap::new();
+            let mut indexed = Vec::new();
+            let mut owner = HashMap::new();
+            for (i, store) in stores.iter().enumerate() {
+                store.count_row_refs(&mut held)?;
+                for b in store.indexed_blocks()? {
+                    owner.insert(b.hash, i);
+                    indexed.push(b);
+                }
+            }
+            let report = refcheck::compare(&held, indexed);
+            if fix {
+                let mut per_store = vec![Vec::new(); stores.len()];
+                for (hash, refs) in report.fixes() {
+                    per_store[owner[&hash]].push((hash, refs));
+                }
+                for (store, counts) in stores.iter().zip(per_store) {
+                    if !counts.is_empty() {
+                        store.set_block_refs(counts).await?;
+                    }
+                }
+            }
+            for store in stores {
+                store.close().await?;
+            }
+            anyhow::Ok(report)
+        })
+        .map_err(|e| anyhow::anyhow!("starting the repair's executor: {e}"))?
+        .join()
+        .map_err(|e| anyhow::anyhow!("the repair's executor failed: {e:?}"))?
+}
+
+/// The report as the command prints it.
+pub fn describe(report: &RefReport, fixed: bool) -> String {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let mut out = format!("checked {} blocks\n", report.blocks);
+    out.push_str(&format!(
+        "leaked: {} blocks counted above the references rows hold ({:.1} MiB that nothing \
+         references)\n",
+        report.leaked.len(),
+        mib(report.reclaimable_bytes())
+    ));
+    out.push_str(&format!(
+        "short: {} blocks counted below the references rows hold\n",
+        report.short.len()
+    ));
+    out.push_str(&format!(
+        "missing: {} blocks named by rows and stored on no shard\n",
+        report.missing.len()
+    ));
+    for (hash, n) in report.missing.iter().take(20) {
+        out.push_str(&format!("  missing {} (named {n} times)\n", hash.to_hex()));
+    }
+    let to_set = report.leaked.len() + report.short.len();
+    out.push_str(&if report.consistent() {
+        "consistent\n".to_string()
+    } else if fixed {
+        format!(
+            "set {to_set} counts; blocks now at 0 go to GC after the grace delay \
+             (--block-gc-delay) once the node runs\n"
+        )
+    } else if to_set > 0 {
+        format!("run again with --fix to set {to_set} counts\n")
+    } else {
+        String::new()
+    });
+    out
+}
