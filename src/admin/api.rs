@@ -325,25 +325,11 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
             let Some(row) = bucket else {
                 return fail(404, "no such bucket");
             };
-            for s in 0..shard.shards {
-                let has = shard
-                    .call_on(s, ShardRequest::BucketHasObjects { bucket: row.id })
-                    .await;
-                match has.flag() {
-                    Ok(false) => {}
-                    Ok(true) => return fail(409, "the bucket is not empty"),
-                    Err(e) => return fail(500, &format!("{e:?}")),
-                }
+            match router::delete_empty_bucket(shard, &row).await {
+                Ok(()) => ok(&serde_json::json!({ "deleted": name })),
+                Err(S3Error::BucketNotEmpty) => fail(409, "the bucket is not empty"),
+                Err(e) => fail(e.status(), &e.message()),
             }
-            let id = row.id;
-            change_bucket(shard, name, move |current| match current {
-                Some(now) if now.id == id => Ok(Some(BucketRow {
-                    deleted: true,
-                    ..now.clone()
-                })),
-                _ => Err(S3Error::NoSuchBucket),
-            })
-            .await
         }
         ("POST", ["v1", "buckets", name, action @ ("allow" | "deny")]) => {
             set_grant(shard, name, *action == "allow", body).await

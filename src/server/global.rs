@@ -2,16 +2,19 @@
 //! rarely. Shard 0 keeps them in its store and copies every change to all shards, so that
 //! every shard answers authentication and bucket lookups from memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::shard_api::{BucketChange, ShardError, ShardRequest, ShardResponse};
 use super::{now_ms, Shard};
-use crate::meta::types::{BucketRow, KeyRow, Stamp};
+use crate::meta::types::{BucketId, BucketRow, KeyRow, Stamp};
 
 #[derive(Default)]
 pub struct Global {
     /// Live buckets by name.
     buckets: BTreeMap<String, BucketRow>,
+    /// Ids of the live buckets: a row is written only into one of these
+    /// (`Shard::check_bucket_live`).
+    live_ids: HashSet<BucketId>,
     /// Live access keys by id.
     keys: HashMap<String, KeyRow>,
     /// Every row ever seen (tombstones included), for last-writer-wins merges.
@@ -21,6 +24,9 @@ pub struct Global {
 impl Global {
     pub fn bucket(&self, name: &str) -> Option<&BucketRow> {
         self.buckets.get(name)
+    }
+    pub fn bucket_is_live(&self, id: &BucketId) -> bool {
+        self.live_ids.contains(id)
     }
     pub fn buckets(&self) -> impl Iterator<Item = &BucketRow> {
         self.buckets.values()
@@ -48,9 +54,11 @@ impl Global {
             if !newer {
                 continue;
             }
-            if row.deleted {
-                self.buckets.remove(&row.name);
-            } else {
+            if let Some(old) = self.buckets.remove(&row.name) {
+                self.live_ids.remove(&old.id);
+            }
+            if !row.deleted {
+                self.live_ids.insert(row.id);
                 self.buckets.insert(row.name.clone(), row.clone());
             }
             self.bucket_rows.insert(row.name.clone(), row);

@@ -60,9 +60,36 @@ fn storage_err(e: impl std::fmt::Display) -> ShardError {
 }
 
 impl Shard {
-    /// Whether this shard holds an object or an upload of `bucket`.
-    fn bucket_has_objects(&self, bucket: &BucketId) -> ShardResult<bool> {
+    /// Refuses a row for a bucket this shard knows as deleted. Called right before the row
+    /// is handed to the store, with no await in between: a row either reached the
+    /// metadata stage before this shard saw the bucket's tombstone (and DeleteBucket's last
+    /// emptiness check, which waits for the stage, finds it), or it is refused.
+    fn check_bucket_live(&self, bucket: &BucketId) -> ShardResult<()> {
+        if self.global.borrow().bucket_is_live(bucket) {
+            Ok(())
+        } else {
+            Err(ShardError::Rejected(
+                crate::s3::error::S3Error::NoSuchBucket,
+            ))
+        }
+    }
+
+    async fn put_upload(&self, row: UploadRow) -> ShardResult<()> {
+        self.check_bucket_live(&row.bucket)?;
+        self.store.put_upload(row).await.map_err(storage_err)
+    }
+
+    async fn put_part(&self, bucket: &BucketId, row: PartRow) -> ShardResult<Option<PartRow>> {
+        self.check_bucket_live(bucket)?;
+        self.store.put_part(row).await.map_err(storage_err)
+    }
+
+    /// Whether this shard holds an object or an upload of `bucket`, counting every row
+    /// sent to the store before the question (so the second check of DeleteBucket sees
+    /// every row accepted before the tombstone).
+    async fn bucket_has_objects(&self, bucket: &BucketId) -> ShardResult<bool> {
         let store = &self.store;
+        store.metadata_barrier().await.map_err(storage_err)?;
         let has = !store
             .list_objects(bucket, "", "", 1)
             .map_err(storage_err)?
@@ -137,8 +164,8 @@ impl Shard {
                     .list_objects(&bucket, &prefix, &start_after, limit)
                     .map_err(storage_err),
             ),
-            R::BucketHasObjects { bucket } => A::Flag(self.bucket_has_objects(&bucket)),
-            R::PutUpload { row } => A::Done(store.put_upload(row).await.map_err(storage_err)),
+            R::BucketHasObjects { bucket } => A::Flag(self.bucket_has_objects(&bucket).await),
+            R::PutUpload { row } => A::Done(self.put_upload(row).await),
             R::GetUpload {
                 bucket,
                 key,
@@ -169,7 +196,7 @@ impl Shard {
                     .list_uploads(&bucket, &prefix, &key_marker, "", limit)
                     .map_err(storage_err),
             ),
-            R::PutPart { row, .. } => A::Part(store.put_part(row).await.map_err(storage_err)),
+            R::PutPart { row, bucket, .. } => A::Part(self.put_part(&bucket, row).await),
             R::ListParts {
                 upload_id,
                 after,
@@ -216,6 +243,7 @@ impl Shard {
     ) -> shard_api::ShardResult<Option<ObjectRow>> {
         use crate::storage::PutIf;
         use shard_api::WriteCondition as C;
+        self.check_bucket_live(&row.bucket)?;
         let Some(condition) = condition else {
             return self.store.put_object(row).await.map_err(storage_err);
         };
@@ -243,7 +271,7 @@ impl Shard {
 /// Two ETags name the same content, with or without their quotes.
 pub use crate::s3::conditions::etags_equal;
 
-use crate::meta::types::{BucketId, ObjectRow};
+use crate::meta::types::{BucketId, ObjectRow, PartRow, UploadRow};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -591,18 +591,37 @@ async fn delete_bucket(
 ) -> Result<Response, S3Error> {
     let row = lookup_bucket(shard, name)?;
     check(caller, &row, Need::Owner)?;
+    delete_empty_bucket(shard, &row).await?;
+    Ok(Response::new(204))
+}
+
+/// Whether any shard holds an object or upload of `bucket`, counting every write that
+/// reached a shard's metadata stage before the question did.
+async fn bucket_has_objects(shard: &Shard, bucket: BucketId) -> Result<bool, S3Error> {
     for s in 0..shard.shards {
         let has = shard
-            .call_on(s, ShardRequest::BucketHasObjects { bucket: row.id })
+            .call_on(s, ShardRequest::BucketHasObjects { bucket })
             .await
             .flag()
             .map_err(S3Error::from)?;
         if has {
-            return Err(S3Error::BucketNotEmpty);
+            return Ok(true);
         }
     }
+    Ok(false)
+}
+
+/// Deletes a bucket if it is empty (DeleteBucket, and the admin API). An upload that
+/// started before the delete may commit its object after the first emptiness check: once
+/// the tombstone is on every shard, no new row is accepted (`Shard::check_bucket_live`)
+/// and a second check sees every row accepted before it; if there is one, the bucket is
+/// put back and the answer is BucketNotEmpty, as if the PUT had come first.
+pub async fn delete_empty_bucket(shard: &Shard, row: &BucketRow) -> Result<(), S3Error> {
+    if bucket_has_objects(shard, row.id).await? {
+        return Err(S3Error::BucketNotEmpty);
+    }
     let id = row.id;
-    access::change_bucket(shard, name, move |current| match current {
+    access::change_bucket(shard, &row.name, move |current| match current {
         // Deleted and made again meanwhile: that is another bucket.
         Some(now) if now.id != id => Err(S3Error::NoSuchBucket),
         Some(now) => Ok(Some(BucketRow {
@@ -612,5 +631,24 @@ async fn delete_bucket(
         None => Err(S3Error::NoSuchBucket),
     })
     .await?;
-    Ok(Response::new(204))
+    if !bucket_has_objects(shard, id).await? {
+        return Ok(());
+    }
+    let restored = BucketRow {
+        deleted: false,
+        ..row.clone()
+    };
+    let back = access::change_bucket(shard, &row.name, move |current| match current {
+        None => Ok(Some(restored)),
+        Some(_) => Err(S3Error::BucketAlreadyExists),
+    })
+    .await;
+    if back.is_err() {
+        tracing::warn!(
+            bucket = %row.name,
+            "a write landed in a bucket as it was deleted, and the name was taken again \
+             before it could be restored: its objects are unreachable"
+        );
+    }
+    Err(S3Error::BucketNotEmpty)
 }

@@ -146,6 +146,8 @@ enum Op {
     Decref(BlockHash),
     /// Set a block's count (the offline repair); `NotFound` if it is not indexed.
     SetRefs(BlockHash, u64),
+    /// Changes nothing: answered once every op sent before it has committed.
+    Barrier,
     /// Mark bad if the entry still points at (segment, offset).
     MarkBad(BlockHash, u32, u64),
     /// Compaction copied the record at `from`: point the entry at the copy if it still
@@ -850,6 +852,12 @@ impl ShardStore {
             OpResult::Object(r) => Ok(r),
             _ => unreachable!("put_object_if result"),
         }
+    }
+
+    /// Returns once every metadata write sent before it has committed (reads after it see
+    /// them all).
+    pub async fn metadata_barrier(&self) -> Result<()> {
+        self.meta_op(Op::Barrier).await.map(|_| ())
     }
 
     pub fn get_object(&self, bucket: &BucketId, key: &str) -> Result<Option<ObjectRow>> {
@@ -2215,6 +2223,7 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                 }
                 None => OpResult::NotFound,
             },
+            Op::Barrier => OpResult::Unit,
             Op::SetRefs(hash, refs) => match get_entry(&db, &w, &hash)? {
                 Some(e) => set_refs(&db, &mut w, &hash, e, refs, now)?,
                 None => OpResult::NotFound,

@@ -4,10 +4,14 @@ spread over the server's shards): every change stays, and one name makes one buc
 Tools apply a bucket's settings in parallel (Terraform puts CORS, tags, lifecycle and ACL
 of one bucket at once); sync tools create the bucket from several workers."""
 
+import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import ClientError
+
+from helpers import MiB
 
 
 ROUNDS = 8
@@ -114,3 +118,43 @@ def test_one_name_makes_one_bucket(server, request):
         for i in range(CREATORS):
             clients[0].delete_object(Bucket=name, Key=f"from-{i}")
         clients[0].delete_bucket(Bucket=name)
+
+
+def test_delete_bucket_and_puts_at_once_never_both_succeed(server):
+    """DeleteBucket answers 204 only for an empty bucket. A PUT that started before the
+    delete and commits after it must not succeed beside it: its object would stay in a
+    deleted bucket, acknowledged and unreachable."""
+    clients = [server.client() for _ in range(6)]
+    body = os.urandom(2 * MiB)
+    both = []
+    for round_ in range(ROUNDS):
+        name = f"del-race-{round_}-{os.urandom(3).hex()}"
+        clients[0].create_bucket(Bucket=name)
+        puts = [lambda c=c, i=i: c.put_object(Bucket=name, Key=f"k{i}", Body=body)
+                for i, c in enumerate(clients[1:])]
+
+        def delete():
+            time.sleep(0.002 * (round_ % 4))
+            return clients[0].delete_bucket(Bucket=name)
+
+        results = together(puts + [delete])
+        acked = [i for i, r in enumerate(results[:-1]) if not isinstance(r, Exception)]
+        deleted = not isinstance(results[-1], Exception)
+        print(f"round {round_}: deleted={deleted} puts acknowledged={len(acked)}"
+              + ("" if deleted else f" ({error_code_of(results[-1])})"))
+        if deleted and acked:
+            both.append((round_, acked))
+        if not deleted:
+            keys = {o["Key"] for o in clients[0].list_objects_v2(Bucket=name).get("Contents", [])}
+            assert keys == {f"k{i}" for i in acked}, f"round {round_}: {keys} vs {acked}"
+            for k in keys:
+                clients[0].delete_object(Bucket=name, Key=k)
+            clients[0].delete_bucket(Bucket=name)
+        else:
+            refused = {error_code_of(r) for r in results[:-1] if isinstance(r, Exception)}
+            assert refused <= {"NoSuchBucket"}, refused
+    assert not both, f"DeleteBucket and PUTs both acknowledged: {both}"
+
+
+def error_code_of(e):
+    return e.response["Error"]["Code"]
