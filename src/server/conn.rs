@@ -77,10 +77,14 @@ impl ConnIo {
             self.stream.write_all(CONTINUE).await?;
         }
         let start = out.len();
-        // The span read into is zeroed first (safe Rust has no reads into uninitialized
-        // bytes); a read returns what the socket holds, often much less than `max`, so
-        // zeroing all of `max` each time zeroed most of a block several times over.
         let max = max.min(DIRECT_READ_MAX);
+        if let Some(n) = self.stream.recv_ready_into_spare(out, max)? {
+            return Ok(n);
+        }
+        // Nothing has arrived yet: wait for it through the executor. The span read into is
+        // zeroed first (safe Rust has no reads into uninitialized bytes); a read returns
+        // what the socket holds, often much less than `max`, so zeroing all of `max` each
+        // time zeroed most of a block several times over.
         out.resize(start + max, 0);
         let n = self.stream.read(&mut out[start..]).await;
         out.truncate(start + *n.as_ref().unwrap_or(&0));

@@ -120,6 +120,45 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Appends to `out` what a plain connection's socket holds now (at most `max` bytes),
+    /// without zeroing the space first: `None` if nothing is there yet (or the connection
+    /// is TLS), `Some(0)` at end of stream. The zeroing it spares was 4 % of the machine's
+    /// CPU during a large PUT. (glommio's own reads try the same non-blocking `recv` first.)
+    pub fn recv_ready_into_spare(
+        &self,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> io::Result<Option<usize>> {
+        let Stream::Plain(tcp) = self else {
+            return Ok(None);
+        };
+        use std::os::fd::AsRawFd;
+        out.reserve(max);
+        let start = out.len();
+        // SAFETY: `reserve` made room for `max` more bytes after `start`; recv writes at
+        // most `max` bytes there and returns how many, and only those become part of `out`.
+        let n = unsafe {
+            libc::recv(
+                tcp.as_raw_fd(),
+                out.as_mut_ptr().add(start).cast(),
+                max,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            // SAFETY: recv initialized exactly `n` bytes after `start` (n <= max).
+            unsafe { out.set_len(start + n as usize) };
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(e),
+        }
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
