@@ -130,6 +130,7 @@ def test_delete_bucket_and_puts_at_once_never_both_succeed(server):
     for round_ in range(ROUNDS):
         name = f"del-race-{round_}-{os.urandom(3).hex()}"
         clients[0].create_bucket(Bucket=name)
+        clients[0].put_bucket_tagging(Bucket=name, Tagging=TAGS)
         puts = [lambda c=c, i=i: c.put_object(Bucket=name, Key=f"k{i}", Body=body)
                 for i, c in enumerate(clients[1:])]
 
@@ -147,6 +148,8 @@ def test_delete_bucket_and_puts_at_once_never_both_succeed(server):
         if not deleted:
             keys = {o["Key"] for o in clients[0].list_objects_v2(Bucket=name).get("Contents", [])}
             assert keys == {f"k{i}" for i in acked}, f"round {round_}: {keys} vs {acked}"
+            # A bucket put back after a late write keeps its settings.
+            assert get(clients[0].get_bucket_tagging, name, "TagSet") == TAGS["TagSet"]
             for k in keys:
                 clients[0].delete_object(Bucket=name, Key=k)
             clients[0].delete_bucket(Bucket=name)
