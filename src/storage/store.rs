@@ -1299,11 +1299,8 @@ impl ShardStore {
     }
 
     async fn meta_op(&self, op: Op) -> Result<OpResult> {
-        let (reply, rx) = oneshot::channel();
-        if !self.send_meta(vec![(op, Some(reply))]) {
-            return Err(StorageError::Closed);
-        }
-        rx.await.map_err(|_| StorageError::Closed)?
+        let mut results = self.meta_ops(vec![op]).await?;
+        results.pop().ok_or(StorageError::Closed)
     }
 
     // ---------------------------------------------------------------- data stage
@@ -2131,13 +2128,10 @@ fn put_entry(db: &Dbs, w: &mut heed::RwTxn, hash: &BlockHash, e: &BlockEntry) ->
     Ok(())
 }
 
-fn incref(db: &Dbs, w: &mut heed::RwTxn, hash: &BlockHash, mut e: BlockEntry) -> Result<()> {
-    if e.refs == 0 && e.zero_since_ms != 0 {
-        db.gc.delete(w, &gc_key(e.zero_since_ms, hash))?;
-        e.zero_since_ms = 0;
-    }
-    e.refs += 1;
-    put_entry(db, w, hash, &e)
+fn incref(db: &Dbs, w: &mut heed::RwTxn, hash: &BlockHash, e: BlockEntry) -> Result<()> {
+    let refs = e.refs + 1;
+    // `now` only matters for a count that reaches 0.
+    set_refs(db, w, hash, e, refs, 0).map(|_| ())
 }
 
 /// Sets an indexed block's count, keeping the GC queue in step: a count reaching 0 queues
