@@ -201,11 +201,7 @@ async fn change_bucket(
     name: &str,
     change: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
 ) -> Answer {
-    match access::change_bucket(shard, name, change).await {
-        Ok(Some(row)) => ok(&bucket_info(&row)),
-        Ok(None) => ok(&serde_json::json!({ "deleted": name })),
-        Err(e) => fail(e.status(), &e.message()),
-    }
+    bucket_answer(name, access::change_bucket(shard, name, change).await)
 }
 
 /// Edits a live bucket's row through shard 0 (404 if there is none).
@@ -214,12 +210,16 @@ async fn edit_bucket(
     name: &str,
     edit: impl FnOnce(&mut BucketRow) + Send + 'static,
 ) -> Answer {
-    change_bucket(shard, name, move |current| {
-        let mut row = current.cloned().ok_or(S3Error::NoSuchBucket)?;
-        edit(&mut row);
-        Ok(Some(row))
-    })
-    .await
+    bucket_answer(name, access::edit_bucket(shard, name, edit).await.map(Some))
+}
+
+/// The bucket as a change left it (`None`: deleted), or the S3 error's status and message.
+fn bucket_answer(name: &str, changed: Result<Option<BucketRow>, S3Error>) -> Answer {
+    match changed {
+        Ok(Some(row)) => ok(&bucket_info(&row)),
+        Ok(None) => ok(&serde_json::json!({ "deleted": name })),
+        Err(e) => fail(e.status(), &e.message()),
+    }
 }
 
 pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) -> Answer {

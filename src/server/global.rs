@@ -25,6 +25,10 @@ impl Global {
     pub fn bucket(&self, name: &str) -> Option<&BucketRow> {
         self.buckets.get(name)
     }
+    /// The latest row under `name`, a tombstone included.
+    pub fn last_row(&self, name: &str) -> Option<&BucketRow> {
+        self.bucket_rows.get(name)
+    }
     pub fn bucket_is_live(&self, id: &BucketId) -> bool {
         self.live_ids.contains(id)
     }
@@ -86,7 +90,7 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
     let _turn = shard.bucket_changes.lock().await;
     let (current, last_stamp) = {
         let g = shard.global.borrow();
-        let last = g.bucket_rows.get(name).map(|r| r.stamp);
+        let last = g.last_row(name).map(|r| r.stamp);
         (g.bucket(name).cloned(), last)
     };
     let mut row = match (change.0)(current.as_ref()) {

@@ -621,30 +621,27 @@ pub async fn delete_empty_bucket(shard: &Shard, row: &BucketRow) -> Result<(), S
         return Err(S3Error::BucketNotEmpty);
     }
     let id = row.id;
-    // The row as it was when it was deleted (settings changed meanwhile included), to put
-    // back if a late write turns up.
-    let deleted_row = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let keep = std::sync::Arc::clone(&deleted_row);
     access::change_bucket(shard, &row.name, move |current| match current {
         // Deleted and made again meanwhile: that is another bucket.
         Some(now) if now.id != id => Err(S3Error::NoSuchBucket),
-        Some(now) => {
-            *keep.lock().unwrap_or_else(|e| e.into_inner()) = Some(now.clone());
-            Ok(Some(BucketRow {
-                deleted: true,
-                ..now.clone()
-            }))
-        }
+        Some(now) => Ok(Some(BucketRow {
+            deleted: true,
+            ..now.clone()
+        })),
         None => Err(S3Error::NoSuchBucket),
     })
     .await?;
     if !bucket_has_objects(shard, id).await? {
         return Ok(());
     }
-    let last = deleted_row.lock().unwrap_or_else(|e| e.into_inner()).take();
+    // The tombstone (on every shard once the change returned) is the row as it was when it
+    // was deleted, settings changed meanwhile included: put that back.
+    let tombstone = shard.global.borrow().last_row(&row.name).cloned();
     let restored = BucketRow {
         deleted: false,
-        ..last.unwrap_or_else(|| row.clone())
+        ..tombstone
+            .filter(|t| t.id == id)
+            .unwrap_or_else(|| row.clone())
     };
     let back = access::change_bucket(shard, &row.name, move |current| match current {
         None => Ok(Some(restored)),

@@ -177,7 +177,8 @@ pub enum ShardError {
     Storage(String),
     /// The shard is doing this already (an operator task).
     Busy(String),
-    /// A bucket change refused on shard 0 (the name is taken, the bucket is gone).
+    /// Refused as S3 would: a bucket change on shard 0 (the name is taken, the bucket is
+    /// gone), or a row for a bucket the shard knows as deleted.
     Rejected(S3Error),
 }
 

@@ -118,9 +118,7 @@ impl Stream {
             }
         }
     }
-}
 
-impl Stream {
     /// Appends to `out` what a plain connection's socket holds now (at most `max` bytes),
     /// without zeroing the space first: `None` if nothing is there yet (or the connection
     /// is TLS), `Some(0)` at end of stream. The zeroing it spares was 4 % of the machine's
