@@ -3,8 +3,11 @@
 import hashlib
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
+
+import pytest
 
 REGION = "us-east-1"
 MiB = 1024 * 1024
@@ -62,6 +65,16 @@ def free_port():
 def error_code(exc_info):
     return exc_info.value.response["Error"]["Code"]
 
+
+
+def wait_for(predicate, what, timeout=30):
+    """Polls `predicate` until it holds; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    pytest.fail(f"{what} did not happen within {timeout}s")
 
 
 def unique(prefix="k"):

@@ -107,7 +107,7 @@ def test_one_name_makes_one_bucket(server, request):
         name = f"race-{round_}-{request.node.nodeid.__hash__() & 0xffffff:06x}"
         results = together([lambda c=c: c.create_bucket(Bucket=name) for c in clients])
         created = [r for r in results if not isinstance(r, Exception)]
-        refused = [r.response["Error"]["Code"] for r in results if isinstance(r, Exception)]
+        refused = [error_code_of(r) for r in results if isinstance(r, Exception)]
         assert len(created) == 1, f"round {round_}: {len(created)} creations succeeded"
         assert set(refused) == {"BucketAlreadyOwnedByYou"}, refused
         # Whoever's creation 'won', the bucket every client now writes into is one bucket.

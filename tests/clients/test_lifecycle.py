@@ -8,16 +8,13 @@ import os
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
 from conftest import GranaryServer, clean_env, granary_binary_path
-from helpers import REGION, error_code
-
-DEADLINE_S = 30
+from helpers import REGION, error_code, wait_for
 
 
 class FastLifecycleServer(GranaryServer):
@@ -40,15 +37,6 @@ def keys(s3, bucket):
 
 def upload_keys(s3, bucket):
     return sorted(u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
-
-
-def wait_for(predicate, what):
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    pytest.fail(f"{what} did not happen within {DEADLINE_S}s")
 
 
 def test_expiration_and_abort_rules_are_applied(fast):

@@ -10,38 +10,23 @@ import hashlib
 import json
 import os
 import socket
-import subprocess
-import time
 
-from conftest import GranaryServer, clean_env, granary_binary_path
-from helpers import MiB
+from conftest import GranaryServer, granary_binary_path
+from helpers import MiB, wait_for
 from test_http_wire import signed_put
+from test_operations import cli, run_granary
 
 BUCKET = "repair"
 LEAKED_BLOCKS = 3
 
 
-def granary(*args, timeout=120):
-    return subprocess.run([granary_binary_path(), *args], capture_output=True, text=True,
-                          timeout=timeout, env=clean_env(), stdin=subprocess.DEVNULL)
-
-
 def repair(server, *extra):
-    return granary("repair", "refcounts", "--data-dir", str(server.data_dir), *extra)
+    return run_granary("repair", "refcounts", "--data-dir", str(server.data_dir), *extra,
+                       timeout=120)
 
 
 def stats(server):
-    out = granary("stats", "--json", "--admin-addr", f"127.0.0.1:{server.admin_port}",
-                  "--data-dir", str(server.data_dir))
-    assert out.returncode == 0, out.stderr
-    return [s["storage"] for s in json.loads(out.stdout)]
-
-
-def wait_for(what, check, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    return [s["storage"] for s in json.loads(cli(server, "stats", extra=["--json"]))]
 
 
 def digest(b):
@@ -85,7 +70,7 @@ def test_repair_frees_what_a_killed_upload_leaked_and_keeps_every_object(tmp_pat
         sock = socket.create_connection(("127.0.0.1", server.s3_port), timeout=15)
         sock.sendall(signed_put(server, BUCKET, "killed", body))
         sock.sendall(body[:LEAKED_BLOCKS * MiB + 1])
-        wait_for("the killed upload's blocks", lambda: written() >= before + LEAKED_BLOCKS)
+        wait_for(lambda: written() >= before + LEAKED_BLOCKS, "the killed upload's blocks")
 
         # While the node runs, the repair refuses its data directory.
         busy = repair(server)
@@ -109,12 +94,9 @@ def test_repair_frees_what_a_killed_upload_leaked_and_keeps_every_object(tmp_pat
 
         server.start()
         blocks_before_gc = sum(s["blocks"] for s in stats(server))
-        gc = granary("gc", "--admin-addr", f"127.0.0.1:{server.admin_port}",
-                     "--data-dir", str(server.data_dir))
-        assert gc.returncode == 0, gc.stderr
-        wait_for("GC of the leaked blocks",
-                 lambda: sum(s["blocks"] for s in stats(server))
-                 == blocks_before_gc - LEAKED_BLOCKS)
+        cli(server, "gc")
+        wait_for(lambda: sum(s["blocks"] for s in stats(server))
+                 == blocks_before_gc - LEAKED_BLOCKS, "GC of the leaked blocks")
 
         s3 = server.client()
         for key, want in bodies.items():
