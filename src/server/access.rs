@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use super::conn::{Body, Response};
 use super::router::{self, check, Caller, Need};
-use super::shard_api::{BucketChange, ShardRequest};
+use super::shard_api::{BucketChange, NameHold, ShardRequest};
 use super::{list, objects, Shard};
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
@@ -149,7 +149,20 @@ pub async fn change_bucket(
     name: &str,
     change: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
 ) -> Result<Option<BucketRow>, S3Error> {
-    let change = BucketChange(Box::new(change));
+    change_bucket_holding(shard, name, NameHold::None, change).await
+}
+
+/// [`change_bucket`] as a step of DeleteBucket, which holds the name (see [`NameHold`]).
+pub async fn change_bucket_holding(
+    shard: &Shard,
+    name: &str,
+    hold: NameHold,
+    apply: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
+) -> Result<Option<BucketRow>, S3Error> {
+    let change = BucketChange {
+        apply: Box::new(apply),
+        hold,
+    };
     shard
         .call(ShardRequest::ChangeBucket {
             name: name.to_string(),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::shard_api::{BucketChange, ShardError, ShardRequest, ShardResponse};
+use super::shard_api::{BucketChange, NameHold, ShardError, ShardRequest, ShardResponse};
 use super::{now_ms, Shard};
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Stamp};
 
@@ -87,17 +87,29 @@ impl Global {
 /// Applies a change to a bucket's row on shard 0, stores the row and copies it to every
 /// shard. Changes wait for each other: each one sees the row the one before it stored.
 pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> ShardResponse {
-    let _turn = shard.bucket_changes.lock().await;
+    let mut held = shard.bucket_changes.lock().await;
+    let name_held = match change.hold {
+        NameHold::Release => {
+            held.remove(name);
+            false
+        }
+        NameHold::None | NameHold::Take => held.contains(name),
+    };
     let (current, last_stamp) = {
         let g = shard.global.borrow();
         let last = g.last_row(name).map(|r| r.stamp);
         (g.bucket(name).cloned(), last)
     };
-    let mut row = match (change.0)(current.as_ref()) {
+    let mut row = match (change.apply)(current.as_ref()) {
         Ok(Some(row)) => row,
         Ok(None) => return ShardResponse::Bucket(Ok(current)),
         Err(e) => return ShardResponse::Bucket(Err(ShardError::Rejected(e))),
     };
+    if name_held && current.is_none() && !row.deleted {
+        return ShardResponse::Bucket(Err(ShardError::Rejected(
+            crate::s3::error::S3Error::OperationAborted,
+        )));
+    }
     assert_eq!(row.name, name, "a bucket change may not rename the bucket");
     row.stamp = Stamp {
         time_ms: last_stamp.map_or(0, |s| s.time_ms + 1).max(now_ms()),
@@ -108,7 +120,12 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
     }
     let live = (!row.deleted).then(|| row.clone());
     match broadcast(shard, vec![row], vec![]).await {
-        ShardResponse::Done(Ok(())) => ShardResponse::Bucket(Ok(live)),
+        ShardResponse::Done(Ok(())) => {
+            if change.hold == NameHold::Take {
+                held.insert(name.to_string());
+            }
+            ShardResponse::Bucket(Ok(live))
+        }
         other => other,
     }
 }

@@ -51,8 +51,8 @@ pub struct Shard {
     /// MD5 of this shard's uploads, many at once.
     pub md5: md5_lanes::Md5Lanes,
     /// Taken by each bucket change on shard 0 (`global::change_bucket`), so they do not
-    /// overlap.
-    pub bucket_changes: futures::lock::Mutex<()>,
+    /// overlap; holds the names that DeleteBucket holds (`shard_api::NameHold`).
+    pub bucket_changes: futures::lock::Mutex<std::collections::HashSet<String>>,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> ShardError {

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use super::conn::{Body, Response};
-use super::shard_api::ShardRequest;
+use super::shard_api::{NameHold, ShardRequest};
 use super::{
     access, attributes, bucket_config, list, multipart, now_ms, objects, part_copy, Shard,
 };
@@ -621,19 +621,26 @@ pub async fn delete_empty_bucket(shard: &Shard, row: &BucketRow) -> Result<(), S
         return Err(S3Error::BucketNotEmpty);
     }
     let id = row.id;
-    access::change_bucket(shard, &row.name, move |current| match current {
-        // Deleted and made again meanwhile: that is another bucket.
-        Some(now) if now.id != id => Err(S3Error::NoSuchBucket),
-        Some(now) => Ok(Some(BucketRow {
-            deleted: true,
-            ..now.clone()
-        })),
-        None => Err(S3Error::NoSuchBucket),
+    access::change_bucket_holding(shard, &row.name, NameHold::Take, move |current| {
+        match current {
+            // Deleted and made again meanwhile: that is another bucket.
+            Some(now) if now.id != id => Err(S3Error::NoSuchBucket),
+            Some(now) => Ok(Some(BucketRow {
+                deleted: true,
+                ..now.clone()
+            })),
+            None => Err(S3Error::NoSuchBucket),
+        }
     })
     .await?;
-    if !bucket_has_objects(shard, id).await? {
+    // The name is held until the release below: nobody can make a bucket of it meanwhile.
+    let late = bucket_has_objects(shard, id).await;
+    if let Ok(false) = late {
+        let _ =
+            access::change_bucket_holding(shard, &row.name, NameHold::Release, |_| Ok(None)).await;
         return Ok(());
     }
+    // A write landed (or the check failed: keep the bucket rather than risk its objects).
     // The tombstone (on every shard once the change returned) is the row as it was when it
     // was deleted, settings changed meanwhile included: put that back.
     let tombstone = shard.global.borrow().last_row(&row.name).cloned();
@@ -643,19 +650,24 @@ pub async fn delete_empty_bucket(shard: &Shard, row: &BucketRow) -> Result<(), S
             .filter(|t| t.id == id)
             .unwrap_or_else(|| row.clone())
     };
-    let back = access::change_bucket(shard, &row.name, move |current| match current {
-        None => Ok(Some(restored)),
-        Some(_) => Err(S3Error::BucketAlreadyExists),
+    let back = access::change_bucket_holding(shard, &row.name, NameHold::Release, move |current| {
+        match current {
+            None => Ok(Some(restored)),
+            Some(_) => Err(S3Error::BucketAlreadyExists),
+        }
     })
     .await;
-    if back.is_ok() {
-        tracing::info!(bucket = %row.name, "a write landed as the bucket was deleted: put back");
-    } else {
-        tracing::warn!(
+    match back {
+        Ok(_) => {
+            tracing::info!(bucket = %row.name, "a write landed as the bucket was deleted: put back")
+        }
+        Err(e) => tracing::error!(
             bucket = %row.name,
-            "a write landed in a bucket as it was deleted, and the name was taken again \
-             before it could be restored: its objects are unreachable"
-        );
+            error = %e,
+            "a write landed in a bucket as it was deleted, and the bucket could not be put back: \
+             its objects are unreachable"
+        ),
     }
+    late?;
     Err(S3Error::BucketNotEmpty)
 }

@@ -161,3 +161,44 @@ def test_delete_bucket_and_puts_at_once_never_both_succeed(server):
 
 def error_code_of(e):
     return e.response["Error"]["Code"]
+
+
+def test_a_name_retaken_as_its_bucket_is_deleted_loses_no_acknowledged_object(server):
+    """A DeleteBucket that meets a late PUT puts the bucket back. Another client creating
+    the same name in that moment must not take it first: the late object would stay in a
+    bucket nobody can reach. While DeleteBucket has not decided, CreateBucket of the name
+    answers OperationAborted (409), as in AWS, and the client tries again."""
+    clients = [server.client() for _ in range(7)]
+    body = os.urandom(2 * MiB)
+    for round_ in range(3 * ROUNDS):
+        name = f"retake-{round_}-{os.urandom(3).hex()}"
+        clients[0].create_bucket(Bucket=name)
+        puts = [lambda c=c, i=i: c.put_object(Bucket=name, Key=f"k{i}", Body=body)
+                for i, c in enumerate(clients[1:4])]
+        creates = []
+
+        def delete():
+            time.sleep(0.002 * (round_ % 4))
+            return clients[0].delete_bucket(Bucket=name)
+
+        def create_again(c):
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:
+                try:
+                    c.create_bucket(Bucket=name)
+                    creates.append("created")
+                except ClientError as e:
+                    creates.append(error_code_of(e))
+
+        results = together(puts + [delete] + [lambda c=c: create_again(c) for c in clients[4:]])
+        acked = {f"k{i}" for i, r in enumerate(results[:3]) if not isinstance(r, Exception)}
+        deleted = not isinstance(results[3], Exception)
+        codes = set(creates)
+        print(f"round {round_}: deleted={deleted} acknowledged={sorted(acked)} creates={codes}")
+        assert codes <= {"created", "BucketAlreadyOwnedByYou", "BucketAlreadyExists",
+                         "OperationAborted"}, codes
+        keys = {o["Key"] for o in clients[0].list_objects_v2(Bucket=name).get("Contents", [])}
+        assert acked <= keys, f"round {round_}: acknowledged {acked}, listed {keys}"
+        for k in keys:
+            clients[0].delete_object(Bucket=name, Key=k)
+        clients[0].delete_bucket(Bucket=name)
