@@ -14,12 +14,11 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from pathlib import Path
 
 import pytest
 
 from conftest import REPO, GranaryServer, clean_env, granary_binary_path
-from helpers import MiB
+from helpers import MiB, wait_for
 
 UNIT = REPO / "tools" / "systemd" / "granary.service"
 
@@ -186,13 +185,8 @@ def test_metrics_pass_promtool_after_traffic(server, s3, bucket):
     assert total("granary_meta_commits_total") >= 1
     assert total("granary_data_written_bytes_total") >= 3 * MiB
     # Index entries (and so the live-byte count) commit shortly after the acknowledgement.
-    deadline = time.monotonic() + 10
-    while True:
-        live = metric_total(server, "granary_segment_live_bytes")
-        if live >= 3 * MiB:
-            break
-        assert time.monotonic() < deadline, f"live bytes stayed at {live}"
-        time.sleep(0.1)
+    wait_for(lambda: metric_total(server, "granary_segment_live_bytes") >= 3 * MiB,
+             "3 MiB of live bytes in the metrics", timeout=10)
     assert total("granary_lmdb_bytes") > 0
     assert total("granary_connections_open") >= 1
 
@@ -235,14 +229,11 @@ def test_concurrent_uploads_hashed_together_keep_their_own_etags(server, bucket)
 def test_scrub_and_gc_run_on_request_with_progress_in_status_and_metrics(server, s3, bucket):
     s3.put_object(Bucket=bucket, Key="blocks", Body=os.urandom(4 * MiB + 5))
     # The scrub walks the committed index: wait for the blocks' index entries to commit.
-    deadline = time.monotonic() + 10
     def live_bytes():
         stats = json.loads(cli(server, "stats", extra=["--json"]))
         return sum(s["storage"]["live_bytes"] for s in stats)
 
-    while live_bytes() < 4 * MiB:
-        assert time.monotonic() < deadline, "the block index did not commit"
-        time.sleep(0.1)
+    wait_for(lambda: live_bytes() >= 4 * MiB, "the block index's commit", timeout=10)
     out = cli(server, "scrub")
     assert "started scrub" in out
     deadline = time.monotonic() + 60
@@ -455,20 +446,16 @@ def test_tls_round_trip_with_the_aws_cli_and_boto3_and_reload_on_sighup(tmp_path
         shutil.copy(second, live_cert)
         shutil.copy(second_key, live_key)
         server.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while peer_certificate(server.s3_port, ca)[0] == fingerprint:
-            assert time.monotonic() < deadline, "the certificate was not reloaded"
-            time.sleep(0.1)
+        wait_for(lambda: peer_certificate(server.s3_port, ca)[0] != fingerprint,
+                 "the certificate's reload", timeout=10)
         assert kept.get_object(Bucket="tls", Key="boto3")["Body"].read() == body
         assert server.alive()
 
         # A bad file on SIGHUP keeps the current certificate.
         live_key.write_text("not a key")
         server.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "keeping the previous TLS certificate" not in server.log_tail():
-            assert time.monotonic() < deadline, "the bad reload was not reported"
-            time.sleep(0.1)
+        wait_for(lambda: "keeping the previous TLS certificate" in server.log_tail(),
+                 "the bad reload's report", timeout=10)
         assert server.alive()
         new_fingerprint = peer_certificate(server.s3_port, ca)[0]
         assert new_fingerprint != fingerprint

@@ -21,7 +21,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from helpers import REGION, MiB, error_code, error_code_from_xml, unique
+from helpers import REGION, MiB, error_code_from_xml, unique
 from web_helpers import admin
 
 
