@@ -292,6 +292,27 @@ fn fio(
     Some((w["bw_bytes"].as_f64()? / 1e6, w["iops"].as_f64()?))
 }
 
+/// Each run's figure over the fio run of its round, taken just before (MB/s for blocks,
+/// sync/s for inline objects): on a machine whose speed changes by the minute, a pair taken together says
+/// more than two medians taken over several minutes.
+fn paired_ratios(w: Workload, runs: &[Outcome], fio: &[Option<(f64, f64)>]) -> Vec<f64> {
+    runs.iter()
+        .zip(fio)
+        .filter_map(|(o, f)| {
+            let (mb, iops) = (*f)?;
+            Some(match w {
+                Workload::Blocks1M => o.bytes as f64 / o.secs / 1e6 / mb,
+                Workload::Inline100 => o.ops as f64 / o.secs / iops,
+            })
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    v.get(v.len() / 2).copied()
+}
+
 fn median_of(mut v: Vec<(f64, f64)>) -> Option<(f64, f64)> {
     v.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap());
     v.get(v.len() / 2).copied()
@@ -319,9 +340,11 @@ fn report(
     a: &Args,
     (w, p, c): (Workload, FsyncPolicy, usize),
     mut runs: Vec<Outcome>,
-    fio_sync: Option<(f64, f64)>,
+    fio_paired: &[Option<(f64, f64)>],
     fio_ovw: Option<(f64, f64)>,
 ) -> serde_json::Value {
+    let fio_sync = median_of(fio_paired.iter().flatten().copied().collect());
+    let paired = paired_ratios(w, &runs, fio_paired);
     runs.sort_by(|x, y| {
         (x.ops as f64 / x.secs)
             .partial_cmp(&(y.ops as f64 / y.secs))
@@ -357,6 +380,16 @@ fn report(
             .unwrap_or_default(),
         ovw.map(|(_, r)| format!("{r:.2}")).unwrap_or_default(),
     ]);
+    let paired_median = median(paired.clone());
+    if !paired.is_empty() {
+        let each: Vec<String> = paired.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "#   ratio to fio round by round (each run over the fio run of its round): {} \
+             (median {:.2})",
+            each.join(" "),
+            paired_median.unwrap_or(f64::NAN)
+        );
+    }
     if w == Workload::Blocks1M {
         println!(
             "#   per data batch: encode {:.0} µs, write {:.0} µs, fdatasync {:.0} µs; \
@@ -376,6 +409,8 @@ fn report(
         "fio": fio,
         "fio_space": if w == Workload::Blocks1M { "fresh" } else { "overwrite" },
         "ratio": ratio,
+        "paired_ratios": paired,
+        "paired_ratio_median": paired_median,
         "fio_overwrite_mb_per_s": ovw.map(|(mb, _)| mb),
         "ratio_overwrite": ovw.map(|(_, r)| r),
     })
@@ -422,10 +457,11 @@ fn main() {
             _ => {}
         }
         for &c in &concs {
-            // fio in the same run, interleaved with ours, `runs` times: the same pattern with
-            // fdatasync after every write. Medians are reported (the machines are noisy).
-            let mut fio_runs: Vec<(f64, f64)> = Vec::new();
-            let mut fio_ovw_runs: Vec<(f64, f64)> = Vec::new();
+            // fio in the same run, interleaved with ours, `runs` rounds: the same pattern with
+            // fdatasync after every write. Medians are reported, and each round's own ratio
+            // (the machines are noisy).
+            let mut fio_runs: Vec<Option<(f64, f64)>> = Vec::new();
+            let mut fio_ovw_runs: Vec<Option<(f64, f64)>> = Vec::new();
             let mut ours: Vec<Vec<Outcome>> = policies.iter().map(|_| Vec::new()).collect();
             for _ in 0..a.runs {
                 let (bs, depth) = match w {
@@ -434,21 +470,21 @@ fn main() {
                 };
                 // Blocks go to new space (segments are appended); inline objects to LMDB's
                 // pages, mostly written before.
+                fio_ovw_runs.push(fio(&a.dir, bs, depth, true, a.secs, Space::Overwrite));
                 if w == Workload::Blocks1M {
-                    fio_runs.extend(fio(&a.dir, bs, depth, true, a.secs, Space::Fresh));
+                    fio_runs.push(fio(&a.dir, bs, depth, true, a.secs, Space::Fresh));
                 }
-                fio_ovw_runs.extend(fio(&a.dir, bs, depth, true, a.secs, Space::Overwrite));
                 for (i, p) in policies.iter().enumerate() {
                     ours[i].push(run_one(&a.dir.join("store"), w, *p, c, a.secs));
                 }
             }
-            let fio_ovw = median_of(fio_ovw_runs);
-            let fio_sync = match w {
-                Workload::Blocks1M => median_of(fio_runs),
-                Workload::Inline100 => fio_ovw,
+            let fio_ovw = median_of(fio_ovw_runs.iter().flatten().copied().collect());
+            let fio_paired = match w {
+                Workload::Blocks1M => &fio_runs,
+                Workload::Inline100 => &fio_ovw_runs,
             };
             for (p, runs) in policies.iter().zip(ours) {
-                json.push(report(&a, (w, *p, c), runs, fio_sync, fio_ovw));
+                json.push(report(&a, (w, *p, c), runs, fio_paired, fio_ovw));
                 if let Some(p) = &a.json {
                     let _ = std::fs::write(p, serde_json::to_string_pretty(&json).unwrap());
                 }
