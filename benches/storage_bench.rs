@@ -293,8 +293,8 @@ fn fio(
 }
 
 /// Each run's figure over the fio run of its round, taken just before (MB/s for blocks,
-/// sync/s for inline objects): on a machine whose speed changes by the minute, a pair taken together says
-/// more than two medians taken over several minutes.
+/// sync/s for inline objects): on a machine whose speed changes by the minute, a pair
+/// taken together says more than two medians taken over several minutes.
 fn paired_ratios(w: Workload, runs: &[Outcome], fio: &[Option<(f64, f64)>]) -> Vec<f64> {
     runs.iter()
         .zip(fio)

@@ -428,17 +428,33 @@ where
     glommio::executor().spawn_blocking(f).await
 }
 
-/// Free a batch's block buffers on the shard's blocking thread, after its acknowledgements,
-/// so that no `free` sits between a sync and the acks it releases. In the storage bench a
+/// Free a batch's block buffers on a thread of their own, after its acknowledgements, so
+/// that no `free` sits between a sync and the acks it releases. In the storage bench a
 /// 1 MiB buffer's drop took 70–95 µs of the shard thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`
 /// around it; blocks made by another thread before the run), a tenth of a block's
 /// acknowledgement at concurrency 1. How much a `free` costs depends on the allocator's
 /// state; in a server's `granary-bench large` PUT this made no difference beyond noise.
+/// Not the blocking pool: frees there would queue ahead of LMDB commits, and a job still
+/// queued when the executor ends makes its thread panic. This thread answers nobody.
 fn free_elsewhere(buffers: Vec<Vec<u8>>) {
+    type Spent = Vec<Vec<u8>>;
+    static FREER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Spent>>> =
+        std::sync::OnceLock::new();
     if buffers.iter().all(|b| b.capacity() == 0) {
         return;
     }
-    glommio::spawn_local(blocking(move || drop(buffers))).detach();
+    let freer = FREER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Spent>();
+        std::thread::Builder::new()
+            .name("granary-free".into())
+            .spawn(move || rx.into_iter().for_each(drop))
+            .ok()
+            .map(|_| tx)
+    });
+    // Without the thread (it could not start), the buffers are freed here.
+    if let Some(tx) = freer {
+        let _ = tx.send(buffers);
+    }
 }
 
 impl ShardStore {
