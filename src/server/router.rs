@@ -657,17 +657,23 @@ pub async fn delete_empty_bucket(shard: &Shard, row: &BucketRow) -> Result<(), S
         }
     })
     .await;
-    match back {
-        Ok(_) => {
-            tracing::info!(bucket = %row.name, "a write landed as the bucket was deleted: put back")
-        }
-        Err(e) => tracing::error!(
+    let why = match &late {
+        Ok(_) => "a write landed as the bucket was deleted".to_string(),
+        Err(e) => format!("the last emptiness check failed ({e:?})"),
+    };
+    if let Err(e) = back {
+        // The name is held until this step, so only a failure to store the row gets here.
+        tracing::error!(
             bucket = %row.name,
-            error = %e,
-            "a write landed in a bucket as it was deleted, and the bucket could not be put back: \
-             its objects are unreachable"
-        ),
+            error = ?e,
+            "{why}, and the bucket could not be put back: its objects are unreachable"
+        );
+        return Err(S3Error::InternalError(format!(
+            "{why}, and bucket {} could not be put back",
+            row.name
+        )));
     }
+    tracing::info!(bucket = %row.name, "{why}: the bucket was put back");
     late?;
     Err(S3Error::BucketNotEmpty)
 }
