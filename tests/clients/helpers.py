@@ -63,7 +63,12 @@ def free_port():
 
 
 def error_code(exc_info):
-    return exc_info.value.response["Error"]["Code"]
+    return error_code_of(exc_info.value)
+
+
+def error_code_of(e):
+    """The S3 error code of a botocore ClientError."""
+    return e.response["Error"]["Code"]
 
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import ClientError
 
-from helpers import MiB
+from helpers import MiB, error_code_of
 
 
 ROUNDS = 8
@@ -157,10 +157,6 @@ def test_delete_bucket_and_puts_at_once_never_both_succeed(server):
             refused = {error_code_of(r) for r in results[:-1] if isinstance(r, Exception)}
             assert refused <= {"NoSuchBucket"}, refused
     assert not both, f"DeleteBucket and PUTs both acknowledged: {both}"
-
-
-def error_code_of(e):
-    return e.response["Error"]["Code"]
 
 
 def test_a_name_retaken_as_its_bucket_is_deleted_loses_no_acknowledged_object(server):

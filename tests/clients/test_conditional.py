@@ -10,7 +10,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import MiB, error_code, unique
+from helpers import MiB, error_code, error_code_of, unique
 
 PAST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 FUTURE = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365)
@@ -22,10 +22,6 @@ def status_and_code(call):
     except ClientError as e:
         return e.response["ResponseMetadata"]["HTTPStatusCode"], error_code_of(e)
     return 200, None
-
-
-def error_code_of(e):
-    return e.response["Error"]["Code"]
 
 
 @pytest.fixture
