@@ -308,13 +308,9 @@ fn paired_ratios(w: Workload, runs: &[Outcome], fio: &[Option<(f64, f64)>]) -> V
         .collect()
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(|x, y| x.partial_cmp(y).unwrap());
-    v.get(v.len() / 2).copied()
-}
-
-fn median_of(mut v: Vec<(f64, f64)>) -> Option<(f64, f64)> {
-    v.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap());
+/// The middle element by `key` (the upper one of an even count).
+fn median_by<T: Copy>(mut v: Vec<T>, key: impl Fn(&T) -> f64) -> Option<T> {
+    v.sort_by(|x, y| key(x).partial_cmp(&key(y)).unwrap());
     v.get(v.len() / 2).copied()
 }
 
@@ -343,7 +339,7 @@ fn report(
     fio_paired: &[Option<(f64, f64)>],
     fio_ovw: Option<(f64, f64)>,
 ) -> serde_json::Value {
-    let fio_sync = median_of(fio_paired.iter().flatten().copied().collect());
+    let fio_sync = median_by(fio_paired.iter().flatten().copied().collect(), |f| f.0);
     let paired = paired_ratios(w, &runs, fio_paired);
     runs.sort_by(|x, y| {
         (x.ops as f64 / x.secs)
@@ -380,7 +376,7 @@ fn report(
             .unwrap_or_default(),
         ovw.map(|(_, r)| format!("{r:.2}")).unwrap_or_default(),
     ]);
-    let paired_median = median(paired.clone());
+    let paired_median = median_by(paired.clone(), |r| *r);
     if !paired.is_empty() {
         let each: Vec<String> = paired.iter().map(|r| format!("{r:.2}")).collect();
         println!(
@@ -478,7 +474,7 @@ fn main() {
                     ours[i].push(run_one(&a.dir.join("store"), w, *p, c, a.secs));
                 }
             }
-            let fio_ovw = median_of(fio_ovw_runs.iter().flatten().copied().collect());
+            let fio_ovw = median_by(fio_ovw_runs.iter().flatten().copied().collect(), |f| f.0);
             let fio_paired = match w {
                 Workload::Blocks1M => &fio_runs,
                 Workload::Inline100 => &fio_ovw_runs,
