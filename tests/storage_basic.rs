@@ -500,3 +500,36 @@ fn a_store_of_another_metadata_format_is_refused_with_both_numbers() {
         s.close().await.unwrap();
     });
 }
+
+/// Descriptors this process holds on files under `dir`.
+fn open_files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|t| t.starts_with(dir))
+        .collect()
+}
+
+#[test]
+fn close_releases_every_file_even_as_the_executor_ends() {
+    // A segment file merely dropped waits for glommio's next I/O cycle to be closed; at the
+    // end of an executor that never comes, and the open files kept a test's file system
+    // busy (it could not be unmounted).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        let (h, d) = block(300_000, 1);
+        s.put_block(h, d).await.unwrap();
+        s.close().await.unwrap();
+        assert!(matches!(
+            s.read_block(&h, 0, 10).await,
+            Err(StorageError::Closed)
+        ));
+    });
+    assert_eq!(
+        open_files_under(dir.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
+}

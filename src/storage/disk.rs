@@ -177,6 +177,15 @@ impl SegFile {
         }
     }
 
+    /// Close the file now (errors are logged: nothing is left to do about them).
+    pub(crate) async fn close(self) {
+        if let SegFile::Real(f) = self {
+            if let Err(e) = f.close().await {
+                tracing::warn!(error = %e, "closing a segment file failed");
+            }
+        }
+    }
+
     pub(crate) async fn fdatasync(&self) -> Result<()> {
         match self {
             SegFile::Real(f) => Ok(f.fdatasync().await?),

@@ -725,18 +725,28 @@ impl ShardStore {
         rx.await.map_err(|_| StorageError::Closed)?.map(|_| ())
     }
 
+    /// A block's index entry and its segment file (None if the segment is gone).
+    fn locate(&self, hash: &BlockHash) -> Result<(BlockEntry, Option<Rc<SegFile>>)> {
+        if self.data_tx.borrow().is_none() {
+            // Closed: its segment files are closed too (see `close`).
+            return Err(StorageError::Closed);
+        }
+        let e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+        if let Some(file) = self.segs.borrow().files.get(&e.segment).cloned() {
+            return Ok((e, Some(file)));
+        }
+        // Compaction may have moved the record and deleted its segment meanwhile.
+        let e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
+        let file = self.segs.borrow().files.get(&e.segment).cloned();
+        Ok((e, file))
+    }
+
     /// Read `len` bytes at `offset` of a block's data. Reads and verifies (crc32c) only the
     /// 64 KiB chunks it needs, even for the whole block: blake3 would cost a GET a fifth of
     /// its CPU, and the chunk checksums already catch what the disk can do to the bytes;
     /// the scrub checks blake3. Corrupt data is an error, never returned.
     pub async fn read_block(&self, hash: &BlockHash, offset: u32, len: u32) -> Result<Vec<u8>> {
-        let mut e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
-        let mut file = self.segs.borrow().files.get(&e.segment).cloned();
-        if file.is_none() {
-            // Compaction may have moved the record and deleted its segment meanwhile.
-            e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
-            file = self.segs.borrow().files.get(&e.segment).cloned();
-        }
+        let (e, file) = self.locate(hash)?;
         if e.bad {
             return Err(corrupt(format!("block {} is marked bad", hash.to_hex())));
         }
@@ -785,12 +795,7 @@ impl ShardStore {
     /// a block is read sequentially from 0 to its end, its blake3 hash is checked too (the
     /// last read fails if it does not match).
     pub async fn open_block(&self, hash: &BlockHash) -> Result<BlockReader> {
-        let mut e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
-        let mut file = self.segs.borrow().files.get(&e.segment).cloned();
-        if file.is_none() {
-            e = self.block_entry(hash)?.ok_or(StorageError::NotFound)?;
-            file = self.segs.borrow().files.get(&e.segment).cloned();
-        }
+        let (e, file) = self.locate(hash)?;
         if e.bad {
             return Err(corrupt(format!("block {} is marked bad", hash.to_hex())));
         }
@@ -1264,6 +1269,16 @@ impl ShardStore {
         let r = self.sync_all().await;
         self.data_tx.borrow_mut().take();
         self.meta_tx.borrow_mut().take();
+        // Close segment files now: a file merely dropped is closed by glommio's next I/O
+        // cycle, which never comes if the executor ends first (the descriptor then stays
+        // open for the life of the process and keeps the file system busy). A file a
+        // `BlockReader` still holds is closed when that reader drops.
+        let files = std::mem::take(&mut self.segs.borrow_mut().files);
+        for f in files.into_values() {
+            if let Ok(f) = Rc::try_unwrap(f) {
+                f.close().await;
+            }
+        }
         r
     }
 
