@@ -447,13 +447,30 @@ fn free_elsewhere(buffers: Vec<Vec<u8>>) {
         let (tx, rx) = std::sync::mpsc::channel::<Spent>();
         std::thread::Builder::new()
             .name("granary-free".into())
-            .spawn(move || rx.into_iter().for_each(drop))
+            .spawn(move || {
+                // Started from a shard, it would share that shard's one core.
+                unpin_current_thread();
+                rx.into_iter().for_each(drop)
+            })
             .ok()
             .map(|_| tx)
     });
     // Without the thread (it could not start), the buffers are freed here.
     if let Some(tx) = freer {
         let _ = tx.send(buffers);
+    }
+}
+
+/// Let the calling thread run on every CPU the process's main thread may use (a thread
+/// started from a pinned shard inherits the shard's one core). Best effort.
+pub(crate) fn unpin_current_thread() {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: plain syscalls on a zeroed, correctly sized CPU set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(libc::getpid(), size, &mut set) == 0 {
+            libc::sched_setaffinity(0, size, &set);
+        }
     }
 }
 
@@ -2443,4 +2460,42 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
     }
     w.commit()?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    fn affinity(tid: libc::pid_t) -> Vec<usize> {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: a zeroed, correctly sized CPU set.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(libc::sched_getaffinity(tid, size, &mut set), 0);
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_thread_started_from_a_pinned_one_is_unpinned() {
+        // SAFETY: getpid has no preconditions.
+        let main = affinity(unsafe { libc::getpid() });
+        let got = std::thread::spawn(move || {
+            // Pin this thread to one core, as a shard is, then undo it.
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            // SAFETY: a zeroed, correctly sized CPU set.
+            unsafe {
+                let mut one: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(main[0], &mut one);
+                assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+            }
+            assert_eq!(affinity(0), vec![main[0]]);
+            super::unpin_current_thread();
+            affinity(0)
+        })
+        .join()
+        .unwrap();
+        // SAFETY: getpid has no preconditions.
+        assert_eq!(got, affinity(unsafe { libc::getpid() }));
+    }
 }
