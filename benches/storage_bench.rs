@@ -23,16 +23,16 @@ struct Args {
     runs: usize,
     quick: bool,
     only: Option<String>,
-    /// Only this concurrency.
-    conc: Option<usize>,
+    /// Only these concurrencies.
+    conc: Option<Vec<usize>>,
     /// Only this fsync policy.
     fsync: Option<String>,
 }
 
 impl Args {
     fn concurrencies(&self) -> Vec<usize> {
-        match self.conc {
-            Some(c) => vec![c],
+        match &self.conc {
+            Some(c) => c.clone(),
             None if self.quick => vec![1, 256],
             None => vec![1, 16, 256],
         }
@@ -59,13 +59,33 @@ fn args() -> Args {
             "--runs" => a.runs = it.next().expect("--runs N").parse().expect("runs"),
             "--quick" => a.quick = true,
             "--only" => a.only = Some(it.next().expect("--only blocks|inline")),
-            "--conc" => a.conc = Some(it.next().expect("--conc N").parse().expect("a number")),
+            "--conc" => {
+                let list = it.next().unwrap_or_default();
+                let parsed: Result<Vec<usize>, _> = list.split(',').map(str::parse).collect();
+                match parsed {
+                    Ok(c) if !c.contains(&0) => a.conc = Some(c),
+                    _ => usage(&format!("--conc wants numbers above 0 like 1,16: {list:?}")),
+                }
+            }
             "--fsync" => a.fsync = Some(it.next().expect("--fsync POLICY")),
             "--bench" => {}
-            _ => {}
+            "--help" | "-h" => usage(""),
+            other => usage(&format!("unknown argument {other:?}")),
         }
     }
     a
+}
+
+fn usage(why: &str) -> ! {
+    if !why.is_empty() {
+        eprintln!("storage_bench: {why}");
+    }
+    eprintln!(
+        "usage: cargo bench --bench storage_bench -- [--only blocks|inline] \\\n\
+         \x20   [--fsync always|periodic:MS|never] [--conc N[,N...]] [--runs N] [--secs S] \\\n\
+         \x20   [--quick] [--dir PATH] [--json PATH]"
+    );
+    std::process::exit(if why.is_empty() { 0 } else { 2 });
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
