@@ -153,9 +153,14 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
     } else {
         Vec::new()
     };
-    // The shard is pinned; its blocking thread (LMDB commits) is not, so a commit's CPU
-    // work does not preempt the shard (the server should place its pools the same way).
-    LocalExecutorBuilder::new(Placement::Fixed(0))
+    // The shard is pinned (as the server's are; GRANARY_BENCH_UNPINNED=1 leaves it free);
+    // its blocking thread (LMDB commits) is not, so a commit's CPU work does not preempt
+    // the shard (the server places its pools the same way).
+    let placement = match std::env::var("GRANARY_BENCH_UNPINNED").as_deref() {
+        Ok("1") => Placement::Unbound,
+        _ => Placement::Fixed(0),
+    };
+    LocalExecutorBuilder::new(placement)
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .io_memory(io_memory())
         .spawn(move || async move {
