@@ -131,6 +131,16 @@ fn make_data(len: usize, seed: u64) -> Vec<u8> {
     v
 }
 
+/// The shard is pinned, as the server's are (`GRANARY_BENCH_UNPINNED=1` leaves it free);
+/// its blocking thread (LMDB commits) is not, so a commit's CPU work does not preempt the
+/// shard (the server places its pools the same way).
+fn shard_placement() -> Placement {
+    match std::env::var("GRANARY_BENCH_UNPINNED").as_deref() {
+        Ok("1") => Placement::Unbound,
+        _ => Placement::Fixed(0),
+    }
+}
+
 fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64) -> Outcome {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
@@ -153,14 +163,7 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
     } else {
         Vec::new()
     };
-    // The shard is pinned (as the server's are; GRANARY_BENCH_UNPINNED=1 leaves it free);
-    // its blocking thread (LMDB commits) is not, so a commit's CPU work does not preempt
-    // the shard (the server places its pools the same way).
-    let placement = match std::env::var("GRANARY_BENCH_UNPINNED").as_deref() {
-        Ok("1") => Placement::Unbound,
-        _ => Placement::Fixed(0),
-    };
-    LocalExecutorBuilder::new(placement)
+    LocalExecutorBuilder::new(shard_placement())
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .io_memory(io_memory())
         .spawn(move || async move {

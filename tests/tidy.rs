@@ -13,7 +13,7 @@ const FUNCTION_LINES_MAX: usize = 100;
 /// Functions longer than `FUNCTION_LINES_MAX` when this test was written, with their length
 /// then. They may shrink (then lower or remove the entry); none may grow, none may join.
 const LONG_FUNCTIONS: &[(&str, &str, usize)] = &[
-    ("benches/storage_bench.rs", "run_one", 110),
+    ("benches/storage_bench.rs", "run_one", 108),
     ("src/admin/api.rs", "handle", 156),
     ("src/s3/error.rs", "message", 140),
     ("src/s3/sigv4.rs", "parse_forms_and_errors", 162),
