@@ -52,28 +52,37 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
+        let mut value = |what: &str| {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{x} wants {what}")))
+        };
         match x.as_str() {
-            "--dir" => a.dir = it.next().expect("--dir PATH").into(),
-            "--json" => a.json = Some(it.next().expect("--json PATH").into()),
-            "--secs" => a.secs = it.next().expect("--secs S").parse().expect("seconds"),
-            "--runs" => a.runs = it.next().expect("--runs N").parse().expect("runs"),
+            "--dir" => a.dir = value("a path").into(),
+            "--json" => a.json = Some(value("a path").into()),
+            "--secs" => a.secs = parsed(&x, &value("seconds"), |s: &f64| *s > 0.0),
+            "--runs" => a.runs = parsed(&x, &value("a count"), |n: &usize| *n > 0),
             "--quick" => a.quick = true,
-            "--only" => a.only = Some(it.next().expect("--only blocks|inline")),
+            "--only" => a.only = Some(value("blocks or inline")),
             "--conc" => {
-                let list = it.next().unwrap_or_default();
-                let parsed: Result<Vec<usize>, _> = list.split(',').map(str::parse).collect();
-                match parsed {
-                    Ok(c) if !c.contains(&0) => a.conc = Some(c),
-                    _ => usage(&format!("--conc wants numbers above 0 like 1,16: {list:?}")),
-                }
+                let list = value("numbers like 1,16");
+                let c: Vec<usize> = list.split(',').map(|n| parsed(&x, n, |c| *c > 0)).collect();
+                a.conc = Some(c);
             }
-            "--fsync" => a.fsync = Some(it.next().expect("--fsync POLICY")),
+            "--fsync" => a.fsync = Some(value("a policy")),
             "--bench" => {}
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown argument {other:?}")),
         }
     }
     a
+}
+
+/// `text` as the value of `flag`, or the usage if it does not parse or is not `ok`.
+fn parsed<T: std::str::FromStr>(flag: &str, text: &str, ok: impl Fn(&T) -> bool) -> T {
+    match text.parse::<T>() {
+        Ok(v) if ok(&v) => v,
+        _ => usage(&format!("{flag} wants a number above 0, not {text:?}")),
+    }
 }
 
 fn usage(why: &str) -> ! {
