@@ -3,18 +3,23 @@
 //! the same file system and access pattern measured in the same run.
 //!
 //! `cargo bench --bench storage_bench -- [--dir D] [--json F] [--secs S] [--runs N] [--quick]
-//! [--only blocks|inline] [--conc N] [--fsync always|periodic:100|never]`
+//! [--only blocks|inline] [--conc N] [--fsync always|periodic:100|never] [--input sealed|vec]`
 //! (D must be on the file system to measure; default ./target/storage-bench).
+//!
+//! `--input` is how blocks reach the engine: `sealed` (the default, what the server does)
+//! in record buffers filled and sealed by the receiving side, `vec` as plain vectors that
+//! the engine copies and checksums into its own buffer.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use granary::meta::types::{BlockHash, BucketId, ObjectData, ObjectRow, Stamp};
-use granary::storage::{FsyncPolicy, ShardStore, StorageConfig};
+use granary::storage::{BlockBuf, FsyncPolicy, ShardStore, StorageConfig};
 
 struct Args {
     dir: PathBuf,
@@ -69,6 +74,14 @@ fn args() -> Args {
                 a.conc = Some(c);
             }
             "--fsync" => a.fsync = Some(value("a policy")),
+            "--input" => {
+                let input = match value("sealed or vec").as_str() {
+                    "sealed" => Input::Sealed,
+                    "vec" => Input::Vec,
+                    other => usage(&format!("--input wants sealed or vec, not {other:?}")),
+                };
+                let _ = INPUT.set(input);
+            }
             "--bench" => {}
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown argument {other:?}")),
@@ -92,9 +105,29 @@ fn usage(why: &str) -> ! {
     eprintln!(
         "usage: cargo bench --bench storage_bench -- [--only blocks|inline] \\\n\
          \x20   [--fsync always|periodic:MS|never] [--conc N[,N...]] [--runs N] [--secs S] \\\n\
-         \x20   [--quick] [--dir PATH] [--json PATH]"
+         \x20   [--input sealed|vec] [--quick] [--dir PATH] [--json PATH]"
     );
     std::process::exit(if why.is_empty() { 0 } else { 2 });
+}
+
+/// How blocks reach the engine (`--input`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Input {
+    /// In record buffers, sealed before the timed section (`put_block_buf`).
+    Sealed,
+    /// As vectors (`put_block`: the engine copies and checksums them).
+    Vec,
+}
+
+static INPUT: OnceLock<Input> = OnceLock::new();
+
+fn input() -> Input {
+    *INPUT.get_or_init(|| Input::Sealed)
+}
+
+enum Block {
+    Sealed(BlockBuf),
+    Vec(Vec<u8>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -140,6 +173,42 @@ fn make_data(len: usize, seed: u64) -> Vec<u8> {
     v
 }
 
+/// Unique 1 MiB blocks, hashed (and for `--input sealed`, in sealed record buffers) before
+/// the timed section: the server hashes and seals a block while its bytes arrive.
+fn make_blocks(count: usize) -> Vec<(BlockHash, Block)> {
+    let base = make_data(1 << 20, 42);
+    (0..count)
+        .map(|i| {
+            let mut d = base.clone();
+            d[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let hash = BlockHash::of(&d);
+            let block = match input() {
+                Input::Sealed => Block::Sealed(BlockBuf::sealed_copy(&hash, &d)),
+                Input::Vec => Block::Vec(d),
+            };
+            (hash, block)
+        })
+        .collect()
+}
+
+/// What sealing a filled 1 MiB record buffer costs the receiving side (µs, median of 20):
+/// the chunk checksums that `--input sealed` leaves out of the engine's time.
+fn seal_cost_us() -> f64 {
+    let data = make_data(1 << 20, 7);
+    let mut times: Vec<f64> = (0..20u64)
+        .map(|i| {
+            let mut b = BlockBuf::with_capacity(data.len());
+            b.extend_from_slice(&data);
+            let hash = BlockHash([i as u8; 32]);
+            let t = Instant::now();
+            b.seal(&hash);
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[times.len() / 2]
+}
+
 /// The shard is pinned, as the server's are (`GRANARY_BENCH_UNPINNED=1` leaves it free);
 /// its blocking thread (LMDB commits) is not, so a commit's CPU work does not preempt the
 /// shard (the server places its pools the same way).
@@ -160,17 +229,9 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
         Workload::Blocks1M => ((secs * 2500.0) as usize).clamp(256, 2000),
         Workload::Inline100 => 2_000_000,
     };
-    let blocks: Vec<(BlockHash, Vec<u8>)> = if w == Workload::Blocks1M {
-        let base = make_data(1 << 20, 42);
-        (0..max_ops)
-            .map(|i| {
-                let mut d = base.clone();
-                d[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                (BlockHash::of(&d), d)
-            })
-            .collect()
-    } else {
-        Vec::new()
+    let blocks = match w {
+        Workload::Blocks1M => make_blocks(max_ops),
+        Workload::Inline100 => Vec::new(),
     };
     LocalExecutorBuilder::new(shard_placement())
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
@@ -208,9 +269,13 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
                             Workload::Blocks1M => {
                                 let (h, d) = std::mem::replace(
                                     &mut blocks.borrow_mut()[i],
-                                    (BlockHash([0; 32]), Vec::new()),
+                                    (BlockHash([0; 32]), Block::Vec(Vec::new())),
                                 );
-                                if let Err(e) = s.put_block(h, d).await {
+                                let put = match d {
+                                    Block::Sealed(b) => s.put_block_buf(h, b).await,
+                                    Block::Vec(v) => s.put_block(h, v).await,
+                                };
+                                if let Err(e) = put {
                                     eprintln!("put_block: {e}");
                                     break;
                                 }
@@ -465,6 +530,12 @@ fn main() {
         "# storage engine, 1 shard, dir {} (fio: O_DIRECT io_uring sequential write; for blocks \
          into fresh space like the segments, and 'ovw' over written blocks)",
         a.dir.display()
+    );
+    println!(
+        "# blocks reach the engine as {:?} (sealing a filled 1 MiB block in place costs the \
+         receiving side {:.0} µs)",
+        input(),
+        seal_cost_us()
     );
     print_row(&[
         "workload",

@@ -23,6 +23,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -162,9 +163,10 @@ impl SegFile {
     }
 
     /// Write `buf` at `pos` (both aligned, as O_DIRECT requires); returns bytes written.
-    pub(crate) async fn write_at(&self, buf: DmaBuffer, pos: u64) -> Result<usize> {
+    /// Once this returns, the caller's is the only reference to `buf` again.
+    pub(crate) async fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> Result<usize> {
         match self {
-            SegFile::Real(f) => Ok(f.write_at(buf, pos).await?),
+            SegFile::Real(f) => Ok(f.write_rc_at(buf, pos).await?),
             SegFile::Sim(f) => f.write_at(buf.as_bytes(), pos).await,
         }
     }
@@ -737,10 +739,10 @@ mod tests {
             .expect("join")
     }
 
-    fn buf(f: &SegFile, byte: u8, len: usize) -> DmaBuffer {
+    fn buf(f: &SegFile, byte: u8, len: usize) -> Rc<DmaBuffer> {
         let mut b = f.alloc_buffer(len);
         b.as_bytes_mut().fill(byte);
-        b
+        Rc::new(b)
     }
 
     #[test]

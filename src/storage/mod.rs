@@ -82,12 +82,14 @@
 //! Block data and refcounts are per shard; an object row's blocks may live on other shards
 //! (the server routes each call to the owner of the block's partition).
 
+pub mod blockbuf;
 pub mod disk;
 pub mod index;
 pub mod record;
 pub mod refcheck;
 mod store;
 
+pub use blockbuf::BlockBuf;
 pub use disk::{DiskKind, SimDisk};
 pub use store::maint::ScrubProgress;
 pub use store::{BlockReader, ShardStore, META_FORMAT};

@@ -156,24 +156,51 @@ pub fn encode_into(hash: &BlockHash, data: &[u8], out: &mut [u8]) -> usize {
     let hl = header_len(data.len());
     let rl = record_len(data.len());
     assert!(out.len() >= rl, "output buffer too small for record");
-    let n = chunk_count(data.len());
-    out[0..4].copy_from_slice(&MAGIC);
-    out[4..6].copy_from_slice(&VERSION.to_le_bytes());
-    out[6..8].copy_from_slice(&0u16.to_le_bytes());
-    out[8..12].copy_from_slice(&(data.len() as u32).to_le_bytes());
-    out[12..16].copy_from_slice(&(n as u32).to_le_bytes());
-    out[16..48].copy_from_slice(&hash.0);
     // One pass over the data: each chunk is copied, then checksummed while it is still in
     // the cache (two passes over a 1 MiB block read it from memory twice).
     let (header, body) = out.split_at_mut(hl);
     for (i, (chunk, dst)) in data.chunks(CHUNK).zip(body.chunks_mut(CHUNK)).enumerate() {
         dst[..chunk.len()].copy_from_slice(chunk);
-        let c = crc32c(chunk);
-        header[HEADER_FIXED + 4 * i..HEADER_FIXED + 4 * i + 4].copy_from_slice(&c.to_le_bytes());
+        put_chunk_crc(header, i, crc32c(chunk));
     }
+    finish_header(header, hash, data.len());
+    out[hl + data.len()..rl].fill(0);
+    rl
+}
+
+fn put_chunk_crc(header: &mut [u8], index: usize, crc: u32) {
+    header[HEADER_FIXED + 4 * index..HEADER_FIXED + 4 * index + 4]
+        .copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The header's fixed fields and its own checksum (the chunk checksums are in place).
+fn finish_header(header: &mut [u8], hash: &BlockHash, data_len: usize) {
+    let hl = header_len(data_len);
+    header[0..4].copy_from_slice(&MAGIC);
+    header[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    header[6..8].copy_from_slice(&0u16.to_le_bytes());
+    header[8..12].copy_from_slice(&(data_len as u32).to_le_bytes());
+    header[12..16].copy_from_slice(&(chunk_count(data_len) as u32).to_le_bytes());
+    header[16..48].copy_from_slice(&hash.0);
     let hcrc = crc32c(&header[..hl - 4]);
     header[hl - 4..hl].copy_from_slice(&hcrc.to_le_bytes());
-    out[hl + data.len()..rl].fill(0);
+}
+
+/// Seal a record whose data is already in place: `rec[header_len(data_len)..]` holds the
+/// `data_len` data bytes. Writes the header (chunk checksums computed over the data where it
+/// lies) and zeroes the padding; returns the record length. `rec` must hold
+/// `record_len(data_len)` bytes. The same bytes as [`encode_into`] produces, without the copy.
+pub fn seal_in_place(hash: &BlockHash, data_len: usize, rec: &mut [u8]) -> usize {
+    assert!(data_len <= RECORD_DATA_MAX, "block too large for a record");
+    let hl = header_len(data_len);
+    let rl = record_len(data_len);
+    assert!(rec.len() >= rl, "buffer too small for record");
+    let (header, body) = rec.split_at_mut(hl);
+    for (i, chunk) in body[..data_len].chunks(CHUNK).enumerate() {
+        put_chunk_crc(header, i, crc32c(chunk));
+    }
+    finish_header(header, hash, data_len);
+    body[data_len..rl - hl].fill(0);
     rl
 }
 
@@ -276,6 +303,18 @@ mod tests {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn sealing_in_place_gives_the_encoded_record(len in 0usize..300_000, seed: u8) {
+            let data = sample(len, seed);
+            let hash = BlockHash::of(&data);
+            let mut rec = vec![0xAAu8; record_len(len)];
+            rec[header_len(len)..header_len(len) + len].copy_from_slice(&data);
+            prop_assert_eq!(seal_in_place(&hash, len, &mut rec), record_len(len));
+            prop_assert!(rec == encode(&hash, &data));
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use glommio::io::DmaFile;
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions};
 
+use super::blockbuf::BlockBuf;
 use super::disk::{Disk, SegFile};
 use super::index::{decode_gc_key, gc_key, segment_key, BlockEntry, Checkpoint, SegmentInfo};
 use super::record;
@@ -215,7 +216,7 @@ enum Kind {
 struct DataReq {
     kind: Kind,
     hash: BlockHash,
-    data: Vec<u8>,
+    data: BlockBuf,
     reply: Reply,
 }
 
@@ -428,6 +429,40 @@ where
     glommio::executor().spawn_blocking(f).await
 }
 
+fn too_large(len: usize) -> StorageError {
+    StorageError::Invalid(format!(
+        "block of {len} bytes exceeds the maximum of {}",
+        record::RECORD_DATA_MAX
+    ))
+}
+
+/// A block's memory, done with, for [`free_elsewhere`].
+enum Spent {
+    Vec(#[allow(dead_code)] Vec<u8>),
+    Block(#[allow(dead_code)] BlockBuf),
+}
+
+impl Spent {
+    fn is_nothing(&self) -> bool {
+        match self {
+            Spent::Vec(v) => v.capacity() == 0,
+            Spent::Block(b) => !b.holds_memory(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Spent {
+    fn from(v: Vec<u8>) -> Spent {
+        Spent::Vec(v)
+    }
+}
+
+impl From<BlockBuf> for Spent {
+    fn from(b: BlockBuf) -> Spent {
+        Spent::Block(b)
+    }
+}
+
 /// Free a batch's block buffers on a thread of their own, after its acknowledgements, so
 /// that no `free` sits between a sync and the acks it releases. In the storage bench a
 /// 1 MiB buffer's drop took 70–95 µs of the shard thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`
@@ -436,15 +471,14 @@ where
 /// state; in a server's `granary-bench large` PUT this made no difference beyond noise.
 /// Not the blocking pool: frees there would queue ahead of LMDB commits, and a job still
 /// queued when the executor ends makes its thread panic. This thread answers nobody.
-fn free_elsewhere(buffers: Vec<Vec<u8>>) {
-    type Spent = Vec<Vec<u8>>;
-    static FREER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Spent>>> =
+fn free_elsewhere(buffers: Vec<Spent>) {
+    static FREER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Vec<Spent>>>> =
         std::sync::OnceLock::new();
-    if buffers.iter().all(|b| b.capacity() == 0) {
+    if buffers.iter().all(Spent::is_nothing) {
         return;
     }
     let freer = FREER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Spent>();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<Spent>>();
         std::thread::Builder::new()
             .name("granary-free".into())
             .spawn(move || {
@@ -702,14 +736,22 @@ impl ShardStore {
     // ---------------------------------------------------------------- blocks
 
     /// Store a block (or, if it is already stored, count one more reference). Returns once
-    /// durable per the data and metadata policies.
+    /// durable per the data and metadata policies. The bytes are copied into a record
+    /// buffer; [`ShardStore::put_block_buf`] takes one filled by the caller and writes it
+    /// without a copy.
     pub async fn put_block(&self, hash: BlockHash, data: Vec<u8>) -> Result<()> {
         if data.len() > record::RECORD_DATA_MAX {
-            return Err(StorageError::Invalid(format!(
-                "block of {} bytes exceeds the maximum of {}",
-                data.len(),
-                record::RECORD_DATA_MAX
-            )));
+            return Err(too_large(data.len()));
+        }
+        let buf = BlockBuf::sealed_copy(&hash, &data);
+        free_elsewhere(vec![data.into()]);
+        self.put_block_buf(hash, buf).await
+    }
+
+    /// [`ShardStore::put_block`] for a block already in a record buffer (sealed or not).
+    pub async fn put_block_buf(&self, hash: BlockHash, data: BlockBuf) -> Result<()> {
+        if data.len() > record::RECORD_DATA_MAX {
+            return Err(too_large(data.len()));
         }
         debug_assert_eq!(
             BlockHash::of(&data),
@@ -1309,7 +1351,7 @@ impl ShardStore {
             .unbounded_send(DataReq {
                 kind: Kind::Flush,
                 hash: BlockHash([0; 32]),
-                data: Vec::new(),
+                data: BlockBuf::default(),
                 reply,
             })
             .map_err(|_| StorageError::Closed)?;
@@ -1382,7 +1424,7 @@ impl ShardStore {
         if writes.is_empty() {
             return None;
         }
-        match self.encode_records(&writes).await {
+        match self.encode_records(&mut writes).await {
             Ok(enc) => Some(Prepared { writes, dups, enc }),
             Err(e) => {
                 for r in writes.into_iter().chain(dups) {
@@ -1404,7 +1446,7 @@ impl ShardStore {
                 let mut acks = Vec::new();
                 let mut spent = Vec::with_capacity(writes.len() + dups.len());
                 for (mut r, e) in writes.into_iter().zip(entries) {
-                    spent.push(std::mem::take(&mut r.data));
+                    spent.push(std::mem::take(&mut r.data).into());
                     match r.kind {
                         Kind::Relocate(segment, offset) => ops.push((
                             Op::Relocate {
@@ -1431,7 +1473,7 @@ impl ShardStore {
                     }
                 }
                 for mut r in dups {
-                    spent.push(std::mem::take(&mut r.data));
+                    spent.push(std::mem::take(&mut r.data).into());
                     ops.push((Op::Incref(r.hash), Some(r.reply)));
                 }
                 ops.push((Op::Checkpoint(ckpt), None));
@@ -1454,7 +1496,7 @@ impl ShardStore {
 
     /// Encode distinct blocks into one aligned buffer for the end of the active segment
     /// (rolling to a new one if needed) and reserve that space.
-    async fn encode_records(&self, writes: &[DataReq]) -> Result<Encoded> {
+    async fn encode_records(&self, writes: &mut [DataReq]) -> Result<Encoded> {
         if let Some(why) = self.failed.borrow().clone() {
             return Err(StorageError::Failed(why));
         }
@@ -1492,11 +1534,9 @@ impl ShardStore {
         // concurrency 16, medians of 4 interleaved runs).
         let t_encode = Instant::now();
         let mut entries = Vec::with_capacity(writes.len());
-        let mut buf = file.alloc_buffer(total);
-        let out = buf.as_bytes_mut();
         let mut at = 0usize;
-        for r in writes {
-            let rl = record::encode_into(&r.hash, &r.data, &mut out[at..]);
+        for r in writes.iter() {
+            let rl = record::record_len(r.data.len());
             entries.push(BlockEntry {
                 segment: id,
                 offset: offset + at as u64,
@@ -1508,6 +1548,26 @@ impl ShardStore {
             });
             at += rl;
         }
+        let buf = if let [r] = writes {
+            // A batch of one block (every batch at concurrency 1) is written from the
+            // block's own buffer: no copy, and no checksum pass if the caller sealed it.
+            let rec = std::mem::take(&mut r.data).into_record(&r.hash);
+            BatchBuf::Block(Rc::new(rec))
+        } else {
+            let mut buf = file.alloc_buffer(total);
+            let out = buf.as_bytes_mut();
+            let mut at = 0usize;
+            for r in writes.iter() {
+                at += match r.data.record(&r.hash) {
+                    Some(rec) => {
+                        out[at..at + rec.len()].copy_from_slice(rec);
+                        rec.len()
+                    }
+                    None => record::encode_into(&r.hash, &r.data, &mut out[at..]),
+                };
+            }
+            BatchBuf::Copied(Rc::new(buf))
+        };
         glommio::yield_if_needed().await;
         bump(
             &self.counters.encode_us,
@@ -1538,7 +1598,15 @@ impl ShardStore {
             entries,
         } = enc;
         let t_write = Instant::now();
-        let mut first_err = match file.write_at(buf, offset).await {
+        let written = match &buf {
+            BatchBuf::Block(b) | BatchBuf::Copied(b) => file.write_at(b.clone(), offset).await,
+        };
+        if let BatchBuf::Block(b) = buf {
+            if let Ok(b) = Rc::try_unwrap(b) {
+                free_elsewhere(vec![BlockBuf::spent(b).into()]);
+            }
+        }
+        let mut first_err = match written {
             Ok(n) if n == total => None,
             Ok(n) => Some(StorageError::Io(format!(
                 "short write to segment {id}: {n} of {total} bytes"
@@ -1701,8 +1769,16 @@ struct Encoded {
     offset: u64,
     total: usize,
     /// The batch's records, encoded back to back.
-    buf: glommio::io::DmaBuffer,
+    buf: BatchBuf,
     entries: Vec<BlockEntry>,
+}
+
+/// What a batch is written from.
+enum BatchBuf {
+    /// Its one block's own record buffer (freed on another thread once written).
+    Block(Rc<glommio::io::DmaBuffer>),
+    /// A buffer of the segment file's, its blocks copied in.
+    Copied(Rc<glommio::io::DmaBuffer>),
 }
 
 struct Prepared {

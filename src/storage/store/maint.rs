@@ -268,7 +268,7 @@ impl ShardStore {
                     .unbounded_send(DataReq {
                         kind: Kind::Relocate(e.segment, e.offset),
                         hash,
-                        data: data.to_vec(),
+                        data: super::BlockBuf::sealed_copy(&hash, data),
                         reply: tx,
                     })
                     .map_err(|_| StorageError::Closed)?;
