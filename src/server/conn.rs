@@ -71,13 +71,23 @@ impl ConnIo {
 
     /// Reads from the socket straight onto the end of `out` (at most `max` bytes), sparing
     /// a large body the copy through the read buffer. Only when nothing is buffered.
-    async fn read_append(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    async fn read_append<S: BodySink>(&mut self, out: &mut S, max: usize) -> io::Result<usize> {
         assert!(self.available().is_empty(), "buffered bytes come first");
         if std::mem::take(&mut self.continue_pending) {
             self.stream.write_all(CONTINUE).await?;
         }
-        let start = out.len();
         let max = max.min(DIRECT_READ_MAX);
+        let Some(out) = out.as_vec() else {
+            // A block's record buffer: the bytes land where the record will be written from.
+            let room = out.room(max);
+            let n = match self.stream.recv_ready_into(room)? {
+                Some(n) => Ok(n),
+                None => self.stream.read(room).await,
+            };
+            out.filled(*n.as_ref().unwrap_or(&0));
+            return n;
+        };
+        let start = out.len();
         if let Some(n) = self.stream.recv_ready_into_spare(out, max)? {
             return Ok(n);
         }
@@ -93,6 +103,33 @@ impl ConnIo {
 
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.stream.write_all(data).await
+    }
+}
+
+/// Where [`Body::read_into`] puts the decoded bytes: a vector, or the record buffer of an
+/// upload's next block (`objects::BlockSink`).
+pub trait BodySink {
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+    /// The sink as a vector, if it is one (direct reads fill its spare capacity).
+    fn as_vec(&mut self) -> Option<&mut Vec<u8>>;
+    /// Otherwise: room for at most `max` more bytes at the end, for a direct read...
+    fn room(&mut self, max: usize) -> &mut [u8];
+    /// ...of which the first `n` bytes were filled.
+    fn filled(&mut self, n: usize);
+}
+
+impl BodySink for Vec<u8> {
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes)
+    }
+    fn as_vec(&mut self) -> Option<&mut Vec<u8>> {
+        Some(self)
+    }
+    fn room(&mut self, _max: usize) -> &mut [u8] {
+        unreachable!("direct reads into a vector use its spare capacity")
+    }
+    fn filled(&mut self, _n: usize) {
+        unreachable!("direct reads into a vector use its spare capacity")
     }
 }
 
@@ -225,9 +262,21 @@ impl<'c> Body<'c> {
     }
 
     /// Appends decoded payload bytes to `out` (about `want` at most). Returns 0 at the end.
-    pub async fn read_into(&mut self, out: &mut Vec<u8>, want: usize) -> Result<usize, S3Error> {
+    pub async fn read_into<S: BodySink>(
+        &mut self,
+        out: &mut S,
+        want: usize,
+    ) -> Result<usize, S3Error> {
         let n = if self.filter.is_some() {
-            self.read_filtered(out).await?
+            match out.as_vec() {
+                Some(v) => self.read_filtered(v).await?,
+                None => {
+                    let mut v = Vec::new();
+                    let n = self.read_filtered(&mut v).await?;
+                    out.extend_from_slice(&v);
+                    n
+                }
+            }
         } else if self.aws.is_some() {
             self.read_aws(out, want).await?
         } else {
@@ -259,7 +308,11 @@ impl<'c> Body<'c> {
     }
 
     /// `ConnIo::read_append` with the timeout and errors of [`Body::fill`].
-    async fn read_direct(&mut self, out: &mut Vec<u8>, max: usize) -> Result<usize, S3Error> {
+    async fn read_direct<S: BodySink>(
+        &mut self,
+        out: &mut S,
+        max: usize,
+    ) -> Result<usize, S3Error> {
         let io = &mut self.io;
         let read =
             glommio::timer::timeout(IO_TIMEOUT, async { Ok(io.read_append(out, max).await) });
@@ -314,7 +367,11 @@ impl<'c> Body<'c> {
     }
 
     /// The transfer-framing layer: Content-Length or HTTP chunked.
-    async fn read_framed(&mut self, out: &mut Vec<u8>, want: usize) -> Result<usize, S3Error> {
+    async fn read_framed<S: BodySink>(
+        &mut self,
+        out: &mut S,
+        want: usize,
+    ) -> Result<usize, S3Error> {
         loop {
             match &mut self.framing {
                 Framing::Empty => return Ok(0),
@@ -377,7 +434,7 @@ impl<'c> Body<'c> {
     }
 
     /// The aws-chunked layer, fed from the framing layer.
-    async fn read_aws(&mut self, out: &mut Vec<u8>, want: usize) -> Result<usize, S3Error> {
+    async fn read_aws<S: BodySink>(&mut self, out: &mut S, want: usize) -> Result<usize, S3Error> {
         let mut produced = 0;
         loop {
             let aws = self

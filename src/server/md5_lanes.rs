@@ -28,6 +28,8 @@ use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use md5_many::{Md5Many, Md5State};
 
+use crate::storage::BlockBuf;
+
 /// Lanes in one round at most (three AVX-512 groups).
 const ROUND_LANES_MAX: usize = 48;
 /// A round starts once this many uploads (or all of those in progress) have a block queued.
@@ -91,8 +93,8 @@ impl Md5Stream {
 
 struct Job {
     stream: Md5Stream,
-    data: Vec<u8>,
-    done: oneshot::Sender<Vec<u8>>,
+    data: BlockBuf,
+    done: oneshot::Sender<BlockBuf>,
 }
 
 /// A shard's MD5 worker: see the module's text.
@@ -133,8 +135,8 @@ impl Md5Lanes {
     pub fn submit(
         &self,
         stream: &Md5Stream,
-        data: Vec<u8>,
-    ) -> impl std::future::Future<Output = Vec<u8>> {
+        data: BlockBuf,
+    ) -> impl std::future::Future<Output = BlockBuf> {
         stream.count_once();
         let (done, rx) = oneshot::channel();
         let job = Job {
@@ -268,11 +270,11 @@ mod tests {
     use super::*;
     use md5::Digest;
 
-    fn job(stream: &Md5Stream, data: Vec<u8>) -> (Job, oneshot::Receiver<Vec<u8>>) {
+    fn job(stream: &Md5Stream, data: Vec<u8>) -> (Job, oneshot::Receiver<BlockBuf>) {
         let (done, rx) = oneshot::channel();
         let job = Job {
             stream: stream.clone(),
-            data,
+            data: BlockBuf::from(&data[..]),
             done,
         };
         (job, rx)
@@ -311,9 +313,15 @@ mod tests {
         let last = streams.last().unwrap();
         queue.push_back(job(last, vec![ROUND_LANES_MAX as u8, 1]).0);
         assert_eq!(take_round(&mut queue).len(), ROUND_LANES_MAX);
-        let next: Vec<Vec<u8>> = take_round(&mut queue).into_iter().map(|j| j.data).collect();
+        let next: Vec<Vec<u8>> = take_round(&mut queue)
+            .into_iter()
+            .map(|j| j.data.to_vec())
+            .collect();
         assert_eq!(next, [vec![ROUND_LANES_MAX as u8, 0]]);
-        let after: Vec<Vec<u8>> = take_round(&mut queue).into_iter().map(|j| j.data).collect();
+        let after: Vec<Vec<u8>> = take_round(&mut queue)
+            .into_iter()
+            .map(|j| j.data.to_vec())
+            .collect();
         assert_eq!(after, [vec![ROUND_LANES_MAX as u8, 1]]);
     }
 

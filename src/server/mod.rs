@@ -130,7 +130,7 @@ impl Shard {
         match request {
             R::PutBlock { hash, data } => {
                 assert_eq!(hash.partition().shard(self.shards), self.id);
-                A::Done(store.put_block(hash, data).await.map_err(storage_err))
+                A::Done(store.put_block_buf(hash, data).await.map_err(storage_err))
             }
             R::ReadBlock { hash, offset, len } => {
                 assert_eq!(hash.partition().shard(self.shards), self.id);

@@ -5,7 +5,7 @@
 use std::io;
 use std::rc::Rc;
 
-use super::conn::{Body, ConnIo, Response, ResponseBody};
+use super::conn::{Body, BodySink, ConnIo, Response, ResponseBody};
 use super::router::{self, check, prepare_body, Caller, Need};
 use super::shard_api::{ShardRequest, WriteCondition};
 use super::{now_ms, Shard};
@@ -19,6 +19,7 @@ use crate::s3::error::S3Error;
 use crate::s3::sigv4::PayloadMode;
 use crate::s3::xml;
 use crate::server::md5_lanes::Md5Stream;
+use crate::storage::BlockBuf;
 
 /// Blocks of one upload being written at once (per request): enough to keep both the
 /// hashing and the owning shards busy, small enough to bound memory (this many blocks).
@@ -31,6 +32,60 @@ const READ_PIECE_BYTES: u32 = 1 << 20;
 const FIRST_READ_PIECE_BYTES: u32 = 64 * 1024;
 /// S3's limit on user metadata (`x-amz-meta-*` names and values).
 const USER_METADATA_BYTES_MAX: usize = 2048;
+
+/// Bytes of a body read into a vector before it goes into block buffers: an inline
+/// object's are fewer, and the copy of these bytes into the first block is small.
+const BLOCK_SINK_FROM: usize = 64 * 1024;
+
+/// An upload's bytes on their way into blocks: the next block's record buffer, and what a
+/// read gave past its end (a chunked body's decoded pieces can run over), which begins the
+/// block after.
+struct BlockSink {
+    block: BlockBuf,
+    overflow: Vec<u8>,
+    block_size: usize,
+}
+
+impl BlockSink {
+    fn new(block_size: usize) -> BlockSink {
+        BlockSink {
+            block: BlockBuf::with_capacity(block_size),
+            overflow: Vec::new(),
+            block_size,
+        }
+    }
+
+    /// Takes the block filled so far; the next one (if `more` bytes may come, or some ran
+    /// over) starts with what ran over.
+    fn next_block(&mut self, more: bool) -> BlockBuf {
+        let next = if more || !self.overflow.is_empty() {
+            BlockBuf::with_capacity(self.block_size)
+        } else {
+            BlockBuf::default()
+        };
+        let full = std::mem::replace(&mut self.block, next);
+        let over = std::mem::take(&mut self.overflow);
+        BodySink::extend_from_slice(self, &over);
+        full
+    }
+}
+
+impl BodySink for BlockSink {
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let fits = bytes.len().min(self.block.remaining());
+        self.block.extend_from_slice(&bytes[..fits]);
+        self.overflow.extend_from_slice(&bytes[fits..]);
+    }
+    fn as_vec(&mut self) -> Option<&mut Vec<u8>> {
+        None
+    }
+    fn room(&mut self, max: usize) -> &mut [u8] {
+        self.block.spare_mut(max)
+    }
+    fn filled(&mut self, n: usize) {
+        self.block.commit(n);
+    }
+}
 
 /// What an upload's body became.
 pub struct Ingested {
@@ -72,9 +127,12 @@ struct BlockWriter {
 }
 
 impl BlockWriter {
-    /// Sends the upload's next block (waiting first if too many are in flight).
-    async fn send(&mut self, shard: &Rc<Shard>, data: Vec<u8>) -> Result<(), S3Error> {
+    /// Sends the upload's next block (waiting first if too many are in flight). It is
+    /// named and sealed here, while its bytes are still in this core's cache; its shard
+    /// writes the buffer as it is.
+    async fn send(&mut self, shard: &Rc<Shard>, mut data: BlockBuf) -> Result<(), S3Error> {
         let hash = BlockHash::of(&data);
+        data.seal(&hash);
         self.blocks.push(BlockRef {
             hash,
             bytes: data.len() as u32,
@@ -146,62 +204,29 @@ pub async fn ingest(
     let mut hashers =
         Hashers::new(signed_sha.is_some(), declared.as_ref().map(|d| d.0)).without_md5();
     let md5 = Md5Stream::new(&shard.md5);
-    let block_size = shard.config.block_size as usize;
     let inline_threshold = shard.config.inline_threshold as usize;
-
     let mut writer = BlockWriter {
         md5,
         blocks: Vec::new(),
         in_flight: Default::default(),
     };
-    let mut buffer: Vec<u8> = Vec::with_capacity(inline_threshold.max(64 * 1024));
-    let mut total: u64 = 0;
-    let result: Result<(), S3Error> = async {
-        loop {
-            let want = block_size - buffer.len();
-            if buffer.len() >= 64 * 1024 && buffer.capacity() < block_size {
-                // A large body: room for a whole block now, not by doubling (each doubling
-                // copied what was read so far).
-                buffer.reserve_exact(want);
-            }
-            let before = buffer.len();
-            let n = body.read_into(&mut buffer, want.min(256 * 1024)).await?;
-            hashers.update(&buffer[before..]);
-            // Hashing is the CPU-heavy part of a PUT: let the shard's other tasks run.
-            glommio::yield_if_needed().await;
-            total += n as u64;
-            if total > crate::constants::OBJECT_BYTES_MAX_SINGLE_PUT {
-                return Err(S3Error::EntityTooLarge);
-            }
-            let ended = n == 0;
-            while buffer.len() >= block_size
-                || (ended
-                    && !buffer.is_empty()
-                    && !(inline_ok && writer.blocks.is_empty() && buffer.len() < inline_threshold))
-            {
-                let rest = if buffer.len() > block_size {
-                    buffer.split_off(block_size)
-                } else {
-                    Vec::new()
-                };
-                let data = std::mem::replace(&mut buffer, rest);
-                if buffer.capacity() < block_size {
-                    buffer.reserve_exact(block_size - buffer.len());
-                }
-                writer.send(shard, data).await?;
-            }
-            if ended {
-                break;
-            }
-        }
-        writer.finish().await
-    }
+    // The body's first bytes go to a vector: they may be an inline object.
+    let mut buffer: Vec<u8> = Vec::with_capacity(inline_threshold.max(BLOCK_SINK_FROM));
+    let read = read_body(
+        shard,
+        body,
+        &mut hashers,
+        &mut writer,
+        &mut buffer,
+        inline_ok,
+    )
     .await;
     // Even on error, wait for the writes already sent, so that their blocks can be released.
-    let _ = writer.finish().await;
+    let finished = writer.finish().await;
+    let result = read.and_then(|total| finished.map(|()| total));
     let (md5, blocks) = (writer.md5, writer.blocks);
     let finish = || -> Result<Ingested, S3Error> {
-        result?;
+        let total = result?;
         if let Some(expected) = expected_length {
             if expected != total {
                 return Err(S3Error::IncompleteBody);
@@ -259,6 +284,81 @@ pub async fn ingest(
         release_blocks(shard, &blocks).await;
     }
     outcome
+}
+
+/// Reads a body to its end, hashing it as it comes and cutting it into blocks sent to their
+/// shards. Its first bytes go to `buffer`; past `BLOCK_SINK_FROM` bytes it is read straight
+/// into block record buffers. A body that may stay inline (`inline_ok` and under the
+/// threshold) is left in `buffer`. Returns the bytes read.
+async fn read_body(
+    shard: &Rc<Shard>,
+    body: &mut Body<'_>,
+    hashers: &mut Hashers,
+    writer: &mut BlockWriter,
+    buffer: &mut Vec<u8>,
+    inline_ok: bool,
+) -> Result<u64, S3Error> {
+    let block_size = shard.config.block_size as usize;
+    let inline_threshold = shard.config.inline_threshold as usize;
+    let mut sink: Option<BlockSink> = None;
+    let mut total: u64 = 0;
+    loop {
+        let n = match sink.as_mut() {
+            None => {
+                let want = (block_size - buffer.len()).min(256 * 1024);
+                let before = buffer.len();
+                let n = body.read_into(buffer, want).await?;
+                hashers.update(&buffer[before..]);
+                n
+            }
+            Some(s) => {
+                let before = s.block.len();
+                let n = body
+                    .read_into(s, s.block.remaining().min(256 * 1024))
+                    .await?;
+                hashers.update(&s.block[before..]);
+                hashers.update(&s.overflow);
+                n
+            }
+        };
+        // Hashing is the CPU-heavy part of a PUT: let the shard's other tasks run.
+        glommio::yield_if_needed().await;
+        total += n as u64;
+        if total > crate::constants::OBJECT_BYTES_MAX_SINGLE_PUT {
+            return Err(S3Error::EntityTooLarge);
+        }
+        let ended = n == 0;
+        if sink.is_none() && !ended && buffer.len() >= BLOCK_SINK_FROM.min(block_size) {
+            let mut s = BlockSink::new(block_size);
+            s.extend_from_slice(buffer);
+            *buffer = Vec::new();
+            sink = Some(s);
+        }
+        match sink.as_mut() {
+            Some(s) => {
+                // A full block goes while more may come; at the end, whatever is left (the
+                // buffer after the last one has no capacity).
+                while (!ended && s.block.remaining() == 0) || (ended && !s.block.is_empty()) {
+                    let block = s.next_block(!ended);
+                    writer.send(shard, block).await?;
+                }
+            }
+            None if ended
+                && !buffer.is_empty()
+                && !(inline_ok && buffer.len() < inline_threshold) =>
+            {
+                // A small body not kept inline: blocks of exactly its size.
+                for piece in buffer.chunks(block_size) {
+                    writer.send(shard, BlockBuf::from(piece)).await?;
+                }
+                buffer.clear();
+            }
+            None => {}
+        }
+        if ended {
+            return Ok(total);
+        }
+    }
 }
 
 /// Drops one reference to each block (the object or part that held them is gone).
@@ -821,7 +921,7 @@ pub async fn copy_object(
             shard
                 .call(ShardRequest::PutBlock {
                     hash: block.hash,
-                    data,
+                    data: BlockBuf::sealed_copy(&block.hash, &data),
                 })
                 .await
                 .done()?;

@@ -112,6 +112,7 @@ async fn write_block(
 ) -> Result<(), S3Error> {
     let hash = BlockHash::of(&data);
     let bytes = data.len() as u32;
+    let data = crate::storage::BlockBuf::sealed_copy(&hash, &data);
     shard
         .call(ShardRequest::PutBlock { hash, data })
         .await

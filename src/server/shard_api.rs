@@ -55,7 +55,7 @@ pub enum ShardRequest {
     },
     PutBlock {
         hash: BlockHash,
-        data: Vec<u8>,
+        data: crate::storage::BlockBuf,
     },
     ReadBlock {
         hash: BlockHash,

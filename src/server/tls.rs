@@ -123,6 +123,25 @@ impl Stream {
     /// without zeroing the space first: `None` if nothing is there yet (or the connection
     /// is TLS), `Some(0)` at end of stream. The zeroing it spares was 4 % of the machine's
     /// CPU during a large PUT. (glommio's own reads try the same non-blocking `recv` first.)
+    /// What a plain connection's socket holds now, read into `buf` (None if nothing yet, or
+    /// if the connection is TLS).
+    pub fn recv_ready_into(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let Stream::Plain(tcp) = self else {
+            return Ok(None);
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
+        let n = unsafe {
+            libc::recv(
+                tcp.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        ready_result(n)
+    }
+
     pub fn recv_ready_into_spare(
         &self,
         out: &mut Vec<u8>,
@@ -147,13 +166,20 @@ impl Stream {
         if n >= 0 {
             // SAFETY: recv initialized exactly `n` bytes after `start` (n <= max).
             unsafe { out.set_len(start + n as usize) };
-            return Ok(Some(n as usize));
         }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-            _ => Err(e),
-        }
+        ready_result(n)
+    }
+}
+
+/// A non-blocking `recv`'s return value as bytes read, None for "nothing yet".
+fn ready_result(n: isize) -> io::Result<Option<usize>> {
+    if n >= 0 {
+        return Ok(Some(n as usize));
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+        _ => Err(e),
     }
 }
 

@@ -99,6 +99,19 @@ def test_unsigned_payload_trailer_in_http_chunked_like_boto3_over_https(server, 
     assert status in (400, 403), body
 
 
+def test_http_chunked_pieces_that_straddle_block_ends_are_stored_whole(server, bucket):
+    # 100,000-byte chunks: a decoded piece runs over a 1 MiB block's end, and what runs over
+    # begins the next block.
+    data = os.urandom(2 * 1024 * 1024 + 54_321)
+    headers = {"X-Amz-Content-SHA256": hashlib.sha256(data).hexdigest()}
+    signed = _signed_head(server, "PUT", f"/{bucket}/straddle", headers)
+    status, resp_headers, body = _send(server, f"/{bucket}/straddle", signed, data,
+                                       http_chunked=True)
+    assert status == 200, body
+    assert resp_headers["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+    assert server.client().get_object(Bucket=bucket, Key="straddle")["Body"].read() == data
+
+
 def _signed_chunks(server, bucket, key, data, trailer=False, tamper_chunk=None,
                    tamper_trailer=False):
     algo = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" if trailer else (

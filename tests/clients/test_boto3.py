@@ -28,7 +28,10 @@ def md5_hex(data):
 # ----------------------------------------------------------------- objects
 
 
-@pytest.mark.parametrize("size", [0, 1, 3 * KiB - 1, 3 * KiB, 3 * KiB + 1, MiB - 1, MiB, MiB + 1])
+# Around the inline threshold (3 KiB), where a body stops going through a vector and is read
+# straight into block buffers (64 KiB), and around the 1 MiB block size.
+@pytest.mark.parametrize("size", [0, 1, 3 * KiB - 1, 3 * KiB, 3 * KiB + 1, 64 * KiB - 1, 64 * KiB,
+                                  64 * KiB + 1, MiB - 1, MiB, MiB + 1, 2 * MiB + 4097])
 def test_put_get_round_trips_bytes_and_etag_is_md5(s3, bucket, size):
     data = os.urandom(size)
     put = s3.put_object(Bucket=bucket, Key=f"obj-{size}", Body=data)
