@@ -1551,8 +1551,8 @@ impl ShardStore {
         let buf = if let [r] = writes {
             // A batch of one block (every batch at concurrency 1) is written from the
             // block's own buffer: no copy, and no checksum pass if the caller sealed it.
-            let rec = std::mem::take(&mut r.data).into_record(&r.hash);
-            BatchBuf::Block(Rc::new(rec))
+            let (rec, whole) = std::mem::take(&mut r.data).into_record(&r.hash);
+            BatchBuf::Block(Rc::new(rec), whole)
         } else {
             let mut buf = file.alloc_buffer(total);
             let out = buf.as_bytes_mut();
@@ -1599,11 +1599,11 @@ impl ShardStore {
         } = enc;
         let t_write = Instant::now();
         let written = match &buf {
-            BatchBuf::Block(b) | BatchBuf::Copied(b) => file.write_at(b.clone(), offset).await,
+            BatchBuf::Block(b, _) | BatchBuf::Copied(b) => file.write_at(b.clone(), offset).await,
         };
-        if let BatchBuf::Block(b) = buf {
+        if let BatchBuf::Block(b, whole) = buf {
             if let Ok(b) = Rc::try_unwrap(b) {
-                free_elsewhere(vec![BlockBuf::spent(b).into()]);
+                free_elsewhere(vec![BlockBuf::spent(b, whole).into()]);
             }
         }
         let mut first_err = match written {
@@ -1775,8 +1775,9 @@ struct Encoded {
 
 /// What a batch is written from.
 enum BatchBuf {
-    /// Its one block's own record buffer (freed on another thread once written).
-    Block(Rc<glommio::io::DmaBuffer>),
+    /// Its one block's own record buffer (given back on another thread once written),
+    /// and whether it is whole (not trimmed to a short record).
+    Block(Rc<glommio::io::DmaBuffer>, bool),
     /// A buffer of the segment file's, its blocks copied in.
     Copied(Rc<glommio::io::DmaBuffer>),
 }
