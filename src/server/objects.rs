@@ -55,6 +55,18 @@ impl BlockSink {
         }
     }
 
+    /// The next block to send, if one is ready: a full one while more bytes may come; once
+    /// the body `ended`, whatever is left (then None: the buffer after the last block has no
+    /// capacity, which is not "full", only empty).
+    fn ready(&mut self, ended: bool) -> Option<BlockBuf> {
+        let full = self.block.remaining() == 0;
+        if (!ended && full) || (ended && !self.block.is_empty()) {
+            Some(self.next_block(!ended))
+        } else {
+            None
+        }
+    }
+
     /// Takes the block filled so far; the next one (if `more` bytes may come, or some ran
     /// over) starts with what ran over.
     fn next_block(&mut self, more: bool) -> BlockBuf {
@@ -336,10 +348,7 @@ async fn read_body(
         }
         match sink.as_mut() {
             Some(s) => {
-                // A full block goes while more may come; at the end, whatever is left (the
-                // buffer after the last one has no capacity).
-                while (!ended && s.block.remaining() == 0) || (ended && !s.block.is_empty()) {
-                    let block = s.next_block(!ended);
+                while let Some(block) = s.ready(ended) {
                     writer.send(shard, block).await?;
                 }
             }
@@ -959,7 +968,51 @@ pub async fn copy_object(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::{parse_range, BlockSink, BodySink};
+
+    /// Feeds `pieces` to a block sink as `read_body` does; the blocks it sends.
+    fn cut(block_size: usize, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut sink = BlockSink::new(block_size);
+        let mut sent = Vec::new();
+        for piece in pieces {
+            sink.extend_from_slice(piece);
+            while let Some(block) = sink.ready(false) {
+                sent.push(block.to_vec());
+            }
+        }
+        while let Some(block) = sink.ready(true) {
+            sent.push(block.to_vec());
+            assert!(
+                sent.len() < 100,
+                "the sink keeps sending once the body ended"
+            );
+        }
+        sent
+    }
+
+    #[test]
+    fn a_block_sink_cuts_whole_blocks_and_carries_what_runs_over() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        // Pieces straddle block ends; one is longer than a whole block.
+        let pieces = [
+            &data[..3000],
+            &data[3000..4000],
+            &data[4000..9500],
+            &data[9500..],
+        ];
+        let blocks = cut(4096, &pieces);
+        let lens: Vec<usize> = blocks.iter().map(Vec::len).collect();
+        assert_eq!(lens, [4096, 4096, 10_000 - 8192]);
+        assert_eq!(blocks.concat(), data);
+    }
+
+    #[test]
+    fn a_body_ending_on_a_block_end_or_not_sends_no_empty_block() {
+        let data = vec![7u8; 8192];
+        assert_eq!(cut(4096, &[&data[..]]).len(), 2);
+        assert_eq!(cut(4096, &[&data[..5000]]).len(), 2);
+        assert!(cut(4096, &[]).is_empty());
+    }
 
     #[test]
     fn ranges_parse_as_s3_reads_them() {
