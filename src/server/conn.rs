@@ -80,6 +80,10 @@ impl ConnIo {
         let Some(out) = out.as_vec() else {
             // A block's record buffer: the bytes land where the record will be written from.
             let room = out.room(max);
+            debug_assert!(
+                !room.is_empty(),
+                "a read into no room would look like the end"
+            );
             let n = match self.stream.recv_ready_into(room)? {
                 Some(n) => Ok(n),
                 None => self.stream.read(room).await,
