@@ -29,7 +29,7 @@ use crate::config::ServerConfig;
 use crate::runtime::mesh::Mesh;
 use crate::storage::ShardStore;
 use global::Global;
-use shard_api::{ShardError, ShardRequest, ShardResponse, ShardResult};
+use shard_api::{BlockData, ShardError, ShardRequest, ShardResponse, ShardResult};
 
 pub struct Shard {
     pub id: u16,
@@ -130,7 +130,11 @@ impl Shard {
         match request {
             R::PutBlock { hash, data } => {
                 assert_eq!(hash.partition().shard(self.shards), self.id);
-                A::Done(store.put_block_buf(hash, data).await.map_err(storage_err))
+                let stored = match data {
+                    BlockData::Record(buf) => store.put_block_buf(hash, buf).await,
+                    BlockData::Bytes(bytes) => store.put_block(hash, bytes).await,
+                };
+                A::Done(stored.map_err(storage_err))
             }
             R::ReadBlock { hash, offset, len } => {
                 assert_eq!(hash.partition().shard(self.shards), self.id);

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use super::conn::{Body, BodySink, ConnIo, Response, ResponseBody};
 use super::router::{self, check, prepare_body, Caller, Need};
-use super::shard_api::{ShardRequest, WriteCondition};
+use super::shard_api::{BlockData, ShardRequest, WriteCondition};
 use super::{now_ms, Shard};
 use crate::http::{self, RequestHead};
 use crate::meta::types::{
@@ -158,7 +158,10 @@ impl BlockWriter {
         let task = glommio::spawn_local(async move {
             let data = hashed.await;
             shard
-                .call(ShardRequest::PutBlock { hash, data })
+                .call(ShardRequest::PutBlock {
+                    hash,
+                    data: BlockData::Record(data),
+                })
                 .await
                 .done()
                 .map_err(S3Error::from)
@@ -930,7 +933,7 @@ pub async fn copy_object(
             shard
                 .call(ShardRequest::PutBlock {
                     hash: block.hash,
-                    data: BlockBuf::sealed_copy(&block.hash, &data),
+                    data: BlockData::Bytes(data),
                 })
                 .await
                 .done()?;

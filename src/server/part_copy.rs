@@ -10,7 +10,7 @@ use super::objects::{
     check_copy_source_conditions, fetch_object, parse_copy_source, release_blocks,
 };
 use super::router::{check, lookup_bucket, Caller, Need};
-use super::shard_api::ShardRequest;
+use super::shard_api::{BlockData, ShardRequest};
 use super::{now_ms, Shard};
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
@@ -112,9 +112,11 @@ async fn write_block(
 ) -> Result<(), S3Error> {
     let hash = BlockHash::of(&data);
     let bytes = data.len() as u32;
-    let data = crate::storage::BlockBuf::sealed_copy(&hash, &data);
     shard
-        .call(ShardRequest::PutBlock { hash, data })
+        .call(ShardRequest::PutBlock {
+            hash,
+            data: BlockData::Bytes(data),
+        })
         .await
         .done()
         .map_err(S3Error::from)?;

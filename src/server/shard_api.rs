@@ -47,6 +47,17 @@ impl std::fmt::Debug for BucketChange {
     }
 }
 
+/// A block's bytes as a `PutBlock` carries them.
+#[derive(Debug)]
+pub enum BlockData {
+    /// In the record buffer an upload was read into, sealed by the receiving shard: the
+    /// owning shard writes it as it is.
+    Record(crate::storage::BlockBuf),
+    /// Bytes read back from another block (copies): the owning shard copies them into a
+    /// record only if it does not hold the block already.
+    Bytes(Vec<u8>),
+}
+
 #[derive(Debug)]
 pub enum ShardRequest {
     /// Serve this connection, accepted by a busier shard.
@@ -55,7 +66,7 @@ pub enum ShardRequest {
     },
     PutBlock {
         hash: BlockHash,
-        data: crate::storage::BlockBuf,
+        data: BlockData,
     },
     ReadBlock {
         hash: BlockHash,

@@ -429,11 +429,21 @@ where
     glommio::executor().spawn_blocking(f).await
 }
 
-fn too_large(len: usize) -> StorageError {
-    StorageError::Invalid(format!(
-        "block of {len} bytes exceeds the maximum of {}",
-        record::RECORD_DATA_MAX
-    ))
+/// A block a caller hands over fits in a record (and, in debug builds, matches its name).
+fn check_block(hash: &BlockHash, data: &[u8]) -> Result<()> {
+    if data.len() > record::RECORD_DATA_MAX {
+        return Err(StorageError::Invalid(format!(
+            "block of {} bytes exceeds the maximum of {}",
+            data.len(),
+            record::RECORD_DATA_MAX
+        )));
+    }
+    debug_assert_eq!(
+        BlockHash::of(data),
+        *hash,
+        "put_block: hash does not match data"
+    );
+    Ok(())
 }
 
 /// A block's memory, done with, for [`free_elsewhere`].
@@ -736,36 +746,45 @@ impl ShardStore {
     // ---------------------------------------------------------------- blocks
 
     /// Store a block (or, if it is already stored, count one more reference). Returns once
-    /// durable per the data and metadata policies. The bytes are copied into a record
-    /// buffer; [`ShardStore::put_block_buf`] takes one filled by the caller and writes it
-    /// without a copy.
+    /// durable per the data and metadata policies. A new block's bytes are copied into a
+    /// record buffer; [`ShardStore::put_block_buf`] takes one filled by the caller and
+    /// writes it without a copy.
     pub async fn put_block(&self, hash: BlockHash, data: Vec<u8>) -> Result<()> {
-        if data.len() > record::RECORD_DATA_MAX {
-            return Err(too_large(data.len()));
+        check_block(&hash, &data)?;
+        if self.incref_stored(&hash).await? {
+            free_elsewhere(vec![data.into()]);
+            return Ok(());
         }
         let buf = BlockBuf::sealed_copy(&hash, &data);
         free_elsewhere(vec![data.into()]);
-        self.put_block_buf(hash, buf).await
+        self.queue_block(hash, buf).await
     }
 
     /// [`ShardStore::put_block`] for a block already in a record buffer (sealed or not).
     pub async fn put_block_buf(&self, hash: BlockHash, data: BlockBuf) -> Result<()> {
-        if data.len() > record::RECORD_DATA_MAX {
-            return Err(too_large(data.len()));
+        check_block(&hash, &data)?;
+        if self.incref_stored(&hash).await? {
+            return Ok(());
         }
-        debug_assert_eq!(
-            BlockHash::of(&data),
-            hash,
-            "put_block: hash does not match data"
-        );
-        if let Some(e) = self.block_entry(&hash)? {
+        self.queue_block(hash, data).await
+    }
+
+    /// Counts one more reference to a block if it is stored and not bad; false if its
+    /// data must be written.
+    async fn incref_stored(&self, hash: &BlockHash) -> Result<bool> {
+        if let Some(e) = self.block_entry(hash)? {
             if !e.bad {
-                match self.meta_op(Op::Incref(hash)).await? {
+                match self.meta_op(Op::Incref(*hash)).await? {
                     OpResult::NeedsData => {}
-                    _ => return Ok(()),
+                    _ => return Ok(true),
                 }
             }
         }
+        Ok(false)
+    }
+
+    /// Hands a new block to the data stage; returns once it is durable.
+    async fn queue_block(&self, hash: BlockHash, data: BlockBuf) -> Result<()> {
         if let Some(why) = self.failed.borrow().clone() {
             return Err(StorageError::Failed(why));
         }
