@@ -212,8 +212,8 @@ impl BlockBuf {
     }
 
     /// The record for `hash` as one DMA buffer of exactly its length, to be written as it
-    /// is (sealing it first if needed).
-    /// Also says whether the buffer is whole (not trimmed), for [`BlockBuf::spent`].
+    /// is (sealing it first if needed), and whether that is the whole allocation (not
+    /// trimmed to a short record), for [`BlockBuf::spent`].
     pub(crate) fn into_record(mut self, hash: &BlockHash) -> (DmaBuffer, bool) {
         self.seal(hash);
         let rl = record::record_len(self.len);
@@ -229,23 +229,18 @@ impl BlockBuf {
     /// be dropped on another thread: kept for reuse if it is `whole` (not trimmed), else
     /// freed.
     pub(crate) fn spent(mem: DmaBuffer, whole: bool) -> BlockBuf {
-        if !whole {
-            return BlockBuf {
-                mem: None,
-                at: 0,
-                len: 0,
-                cap: 0,
-                sealed: None,
-                trimmed: Some(mem),
-            };
-        }
+        let (mem, trimmed) = if whole {
+            (Some(mem), None)
+        } else {
+            (None, Some(mem))
+        };
         BlockBuf {
-            mem: Some(mem),
+            mem,
             at: 0,
             len: 0,
             cap: 0,
             sealed: None,
-            trimmed: None,
+            trimmed,
         }
     }
 }
