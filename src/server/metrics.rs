@@ -395,7 +395,7 @@ const SHARD_SERIES: &[(&str, &str, &str, Getter)] = &[
     (
         "granary_data_sync_seconds_total",
         "counter",
-        "Time spent in data fdatasync",
+        "Time spent in periodic data fdatasync (under always, the flush is in the write)",
         |s| s.storage.sync_us as f64 / 1e6,
     ),
     (

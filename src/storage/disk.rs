@@ -75,18 +75,28 @@ impl Disk {
         }
     }
 
-    /// Open a segment file for reading and writing (creating it if `create`).
-    pub(crate) async fn open(&self, path: &Path, create: bool) -> Result<SegFile> {
+    /// Open a segment file for reading and writing (creating it if `create`). With
+    /// `synced_writes` the file is opened `O_DSYNC`: a write completes only once it is
+    /// durable, as if an `fdatasync` followed it (see [`SegFile::write_at`]).
+    pub(crate) async fn open(
+        &self,
+        path: &Path,
+        create: bool,
+        synced_writes: bool,
+    ) -> Result<SegFile> {
         match self {
             Disk::Real => Ok(SegFile::Real(
                 OpenOptions::new()
                     .read(true)
                     .write(true)
                     .create(create)
+                    .custom_flags(if synced_writes { libc::O_DSYNC } else { 0 })
                     .dma_open(path)
                     .await?,
             )),
-            Disk::Sim { sim, gen } => sim.open(*gen, path, create).map(SegFile::Sim),
+            Disk::Sim { sim, gen } => sim
+                .open(*gen, path, create, synced_writes)
+                .map(SegFile::Sim),
         }
     }
 
@@ -163,7 +173,9 @@ impl SegFile {
     }
 
     /// Write `buf` at `pos` (both aligned, as O_DIRECT requires); returns bytes written.
-    /// Once this returns, the caller's is the only reference to `buf` again.
+    /// Once this returns, the caller's is the only reference to `buf` again. On a file
+    /// opened with synced writes, success means the bytes are durable; an error may come
+    /// from the write or from its flush, and the two cannot be told apart.
     pub(crate) async fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> Result<usize> {
         match self {
             SegFile::Real(f) => Ok(f.write_rc_at(buf, pos).await?),
@@ -501,7 +513,7 @@ impl SimDisk {
         }
     }
 
-    fn open(&self, gen: u64, path: &Path, create: bool) -> Result<SimFile> {
+    fn open(&self, gen: u64, path: &Path, create: bool, dsync: bool) -> Result<SimFile> {
         self.check(gen, "open")?;
         let mut s = self.lock();
         let id = match s.names.get(path) {
@@ -520,6 +532,7 @@ impl SimDisk {
             disk: self.clone(),
             id,
             gen,
+            dsync,
         })
     }
 
@@ -586,6 +599,9 @@ pub(crate) struct SimFile {
     disk: SimDisk,
     id: u64,
     gen: u64,
+    /// Opened `O_DSYNC`: each write is followed by a flush of what was written before it
+    /// was issued, and of its own pages (an injected sync failure fails the write).
+    dsync: bool,
 }
 
 impl Drop for SimFile {
@@ -633,10 +649,10 @@ impl SimFile {
             self.disk.latency(false).await;
             return Err(sim_err(errno, "write"));
         }
-        self.with(
+        let end = pos as usize + buf.len();
+        let covered = self.with(
             |f| {
                 let pos = pos as usize;
-                let end = pos + buf.len();
                 if f.data.len() < end {
                     f.data.resize(end, 0);
                 }
@@ -644,12 +660,18 @@ impl SimFile {
                 let first = (pos / SIM_PAGE) as u64;
                 let last = end.div_ceil(SIM_PAGE) as u64;
                 f.dirty.extend(first..last);
+                // What an O_DSYNC write's flush covers: writes done before it was issued,
+                // and its own pages (not those of writes issued while it is in flight).
+                f.dirty.iter().copied().collect::<Vec<u64>>()
             },
             "write",
         )?;
         self.disk.latency(false).await;
         // The write is applied; its completion is not delivered after a power loss.
         self.with(|_| (), "write")?;
+        if self.dsync {
+            self.flush(Some((&covered, end)), "write (O_DSYNC)").await?;
+        }
         Ok(buf.len())
     }
 
@@ -667,6 +689,13 @@ impl SimFile {
     }
 
     async fn fdatasync(&self) -> Result<()> {
+        self.flush(None, "fdatasync").await
+    }
+
+    /// Make pages durable: `Some((pages, end))` those pages and the file size up to `end`
+    /// (an O_DSYNC write's own flush), `None` every page written so far (`fdatasync`). An
+    /// injected sync failure makes nothing durable.
+    async fn flush(&self, only: Option<(&[u64], usize)>, what: &str) -> Result<()> {
         let fail = {
             let mut s = self.disk.lock();
             let f = s.fail_sync.take();
@@ -683,23 +712,32 @@ impl SimFile {
                     // The flush failed: nothing became durable.
                     return;
                 }
-                f.durable.resize(f.data.len(), 0);
-                for &p in &f.dirty {
+                let (pages, size): (Vec<u64>, usize) = match only {
+                    Some((pages, end)) => {
+                        let size = f.durable.len().max(end).min(f.data.len());
+                        (pages.to_vec(), size)
+                    }
+                    None => (f.dirty.iter().copied().collect(), f.data.len()),
+                };
+                f.durable.resize(size, 0);
+                for p in pages {
                     let start = p as usize * SIM_PAGE;
-                    if start >= f.data.len() {
+                    if start >= size || !f.dirty.remove(&p) {
                         continue;
                     }
-                    let end = (start + SIM_PAGE).min(f.data.len());
+                    let end = (start + SIM_PAGE).min(size);
                     f.durable[start..end].copy_from_slice(&f.data[start..end]);
                 }
-                f.dirty.clear();
+                if only.is_none() {
+                    f.dirty.clear();
+                }
             },
-            "fdatasync",
+            what,
         )?;
         self.disk.latency(true).await;
-        self.with(|_| (), "fdatasync")?;
+        self.with(|_| (), what)?;
         match fail {
-            Some(errno) => Err(sim_err(errno, "fdatasync")),
+            Some(errno) => Err(sim_err(errno, what)),
             None => Ok(()),
         }
     }
@@ -752,7 +790,7 @@ mod tests {
             let disk = Disk::attach(&DiskKind::Sim(sim.clone()));
             let dir = Path::new("/sim/segments");
             let p = dir.join("seg-1");
-            let f = disk.open(&p, true).await.unwrap();
+            let f = disk.open(&p, true, false).await.unwrap();
             disk.sync_dir(dir).await.unwrap();
             f.write_at(buf(&f, 1, 8192), 0).await.unwrap();
             f.fdatasync().await.unwrap();
@@ -762,7 +800,7 @@ mod tests {
             assert_eq!(f.read_at(0, 1).await.unwrap()[0], 3);
             // An unsynced file is gone after the power loss, and so is its name.
             let q = dir.join("seg-2");
-            let g = disk.open(&q, true).await.unwrap();
+            let g = disk.open(&q, true, false).await.unwrap();
             g.write_at(buf(&g, 9, 4096), 0).await.unwrap();
             g.fdatasync().await.unwrap();
             let r = sim.power_loss();
@@ -770,10 +808,10 @@ mod tests {
             assert_eq!(r.lost_files, 1);
             // The old handles are dead.
             assert!(f.read_at(0, 1).await.is_err());
-            assert!(disk.open(&p, false).await.is_err());
+            assert!(disk.open(&p, false, false).await.is_err());
             let disk = Disk::attach(&DiskKind::Sim(sim.clone()));
             assert_eq!(disk.list(dir).unwrap(), vec!["seg-1".to_string()]);
-            let f = disk.open(&p, false).await.unwrap();
+            let f = disk.open(&p, false, false).await.unwrap();
             assert_eq!(f.file_size().await.unwrap(), 8192);
             assert!(f.read_at(0, 8192).await.unwrap().iter().all(|&b| b == 1));
         });
@@ -785,14 +823,14 @@ mod tests {
             let sim = SimDisk::new(7).with_keep_unsynced(0.5);
             let disk = Disk::attach(&DiskKind::Sim(sim.clone()));
             let dir = Path::new("/sim");
-            let f = disk.open(&dir.join("f"), true).await.unwrap();
+            let f = disk.open(&dir.join("f"), true, false).await.unwrap();
             disk.sync_dir(dir).await.unwrap();
             f.write_at(buf(&f, 5, 64 * 4096), 0).await.unwrap();
             let r = sim.power_loss();
             assert_eq!(r.kept_pages + r.lost_pages, 64);
             assert!(r.kept_pages > 0 && r.lost_pages > 0, "{r:?}");
             let disk = Disk::attach(&DiskKind::Sim(sim));
-            let f = disk.open(&dir.join("f"), false).await.unwrap();
+            let f = disk.open(&dir.join("f"), false, false).await.unwrap();
             let d = f.read_at(0, 64 * 4096).await.unwrap();
             // Every page is either all new bytes or all zeros (a hole).
             for page in d.chunks(4096) {
@@ -807,7 +845,7 @@ mod tests {
             let sim = SimDisk::new(3).with_keep_unsynced(0.0);
             let disk = Disk::attach(&DiskKind::Sim(sim.clone()));
             let dir = Path::new("/sim");
-            let f = disk.open(&dir.join("a"), true).await.unwrap();
+            let f = disk.open(&dir.join("a"), true, false).await.unwrap();
             disk.sync_dir(dir).await.unwrap();
             sim.fail_next_write(libc::ENOSPC);
             let e = f.write_at(buf(&f, 1, 4096), 0).await.unwrap_err();
@@ -825,8 +863,61 @@ mod tests {
             assert_eq!(r.revived_files, 1);
             let disk = Disk::attach(&DiskKind::Sim(sim));
             // Back (its removal was never synced), with what was durable: nothing.
-            let f = disk.open(&dir.join("a"), false).await.unwrap();
+            let f = disk.open(&dir.join("a"), false, false).await.unwrap();
             assert_eq!(f.file_size().await.unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn sim_synced_writes_are_durable_when_they_return() {
+        run(|| async {
+            let sim = SimDisk::new(5).with_keep_unsynced(0.0);
+            let disk = Disk::attach(&DiskKind::Sim(sim.clone()));
+            let dir = Path::new("/sim");
+            let f = disk.open(&dir.join("d"), true, true).await.unwrap();
+            let g = disk.open(&dir.join("p"), true, false).await.unwrap();
+            disk.sync_dir(dir).await.unwrap();
+            f.write_at(buf(&f, 1, 8192), 0).await.unwrap();
+            g.write_at(buf(&g, 1, 8192), 0).await.unwrap();
+            assert_eq!(sim.stats().syncs, 1, "the O_DSYNC write flushed");
+            // A failed flush fails the write that carried it; nothing of it is durable.
+            sim.fail_next_sync(libc::EIO);
+            let e = f.write_at(buf(&f, 2, 4096), 8192).await.unwrap_err();
+            assert!(matches!(e, StorageError::Io(_)), "{e:?}");
+            sim.power_loss();
+            let disk = Disk::attach(&DiskKind::Sim(sim));
+            let f = disk.open(&dir.join("d"), false, true).await.unwrap();
+            assert_eq!(f.file_size().await.unwrap(), 8192);
+            assert!(f.read_at(0, 8192).await.unwrap().iter().all(|&b| b == 1));
+            let g = disk.open(&dir.join("p"), false, false).await.unwrap();
+            assert_eq!(g.file_size().await.unwrap(), 0, "never synced");
+        });
+    }
+
+    #[test]
+    fn real_segment_files_open_o_dsync_for_synced_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("seg");
+        run(move || async move {
+            let disk = Disk::attach(&DiskKind::Real);
+            let f = disk.open(&path, true, true).await.unwrap();
+            let SegFile::Real(df) = &f else {
+                panic!("real file")
+            };
+            let fd = std::os::fd::AsRawFd::as_raw_fd(df);
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .map(|v| i64::from_str_radix(v.trim(), 8).unwrap())
+                .unwrap();
+            assert_ne!(flags & i64::from(libc::O_DSYNC), 0, "{info}");
+            assert_eq!(f.write_at(buf(&f, 7, 8192), 0).await.unwrap(), 8192);
+            assert_eq!(f.file_size().await.unwrap(), 8192);
+            f.close().await;
+            // (Read back through std: glommio's first O_DIRECT read on a device probes for
+            // IOPOLL, which the store does once at open, see `probe_direct_reads`.)
+            assert!(std::fs::read(&path).unwrap().iter().all(|&b| b == 7));
         });
     }
 }

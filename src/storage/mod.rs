@@ -274,7 +274,8 @@ pub struct StorageStats {
     pub recovered_records: u64,
     pub truncated_bytes: u64,
     pub startup_ms: u64,
-    /// Time spent encoding records, in O_DIRECT writes, in data fdatasyncs, in LMDB
+    /// Time spent encoding records, in O_DIRECT writes (under `always` each with its
+    /// flush: the files are O_DSYNC), in separate data fdatasyncs (`periodic`), in LMDB
     /// commits (µs, totals).
     pub encode_us: u64,
     pub write_us: u64,

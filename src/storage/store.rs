@@ -320,7 +320,9 @@ fn seg_path(dir: &Path, id: u32) -> PathBuf {
 /// is used, so that a power loss cannot take the file's name (and the synced records in
 /// it) away.
 async fn create_segment(disk: &Disk, dir: &Path, id: u32, cfg: &StorageConfig) -> Result<SegFile> {
-    let f = disk.open(&seg_path(dir, id), true).await?;
+    let f = disk
+        .open(&seg_path(dir, id), true, synced_writes(cfg))
+        .await?;
     if cfg.preallocate_segments {
         if let Err(e) = f.pre_allocate(cfg.segment_bytes).await {
             tracing::debug!(segment = id, error = %e, "segment preallocation failed");
@@ -330,6 +332,14 @@ async fn create_segment(disk: &Disk, dir: &Path, id: u32, cfg: &StorageConfig) -
         disk.sync_dir(&dir.join("segments")).await?;
     }
     Ok(f)
+}
+
+/// Under `always`, segment files are opened `O_DSYNC`: a batch's one write returns once
+/// it is durable, with the flush done by the kernel in the same request. An `fdatasync`
+/// issued after the write's completion costs the shard a wake-up and a resubmission per
+/// batch (`docs/storage.md`, "Write pipeline").
+fn synced_writes(cfg: &StorageConfig) -> bool {
+    cfg.data_fsync == FsyncPolicy::Always
 }
 
 /// Opens (or creates) a shard's LMDB environment and its tables, and checks its format.
@@ -558,7 +568,10 @@ impl ShardStore {
         ids.sort_unstable();
         let mut files = BTreeMap::new();
         for &id in &ids {
-            files.insert(id, Rc::new(disk.open(&seg_path(dir, id), false).await?));
+            let f = disk
+                .open(&seg_path(dir, id), false, synced_writes(&cfg))
+                .await?;
+            files.insert(id, Rc::new(f));
         }
 
         // Recovery: scan the tail after the checkpoint.
@@ -1625,11 +1638,18 @@ impl ShardStore {
                 free_elsewhere(vec![BlockBuf::spent(b, whole).into()]);
             }
         }
+        let synced = synced_writes(&self.cfg);
         let mut first_err = match written {
             Ok(n) if n == total => None,
             Ok(n) => Some(StorageError::Io(format!(
                 "short write to segment {id}: {n} of {total} bytes"
             ))),
+            // A full disk refuses the write before any of it is done. Any other error of
+            // a synced write may be its flush's: as after a failed fdatasync, nothing
+            // written since the last good flush can be trusted to be durable.
+            Err(e) if synced && !matches!(e, StorageError::DiskFull(_)) => {
+                Some(self.disable_writes(id, format!("O_DSYNC write (its fdatasync): {e}")))
+            }
             Err(e) => Some(e),
         };
         bump(
@@ -1652,19 +1672,8 @@ impl ShardStore {
         bump(&self.counters.data_bytes_written, total as u64);
         bump(&self.counters.data_batches, 1);
         bump(&self.counters.data_batch_blocks, entries.len() as u64);
-        if self.cfg.data_fsync == FsyncPolicy::Always {
-            let t_sync = Instant::now();
-            let r = file.fdatasync().await;
-            bump(&self.counters.sync_us, t_sync.elapsed().as_micros() as u64);
-            if let Err(e) = r {
-                tracing::error!(
-                    segment = id,
-                    error = %e,
-                    "fdatasync failed: block writes disabled until reopen",
-                );
-                *self.failed.borrow_mut() = Some(e.to_string());
-                return Err(StorageError::Failed(e.to_string()));
-            }
+        if synced {
+            // The write was the sync (O_DSYNC).
             bump(&self.counters.data_syncs, 1);
         } else {
             self.segs.borrow_mut().dirty.insert(id);
@@ -1684,6 +1693,14 @@ impl ShardStore {
 }
 
 impl ShardStore {
+    /// Latch the store's block writes off after a failed flush (until it is reopened and
+    /// recovery has checked the segments' tails); returns the error for the caller.
+    fn disable_writes(&self, segment: u32, why: String) -> StorageError {
+        tracing::error!(segment, error = %why, "flush failed: block writes disabled until reopen");
+        *self.failed.borrow_mut() = Some(why.clone());
+        StorageError::Failed(why)
+    }
+
     /// A batch written at (segment, start) failed: wait for the batches after it (they
     /// fail too) and write again from `start`, so the segment stays a valid prefix.
     async fn rewind_after_failure(&self, seg: u32, start: u64, inflight: &mut Inflight) {
@@ -2198,13 +2215,11 @@ async fn periodic_data_sync(store: Weak<ShardStore>, every: Duration) {
         };
         let mut ok = true;
         for (id, f) in files {
-            if let Err(e) = f.fdatasync().await {
-                tracing::error!(
-                    segment = id,
-                    error = %e,
-                    "periodic fdatasync failed: block writes disabled until reopen",
-                );
-                *s.failed.borrow_mut() = Some(e.to_string());
+            let t_sync = Instant::now();
+            let r = f.fdatasync().await;
+            bump(&s.counters.sync_us, t_sync.elapsed().as_micros() as u64);
+            if let Err(e) = r {
+                s.disable_writes(id, format!("periodic fdatasync: {e}"));
                 ok = false;
                 break;
             }
