@@ -190,16 +190,19 @@ for r in $(seq 1 "$RUNS"); do
   bench garage "http://127.0.0.1:$RP" "$OUT/garage-$r.json" all --skip million,raw "${COMMON[@]}" \
     --server-pid "$GARAGE_PID"
 done
-bench granary "http://127.0.0.1:$GP" "$OUT/granary-million.json" million --batches "$MILLION_BATCHES" --no-cleanup
+bench granary "http://127.0.0.1:$GP" "$OUT/granary-million.json" million --batches "$MILLION_BATCHES" --no-cleanup \
+  --server-pid "$GRANARY_PID"
 if [ "${MILLION_FULL_BATCHES:-128}" != 0 ]; then
   # Granary alone, on a fresh data dir, at the full count: does the cost grow with it?
   stop_pid "$GRANARY_PID"
   GP=$(free_port); start_granary "$WORK/granary-full" "127.0.0.1:$GP"
   bench granary "http://127.0.0.1:$GP" "$OUT/granary-million-full.json" million \
-    --batches "${MILLION_FULL_BATCHES:-128}" --no-cleanup --record-as million_full
+    --batches "${MILLION_FULL_BATCHES:-128}" --no-cleanup --record-as million_full \
+    --server-pid "$GRANARY_PID"
 fi
 stop_pid "$GRANARY_PID"
-bench garage "http://127.0.0.1:$RP" "$OUT/garage-million.json" million --batches "$MILLION_BATCHES" --no-cleanup
+bench garage "http://127.0.0.1:$RP" "$OUT/garage-million.json" million --batches "$MILLION_BATCHES" --no-cleanup \
+  --server-pid "$GARAGE_PID"
 stop_pid "$GARAGE_PID"
 
 # --- ttfb on a simulated 5 Mbit/s link ---------------------------------------------------

@@ -332,8 +332,10 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
     let mut rows = Vec::new();
     let mut all = Vec::new();
     let t_all = Instant::now();
+    let mut server_cpu = Vec::new();
     for b in 0..batches {
         let bk = bucket.clone();
+        let cpu = CpuMeter::start(ctx.o.server_pid);
         let t = Instant::now();
         let (c, samples) = pool(
             conns,
@@ -348,16 +350,25 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
         .await;
         conns = c;
         let s = t.elapsed().as_secs_f64();
+        // The server's CPU per batch (with --server-pid): the cost of a batch, apart from
+        // the wall-clock noise of a shared machine.
+        let srv = cpu.stop()["server_cpu_s"].as_f64().unwrap_or(f64::NAN);
+        server_cpu.push(srv);
         let errors = samples.iter().filter(|x| !x.ok).count();
         secs.push(s);
         let first = secs[0];
         println!(
-            "batch {b:4}: {:8.3} s  {:9.0} obj/s  {:5.2}× first  errors {errors}",
+            "batch {b:4}: {:8.3} s  {:9.0} obj/s  {:5.2}× first  errors {errors}{}",
             s,
             batch_size as f64 / s,
-            s / first
+            s / first,
+            if srv.is_finite() {
+                format!("  server CPU {srv:.2} s")
+            } else {
+                String::new()
+            }
         );
-        rows.push(json!({"batch": b, "secs": num(s), "errors": errors, "objects_per_s": num(batch_size as f64 / s)}));
+        rows.push(json!({"batch": b, "secs": num(s), "errors": errors, "objects_per_s": num(batch_size as f64 / s), "server_cpu_s": num(srv)}));
         all.extend(samples);
         if errors as u64 == batch_size {
             bail!("million: every request of batch {b} failed");
@@ -370,6 +381,28 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
     // The first batch includes warm-up (connections); compare with the median too.
     let med = median(&secs);
     let lat = summarize(&all);
+    // Growth in trend: the last eighth of the batches against the first (means), in time
+    // and in server CPU.
+    let eighth = |v: &[f64], last: bool| {
+        let n = (v.len() / 8).max(1);
+        let part = if last { &v[v.len() - n..] } else { &v[..n] };
+        part.iter().sum::<f64>() / n as f64
+    };
+    let time_trend = eighth(&secs, true) / eighth(&secs, false);
+    let cpu_first = eighth(&server_cpu, false);
+    let cpu_trend = if cpu_first > 0.0 {
+        eighth(&server_cpu, true) / cpu_first
+    } else {
+        f64::NAN // no --server-pid, or batches too short for /proc's 10 ms ticks
+    };
+    println!(
+        "last eighth of the batches over the first: time {time_trend:.2}×, server CPU {}",
+        if cpu_trend.is_finite() {
+            format!("{cpu_trend:.2}×")
+        } else {
+            "- (no --server-pid)".into()
+        }
+    );
     let summary = json!({
         "objects": batches * batch_size,
         "total_s": num(total),
@@ -377,6 +410,8 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
         "first_s": num(first), "median_s": num(med), "max_s": num(max), "last_s": num(last),
         "max_over_first": num(max / first), "last_over_first": num(last / first),
         "max_over_median": num(max / med),
+        "last_eighth_over_first_eighth": num(time_trend),
+        "server_cpu_last_eighth_over_first_eighth": num(cpu_trend),
         "errors": lat["errors"],
         "latency": lat,
     });

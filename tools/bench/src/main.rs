@@ -119,7 +119,7 @@ pub struct Opts {
     /// large: drop the page cache (root) between PUT and GET.
     #[arg(long, global = true)]
     pub drop_caches: bool,
-    /// large: PID of the server, to report the CPU time it uses per GB.
+    /// large, million: PID of the server, to report the CPU time it uses (per GB; per batch).
     #[arg(long, global = true)]
     pub server_pid: Option<u32>,
     /// raw: directory for fio's file (put it on the stores' file system).
