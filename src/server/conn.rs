@@ -31,19 +31,34 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 pub struct ConnIo {
     stream: Stream,
+    /// The read buffer: `rbuf[rpos..rend]` holds bytes received and not yet consumed. Its
+    /// length is what has been zeroed once; reads go into `rbuf[rend..]` and never zero it
+    /// again (zeroing 256 KiB before each read was a third of the server's CPU for small
+    /// requests).
     rbuf: Vec<u8>,
     rpos: usize,
+    rend: usize,
     /// The client sent `Expect: 100-continue` and has not been told to go on yet.
     continue_pending: bool,
 }
 
 impl ConnIo {
+    fn new(stream: Stream) -> ConnIo {
+        ConnIo {
+            stream,
+            rbuf: vec![0; READ_CHUNK_BYTES * 2],
+            rpos: 0,
+            rend: 0,
+            continue_pending: false,
+        }
+    }
+
     fn available(&self) -> &[u8] {
-        &self.rbuf[self.rpos..]
+        &self.rbuf[self.rpos..self.rend]
     }
 
     fn consume(&mut self, n: usize) {
-        assert!(self.rpos + n <= self.rbuf.len());
+        assert!(self.rpos + n <= self.rend);
         self.rpos += n;
     }
 
@@ -55,17 +70,19 @@ impl ConnIo {
         if std::mem::take(&mut self.continue_pending) && self.available().is_empty() {
             self.stream.write_all(CONTINUE).await?;
         }
-        if self.rpos == self.rbuf.len() {
-            self.rbuf.clear();
-            self.rpos = 0;
-        } else if self.rpos > 0 && self.rbuf.len() + READ_CHUNK_BYTES > self.rbuf.capacity() {
-            self.rbuf.drain(..self.rpos);
-            self.rpos = 0;
+        if self.rpos == self.rend {
+            (self.rpos, self.rend) = (0, 0);
+        } else if self.rend + READ_CHUNK_BYTES > self.rbuf.len() {
+            self.rbuf.copy_within(self.rpos..self.rend, 0);
+            (self.rpos, self.rend) = (0, self.rend - self.rpos);
         }
-        let filled = self.rbuf.len();
-        self.rbuf.resize(filled + READ_CHUNK_BYTES, 0);
-        let n = self.stream.read(&mut self.rbuf[filled..]).await;
-        self.rbuf.truncate(filled + *n.as_ref().unwrap_or(&0));
+        if self.rend + READ_CHUNK_BYTES > self.rbuf.len() {
+            // Unconsumed bytes fill over a chunk of the buffer: room for one more chunk.
+            self.rbuf.resize(self.rend + READ_CHUNK_BYTES, 0);
+        }
+        let room = &mut self.rbuf[self.rend..self.rend + READ_CHUNK_BYTES];
+        let n = self.stream.read(room).await;
+        self.rend += *n.as_ref().unwrap_or(&0);
         n
     }
 
@@ -649,12 +666,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, listener: Listener) {
     };
     shard.metrics.borrow_mut().connection_opened();
     let _open = OpenConnection(&shard);
-    let mut io = ConnIo {
-        stream,
-        rbuf: Vec::with_capacity(READ_CHUNK_BYTES * 2),
-        rpos: 0,
-        continue_pending: false,
-    };
+    let mut io = ConnIo::new(stream);
     loop {
         let head = match read_head(&mut io).await {
             HeadRead::Head(head) => head,

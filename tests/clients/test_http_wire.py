@@ -2,6 +2,7 @@
 
 import hashlib
 import socket
+import threading
 
 import pytest
 from botocore.auth import S3SigV4Auth
@@ -59,6 +60,29 @@ class Conn:
 
     def close(self):
         self.sock.close()
+
+
+def test_pipelined_puts_past_the_read_buffer_are_all_stored(server, bucket):
+    """Several MiB of pipelined requests in one send: heads and bodies fall across the
+    server's 256 KiB reads at every offset, and the unread tail is moved to the front of its
+    read buffer many times. Each request must be answered, in order, and stored whole."""
+    bodies = [bytes([i % 251]) * (1000 + 37 * i) for i in range(400)]
+    wire = b"".join(signed_put(server, bucket, f"pp{i}", b) + b for i, b in enumerate(bodies))
+    assert len(wire) > 4 * 256 * 1024
+    c = Conn(server.s3_port)
+    sender = threading.Thread(target=c.sock.sendall, args=(wire,))
+    sender.start()
+    try:
+        for i, b in enumerate(bodies):
+            code, headers, _ = c.response()
+            assert code == 200, (i, code, headers)
+            assert headers["etag"] == f'"{hashlib.md5(b).hexdigest()}"', i
+    finally:
+        sender.join()
+        c.close()
+    s3 = server.client()
+    for i in (0, 1, 199, 398, 399):
+        assert s3.get_object(Bucket=bucket, Key=f"pp{i}")["Body"].read() == bodies[i]
 
 
 @pytest.mark.parametrize("wait_for_continue", [True, False], ids=["waits", "does-not-wait"])
