@@ -102,6 +102,12 @@ def test_bench_all_smoke(server, tmp_path):
     assert "error" not in raw, raw
     assert all(r["mb_per_s"] > 0 for r in raw["rows"])
     assert raw["loopback_gbit_1"] > 0 and raw["md5_gb_per_s"] > 0 and raw["sha256_gb_per_s"] > 0
+    # The PUT limit: large's PUTs into a sink that receives and hashes, and one that only
+    # receives; the same workload as large's.
+    sink = raw["put_sink"]
+    assert [r["hashes"] for r in sink["rows"]] == ["MD5", "no hash"]
+    assert sink["mb_per_s"] > 0 and sink["no_hash_mb_per_s"] > 0
+    assert sink["workload"]["size"] == large["workload"]["size"]
     # fio's file is removed.
     assert not list(tmp_path.glob("granary-bench-fio-*"))
 

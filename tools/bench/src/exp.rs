@@ -37,6 +37,16 @@ impl Ctx {
             None => Ok(if self.smoke() { smoke } else { normal }),
         }
     }
+    /// `large`'s object size, concurrency and objects per round (also the sink's, in raw).
+    pub fn large_size(&self) -> Result<u64> {
+        self.size(64 << 20, (3 << 20) + 5)
+    }
+    pub fn large_concurrency(&self) -> usize {
+        self.concurrency(16, 4)
+    }
+    pub fn large_count(&self) -> u64 {
+        self.pick(self.o.count, 2 * self.large_concurrency() as u64, 8)
+    }
     fn pick<T: Copy>(&self, given: Option<T>, normal: T, smoke: T) -> T {
         given.unwrap_or(if self.smoke() { smoke } else { normal })
     }
@@ -682,7 +692,7 @@ fn machine_cpu_secs() -> Option<(f64, f64)> {
 }
 
 /// CPU use over a phase: this process, the server (with --server-pid), the whole machine.
-struct CpuMeter {
+pub struct CpuMeter {
     client: Option<f64>,
     server: Option<f64>,
     machine: Option<(f64, f64)>,
@@ -690,7 +700,7 @@ struct CpuMeter {
 }
 
 impl CpuMeter {
-    fn start(server_pid: Option<u32>) -> CpuMeter {
+    pub fn start(server_pid: Option<u32>) -> CpuMeter {
         let server_pid = server_pid.map(|p| p.to_string());
         CpuMeter {
             client: proc_cpu_secs("self"),
@@ -700,7 +710,7 @@ impl CpuMeter {
         }
     }
     /// CPU seconds of client, server, and of everything else on the machine, since start.
-    fn stop(&self) -> Value {
+    pub fn stop(&self) -> Value {
         let d = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => b - a,
             _ => f64::NAN,
@@ -722,9 +732,9 @@ impl CpuMeter {
 
 /// Large objects at a given concurrency: PUT then GET throughput.
 pub async fn large(ctx: &Ctx) -> Result<Value> {
-    let size = ctx.size(64 << 20, (3 << 20) + 5)?;
-    let conc = ctx.concurrency(16, 4);
-    let count = ctx.pick(ctx.o.count, 2 * conc as u64, 8);
+    let size = ctx.large_size()?;
+    let conc = ctx.large_concurrency();
+    let count = ctx.large_count();
     let rounds = ctx.pick(ctx.o.repeat, 1, 1);
     let bucket = ctx.bucket("large");
     let mut conns = s3::conns(&ctx.ep, conc);

@@ -10,6 +10,7 @@ mod http;
 mod raw;
 mod s3;
 mod sigv4;
+mod sink;
 mod stats;
 
 use anyhow::{bail, Context, Result};
@@ -41,7 +42,8 @@ enum Cmd {
     Mixed,
     /// Large objects (64 MiB, concurrency 16): PUT then GET throughput.
     Large,
-    /// The machine's limits: fio (io_uring, O_DIRECT), iperf3 on loopback, MD5/SHA-256.
+    /// The machine's limits: fio (io_uring, O_DIRECT), iperf3 on loopback, MD5/SHA-256, and
+    /// `large`'s PUT into a sink that only receives and hashes.
     Raw,
     /// Every experiment above, in that order (minus --skip).
     All,
@@ -239,7 +241,14 @@ async fn run(cli: Cli) -> Result<()> {
             "million" => exp::million(&ctx).await,
             "mixed" => exp::mixed(&ctx).await,
             "large" => exp::large(&ctx).await,
-            "raw" => raw::raw(&ctx),
+            "raw" => {
+                async {
+                    let mut v = raw::raw(&ctx)?;
+                    v["put_sink"] = sink::put_limit(&ctx).await?;
+                    Ok(v)
+                }
+                .await
+            }
             _ => unreachable!(),
         };
         match r {
