@@ -343,6 +343,7 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
     let mut all = Vec::new();
     let t_all = Instant::now();
     let mut server_cpu = Vec::new();
+    let mut steal_total = 0.0;
     for b in 0..batches {
         let bk = bucket.clone();
         let cpu = CpuMeter::start(ctx.o.server_pid);
@@ -362,23 +363,33 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
         let s = t.elapsed().as_secs_f64();
         // The server's CPU per batch (with --server-pid): the cost of a batch, apart from
         // the wall-clock noise of a shared machine.
-        let srv = cpu.stop()["server_cpu_s"].as_f64().unwrap_or(f64::NAN);
+        let used = cpu.stop();
+        let srv = used["server_cpu_s"].as_f64().unwrap_or(f64::NAN);
+        let steal = used["steal_cpu_s"].as_f64().unwrap_or(f64::NAN);
         server_cpu.push(srv);
+        steal_total += if steal.is_finite() { steal } else { 0.0 };
         let errors = samples.iter().filter(|x| !x.ok).count();
         secs.push(s);
         let first = secs[0];
-        println!(
-            "batch {b:4}: {:8.3} s  {:9.0} obj/s  {:5.2}× first  errors {errors}{}",
-            s,
-            batch_size as f64 / s,
-            s / first,
-            if srv.is_finite() {
-                format!("  server CPU {srv:.2} s")
+        // Steal: time the hypervisor gave this machine's virtual CPUs to other guests.
+        let note = |v: f64, what: &str| {
+            if v.is_finite() && (what != "steal" || v > 0.0) {
+                format!("  {what} {v:.2} s")
             } else {
                 String::new()
             }
+        };
+        println!(
+            "batch {b:4}: {:8.3} s  {:9.0} obj/s  {:5.2}× first  errors {errors}{}{}",
+            s,
+            batch_size as f64 / s,
+            s / first,
+            note(srv, "server CPU"),
+            note(steal, "steal"),
         );
-        rows.push(json!({"batch": b, "secs": num(s), "errors": errors, "objects_per_s": num(batch_size as f64 / s), "server_cpu_s": num(srv)}));
+        rows.push(json!({"batch": b, "secs": num(s), "errors": errors,
+                         "objects_per_s": num(batch_size as f64 / s), "server_cpu_s": num(srv),
+                         "steal_cpu_s": num(steal)}));
         all.extend(samples);
         if errors as u64 == batch_size {
             bail!("million: every request of batch {b} failed");
@@ -422,6 +433,7 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
         "max_over_median": num(max / med),
         "last_eighth_over_first_eighth": num(time_trend),
         "server_cpu_last_eighth_over_first_eighth": num(cpu_trend),
+        "steal_cpu_s": num(steal_total),
         "errors": lat["errors"],
         "latency": lat,
     });
@@ -676,8 +688,9 @@ fn proc_cpu_secs(pid: &str) -> Option<f64> {
     Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
 }
 
-/// (busy, total) CPU seconds of the whole machine so far, from /proc/stat.
-fn machine_cpu_secs() -> Option<(f64, f64)> {
+/// (busy, total, steal) CPU seconds of the whole machine so far, from /proc/stat. Steal is
+/// time the hypervisor gave this machine's virtual CPUs to others: work that waited.
+fn machine_cpu_secs() -> Option<(f64, f64, f64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let v: Vec<f64> = stat
         .lines()
@@ -688,14 +701,14 @@ fn machine_cpu_secs() -> Option<(f64, f64)> {
         .collect();
     let total: f64 = v.iter().take(8).sum();
     let idle = v.get(3)? + v.get(4)?;
-    Some(((total - idle) / 100.0, total / 100.0))
+    Some(((total - idle) / 100.0, total / 100.0, v.get(7)? / 100.0))
 }
 
 /// CPU use over a phase: this process, the server (with --server-pid), the whole machine.
 pub struct CpuMeter {
     client: Option<f64>,
     server: Option<f64>,
-    machine: Option<(f64, f64)>,
+    machine: Option<(f64, f64, f64)>,
     server_pid: Option<String>,
 }
 
@@ -720,13 +733,14 @@ impl CpuMeter {
             self.server,
             self.server_pid.as_deref().and_then(proc_cpu_secs),
         );
-        let (busy, total) = match (self.machine, machine_cpu_secs()) {
-            (Some(a), Some(b)) => (b.0 - a.0, b.1 - a.1),
-            _ => (f64::NAN, f64::NAN),
+        let (busy, total, steal) = match (self.machine, machine_cpu_secs()) {
+            (Some(a), Some(b)) => (b.0 - a.0, b.1 - a.1, b.2 - a.2),
+            _ => (f64::NAN, f64::NAN, f64::NAN),
         };
         let others = busy - client - if server.is_finite() { server } else { 0.0 };
         json!({"client_cpu_s": num(client), "server_cpu_s": num(server),
-               "others_cpu_s": num(others), "machine_cpu_s": num(total)})
+               "others_cpu_s": num(others), "machine_cpu_s": num(total),
+               "steal_cpu_s": num(steal)})
     }
 }
 
