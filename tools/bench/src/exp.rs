@@ -371,13 +371,19 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
         let errors = samples.iter().filter(|x| !x.ok).count();
         secs.push(s);
         let first = secs[0];
-        // Steal: time the hypervisor gave this machine's virtual CPUs to other guests.
         let note = |v: f64, what: &str| {
-            if v.is_finite() && (what != "steal" || v > 0.0) {
+            if v.is_finite() {
                 format!("  {what} {v:.2} s")
             } else {
                 String::new()
             }
+        };
+        // Steal (time the hypervisor gave this machine's virtual CPUs to other guests) is
+        // shown only when there was some.
+        let steal_note = if steal > 0.0 {
+            note(steal, "steal")
+        } else {
+            String::new()
         };
         println!(
             "batch {b:4}: {:8.3} s  {:9.0} obj/s  {:5.2}× first  errors {errors}{}{}",
@@ -385,7 +391,7 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
             batch_size as f64 / s,
             s / first,
             note(srv, "server CPU"),
-            note(steal, "steal"),
+            steal_note,
         );
         rows.push(json!({"batch": b, "secs": num(s), "errors": errors,
                          "objects_per_s": num(batch_size as f64 / s), "server_cpu_s": num(srv),

@@ -133,16 +133,20 @@ fn iperf(seconds: u32, streams: u32) -> Result<f64> {
     result
 }
 
-/// GB/s of one core for a hash over `len` bytes.
-/// CPU time of the calling thread, in seconds.
-fn thread_cpu_secs() -> f64 {
+/// CPU time of the calling thread, in nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes one timespec through a valid pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_secs() -> f64 {
+    thread_cpu_ns() as f64 / 1e9
 }
 
 /// GB/s of one core for a hash: bytes over the thread's CPU time (not wall time, so that

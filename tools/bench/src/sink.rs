@@ -13,6 +13,7 @@
 
 use crate::exp::{human_size, CpuMeter, Ctx};
 use crate::http::Endpoint;
+use crate::raw::thread_cpu_ns;
 use crate::s3::{self, must, pool, Op};
 use crate::sigv4::Signer;
 use crate::stats::{f, fmt, num, print_table, summarize};
@@ -49,26 +50,11 @@ impl Hashing {
     }
 }
 
-#[derive(Default)]
-struct Counters {
-    /// CPU time of the sink's connection threads, in nanoseconds.
-    cpu_ns: AtomicU64,
-}
-
 struct Sink {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    counters: Arc<Counters>,
-}
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    /// CPU time of the sink's connection threads, in nanoseconds.
+    cpu_ns: Arc<AtomicU64>,
 }
 
 impl Sink {
@@ -76,8 +62,8 @@ impl Sink {
         let listener = TcpListener::bind("127.0.0.1:0").context("sink: bind")?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(Counters::default());
-        let (st, ct) = (stop.clone(), counters.clone());
+        let cpu_ns = Arc::new(AtomicU64::new(0));
+        let (st, ct) = (stop.clone(), cpu_ns.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::Relaxed) {
@@ -90,11 +76,7 @@ impl Sink {
                 });
             }
         });
-        Ok(Sink {
-            addr,
-            stop,
-            counters,
-        })
+        Ok(Sink { addr, stop, cpu_ns })
     }
 }
 
@@ -124,7 +106,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(String, u64, usize)>> {
     Ok(Some((req.method.unwrap_or("").to_string(), len, n)))
 }
 
-fn serve(mut conn: TcpStream, hashing: Hashing, counters: &Counters) -> Result<()> {
+fn serve(mut conn: TcpStream, hashing: Hashing, cpu_ns: &AtomicU64) -> Result<()> {
     conn.set_nodelay(true)?;
     let mut buf = vec![0u8; READ];
     let mut have = 0;
@@ -189,9 +171,7 @@ fn serve(mut conn: TcpStream, hashing: Hashing, counters: &Counters) -> Result<(
             std::hint::black_box(s.finalize());
         }
         conn.write_all(reply.as_bytes())?;
-        counters
-            .cpu_ns
-            .fetch_add(thread_cpu_ns() - cpu, Ordering::Relaxed);
+        cpu_ns.fetch_add(thread_cpu_ns() - cpu, Ordering::Relaxed);
     }
 }
 
@@ -254,7 +234,7 @@ async fn put_into(
     must(&mut conns[0], &Op::CreateBucket(bucket.clone())).await?;
     let t = Instant::now();
     let cpu = CpuMeter::start(None);
-    let sink_cpu0 = sink.counters.cpu_ns.load(Ordering::Relaxed);
+    let sink_cpu0 = sink.cpu_ns.load(Ordering::Relaxed);
     let (_conns, samples) = pool(
         conns,
         count,
@@ -268,7 +248,7 @@ async fn put_into(
     .await;
     let secs = t.elapsed().as_secs_f64();
     let mut meter = cpu.stop();
-    let sink_s = (sink.counters.cpu_ns.load(Ordering::Relaxed) - sink_cpu0) as f64 / 1e9;
+    let sink_s = (sink.cpu_ns.load(Ordering::Relaxed) - sink_cpu0) as f64 / 1e9;
     let v = summarize(&samples);
     if f(&v["errors"]) > 0.0 {
         anyhow::bail!("sink ({}): {} PUTs failed", hashing.name(), v["errors"]);
