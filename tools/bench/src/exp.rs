@@ -22,7 +22,7 @@ impl Ctx {
     pub fn bucket(&self, exp: &str) -> String {
         format!("gb-{exp}-{}", self.tag)
     }
-    fn smoke(&self) -> bool {
+    pub fn smoke(&self) -> bool {
         self.o.smoke
     }
     fn concurrency(&self, normal: usize, smoke: usize) -> usize {
@@ -47,7 +47,7 @@ impl Ctx {
     pub fn large_count(&self) -> u64 {
         self.pick(self.o.count, 2 * self.large_concurrency() as u64, 8)
     }
-    fn pick<T: Copy>(&self, given: Option<T>, normal: T, smoke: T) -> T {
+    pub fn pick<T: Copy>(&self, given: Option<T>, normal: T, smoke: T) -> T {
         given.unwrap_or(if self.smoke() { smoke } else { normal })
     }
 }
@@ -336,7 +336,12 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
     let mut conns = s3::conns(&ctx.ep, conc);
     must(&mut conns[0], &Op::CreateBucket(bucket.clone())).await?;
     println!(
-        "\n## million: {batches} batches of {batch_size} objects of {size} B, concurrency {conc}"
+        "\n## million: {batches} batches of {batch_size} objects of {size} B, concurrency {conc}{}",
+        if ctx.o.same_keys {
+            " (control: every batch rewrites the same keys)"
+        } else {
+            ""
+        }
     );
     let mut secs = Vec::new();
     let mut rows = Vec::new();
@@ -344,8 +349,10 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
     let t_all = Instant::now();
     let mut server_cpu = Vec::new();
     let mut steal_total = 0.0;
+    let same_keys = ctx.o.same_keys;
     for b in 0..batches {
         let bk = bucket.clone();
+        let kb = if same_keys { 0 } else { b };
         let cpu = CpuMeter::start(ctx.o.server_pid);
         let t = Instant::now();
         let (c, samples) = pool(
@@ -353,7 +360,7 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
             batch_size,
             Arc::new(move |i| Op::Put {
                 bucket: bk.clone(),
-                key: format!("m/{b:05}/{i:05}"),
+                key: format!("m/{kb:05}/{i:05}"),
                 id: b * batch_size + i,
                 size,
             }),
@@ -478,7 +485,8 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
         cleanup(ctx, conns, &bucket).await?;
     }
     Ok(json!({
-        "workload": {"batches": batches, "batch_size": batch_size, "size": size, "concurrency": conc},
+        "workload": {"batches": batches, "batch_size": batch_size, "size": size, "concurrency": conc,
+                     "same_keys": same_keys},
         "rows": rows,
         "summary": summary,
     }))

@@ -7,6 +7,7 @@
 mod compare;
 mod exp;
 mod http;
+mod noise;
 mod raw;
 mod s3;
 mod sigv4;
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(
     name = "granary-bench",
-    about = "S3 benchmark suite: lat, ttfb, million, mixed, large, raw"
+    about = "S3 benchmark suite: lat, ttfb, million, mixed, large, raw, noise"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,7 +46,10 @@ enum Cmd {
     /// The machine's limits: fio (io_uring, O_DIRECT), iperf3 on loopback, MD5/SHA-256, and
     /// `large`'s PUT into a sink that only receives and hashes.
     Raw,
-    /// Every experiment above, in that order (minus --skip).
+    /// The machine's own spread: fixed memory-bound work (no store, disk or network) in
+    /// batches about as long as million's. Not part of `all`.
+    Noise,
+    /// Every experiment above but noise, in that order (minus --skip).
     All,
     /// Ratios between result files: ours (with raw) and a peer's; each figure is the
     /// median over the comma-separated files of its side.
@@ -100,6 +104,11 @@ pub struct Opts {
     /// million: objects per batch.
     #[arg(long, global = true)]
     pub batch_size: Option<u64>,
+    /// million: write the first batch's keys again in every batch, so the store never holds
+    /// more than one batch of objects. A control: whatever spread its batches show has
+    /// nothing to do with the number of objects stored.
+    #[arg(long, global = true)]
+    pub same_keys: bool,
     /// lat: requests per operation; large: objects per round.
     #[arg(long, global = true)]
     pub count: Option<u64>,
@@ -176,7 +185,7 @@ async fn run(cli: Cli) -> Result<()> {
         compare::compare(ours, peer, o.json_out.as_deref())?;
         return Ok(());
     }
-    if o.access_key.is_empty() || o.secret_key.is_empty() {
+    if cli.cmd != Cmd::Noise && (o.access_key.is_empty() || o.secret_key.is_empty()) {
         bail!("credentials missing: --access-key/--secret-key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY");
     }
     let signer = sigv4::Signer::new(&o.access_key, &o.secret_key, &o.region);
@@ -201,6 +210,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Mixed => vec!["mixed"],
         Cmd::Large => vec!["large"],
         Cmd::Raw => vec!["raw"],
+        Cmd::Noise => vec!["noise"],
         Cmd::All => {
             for s in &o.skip {
                 if !all.contains(&s.as_str()) {
@@ -239,6 +249,7 @@ async fn run(cli: Cli) -> Result<()> {
             "lat" => exp::lat(&ctx).await,
             "ttfb" => exp::ttfb(&ctx).await,
             "million" => exp::million(&ctx).await,
+            "noise" => noise::noise(&ctx),
             "mixed" => exp::mixed(&ctx).await,
             "large" => exp::large(&ctx).await,
             "raw" => {
