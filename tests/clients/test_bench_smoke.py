@@ -134,3 +134,55 @@ def test_bench_signed_payload_smoke(server, tmp_path):
     large = json.loads(out.read_text())["experiments"]["large"]
     assert large["workload"]["signed_payload"] is True
     assert all(r["errors"] == 0 for r in large["rows"])
+
+
+def test_bench_million_same_keys_smoke(server, tmp_path):
+    """million's control (--same-keys) rewrites one batch's keys in every batch: the store
+    ends with one batch of objects, however many batches ran."""
+    out = tmp_path / "control.json"
+    s3 = server.client()
+    before = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    run_bench(
+        ["million", "--smoke", "--same-keys", "--no-cleanup", "--record-as", "million_control",
+         "--endpoint", server.endpoint, "--json-out", out],
+        server,
+    )
+    control = json.loads(out.read_text())["experiments"]["million_control"]
+    w = control["workload"]
+    assert w["same_keys"] is True and w["batches"] > 1
+    assert all(r["errors"] == 0 for r in control["rows"])
+    buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"] not in before]
+    assert len(buckets) == 1, buckets
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=buckets[0])
+            for o in page.get("Contents", [])]
+    try:
+        assert len(keys) == w["batch_size"]
+        assert all(k.startswith("m/00000/") for k in keys)
+    finally:
+        for k in keys:
+            s3.delete_object(Bucket=buckets[0], Key=k)
+        s3.delete_bucket(Bucket=buckets[0])
+
+
+def test_bench_noise_smoke(server, tmp_path):
+    """noise (the machine's own spread: fixed memory-bound work, no store) runs without an
+    endpoint's credentials and records every batch; compare sets million's spread beside it."""
+    out = tmp_path / "noise.json"
+    env_free = ["noise", "--smoke", "--json-out", out]
+    proc = subprocess.run([str(bench_binary()), *map(str, env_free)], env=clean_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    noise = json.loads(out.read_text())["experiments"]["noise"]
+    w, s = noise["workload"], noise["summary"]
+    assert len(noise["rows"]) == w["batches"] and w["steps_per_batch"] > 0
+    assert all(r["secs"] > 0 for r in noise["rows"])
+    assert s["max_over_first"] >= 1 and s["max_over_median"] >= 1
+
+    million = tmp_path / "million.json"
+    run_bench(["million", "--smoke", "--endpoint", server.endpoint, "--json-out", million],
+              server)
+    cmp_out = tmp_path / "compare.json"
+    run_bench(["compare", f"{million},{out}", million, "--json-out", cmp_out], server)
+    rows = json.loads(cmp_out.read_text())["rows"]
+    row = [r for r in rows if r["what"].startswith("million slowest batch / first vs the machine")]
+    assert len(row) == 1 and row[0]["other"] == s["max_over_first"]

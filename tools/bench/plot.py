@@ -164,6 +164,17 @@ def plot_million(stores, out):
             n = e["workload"]["batches"] * e["workload"]["batch_size"]
             ax.plot(xs, ys, label=f"{label}, {n:,} objects, fresh data dir", color=COLORS[label],
                     lw=0.8, ls="--")
+        for e in exps(docs, "million_control"):
+            xs = [r["batch"] for r in e["rows"]]
+            ys = [r["secs"] for r in e["rows"]]
+            n = e["workload"]["batch_size"]
+            ax.plot(xs, ys, label=f"{label}, control: the same {n:,} keys rewritten",
+                    color="gray", lw=0.8, ls=":")
+        for e in exps(docs, "noise"):
+            xs = [r["batch"] for r in e["rows"]]
+            ys = [r["secs"] for r in e["rows"]]
+            ax.plot(xs, ys, label="the machine: fixed memory-bound work, no store (noise)",
+                    color="black", lw=0.6, ls="-.")
     ax.set_xlabel("batch")
     ax.set_ylabel("seconds per batch (log scale)")
     ax.set_yscale("log")

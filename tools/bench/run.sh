@@ -22,6 +22,13 @@
 #                    Garage with fsync on takes ~35 s per batch here, so runs use fewer)
 #   MILLION_FULL_BATCHES  million again on Granary alone, on a fresh data dir, recorded as
 #                    million_full (default 128; 0 skips it)
+#   MILLION_CONTROL_BATCHES  million's control on Granary alone, on a fresh data dir: every
+#                    batch rewrites the same 8192 keys (--same-keys), so the spread of its
+#                    batches is the spread the object count does not explain; recorded as
+#                    million_control (default: MILLION_FULL_BATCHES; 0 skips it)
+#   NOISE_BATCHES    the machine's own spread (granary-bench noise: fixed memory-bound work,
+#                    no store) run after million's control, with nothing else running
+#                    (default 128; 0 skips it)
 #   MIXED_SECONDS    duration of mixed (default 30)
 #   NETSIM=0         skip the simulated-link ttfb (needs root and network namespaces)
 #   PLOT=0           skip the charts
@@ -178,7 +185,7 @@ bench() { # label endpoint json args...
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
   echo "load before: $(cat /proc/loadavg)"
-  echo "RUNS=$RUNS MILLION_BATCHES=$MILLION_BATCHES MILLION_FULL_BATCHES=${MILLION_FULL_BATCHES:-128} MIXED_SECONDS=$MIXED_SECONDS"
+  echo "RUNS=$RUNS MILLION_BATCHES=$MILLION_BATCHES MILLION_FULL_BATCHES=${MILLION_FULL_BATCHES:-128} MILLION_CONTROL_BATCHES=${MILLION_CONTROL_BATCHES:-${MILLION_FULL_BATCHES:-128}} NOISE_BATCHES=${NOISE_BATCHES:-128} MIXED_SECONDS=$MIXED_SECONDS"
 } >>"$OUT/run.log"
 
 GP=$(free_port); start_granary "$WORK/granary" "127.0.0.1:$GP"
@@ -200,13 +207,28 @@ if [ "${MILLION_FULL_BATCHES:-128}" != 0 ]; then
     --batches "${MILLION_FULL_BATCHES:-128}" --no-cleanup --record-as million_full \
     --server-pid "$GRANARY_PID"
 fi
+CONTROL_BATCHES=${MILLION_CONTROL_BATCHES:-${MILLION_FULL_BATCHES:-128}}
+if [ "$CONTROL_BATCHES" != 0 ]; then
+  # The control: as many batches, but the store never holds more than one batch of objects.
+  stop_pid "$GRANARY_PID"
+  GP=$(free_port); start_granary "$WORK/granary-control" "127.0.0.1:$GP"
+  bench granary "http://127.0.0.1:$GP" "$OUT/granary-million-control.json" million \
+    --batches "$CONTROL_BATCHES" --same-keys --no-cleanup --record-as million_control \
+    --server-pid "$GRANARY_PID"
+fi
 stop_pid "$GRANARY_PID"
+if [ "${NOISE_BATCHES:-128}" != 0 ]; then
+  # The floor under million's spread: the same work in every batch, no store involved
+  # (Garage is up but idle).
+  bench granary "http://127.0.0.1:$GP" "$OUT/granary-noise.json" noise --batches "${NOISE_BATCHES:-128}"
+fi
 bench garage "http://127.0.0.1:$RP" "$OUT/garage-million.json" million --batches "$MILLION_BATCHES" --no-cleanup \
   --server-pid "$GARAGE_PID"
 stop_pid "$GARAGE_PID"
 
 # --- ttfb on a simulated 5 Mbit/s link ---------------------------------------------------
 OURS=("$OUT"/granary-[0-9]*.json "$OUT/granary-million.json")
+if [ -f "$OUT/granary-noise.json" ]; then OURS+=("$OUT/granary-noise.json"); fi
 PEER=("$OUT"/garage-[0-9]*.json "$OUT/garage-million.json")
 if [ "${NETSIM:-1}" != 0 ]; then
   log "netsim: 2 hosts, 5 Mbit/s each way, no added delay (as in the seed's TTFB test)"

@@ -300,6 +300,18 @@ pub fn compare(ours_p: &[PathBuf], peer_p: &[PathBuf], out_p: Option<&Path>) -> 
             mo,
             Some((1.1, false)),
         );
+        // The same figure of the machine itself (noise: fixed work, no store), when run.
+        if o.first("noise").is_some() {
+            let floor = o.fig("noise", |e| f(&e["summary"]["max_over_first"]));
+            out.add(
+                "million slowest batch / first vs the machine's own (noise)",
+                mo,
+                floor,
+                "noise: fixed work",
+                mo / floor,
+                None,
+            );
+        }
         let mm = g(&o, "max_over_median");
         out.add(
             "million slowest batch / median batch",
