@@ -69,6 +69,18 @@ fn blocks_round_trip_dedup_and_refcounts() {
             s.decref_block(&BlockHash([7; 32])).await,
             Err(StorageError::NotFound)
         );
+        // A reference without the data (a copy): counted for a stored block, refused for
+        // an absent one; neither reads nor writes a byte.
+        let (read, written) = (s.stats().read_bytes, s.stats().data_bytes_written);
+        assert!(s.incref_block(&h2).await.unwrap());
+        assert_eq!(s.block_info(&h2).unwrap().unwrap().refs, 2);
+        assert!(!s.incref_block(&BlockHash([7; 32])).await.unwrap());
+        assert!(s.block_info(&BlockHash([7; 32])).unwrap().is_none());
+        assert_eq!(
+            (s.stats().read_bytes, s.stats().data_bytes_written),
+            (read, written)
+        );
+        s.decref_block(&h2).await.unwrap();
         let st = s.stats();
         assert_eq!(st.blocks, 3);
         assert!(st.live_bytes > 1 << 20);
@@ -362,9 +374,10 @@ fn corrupt_block_is_an_error_then_repaired_by_put() {
             s.read_block(&h, 65_536, 10_000).await,
             Err(StorageError::Corrupt(_))
         ));
-        // Marked bad: no longer served at all.
+        // Marked bad: no longer served at all, nor referenced without its data.
         s.sync_all().await.unwrap();
         assert!(s.block_info(&h).unwrap().unwrap().bad);
+        assert!(!s.incref_block(&h).await.unwrap());
         assert!(matches!(
             s.read_block(&h, 0, 1000).await,
             Err(StorageError::Corrupt(_))

@@ -393,6 +393,12 @@ const SHARD_SERIES: &[(&str, &str, &str, Getter)] = &[
         |s| s.storage.data_bytes_written as f64,
     ),
     (
+        "granary_block_read_bytes_total",
+        "counter",
+        "Block bytes read for clients (GETs, part copies; a CopyObject reads none)",
+        |s| s.storage.read_bytes as f64,
+    ),
+    (
         "granary_data_sync_seconds_total",
         "counter",
         "Time spent in periodic data fdatasync (under always, the flush is in the write)",

@@ -148,6 +148,9 @@ impl Shard {
             R::DecrefBlock { hash } => {
                 A::Done(store.decref_block(&hash).await.map_err(storage_err))
             }
+            R::IncrefBlock { hash } => {
+                A::Flag(store.incref_block(&hash).await.map_err(storage_err))
+            }
             R::GetObject { bucket, key } => {
                 A::Object(store.get_object(&bucket, &key).map_err(storage_err))
             }

@@ -919,9 +919,17 @@ pub async fn copy_object(
             "copying an object onto itself without changing anything is not allowed".into(),
         ));
     }
-    // The copy takes its own reference on every block (no data moves if it exists).
+    // The copy takes its own reference on every block: no data is read or written. A block
+    // that is missing or bad cannot be referenced; reading it then fails with the reason.
     if let ObjectData::Blocks(blocks) = &source.data {
         for block in blocks {
+            let counted = shard
+                .call(ShardRequest::IncrefBlock { hash: block.hash })
+                .await
+                .flag()?;
+            if counted {
+                continue;
+            }
             let data = shard
                 .call(ShardRequest::ReadBlock {
                     hash: block.hash,

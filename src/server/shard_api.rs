@@ -76,6 +76,11 @@ pub enum ShardRequest {
     DecrefBlock {
         hash: BlockHash,
     },
+    /// One more reference to a stored block, without its data: `Flag(false)` if the block
+    /// is absent or bad.
+    IncrefBlock {
+        hash: BlockHash,
+    },
     GetObject {
         bucket: BucketId,
         key: String,
@@ -167,7 +172,9 @@ impl ShardRequest {
             Self::PutBlock { hash, .. } | Self::ReadBlock { hash, .. } => {
                 hash.partition().shard(shards)
             }
-            Self::DecrefBlock { hash } => hash.partition().shard(shards),
+            Self::DecrefBlock { hash } | Self::IncrefBlock { hash } => {
+                hash.partition().shard(shards)
+            }
             Self::GetObject { bucket, key } | Self::DeleteObject { bucket, key } => {
                 object(bucket, key)
             }

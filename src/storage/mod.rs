@@ -264,6 +264,8 @@ pub struct StorageStats {
     pub data_batches: u64,
     pub data_batch_blocks: u64,
     pub data_bytes_written: u64,
+    /// Block bytes returned by `read_block` (GETs, part copies; not the scrub's reads).
+    pub read_bytes: u64,
     pub meta_commits: u64,
     pub meta_commit_ops: u64,
     pub mean_data_batch: f64,

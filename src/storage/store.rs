@@ -238,6 +238,7 @@ struct Counters {
     data_batches: Cell<u64>,
     data_batch_blocks: Cell<u64>,
     data_bytes_written: Cell<u64>,
+    read_bytes: Cell<u64>,
     meta_commits: Cell<u64>,
     meta_commit_ops: Cell<u64>,
     gc_dropped: Cell<u64>,
@@ -782,6 +783,13 @@ impl ShardStore {
         self.queue_block(hash, data).await
     }
 
+    /// Counts one more reference to a stored block without its data (a copy of an object
+    /// takes its source's blocks this way). False if the block is absent or marked bad:
+    /// then only its data can store it.
+    pub async fn incref_block(&self, hash: &BlockHash) -> Result<bool> {
+        self.incref_stored(hash).await
+    }
+
     /// Counts one more reference to a block if it is stored and not bad; false if its
     /// data must be written.
     async fn incref_stored(&self, hash: &BlockHash) -> Result<bool> {
@@ -837,6 +845,14 @@ impl ShardStore {
     /// its CPU, and the chunk checksums already catch what the disk can do to the bytes;
     /// the scrub checks blake3. Corrupt data is an error, never returned.
     pub async fn read_block(&self, hash: &BlockHash, offset: u32, len: u32) -> Result<Vec<u8>> {
+        let data = self.read_block_data(hash, offset, len).await?;
+        bump(&self.counters.read_bytes, data.len() as u64);
+        Ok(data)
+    }
+
+    /// [`ShardStore::read_block`] without counting the bytes as read for a client (the
+    /// scrub's reads).
+    async fn read_block_data(&self, hash: &BlockHash, offset: u32, len: u32) -> Result<Vec<u8>> {
         let (e, file) = self.locate(hash)?;
         if e.bad {
             return Err(corrupt(format!("block {} is marked bad", hash.to_hex())));
@@ -1272,6 +1288,7 @@ impl ShardStore {
             data_batches: c.data_batches.get(),
             data_batch_blocks: c.data_batch_blocks.get(),
             data_bytes_written: c.data_bytes_written.get(),
+            read_bytes: c.read_bytes.get(),
             meta_commits: c.meta_commits.get(),
             meta_commit_ops: c.meta_commit_ops.get(),
             gc_dropped: c.gc_dropped.get(),

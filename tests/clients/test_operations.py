@@ -199,6 +199,21 @@ def metric_total(server, name):
     )
 
 
+def test_copy_object_references_the_source_blocks_without_reading_them(server, s3, bucket):
+    """CopyObject takes one more reference on each block of its source: no block is read,
+    however large the object, and the copy outlives its source."""
+    body = os.urandom(3 * MiB + 5)
+    s3.put_object(Bucket=bucket, Key="src", Body=body)
+    read_before = metric_total(server, "granary_block_read_bytes_total")
+    s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"})
+    assert metric_total(server, "granary_block_read_bytes_total") == read_before
+    s3.delete_object(Bucket=bucket, Key="src")
+    got = s3.get_object(Bucket=bucket, Key="dst")["Body"].read()
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(body).hexdigest()
+    # The counter does count reads: the GET read every byte.
+    assert metric_total(server, "granary_block_read_bytes_total") >= read_before + len(body)
+
+
 def test_concurrent_uploads_hashed_together_keep_their_own_etags(server, bucket):
     """Uploads that run at once share their shard's MD5 lanes (server::md5_lanes): each
     still gets the MD5 of its own bytes as its ETag, whatever the block boundaries."""

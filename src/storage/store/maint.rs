@@ -345,7 +345,7 @@ impl ShardStore {
             p.checked += 1;
             p.bytes += e.record_len as u64;
             bump(&self.counters.scrubbed_blocks, 1);
-            match self.read_block(&h, 0, e.data_len).await {
+            match self.read_block_data(&h, 0, e.data_len).await {
                 Ok(_) | Err(StorageError::NotFound) => {}
                 Err(StorageError::Corrupt(_)) => {
                     p.bad += 1;
