@@ -149,7 +149,11 @@ def plot_ttfb(stores, out):
 
 
 def plot_million(stores, out):
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, (ax, rel) = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [3, 2]})
+    # Right: Granary's series over their own first batch, beside the target's band.
+    def relative(e, label, **style):
+        ys = [r["secs"] for r in e["rows"]]
+        rel.plot(range(len(ys)), [y / ys[0] for y in ys], label=label, lw=0.8, **style)
     for label, docs in stores.items():
         for e in exps(docs, "million"):
             xs = [r["batch"] for r in e["rows"]]
@@ -164,22 +168,34 @@ def plot_million(stores, out):
             n = e["workload"]["batches"] * e["workload"]["batch_size"]
             ax.plot(xs, ys, label=f"{label}, {n:,} objects, fresh data dir", color=COLORS[label],
                     lw=0.8, ls="--")
+            relative(e, f"{label}, {n:,} objects", color=COLORS[label], ls="--")
         for e in exps(docs, "million_control"):
             xs = [r["batch"] for r in e["rows"]]
             ys = [r["secs"] for r in e["rows"]]
             n = e["workload"]["batch_size"]
             ax.plot(xs, ys, label=f"{label}, control: the same {n:,} keys rewritten",
                     color="gray", lw=0.8, ls=":")
+            relative(e, "control (same keys)", color="gray", ls=":")
         for e in exps(docs, "noise"):
             xs = [r["batch"] for r in e["rows"]]
             ys = [r["secs"] for r in e["rows"]]
             ax.plot(xs, ys, label="the machine: fixed memory-bound work, no store (noise)",
                     color="black", lw=0.6, ls="-.")
+            relative(e, "the machine (noise)", color="black", ls="-.")
     ax.set_xlabel("batch")
     ax.set_ylabel("seconds per batch (log scale)")
     ax.set_yscale("log")
     ax.set_ylim(bottom=None)
     ax.legend(fontsize=8)
+    if rel.lines:
+        rel.axhspan(0.9, 1.1, color="green", alpha=0.08, label="within 10 % of the first")
+        rel.axhline(1.1, color="green", lw=0.6)
+        rel.set_title("each series over its own first batch", fontsize=10)
+        rel.set_xlabel("batch")
+        rel.set_ylabel("batch time / first batch")
+        rel.legend(fontsize=7)
+    else:
+        rel.set_visible(False)
     save(fig, out, "million")
 
 
