@@ -765,7 +765,7 @@ impl ShardStore {
     /// writes it without a copy.
     pub async fn put_block(&self, hash: BlockHash, data: Vec<u8>) -> Result<()> {
         check_block(&hash, &data)?;
-        if self.incref_stored(&hash).await? {
+        if self.incref_block(&hash).await? {
             free_elsewhere(vec![data.into()]);
             return Ok(());
         }
@@ -777,22 +777,16 @@ impl ShardStore {
     /// [`ShardStore::put_block`] for a block already in a record buffer (sealed or not).
     pub async fn put_block_buf(&self, hash: BlockHash, data: BlockBuf) -> Result<()> {
         check_block(&hash, &data)?;
-        if self.incref_stored(&hash).await? {
+        if self.incref_block(&hash).await? {
             return Ok(());
         }
         self.queue_block(hash, data).await
     }
 
-    /// Counts one more reference to a stored block without its data (a copy of an object
-    /// takes its source's blocks this way). False if the block is absent or marked bad:
-    /// then only its data can store it.
+    /// Counts one more reference to a stored block without its data (the puts above try
+    /// this first; a copy of an object takes its source's blocks this way). False if the
+    /// block is absent or marked bad: then only its data can store it.
     pub async fn incref_block(&self, hash: &BlockHash) -> Result<bool> {
-        self.incref_stored(hash).await
-    }
-
-    /// Counts one more reference to a block if it is stored and not bad; false if its
-    /// data must be written.
-    async fn incref_stored(&self, hash: &BlockHash) -> Result<bool> {
         if let Some(e) = self.block_entry(hash)? {
             if !e.bad {
                 match self.meta_op(Op::Incref(*hash)).await? {

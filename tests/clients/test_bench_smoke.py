@@ -168,8 +168,8 @@ def test_bench_noise_smoke(server, tmp_path):
     """noise (the machine's own spread: fixed memory-bound work, no store) runs without an
     endpoint's credentials and records every batch; compare sets million's spread beside it."""
     out = tmp_path / "noise.json"
-    env_free = ["noise", "--smoke", "--json-out", out]
-    proc = subprocess.run([str(bench_binary()), *map(str, env_free)], env=clean_env(),
+    args = ["noise", "--smoke", "--json-out", out]
+    proc = subprocess.run([str(bench_binary()), *map(str, args)], env=clean_env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     noise = json.loads(out.read_text())["experiments"]["noise"]
