@@ -136,32 +136,60 @@ def test_bench_signed_payload_smoke(server, tmp_path):
     assert all(r["errors"] == 0 for r in large["rows"])
 
 
-def test_bench_million_same_keys_smoke(server, tmp_path):
-    """million's control (--same-keys) rewrites one batch's keys in every batch: the store
-    ends with one batch of objects, however many batches ran."""
-    out = tmp_path / "control.json"
+def million_keys_left(server, tmp_path, flag, record_as):
+    """Runs million's smoke mode with `flag`, keeping its objects; returns the run's record
+    and the keys it left, and removes them."""
+    out = tmp_path / f"{record_as}.json"
     s3 = server.client()
     before = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     run_bench(
-        ["million", "--smoke", "--same-keys", "--no-cleanup", "--record-as", "million_control",
+        ["million", "--smoke", flag, "--no-cleanup", "--record-as", record_as,
          "--endpoint", server.endpoint, "--json-out", out],
         server,
     )
-    control = json.loads(out.read_text())["experiments"]["million_control"]
-    w = control["workload"]
-    assert w["same_keys"] is True and w["batches"] > 1
-    assert all(r["errors"] == 0 for r in control["rows"])
+    record = json.loads(out.read_text())["experiments"][record_as]
+    assert all(r["errors"] == 0 for r in record["rows"])
     buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"] not in before]
     assert len(buckets) == 1, buckets
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=buckets[0])
             for o in page.get("Contents", [])]
-    try:
-        assert len(keys) == w["batch_size"]
-        assert all(k.startswith("m/00000/") for k in keys)
-    finally:
-        for k in keys:
-            s3.delete_object(Bucket=buckets[0], Key=k)
-        s3.delete_bucket(Bucket=buckets[0])
+    for k in keys:
+        s3.delete_object(Bucket=buckets[0], Key=k)
+    s3.delete_bucket(Bucket=buckets[0])
+    return record, keys
+
+
+def test_bench_million_same_keys_smoke(server, tmp_path):
+    """million's control (--same-keys) rewrites one batch's keys in every batch: the store
+    ends with one batch of objects, however many batches ran."""
+    control, keys = million_keys_left(server, tmp_path, "--same-keys", "million_control")
+    w = control["workload"]
+    assert w["same_keys"] is True and w["batches"] > 1
+    assert len(keys) == w["batch_size"]
+    assert all(k.startswith("m/00000/") for k in keys)
+
+
+def test_bench_million_random_keys_smoke(server, tmp_path):
+    """--random-keys names every object by a hash of its number: as many distinct keys as
+    objects written, spread over the key space instead of batch after batch."""
+    rnd, keys = million_keys_left(server, tmp_path, "--random-keys", "million_random")
+    w = rnd["workload"]
+    assert w["random_keys"] is True and w["batches"] > 1
+    assert len(keys) == len(set(keys)) == w["batches"] * w["batch_size"]
+    assert all(k.startswith("r/") and len(k) == 18 for k in keys)
+    # The first batch's keys are spread over the listing, not its first page.
+    first_batch = {random_key(n) for n in range(w["batch_size"])}
+    assert first_batch <= set(keys)
+    assert set(sorted(keys)[: w["batch_size"]]) != first_batch
+
+
+def random_key(n):
+    """million's key for object `n` under --random-keys (splitmix64's finalizer)."""
+    mask = (1 << 64) - 1
+    z = (n + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return f"r/{z ^ (z >> 31):016x}"
 
 
 def test_bench_noise_smoke(server, tmp_path):
@@ -178,11 +206,17 @@ def test_bench_noise_smoke(server, tmp_path):
     assert all(r["secs"] > 0 for r in noise["rows"])
     assert s["max_over_first"] >= 1 and s["max_over_median"] >= 1
 
+    # A full million (here in smoke size) is judged beside it, and carries the target.
     million = tmp_path / "million.json"
-    run_bench(["million", "--smoke", "--endpoint", server.endpoint, "--json-out", million],
-              server)
+    run_bench(["million", "--smoke", "--record-as", "million_full", "--endpoint",
+               server.endpoint, "--json-out", million], server)
+    full = json.loads(million.read_text())["experiments"]["million_full"]
     cmp_out = tmp_path / "compare.json"
     run_bench(["compare", f"{million},{out}", million, "--json-out", cmp_out], server)
-    rows = json.loads(cmp_out.read_text())["rows"]
-    row = [r for r in rows if r["what"].startswith("million slowest batch / first vs the machine")]
-    assert len(row) == 1 and row[0]["other"] == s["max_over_first"]
+    rows = {r["what"]: r for r in json.loads(cmp_out.read_text())["rows"]}
+    n = full["workload"]["batches"] * full["workload"]["batch_size"]
+    row = rows[f"million full ({n} objects) slowest batch / first"]
+    assert row["other"] == s["max_over_first"] and row["other_name"] == "noise: fixed work"
+    assert row["ours"] == full["summary"]["max_over_first"] and row["target"] == "≤ 1.100"
+    assert row["pass"] == (row["ours"] <= 1.1)
+    assert rows["million full slowest batch / median"]["other"] == s["max_over_median"]

@@ -169,6 +169,13 @@ def plot_million(stores, out):
             ax.plot(xs, ys, label=f"{label}, {n:,} objects, fresh data dir", color=COLORS[label],
                     lw=0.8, ls="--")
             relative(e, f"{label}, {n:,} objects", color=COLORS[label], ls="--")
+        for e in exps(docs, "million_random"):
+            xs = [r["batch"] for r in e["rows"]]
+            ys = [r["secs"] for r in e["rows"]]
+            n = e["workload"]["batches"] * e["workload"]["batch_size"]
+            ax.plot(xs, ys, label=f"{label}, {n:,} objects, keys in random order",
+                    color="#7b3294", lw=0.8)
+            relative(e, f"{label}, random keys", color="#7b3294")
         for e in exps(docs, "million_control"):
             xs = [r["batch"] for r in e["rows"]]
             ys = [r["secs"] for r in e["rows"]]

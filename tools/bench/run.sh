@@ -6,9 +6,10 @@
 # Starts a release Granary and a Garage on loopback with equivalent settings (one node,
 # replication 1, LMDB, fsync of data and metadata, 1 MiB blocks, no compression), then runs
 # granary-bench against each, interleaved: RUNS times `all` (lat, ttfb, mixed, large, and
-# raw against the machine), then million once per store, then ttfb on a simulated 5 Mbit/s
-# link and lat with a 50 ms round trip (tools/netsim: server in one network namespace,
-# client in another). Finally
+# raw against the machine), then million once per store (and on Granary alone the full
+# million with sequential keys, with random keys, and a control), then ttfb on a
+# simulated 5 Mbit/s link and lat with a 50 ms round trip (tools/netsim: server in one
+# network namespace, client in another). Finally
 # `granary-bench compare` writes the ratios (medians over the runs) and plot.py the charts.
 #
 # Environment:
@@ -22,6 +23,10 @@
 #                    Garage with fsync on takes ~35 s per batch here, so runs use fewer)
 #   MILLION_FULL_BATCHES  million again on Granary alone, on a fresh data dir, recorded as
 #                    million_full (default 128; 0 skips it)
+#   MILLION_RANDOM_BATCHES  million on Granary alone, on a fresh data dir, with keys in
+#                    random order (--random-keys: each batch's inserts land all over the
+#                    keys already stored, as from many independent clients); recorded as
+#                    million_random (default: MILLION_FULL_BATCHES; 0 skips it)
 #   MILLION_CONTROL_BATCHES  million's control on Granary alone, on a fresh data dir: every
 #                    batch rewrites the same 8192 keys (--same-keys), so the spread of its
 #                    batches is the spread the object count does not explain; recorded as
@@ -185,7 +190,7 @@ bench() { # label endpoint json args...
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
   echo "load before: $(cat /proc/loadavg)"
-  echo "RUNS=$RUNS MILLION_BATCHES=$MILLION_BATCHES MILLION_FULL_BATCHES=${MILLION_FULL_BATCHES:-128} MILLION_CONTROL_BATCHES=${MILLION_CONTROL_BATCHES:-${MILLION_FULL_BATCHES:-128}} NOISE_BATCHES=${NOISE_BATCHES:-128} MIXED_SECONDS=$MIXED_SECONDS"
+  echo "RUNS=$RUNS MILLION_BATCHES=$MILLION_BATCHES MILLION_FULL_BATCHES=${MILLION_FULL_BATCHES:-128} MILLION_RANDOM_BATCHES=${MILLION_RANDOM_BATCHES:-${MILLION_FULL_BATCHES:-128}} MILLION_CONTROL_BATCHES=${MILLION_CONTROL_BATCHES:-${MILLION_FULL_BATCHES:-128}} NOISE_BATCHES=${NOISE_BATCHES:-128} MIXED_SECONDS=$MIXED_SECONDS"
 } >>"$OUT/run.log"
 
 GP=$(free_port); start_granary "$WORK/granary" "127.0.0.1:$GP"
@@ -205,6 +210,15 @@ if [ "${MILLION_FULL_BATCHES:-128}" != 0 ]; then
   GP=$(free_port); start_granary "$WORK/granary-full" "127.0.0.1:$GP"
   bench granary "http://127.0.0.1:$GP" "$OUT/granary-million-full.json" million \
     --batches "${MILLION_FULL_BATCHES:-128}" --no-cleanup --record-as million_full \
+    --server-pid "$GRANARY_PID"
+fi
+RANDOM_BATCHES=${MILLION_RANDOM_BATCHES:-${MILLION_FULL_BATCHES:-128}}
+if [ "$RANDOM_BATCHES" != 0 ]; then
+  # The same count with keys in random order: the B-tree's worst case for writes.
+  stop_pid "$GRANARY_PID"
+  GP=$(free_port); start_granary "$WORK/granary-random" "127.0.0.1:$GP"
+  bench granary "http://127.0.0.1:$GP" "$OUT/granary-million-random.json" million \
+    --batches "$RANDOM_BATCHES" --random-keys --no-cleanup --record-as million_random \
     --server-pid "$GRANARY_PID"
 fi
 CONTROL_BATCHES=${MILLION_CONTROL_BATCHES:-${MILLION_FULL_BATCHES:-128}}
@@ -228,7 +242,9 @@ stop_pid "$GARAGE_PID"
 
 # --- ttfb on a simulated 5 Mbit/s link ---------------------------------------------------
 OURS=("$OUT"/granary-[0-9]*.json "$OUT/granary-million.json")
-if [ -f "$OUT/granary-noise.json" ]; then OURS+=("$OUT/granary-noise.json"); fi
+for f in million-full million-random million-control noise; do
+  if [ -f "$OUT/granary-$f.json" ]; then OURS+=("$OUT/granary-$f.json"); fi
+done
 PEER=("$OUT"/garage-[0-9]*.json "$OUT/garage-million.json")
 if [ "${NETSIM:-1}" != 0 ]; then
   log "netsim: 2 hosts, 5 Mbit/s each way, no added delay (as in the seed's TTFB test)"

@@ -326,6 +326,20 @@ pub async fn ttfb(ctx: &Ctx) -> Result<Value> {
     }))
 }
 
+/// The key of million's object number `n`: batch then index, in the order they are
+/// written; or, with `random`, a bijective 64-bit mix of `n` (splitmix64's finalizer), so
+/// keys are distinct and each batch spreads over the whole key space.
+fn million_key(n: u64, batch_size: u64, random: bool) -> String {
+    if random {
+        let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        format!("r/{:016x}", z ^ (z >> 31))
+    } else {
+        format!("m/{:05}/{:05}", n / batch_size, n % batch_size)
+    }
+}
+
 /// Batches of tiny objects at high concurrency: does the cost grow with the object count?
 pub async fn million(ctx: &Ctx) -> Result<Value> {
     let batches = ctx.pick(ctx.o.batches, 128, 3);
@@ -336,9 +350,14 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
     let mut conns = s3::conns(&ctx.ep, conc);
     must(&mut conns[0], &Op::CreateBucket(bucket.clone())).await?;
     println!(
-        "\n## million: {batches} batches of {batch_size} objects of {size} B, concurrency {conc}{}",
+        "\n## million: {batches} batches of {batch_size} objects of {size} B, concurrency {conc}{}{}",
         if ctx.o.same_keys {
             " (control: every batch rewrites the same keys)"
+        } else {
+            ""
+        },
+        if ctx.o.random_keys {
+            ", keys in random order"
         } else {
             ""
         }
@@ -350,6 +369,7 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
     let mut server_cpu = Vec::new();
     let mut steal_total = 0.0;
     let same_keys = ctx.o.same_keys;
+    let random_keys = ctx.o.random_keys;
     for b in 0..batches {
         let bk = bucket.clone();
         let kb = if same_keys { 0 } else { b };
@@ -360,7 +380,7 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
             batch_size,
             Arc::new(move |i| Op::Put {
                 bucket: bk.clone(),
-                key: format!("m/{kb:05}/{i:05}"),
+                key: million_key(kb * batch_size + i, batch_size, random_keys),
                 id: b * batch_size + i,
                 size,
             }),
@@ -486,7 +506,7 @@ pub async fn million(ctx: &Ctx) -> Result<Value> {
     }
     Ok(json!({
         "workload": {"batches": batches, "batch_size": batch_size, "size": size, "concurrency": conc,
-                     "same_keys": same_keys},
+                     "same_keys": same_keys, "random_keys": random_keys},
         "rows": rows,
         "summary": summary,
     }))
@@ -895,5 +915,22 @@ mod tests {
         assert_eq!(human_size(9 << 19), "4.5 MiB");
         assert_eq!(human_size(4096), "4 KiB");
         assert_eq!(human_size(16), "16 B");
+    }
+
+    #[test]
+    fn million_keys() {
+        assert_eq!(million_key(3 * 8192 + 17, 8192, false), "m/00003/00017");
+        // splitmix64's first output from seed 0 (tests/clients/test_bench_smoke.py agrees).
+        assert_eq!(million_key(0, 8192, true), "r/e220a8397b1dcdaf");
+        // Random order: distinct, all of one length, and not in the order written.
+        let keys: Vec<String> = (0..1 << 16).map(|n| million_key(n, 8192, true)).collect();
+        let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len());
+        assert!(keys.iter().all(|k| k.len() == 18 && k.starts_with("r/")));
+        let rising = keys.windows(2).filter(|w| w[0] < w[1]).count();
+        assert!(
+            rising > keys.len() / 3 && rising < keys.len() * 2 / 3,
+            "{rising}"
+        );
     }
 }

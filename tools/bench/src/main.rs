@@ -109,6 +109,11 @@ pub struct Opts {
     /// nothing to do with the number of objects stored.
     #[arg(long, global = true)]
     pub same_keys: bool,
+    /// million: name objects in a pseudo-random order (a bijective hash of the object's
+    /// number) instead of batch by batch, so each batch's inserts land all over the key
+    /// space already stored, as uploads from many independent clients do.
+    #[arg(long, global = true)]
+    pub random_keys: bool,
     /// lat: requests per operation; large: objects per round.
     #[arg(long, global = true)]
     pub count: Option<u64>,
