@@ -182,6 +182,29 @@ pub async fn pool(conns: Vec<Conn>, n: u64, make: OpFn) -> (Vec<Conn>, Vec<Sampl
     (out_conns, out)
 }
 
+/// Runs `op` once on every connection, all at once, so each is open (and the server has
+/// accepted it) before a measurement starts; returns the connections.
+pub async fn warm(conns: Vec<Conn>, op: Op) -> Result<Vec<Conn>> {
+    let op = Arc::new(op);
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let r = must(&mut conn, &op).await.map(|_| ());
+                (conn, r)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        let (c, r) = t.await.expect("warm-up worker panicked");
+        r?;
+        out.push(c);
+    }
+    Ok(out)
+}
+
 /// Deletes every object of a bucket (listing with `conn`, deleting with the pool), then
 /// the bucket itself.
 pub async fn empty_and_delete(conns: Vec<Conn>, bucket: &str) -> Result<Vec<Conn>> {
