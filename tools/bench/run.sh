@@ -234,7 +234,10 @@ stop_pid "$GRANARY_PID"
 if [ "${NOISE_BATCHES:-128}" != 0 ]; then
   # The floor under million's spread: the same work in every batch, no store involved
   # (Garage is up but idle).
-  bench granary "http://127.0.0.1:$GP" "$OUT/granary-noise.json" noise --batches "${NOISE_BATCHES:-128}"
+  # It talks to no store, so it gets no endpoint (the log would name a stopped server).
+  log "granary-bench noise --batches ${NOISE_BATCHES:-128} --label granary (no store)"
+  "$BENCH_BIN" noise --batches "${NOISE_BATCHES:-128}" --label granary \
+    --json-out "$OUT/granary-noise.json" 2>&1 | tee -a "$OUT/granary.txt"
 fi
 bench garage "http://127.0.0.1:$RP" "$OUT/garage-million.json" million --batches "$MILLION_BATCHES" --no-cleanup \
   --server-pid "$GARAGE_PID"
