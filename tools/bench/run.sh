@@ -244,6 +244,7 @@ bench garage "http://127.0.0.1:$RP" "$OUT/garage-million.json" million --batches
 stop_pid "$GARAGE_PID"
 
 # --- ttfb on a simulated 5 Mbit/s link ---------------------------------------------------
+shopt -s nullglob # RUNS=0 leaves no granary-N.json: the globs then add nothing
 OURS=("$OUT"/granary-[0-9]*.json "$OUT/granary-million.json")
 for f in million-full million-random million-control noise; do
   if [ -f "$OUT/granary-$f.json" ]; then OURS+=("$OUT/granary-$f.json"); fi
