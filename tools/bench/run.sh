@@ -204,37 +204,27 @@ for r in $(seq 1 "$RUNS"); do
 done
 bench granary "http://127.0.0.1:$GP" "$OUT/granary-million.json" million --batches "$MILLION_BATCHES" --no-cleanup \
   --server-pid "$GRANARY_PID"
-if [ "${MILLION_FULL_BATCHES:-128}" != 0 ]; then
-  # Granary alone, on a fresh data dir, at the full count: does the cost grow with it?
+# million_alone NAME BATCHES [FLAGS...]: million on Granary alone, on a fresh data dir,
+# recorded as million_NAME in granary-million-NAME.json (BATCHES 0 skips it).
+million_alone() {
+  local name="$1" batches="$2"; shift 2
+  [ "$batches" != 0 ] || return 0
   stop_pid "$GRANARY_PID"
-  GP=$(free_port); start_granary "$WORK/granary-full" "127.0.0.1:$GP"
-  bench granary "http://127.0.0.1:$GP" "$OUT/granary-million-full.json" million \
-    --batches "${MILLION_FULL_BATCHES:-128}" --no-cleanup --record-as million_full \
+  GP=$(free_port); start_granary "$WORK/granary-$name" "127.0.0.1:$GP"
+  bench granary "http://127.0.0.1:$GP" "$OUT/granary-million-$name.json" million \
+    --batches "$batches" "$@" --no-cleanup --record-as "million_$name" \
     --server-pid "$GRANARY_PID"
-fi
-RANDOM_BATCHES=${MILLION_RANDOM_BATCHES:-${MILLION_FULL_BATCHES:-128}}
-if [ "$RANDOM_BATCHES" != 0 ]; then
-  # The same count with keys in random order: the B-tree's worst case for writes.
-  stop_pid "$GRANARY_PID"
-  GP=$(free_port); start_granary "$WORK/granary-random" "127.0.0.1:$GP"
-  bench granary "http://127.0.0.1:$GP" "$OUT/granary-million-random.json" million \
-    --batches "$RANDOM_BATCHES" --random-keys --no-cleanup --record-as million_random \
-    --server-pid "$GRANARY_PID"
-fi
-CONTROL_BATCHES=${MILLION_CONTROL_BATCHES:-${MILLION_FULL_BATCHES:-128}}
-if [ "$CONTROL_BATCHES" != 0 ]; then
-  # The control: as many batches, but the store never holds more than one batch of objects.
-  stop_pid "$GRANARY_PID"
-  GP=$(free_port); start_granary "$WORK/granary-control" "127.0.0.1:$GP"
-  bench granary "http://127.0.0.1:$GP" "$OUT/granary-million-control.json" million \
-    --batches "$CONTROL_BATCHES" --same-keys --no-cleanup --record-as million_control \
-    --server-pid "$GRANARY_PID"
-fi
+}
+# At the full count: does the cost grow with it?
+million_alone full "${MILLION_FULL_BATCHES:-128}"
+# The same count with keys in random order: the B-tree's worst case for writes.
+million_alone random "${MILLION_RANDOM_BATCHES:-${MILLION_FULL_BATCHES:-128}}" --random-keys
+# The control: as many batches, but the store never holds more than one batch of objects.
+million_alone control "${MILLION_CONTROL_BATCHES:-${MILLION_FULL_BATCHES:-128}}" --same-keys
 stop_pid "$GRANARY_PID"
 if [ "${NOISE_BATCHES:-128}" != 0 ]; then
   # The floor under million's spread: the same work in every batch, no store involved
-  # (Garage is up but idle).
-  # It talks to no store, so it gets no endpoint (the log would name a stopped server).
+  # (Garage is up but idle), so no endpoint either.
   log "granary-bench noise --batches ${NOISE_BATCHES:-128} --label granary (no store)"
   "$BENCH_BIN" noise --batches "${NOISE_BATCHES:-128}" --label granary \
     --json-out "$OUT/granary-noise.json" 2>&1 | tee -a "$OUT/granary.txt"
