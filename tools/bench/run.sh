@@ -19,8 +19,12 @@
 #   GRANARY_BIN      default target/release/granary (built with cargo build --release if missing)
 #   BENCH_BIN        default tools/bench/target/release/granary-bench (built if missing)
 #   RUNS             runs of `all` per store (default 3)
-#   MILLION_BATCHES  batches of 8192 objects in million, same for both stores (default 128;
-#                    Garage with fsync on takes ~35 s per batch here, so runs use fewer)
+#   ALL_FLAGS        extra flags for `all` on both stores, e.g. --signed-payload (default none)
+#   MILLION_BATCHES  batches of 8192 objects in million, same for both stores (default 128,
+#                    0 skips it; Garage with fsync on takes 4-5 s per batch here, so the
+#                    full runs in docs/benchmarks.md use 16)
+#   MILLION_FLAGS    extra flags for that million on both stores, e.g. --random-keys
+#                    (default none)
 #   MILLION_FULL_BATCHES  million again on Granary alone, on a fresh data dir, recorded as
 #                    million_full (default 128; 0 skips it)
 #   MILLION_RANDOM_BATCHES  million on Granary alone, on a fresh data dir, with keys in
@@ -37,6 +41,7 @@
 #   MIXED_SECONDS    duration of mixed (default 30)
 #   NETSIM=0         skip the simulated-link ttfb (needs root and network namespaces)
 #   PLOT=0           skip the charts
+#   CHARTS           where plot.py writes them (default OUT_DIR; docs/bench for the docs')
 #   WORK             scratch directory for data dirs and fio's file (default /var/tmp/...)
 #
 # Needs root for dropping the page cache between PUT and GET of large objects (so both
@@ -190,20 +195,24 @@ bench() { # label endpoint json args...
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
   echo "load before: $(cat /proc/loadavg)"
-  echo "RUNS=$RUNS MILLION_BATCHES=$MILLION_BATCHES MILLION_FULL_BATCHES=${MILLION_FULL_BATCHES:-128} MILLION_RANDOM_BATCHES=${MILLION_RANDOM_BATCHES:-${MILLION_FULL_BATCHES:-128}} MILLION_CONTROL_BATCHES=${MILLION_CONTROL_BATCHES:-${MILLION_FULL_BATCHES:-128}} NOISE_BATCHES=${NOISE_BATCHES:-128} MIXED_SECONDS=$MIXED_SECONDS"
+  echo "RUNS=$RUNS MILLION_BATCHES=$MILLION_BATCHES MILLION_FLAGS=${MILLION_FLAGS:-} MILLION_FULL_BATCHES=${MILLION_FULL_BATCHES:-128} MILLION_RANDOM_BATCHES=${MILLION_RANDOM_BATCHES:-${MILLION_FULL_BATCHES:-128}} MILLION_CONTROL_BATCHES=${MILLION_CONTROL_BATCHES:-${MILLION_FULL_BATCHES:-128}} NOISE_BATCHES=${NOISE_BATCHES:-128} MIXED_SECONDS=$MIXED_SECONDS ALL_FLAGS=${ALL_FLAGS:-}"
 } >>"$OUT/run.log"
 
 GP=$(free_port); start_granary "$WORK/granary" "127.0.0.1:$GP"
 RP=$(free_port); start_garage "$WORK/garage" "127.0.0.1:$RP"
-COMMON=(--duration "$MIXED_SECONDS" --drop-caches --raw-dir "$WORK")
+read -r -a ALL_EXTRA <<<"${ALL_FLAGS:-}"
+COMMON=(--duration "$MIXED_SECONDS" --drop-caches --raw-dir "$WORK" "${ALL_EXTRA[@]}")
 for r in $(seq 1 "$RUNS"); do
   bench granary "http://127.0.0.1:$GP" "$OUT/granary-$r.json" all --skip million "${COMMON[@]}" \
     --server-pid "$GRANARY_PID"
   bench garage "http://127.0.0.1:$RP" "$OUT/garage-$r.json" all --skip million,raw "${COMMON[@]}" \
     --server-pid "$GARAGE_PID"
 done
-bench granary "http://127.0.0.1:$GP" "$OUT/granary-million.json" million --batches "$MILLION_BATCHES" --no-cleanup \
-  --server-pid "$GRANARY_PID"
+read -r -a MILLION_EXTRA <<<"${MILLION_FLAGS:-}"
+if [ "$MILLION_BATCHES" != 0 ]; then
+  bench granary "http://127.0.0.1:$GP" "$OUT/granary-million.json" million --batches "$MILLION_BATCHES" \
+    --no-cleanup "${MILLION_EXTRA[@]}" --server-pid "$GRANARY_PID"
+fi
 # million_alone NAME BATCHES [FLAGS...]: million on Granary alone, on a fresh data dir,
 # recorded as million_NAME in granary-million-NAME.json (BATCHES 0 skips it).
 million_alone() {
@@ -229,17 +238,20 @@ if [ "${NOISE_BATCHES:-128}" != 0 ]; then
   "$BENCH_BIN" noise --batches "${NOISE_BATCHES:-128}" --label granary \
     --json-out "$OUT/granary-noise.json" 2>&1 | tee -a "$OUT/granary.txt"
 fi
-bench garage "http://127.0.0.1:$RP" "$OUT/garage-million.json" million --batches "$MILLION_BATCHES" --no-cleanup \
-  --server-pid "$GARAGE_PID"
+if [ "$MILLION_BATCHES" != 0 ]; then
+  bench garage "http://127.0.0.1:$RP" "$OUT/garage-million.json" million --batches "$MILLION_BATCHES" \
+    --no-cleanup "${MILLION_EXTRA[@]}" --server-pid "$GARAGE_PID"
+fi
 stop_pid "$GARAGE_PID"
 
 # --- ttfb on a simulated 5 Mbit/s link ---------------------------------------------------
 shopt -s nullglob # RUNS=0 leaves no granary-N.json: the globs then add nothing
-OURS=("$OUT"/granary-[0-9]*.json "$OUT/granary-million.json")
-for f in million-full million-random million-control noise; do
+OURS=("$OUT"/granary-[0-9]*.json)
+for f in million million-full million-random million-control noise; do
   if [ -f "$OUT/granary-$f.json" ]; then OURS+=("$OUT/granary-$f.json"); fi
 done
-PEER=("$OUT"/garage-[0-9]*.json "$OUT/garage-million.json")
+PEER=("$OUT"/garage-[0-9]*.json)
+if [ -f "$OUT/garage-million.json" ]; then PEER+=("$OUT/garage-million.json"); fi
 if [ "${NETSIM:-1}" != 0 ]; then
   log "netsim: 2 hosts, 5 Mbit/s each way, no added delay (as in the seed's TTFB test)"
   "$ROOT/tools/netsim/netsim" down >/dev/null 2>&1 || true
@@ -288,6 +300,6 @@ join() { local IFS=,; echo "$*"; }
 echo "load after: $(cat /proc/loadavg)" >>"$OUT/run.log"
 "$BENCH_BIN" compare "$(join "${OURS[@]}")" "$(join "${PEER[@]}")" --json-out "$OUT/compare.json" | tee "$OUT/compare.txt"
 if [ "${PLOT:-1}" != 0 ]; then
-  "$ROOT/tools/bench/plot.py" "$OUT" "$ROOT/docs/bench"
+  "$ROOT/tools/bench/plot.py" "$OUT" "${CHARTS:-$OUT}"
 fi
 log "done: results in $OUT"
