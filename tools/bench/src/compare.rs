@@ -282,9 +282,17 @@ pub fn compare(ours_p: &[PathBuf], peer_p: &[PathBuf], out_p: Option<&Path>) -> 
     // A million objects.
     if has("million") {
         let g = |side: &Side, k: &str| side.fig("million", |e| f(&e["summary"][k]));
+        // Both stores ran the same workload (run.sh's MILLION_FLAGS): say which keys.
+        let w = &o.first("million").unwrap()["workload"];
+        let n = w["batches"].as_u64().unwrap_or(0) * w["batch_size"].as_u64().unwrap_or(0);
+        let keys = if w["random_keys"].as_bool() == Some(true) {
+            ", random keys"
+        } else {
+            ""
+        };
         let (a, b) = (g(&o, "total_s"), g(&p, "total_s"));
         out.add(
-            "million total s (ratio = peer/ours, speed-up)",
+            &format!("million ({n} objects{keys}) total s (ratio = peer/ours, speed-up)"),
             a,
             b,
             &peer_name,
@@ -310,6 +318,17 @@ pub fn compare(ours_p: &[PathBuf], peer_p: &[PathBuf], out_p: Option<&Path>) -> 
             g(&p, "max_over_median"),
             &peer_name,
             mm,
+            None,
+        );
+        // Growth with the object count, both stores: mean time of the last eighth of the
+        // batches over the first eighth's.
+        let t = g(&o, "last_eighth_over_first_eighth");
+        out.add(
+            "million last eighth / first eighth of the batches, time",
+            t,
+            g(&p, "last_eighth_over_first_eighth"),
+            &peer_name,
+            t,
             None,
         );
     }
