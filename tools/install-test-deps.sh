@@ -14,6 +14,7 @@ VENV="$ROOT/.venv"
 PY_REQS=(
   "awscli>=1.46,<1.47"
   "boto3>=1.44,<2"
+  "matplotlib>=3.8,<4"
   "pytest>=8,<9"
   "pytest-timeout>=2.3,<3"
   "requests>=2.31,<3"
@@ -54,7 +55,7 @@ for spec in sys.argv[1:]:
     req = Requirement(spec)
     if not req.specifier.contains(version(req.name), prereleases=True):
         sys.exit(1)
-import boto3, botocore, requests, pytest, pytest_timeout  # noqa: F401
+import boto3, botocore, matplotlib, requests, pytest, pytest_timeout  # noqa: F401
 PYEOF
 }
 

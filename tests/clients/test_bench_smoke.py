@@ -8,7 +8,9 @@ tools/test.sh builds the tool; GRANARY_BENCH_BIN points at another build.
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,23 @@ def run_bench(args, server, timeout=240):
         f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
     )
     return proc
+
+
+def run_plot(results, charts):
+    """tools/bench/plot.py on a results directory (named as run.sh names its files): the
+    names of the charts it wrote, each as PNG and SVG."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "bench" / "plot.py"), str(results), str(charts)],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"plot.py failed\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    pngs = {p.stem for p in charts.glob("*.png") if p.stat().st_size > 0}
+    svgs = {p.stem for p in charts.glob("*.svg") if p.stat().st_size > 0}
+    assert pngs == svgs, (pngs, svgs)
+    return pngs
 
 
 def test_bench_all_smoke(server, tmp_path):
@@ -123,6 +142,15 @@ def test_bench_all_smoke(server, tmp_path):
     same = [r for r in cmp["rows"] if r["other_name"] == "granary" and "batch" not in r["what"]]
     assert same and all(abs(r["ratio"] - 1) < 1e-9 for r in same if r["ratio"] is not None)
 
+    # plot.py draws every experiment of the run, and large's limit from compare's sink row.
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(out, results / "granary-1.json")
+    shutil.copy(cmp_out, results / "compare.json")
+    charts = run_plot(results, tmp_path / "charts")
+    assert charts == set(S3_EXPERIMENTS)
+    assert "limit: sink that receives + MD5" in (tmp_path / "charts" / "large.svg").read_text()
+
 
 def test_bench_signed_payload_smoke(server, tmp_path):
     """Signed payloads (SHA-256 of each body in the signature) are accepted too."""
@@ -184,6 +212,25 @@ def test_bench_million_random_keys_smoke(server, tmp_path):
     first_batch = {random_key(n) for n in range(w["batch_size"])}
     assert first_batch <= set(keys)
     assert set(sorted(keys)[: w["batch_size"]]) != first_batch
+    # Run as both stores' million (run.sh's MILLION_FLAGS), compare names the key order
+    # and sets the growth of the two side by side.
+    doc = json.loads((tmp_path / "million_random.json").read_text())
+    doc["experiments"] = {"million": doc["experiments"]["million_random"]}
+    shared = tmp_path / "million.json"
+    shared.write_text(json.dumps(doc))
+    cmp_out = tmp_path / "compare.json"
+    run_bench(["compare", shared, shared, "--json-out", cmp_out], server)
+    rows = {r["what"]: r for r in json.loads(cmp_out.read_text())["rows"]}
+    n = w["batches"] * w["batch_size"]
+    total = rows[f"million ({n} objects, random keys) total s (ratio = peer/ours, speed-up)"]
+    assert total["ours"] == total["other"] == rnd["summary"]["total_s"]
+    trend = rows["million last eighth / first eighth of the batches, time"]
+    assert trend["ours"] == trend["other"] == rnd["summary"]["last_eighth_over_first_eighth"]
+    # A run of million alone (run.sh with RUNS=0) charts million only.
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(shared, results / "granary-million.json")
+    assert run_plot(results, tmp_path / "charts") == {"million"}
 
 
 def random_key(n):

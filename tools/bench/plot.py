@@ -160,8 +160,9 @@ def plot_million(stores, out):
             ys = [r["secs"] for r in e["rows"]]
             ax.plot(xs, ys, label=label, color=COLORS[label], lw=1.2)
             w = e["workload"]
+            keys = ", keys in random order" if w.get("random_keys") else ""
             ax.set_title(f"million: batches of {w['batch_size']} objects of "
-                         f"{w['size']} B, concurrency {w['concurrency']}", fontsize=10)
+                         f"{w['size']} B, concurrency {w['concurrency']}{keys}", fontsize=10)
         for e in exps(docs, "million_full"):
             xs = [r["batch"] for r in e["rows"]]
             ys = [r["secs"] for r in e["rows"]]
@@ -230,7 +231,9 @@ def plot_large(stores, out, results):
     limits = {}
     if cmp_path.exists():
         for r in json.loads(cmp_path.read_text())["rows"]:
-            if r["what"].startswith("large PUT MB/s vs hashing"):
+            # The target's PUT limit: the same PUTs into a sink that only receives and
+            # hashes (compare's "vs a sink" row).
+            if r["what"].startswith("large PUT MB/s vs a sink"):
                 limits["PUT"] = r["other"]
             if r["what"].startswith("large GET MB/s vs fio"):
                 limits["GET"] = r["other"]
@@ -243,7 +246,8 @@ def plot_large(stores, out, results):
         series.append((label, COLORS[label], [med(x["summary"]["put_mb_per_s"] for x in e),
                                               med(x["summary"]["get_mb_per_s"] for x in e)]))
     if limits:
-        series.append(("limit: MD5 on all cores / fio read", COLORS["limit"],
+        hashes = "MD5 + SHA-256" if w and w.get("signed_payload") else "MD5"
+        series.append((f"limit: sink that receives + {hashes} / fio read", COLORS["limit"],
                        [limits.get("PUT", float("nan")), limits.get("GET", float("nan"))]))
     fig, ax = plt.subplots(figsize=(7, 4))
     title = "large objects"
@@ -263,11 +267,19 @@ def main():
     stores = {k: v for k, v in stores.items() if v}
     if not stores:
         sys.exit(f"no granary-*.json or garage-*.json in {results}")
-    plot_lat(stores, out)
-    plot_ttfb(stores, out)
-    plot_million(stores, out)
-    plot_mixed(stores, out)
-    plot_large(stores, out, results)
+    # A partial run (run.sh with RUNS=0, or MILLION_BATCHES=0) charts what it has.
+    def ran(*names):
+        return any(exps(docs, n) for docs in stores.values() for n in names)
+    if ran("lat"):
+        plot_lat(stores, out)
+    if ran("ttfb", "ttfb_netsim"):
+        plot_ttfb(stores, out)
+    if ran("million", "million_full", "million_random", "million_control"):
+        plot_million(stores, out)
+    if ran("mixed"):
+        plot_mixed(stores, out)
+    if ran("large"):
+        plot_large(stores, out, results)
 
 
 if __name__ == "__main__":
