@@ -3,8 +3,9 @@
 # client integration tests (AWS CLI, boto3, s3cmd, rclone) against the binary just built.
 # It builds once, in the dev profile (dependencies fully optimized, debug assertions on:
 # stricter than release); PROFILE=release tests the release binary instead.
-# The benchmark tool (tools/bench, a package of its own) is unit-tested and built here too;
-# tests/clients/test_bench_smoke.py runs its smoke mode (seconds) against the test server.
+# The storage benchmarks (benches/) run in a smoke size. The benchmark tool (tools/bench, a
+# package of its own) is unit-tested and built here too; tests/clients/test_bench_smoke.py
+# runs its smoke mode (seconds) against the test server.
 # Extra arguments go to pytest, e.g.  tools/test.sh -k boto3 -x
 set -euo pipefail
 
@@ -25,6 +26,15 @@ cargo build --profile "$PROFILE"
 
 step "cargo test --profile $PROFILE"
 cargo test --profile "$PROFILE"
+
+# The storage benchmarks (benches/) in a smoke size: seconds, so that they never rot.
+step "storage benchmarks, smoke size (benches/, profile $PROFILE)"
+BENCH_DIR="$(mktemp -d "${TMPDIR:-/tmp}/granary-bench-smoke.XXXXXX")"
+cargo bench --profile "$PROFILE" --bench lmdb_txn_bench -- --objects 4096 --txn 56,1024 \
+  --dir "$BENCH_DIR/lmdb"
+cargo bench --profile "$PROFILE" --bench storage_bench -- --quick --secs 0.2 --runs 1 \
+  --dir "$BENCH_DIR/storage"
+rm -rf "$BENCH_DIR"
 
 step "benchmark tool: cargo test + build (tools/bench, dev profile)"
 nice -n 10 cargo test --manifest-path tools/bench/Cargo.toml
