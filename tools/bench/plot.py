@@ -36,6 +36,8 @@ except ImportError:
     os.execv(str(VENV / "bin" / "python"), [str(VENV / "bin" / "python"), __file__, *sys.argv[1:]])
 
 COLORS = {"granary": "#2b7bba", "garage": "#e3842b", "limit": "#888888"}
+# million's series of Granary alone (run.sh), beside the two stores' "million".
+MILLION_ALONE = ("million_full", "million_random", "million_control")
 
 
 def load(results, label):
@@ -149,8 +151,7 @@ def plot_ttfb(stores, out):
 
 
 def plot_million(stores, out):
-    alone = ("million_full", "million_random", "million_control", "noise")
-    if any(exps(docs, n) for docs in stores.values() for n in alone):
+    if any(exps(docs, n) for docs in stores.values() for n in MILLION_ALONE + ("noise",)):
         fig, (ax, rel) = plt.subplots(1, 2, figsize=(13, 4),
                                       gridspec_kw={"width_ratios": [3, 2]})
     else:  # the two stores' million only: no series of Granary's alone to set apart
@@ -278,7 +279,7 @@ def main():
         plot_lat(stores, out)
     if ran("ttfb", "ttfb_netsim"):
         plot_ttfb(stores, out)
-    if ran("million", "million_full", "million_random", "million_control"):
+    if ran("million", *MILLION_ALONE):
         plot_million(stores, out)
     if ran("mixed"):
         plot_mixed(stores, out)

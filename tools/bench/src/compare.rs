@@ -11,6 +11,11 @@ fn load(p: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
 }
 
+/// Objects a million run wrote: its batches times their size.
+fn million_objects(workload: &Value) -> u64 {
+    workload["batches"].as_u64().unwrap_or(0) * workload["batch_size"].as_u64().unwrap_or(0)
+}
+
 fn row_by<'a>(exp: &'a Value, key: &str, val: &Value) -> Option<&'a Value> {
     exp["rows"].as_array()?.iter().find(|r| &r[key] == val)
 }
@@ -284,7 +289,7 @@ pub fn compare(ours_p: &[PathBuf], peer_p: &[PathBuf], out_p: Option<&Path>) -> 
         let g = |side: &Side, k: &str| side.fig("million", |e| f(&e["summary"][k]));
         // Both stores ran the same workload (run.sh's MILLION_FLAGS): say which keys.
         let w = &o.first("million").unwrap()["workload"];
-        let n = w["batches"].as_u64().unwrap_or(0) * w["batch_size"].as_u64().unwrap_or(0);
+        let n = million_objects(w);
         let keys = if w["random_keys"].as_bool() == Some(true) {
             ", random keys"
         } else {
@@ -347,8 +352,7 @@ pub fn compare(ours_p: &[PathBuf], peer_p: &[PathBuf], out_p: Option<&Path>) -> 
         ("million_control", "million control (same keys)", None),
     ] {
         let Some(e) = o.first(exp) else { continue };
-        let n = e["workload"]["batches"].as_u64().unwrap_or(0)
-            * e["workload"]["batch_size"].as_u64().unwrap_or(0);
+        let n = million_objects(&e["workload"]);
         let g = |k: &str| o.fig(exp, |e| f(&e["summary"][k]));
         let (floor_first, floor_median) = noise.unwrap_or((f64::NAN, f64::NAN));
         let (mo, mm) = (g("max_over_first"), g("max_over_median"));
