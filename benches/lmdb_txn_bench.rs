@@ -26,6 +26,10 @@ use granary::meta::types::{BucketId, ObjectData, ObjectRow, Stamp};
 use heed::types::Bytes;
 use heed::{Database, EnvFlags, EnvOpenOptions};
 
+use bench_util::Cli;
+
+mod bench_util;
+
 struct Args {
     dir: PathBuf,
     objects: u64,
@@ -34,7 +38,7 @@ struct Args {
     json: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, PartialEq, Debug)]
+#[derive(Clone, Copy)]
 enum Order {
     Sequential,
     Random,
@@ -49,6 +53,11 @@ impl Order {
     }
 }
 
+const CLI: Cli = Cli {
+    name: "lmdb_txn_bench",
+    synopsis: "[--dir D] [--objects N] [--txn N[,N...]] [--keys sequential,random] [--json F]",
+};
+
 fn args() -> Args {
     let mut a = Args {
         dir: PathBuf::from("target/lmdb-txn-bench"),
@@ -57,40 +66,44 @@ fn args() -> Args {
         keys: vec![Order::Sequential, Order::Random],
         json: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        // cargo bench passes --bench to every bench binary.
-        if flag == "--bench" {
-            continue;
-        }
-        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--dir" => a.dir = PathBuf::from(value),
-            "--objects" => a.objects = value.parse().expect("--objects N"),
+    let mut args = CLI.args();
+    while let Some(x) = args.flag() {
+        match x.as_str() {
+            "--dir" => a.dir = args.value(&x, "a path").into(),
+            "--json" => a.json = Some(args.value(&x, "a path").into()),
+            "--objects" => {
+                let v = args.value(&x, "a count");
+                a.objects = match v.parse::<u64>() {
+                    Ok(n) if n >= 8 => n,
+                    _ => CLI.usage(&format!(
+                        "--objects wants a count of at least 8 (one per eighth), not {v:?}"
+                    )),
+                };
+            }
             "--txn" => {
-                a.txns = value
+                let list = args.value(&x, "numbers like 56,4096");
+                a.txns = list
                     .split(',')
-                    .map(|t| t.parse().expect("--txn N,N,..."))
-                    .collect()
+                    .map(|n| CLI.parsed(&x, n, |t| *t > 0))
+                    .collect();
             }
             "--keys" => {
-                a.keys = value
+                a.keys = args
+                    .value(&x, "sequential, random or both")
                     .split(',')
                     .map(|k| match k {
                         "sequential" => Order::Sequential,
                         "random" => Order::Random,
-                        _ => panic!("--keys sequential,random"),
+                        other => {
+                            CLI.usage(&format!("--keys wants sequential or random, not {other:?}"))
+                        }
                     })
                     .collect()
             }
-            "--json" => a.json = Some(PathBuf::from(value)),
-            _ => panic!("unknown flag {flag}"),
+            // cargo bench passes --bench to every bench binary.
+            other => args.unknown(other),
         }
     }
-    assert!(
-        a.objects >= 8 && a.txns.iter().all(|&t| t > 0),
-        "--objects at least 8, --txn above 0"
-    );
     a
 }
 

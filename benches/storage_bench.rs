@@ -17,9 +17,12 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use bench_util::Cli;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use granary::meta::types::{BlockHash, BucketId, ObjectData, ObjectRow, Stamp};
 use granary::storage::{BlockBuf, FsyncPolicy, ShardStore, StorageConfig};
+
+mod bench_util;
 
 struct Args {
     dir: PathBuf,
@@ -55,60 +58,46 @@ fn args() -> Args {
         conc: None,
         fsync: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(x) = it.next() {
-        let mut value = |what: &str| {
-            it.next()
-                .unwrap_or_else(|| usage(&format!("{x} wants {what}")))
-        };
+    let mut args = CLI.args();
+    while let Some(x) = args.flag() {
         match x.as_str() {
-            "--dir" => a.dir = value("a path").into(),
-            "--json" => a.json = Some(value("a path").into()),
-            "--secs" => a.secs = parsed(&x, &value("seconds"), |s: &f64| *s > 0.0),
-            "--runs" => a.runs = parsed(&x, &value("a count"), |n: &usize| *n > 0),
+            "--dir" => a.dir = args.value(&x, "a path").into(),
+            "--json" => a.json = Some(args.value(&x, "a path").into()),
+            "--secs" => a.secs = CLI.parsed(&x, &args.value(&x, "seconds"), |s: &f64| *s > 0.0),
+            "--runs" => a.runs = CLI.parsed(&x, &args.value(&x, "a count"), |n: &usize| *n > 0),
             "--quick" => a.quick = true,
-            "--only" => a.only = Some(value("blocks or inline")),
+            "--only" => a.only = Some(args.value(&x, "blocks or inline")),
             "--conc" => {
-                let list = value("numbers like 1,16");
-                let c: Vec<usize> = list.split(',').map(|n| parsed(&x, n, |c| *c > 0)).collect();
+                let list = args.value(&x, "numbers like 1,16");
+                let c: Vec<usize> = list
+                    .split(',')
+                    .map(|n| CLI.parsed(&x, n, |c| *c > 0))
+                    .collect();
                 a.conc = Some(c);
             }
-            "--fsync" => a.fsync = Some(value("a policy")),
+            "--fsync" => a.fsync = Some(args.value(&x, "a policy")),
             "--input" => {
-                let input = match value("sealed or vec").as_str() {
+                let input = match args.value(&x, "sealed or vec").as_str() {
                     "sealed" => Input::Sealed,
                     "vec" => Input::Vec,
-                    other => usage(&format!("--input wants sealed or vec, not {other:?}")),
+                    other => CLI.usage(&format!("--input wants sealed or vec, not {other:?}")),
                 };
                 let _ = INPUT.set(input);
             }
-            "--bench" => {}
-            "--help" | "-h" => usage(""),
-            other => usage(&format!("unknown argument {other:?}")),
+            other => args.unknown(other),
         }
     }
     a
 }
 
-/// `text` as the value of `flag`, or the usage if it does not parse or is not `ok`.
-fn parsed<T: std::str::FromStr>(flag: &str, text: &str, ok: impl Fn(&T) -> bool) -> T {
-    match text.parse::<T>() {
-        Ok(v) if ok(&v) => v,
-        _ => usage(&format!("{flag} wants a number above 0, not {text:?}")),
-    }
-}
-
-fn usage(why: &str) -> ! {
-    if !why.is_empty() {
-        eprintln!("storage_bench: {why}");
-    }
-    eprintln!(
-        "usage: cargo bench --bench storage_bench -- [--only blocks|inline] \\\n\
-         \x20   [--fsync always|periodic:MS|never] [--conc N[,N...]] [--runs N] [--secs S] \\\n\
-         \x20   [--input sealed|vec] [--quick] [--dir PATH] [--json PATH]"
-    );
-    std::process::exit(if why.is_empty() { 0 } else { 2 });
-}
+const CLI: Cli = Cli {
+    name: "storage_bench",
+    synopsis: concat!(
+        "[--only blocks|inline] \\\n",
+        "    [--fsync always|periodic:MS|never] [--conc N[,N...]] [--runs N] [--secs S] \\\n",
+        "    [--input sealed|vec] [--quick] [--dir PATH] [--json PATH]",
+    ),
+};
 
 /// How blocks reach the engine (`--input`).
 #[derive(Clone, Copy, Debug, PartialEq)]
