@@ -6,11 +6,13 @@ documents (the run's, and `compare`'s) have the documented shape.
 tools/test.sh builds the tool; GRANARY_BENCH_BIN points at another build.
 """
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -152,42 +154,75 @@ def test_bench_all_smoke(server, tmp_path):
     assert "limit: sink that receives + MD5" in (tmp_path / "charts" / "large.svg").read_text()
 
 
-def test_bench_signed_payload_smoke(server, tmp_path):
-    """Signed payloads (SHA-256 of each body in the signature) are accepted too."""
-    out = tmp_path / "signed.json"
-    run_bench(
-        ["large", "--smoke", "--signed-payload", "--endpoint", server.endpoint, "--json-out", out],
-        server,
+PAYLOAD_MODES = {
+    "signed": ["--signed-payload"],
+    "crc32": ["--checksum", "crc32"],
+    "signed-crc32": ["--signed-payload", "--checksum", "crc32"],
+}
+
+
+@pytest.mark.parametrize("mode", PAYLOAD_MODES)
+def test_bench_payload_modes_smoke(server, tmp_path, mode):
+    """Signed payloads (SHA-256 of each body in the signature) and the checksum header real
+    clients send (x-amz-checksum-crc32, signed) are accepted. With the checksum, the store
+    verified each PUT's CRC32 and keeps it: HeadObject returns the one of the bytes GET
+    returns."""
+    flags = PAYLOAD_MODES[mode]
+    out = tmp_path / "large.json"
+    large, left = run_keeping_objects(
+        server, ["large", "--smoke", *flags, "--json-out", out], out, "large", read_back=True
     )
-    large = json.loads(out.read_text())["experiments"]["large"]
-    assert large["workload"]["signed_payload"] is True
+    w = large["workload"]
+    crc32 = "crc32" in flags
+    assert w["signed_payload"] is ("--signed-payload" in flags)
+    assert w["checksum"] == ("crc32" if crc32 else "none")
+    assert w["hashes"] == "MD5" + (" + SHA-256" if w["signed_payload"] else "") + (
+        " + CRC32" if crc32 else ""
+    )
     assert all(r["errors"] == 0 for r in large["rows"])
+    assert left
+    for bucket, key, head, body in left:
+        want = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        assert head.get("ChecksumCRC32") == (want if crc32 else None), (bucket, key)
+
+
+def run_keeping_objects(server, args, out, exp, read_back=False):
+    """Runs the bench with --no-cleanup; returns the experiment's record and, for each object
+    it left, (bucket, key, HeadObject with checksums asked for, body) (the last two with
+    `read_back`, else None), and removes them."""
+    s3 = server.client()
+    before = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    run_bench([*args, "--no-cleanup", "--endpoint", server.endpoint], server)
+    record = json.loads(out.read_text())["experiments"][exp]
+    buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"] not in before]
+    left = []
+    for bucket in buckets:  # removed even when the caller's checks fail
+        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                for o in page.get("Contents", [])]
+        for k in keys:
+            head = body = None
+            if read_back:
+                head = s3.head_object(Bucket=bucket, Key=k, ChecksumMode="ENABLED")
+                body = s3.get_object(Bucket=bucket, Key=k)["Body"].read()
+            left.append((bucket, k, head, body))
+            s3.delete_object(Bucket=bucket, Key=k)
+        s3.delete_bucket(Bucket=bucket)
+    assert len(buckets) == 1, buckets
+    return record, left
 
 
 def million_keys_left(server, tmp_path, flag, record_as):
     """Runs million's smoke mode with `flag`, keeping its objects; returns the run's record
     and the keys it left, and removes them."""
     out = tmp_path / f"{record_as}.json"
-    s3 = server.client()
-    before = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-    run_bench(
-        ["million", "--smoke", flag, "--no-cleanup", "--record-as", record_as,
-         "--endpoint", server.endpoint, "--json-out", out],
+    record, left = run_keeping_objects(
         server,
+        ["million", "--smoke", flag, "--record-as", record_as, "--json-out", out],
+        out,
+        record_as,
     )
-    record = json.loads(out.read_text())["experiments"][record_as]
-    buckets = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"] not in before]
-    keys = []
-    for bucket in buckets:  # removed even when the checks below fail
-        left = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-                for o in page.get("Contents", [])]
-        for k in left:
-            s3.delete_object(Bucket=bucket, Key=k)
-        s3.delete_bucket(Bucket=bucket)
-        keys += left
-    assert len(buckets) == 1, buckets
     assert all(r["errors"] == 0 for r in record["rows"])
-    return record, keys
+    return record, [key for _, key, _, _ in left]
 
 
 def test_bench_million_same_keys_smoke(server, tmp_path):

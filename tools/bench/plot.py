@@ -251,7 +251,9 @@ def plot_large(stores, out, results):
         series.append((label, COLORS[label], [med(x["summary"]["put_mb_per_s"] for x in e),
                                               med(x["summary"]["get_mb_per_s"] for x in e)]))
     if limits:
-        hashes = "MD5 + SHA-256" if w and w.get("signed_payload") else "MD5"
+        # What the PUTs required the sink to hash (older files name only signing).
+        hashes = (w or {}).get("hashes") or ("MD5 + SHA-256" if w and w.get("signed_payload")
+                                             else "MD5")
         series.append((f"limit: sink that receives + {hashes} / fio read", COLORS["limit"],
                        [limits.get("PUT", float("nan")), limits.get("GET", float("nan"))]))
     fig, ax = plt.subplots(figsize=(7, 4))

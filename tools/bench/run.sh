@@ -19,7 +19,8 @@
 #   GRANARY_BIN      default target/release/granary (built with cargo build --release if missing)
 #   BENCH_BIN        default tools/bench/target/release/granary-bench (built if missing)
 #   RUNS             runs of `all` per store (default 3)
-#   ALL_FLAGS        extra flags for `all` on both stores, e.g. --signed-payload (default none)
+#   ALL_FLAGS        extra flags for `all` on both stores, e.g. --signed-payload or
+#                    "--checksum crc32" (default none)
 #   MILLION_BATCHES  batches of 8192 objects in million, same for both stores (default 128,
 #                    0 skips it; Garage with fsync on takes 4-5 s per batch here, so the
 #                    full runs in docs/benchmarks.md use 16)

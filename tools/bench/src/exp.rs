@@ -908,7 +908,8 @@ pub async fn large(ctx: &Ctx) -> Result<Value> {
     cleanup(ctx, conns, &bucket).await?;
     Ok(json!({
         "workload": {"size": size, "concurrency": conc, "count": count, "rounds": rounds,
-                     "signed_payload": ctx.o.signed_payload, "drop_caches": ctx.o.drop_caches},
+                     "signed_payload": ctx.o.signed_payload, "checksum": ctx.o.checksum.name(),
+                     "hashes": ctx.o.payload().hashes(), "drop_caches": ctx.o.drop_caches},
         "rows": rows,
         "summary": {"put_mb_per_s": num(median(&puts)), "get_mb_per_s": num(median(&gets))},
     }))

@@ -15,18 +15,58 @@ use tokio::net::TcpStream;
 /// number) at the start of each 1 MiB block.
 pub const BLOCK: usize = 1 << 20;
 
+/// A checksum of the whole body sent in a header with each PUT, as S3 clients do (boto3
+/// and the AWS CLI since 2025, the AWS SDKs: `x-amz-checksum-crc32`, signed, and
+/// `x-amz-sdk-checksum-algorithm`); the store must verify it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Checksum {
+    None,
+    Crc32,
+}
+
+impl Checksum {
+    pub fn name(self) -> &'static str {
+        match self {
+            Checksum::None => "none",
+            Checksum::Crc32 => "crc32",
+        }
+    }
+}
+
+/// How PUT bodies are vouched for: what a store must hash in each body it receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payload {
+    /// Sign the payload (SHA-256 of the body) instead of UNSIGNED-PAYLOAD.
+    pub signed: bool,
+    pub checksum: Checksum,
+}
+
+impl Payload {
+    /// The hashes a store must compute over each PUT body: MD5 for the ETag, SHA-256 for a
+    /// signed payload, the checksum's algorithm.
+    pub fn hashes(self) -> String {
+        let mut h = vec!["MD5"];
+        if self.signed {
+            h.push("SHA-256");
+        }
+        if self.checksum == Checksum::Crc32 {
+            h.push("CRC32");
+        }
+        h.join(" + ")
+    }
+}
+
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub host: String,
     pub signer: Signer,
-    /// Sign the payload (SHA-256 of the body) instead of UNSIGNED-PAYLOAD.
-    pub signed_payload: bool,
+    pub payload: Payload,
     pub pattern: Vec<u8>,
     pub timeout: Duration,
 }
 
 impl Endpoint {
-    pub fn new(endpoint: &str, signer: Signer, signed_payload: bool) -> Result<Arc<Endpoint>> {
+    pub fn new(endpoint: &str, signer: Signer, payload: Payload) -> Result<Arc<Endpoint>> {
         let hostport = endpoint
             .strip_prefix("http://")
             .ok_or_else(|| anyhow!("endpoint must be http://host:port, got {endpoint}"))?
@@ -41,7 +81,7 @@ impl Endpoint {
             addr,
             host: hostport.to_string(),
             signer,
-            signed_payload,
+            payload,
             pattern,
             timeout: Duration::from_secs(120),
         }))
@@ -168,20 +208,39 @@ async fn write_both(stream: &mut TcpStream, mut a: &[u8], mut b: &[u8]) -> std::
     Ok(())
 }
 
-/// SHA-256 of a generated body (for signed payloads: costs client CPU, on purpose not cached).
-fn generated_sha256(pattern: &[u8], id: u64, len: u64) -> String {
-    let mut h = Sha256::new();
+/// Feeds a generated body to `f`, block by block (for hashes: costs client CPU, as a real
+/// client's does, so on purpose not cached).
+fn each_generated_block(pattern: &[u8], id: u64, len: u64, mut f: impl FnMut(&[u8])) {
     let mut buf = Vec::with_capacity(BLOCK);
     let mut off = 0u64;
     let mut n = 0u64;
     while off < len {
         let l = (len - off).min(BLOCK as u64) as usize;
         fill_block(pattern, id, n, &mut buf, l);
-        h.update(&buf);
+        f(&buf);
         off += l as u64;
         n += 1;
     }
+}
+
+/// SHA-256 of a generated body, hex (a signed payload's hash).
+fn generated_sha256(pattern: &[u8], id: u64, len: u64) -> String {
+    let mut h = Sha256::new();
+    each_generated_block(pattern, id, len, |b| h.update(b));
     hex::encode(h.finalize())
+}
+
+/// CRC32 of a generated body, as `x-amz-checksum-crc32` carries it (base64 of the
+/// big-endian value).
+fn generated_crc32(pattern: &[u8], id: u64, len: u64) -> String {
+    let mut d = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc);
+    each_generated_block(pattern, id, len, |b| d.update(b));
+    crc32_header(d.finalize() as u32)
+}
+
+fn crc32_header(crc: u32) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
 fn unix_now() -> u64 {
@@ -256,9 +315,19 @@ impl Conn {
         let path = sigv4::uri_encode(&req.path, true);
         let body_len = req.body.len();
         let payload_hash = match req.body {
-            _ if !ep.signed_payload => UNSIGNED_PAYLOAD.to_string(),
+            _ if !ep.payload.signed => UNSIGNED_PAYLOAD.to_string(),
             Body::Empty => sigv4::sha256_hex(b""),
             Body::Generated { id, len } => generated_sha256(&ep.pattern, id, len),
+        };
+        let checksum = match (ep.payload.checksum, req.body) {
+            (Checksum::Crc32, Body::Generated { id, len }) => vec![
+                (
+                    "x-amz-checksum-crc32",
+                    generated_crc32(&ep.pattern, id, len),
+                ),
+                ("x-amz-sdk-checksum-algorithm", "CRC32".to_string()),
+            ],
+            _ => Vec::new(),
         };
         let start = Instant::now();
         let auth = ep.signer.sign(
@@ -267,6 +336,7 @@ impl Conn {
             &req.query,
             &ep.host,
             &payload_hash,
+            &checksum,
             unix_now(),
         );
         let mut head = String::with_capacity(512);
@@ -555,5 +625,20 @@ mod tests {
         assert_eq!(xml_values(x, "Key"), vec!["a&b", "c"]);
         assert_eq!(xml_values(x, "IsTruncated"), vec!["false"]);
         assert!(xml_values(x, "Nope").is_empty());
+    }
+
+    /// What boto3 sent for the body `0123456789` (`shared/wire/boto3-http.txt`), and a
+    /// generated body hashed block by block as one stream.
+    #[test]
+    fn crc32_header_as_clients_send_it() {
+        let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, b"0123456789");
+        assert_eq!(crc32_header(crc as u32), "poTHxg==");
+        let pattern: Vec<u8> = (0..BLOCK).map(|i| (i * 7) as u8).collect();
+        let len = 2 * BLOCK as u64 + 5;
+        let mut whole = Vec::new();
+        each_generated_block(&pattern, 9, len, |b| whole.extend_from_slice(b));
+        assert_eq!(whole.len() as u64, len);
+        let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &whole);
+        assert_eq!(generated_crc32(&pattern, 9, len), crc32_header(crc as u32));
     }
 }

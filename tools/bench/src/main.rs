@@ -129,6 +129,10 @@ pub struct Opts {
     /// Sign payloads (SHA-256 of each body) instead of UNSIGNED-PAYLOAD.
     #[arg(long, global = true)]
     pub signed_payload: bool,
+    /// Send each PUT body's checksum in a signed header, as boto3, the AWS CLI and the AWS
+    /// SDKs do by default (`x-amz-checksum-crc32`); the store must verify it.
+    #[arg(long, global = true, value_enum, default_value = "none")]
+    pub checksum: http::Checksum,
     /// Keep the buckets and objects the experiments create.
     #[arg(long, global = true)]
     pub no_cleanup: bool,
@@ -157,6 +161,16 @@ pub struct Opts {
     /// Write the result document here.
     #[arg(long, global = true)]
     pub json_out: Option<PathBuf>,
+}
+
+impl Opts {
+    /// What PUT bodies carry to vouch for themselves.
+    pub fn payload(&self) -> http::Payload {
+        http::Payload {
+            signed: self.signed_payload,
+            checksum: self.checksum,
+        }
+    }
 }
 
 fn machine() -> Value {
@@ -194,7 +208,7 @@ async fn run(cli: Cli) -> Result<()> {
         bail!("credentials missing: --access-key/--secret-key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY");
     }
     let signer = sigv4::Signer::new(&o.access_key, &o.secret_key, &o.region);
-    let ep = http::Endpoint::new(&o.endpoint, signer, o.signed_payload)?;
+    let ep = http::Endpoint::new(&o.endpoint, signer, o.payload())?;
     let tag: String = {
         use rand::Rng;
         let mut r = rand::thread_rng();
@@ -240,6 +254,7 @@ async fn run(cli: Cli) -> Result<()> {
         "started_unix": started,
         "smoke": o.smoke,
         "signed_payload": o.signed_payload,
+        "checksum": o.checksum.name(),
         "machine": machine(),
         "experiments": {},
     });

@@ -248,6 +248,11 @@ pub fn raw(ctx: &Ctx) -> Result<Value> {
     let (sha, sha_wall) = hash_rate(&buf, |b| {
         std::hint::black_box(Sha256::digest(b));
     });
+    // CRC32 as the checksum header carries it (x-amz-checksum-crc32), with crc-fast as
+    // Granary computes it.
+    let (crc32, _) = hash_rate(&buf, |b| {
+        std::hint::black_box(crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, b));
+    });
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -266,6 +271,7 @@ pub fn raw(ctx: &Ctx) -> Result<Value> {
         ("SHA-256, one core (CPU time)", sha),
         ("SHA-256, one core (wall time)", sha_wall),
         ("MD5 + SHA-256, one core (CPU time)", both),
+        ("CRC32, one core (CPU time)", crc32),
     ] {
         table.push(vec![
             what.into(),
@@ -293,6 +299,7 @@ pub fn raw(ctx: &Ctx) -> Result<Value> {
         "md5_lanes8_gb_per_s": num(md5_lanes8),
         "sha256_wall_gb_per_s": num(sha_wall),
         "md5_sha256_gb_per_s": num(both),
+        "crc32_gb_per_s": num(crc32),
         "cores": cores,
     }))
 }

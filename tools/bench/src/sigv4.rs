@@ -100,8 +100,10 @@ impl Signer {
     }
 
     /// Signs a request. `path` is already URI-encoded (as sent on the wire); `query` holds
-    /// raw (unencoded) pairs. Returns the headers to add: x-amz-date,
-    /// x-amz-content-sha256 and Authorization.
+    /// raw (unencoded) pairs; `extra` are further headers to sign (lowercase names, values
+    /// as sent), such as a checksum. Returns the headers to add: x-amz-date,
+    /// x-amz-content-sha256, Authorization, then `extra`.
+    #[allow(clippy::too_many_arguments)]
     pub fn sign(
         &self,
         method: &str,
@@ -109,12 +111,22 @@ impl Signer {
         query: &[(String, String)],
         host: &str,
         payload_hash: &str,
+        extra: &[(&'static str, String)],
         unix_secs: u64,
     ) -> Vec<(&'static str, String)> {
         let (stamp, date) = amz_dates(unix_secs);
         let canonical_query = canonical_query(query);
+        let mut signed: Vec<(&str, &str)> = vec![
+            ("host", host),
+            ("x-amz-content-sha256", payload_hash),
+            ("x-amz-date", &stamp),
+        ];
+        signed.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+        signed.sort_unstable_by_key(|(k, _)| *k);
+        let canonical_headers: String = signed.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+        let signed_headers = signed.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(";");
         let canonical_request = format!(
-            "{method}\n{path}\n{canonical_query}\nhost:{host}\nx-amz-content-sha256:{payload_hash}\nx-amz-date:{stamp}\n\nhost;x-amz-content-sha256;x-amz-date\n{payload_hash}"
+            "{method}\n{path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}"
         );
         let scope = format!("{date}/{}/s3/aws4_request", self.region);
         let string_to_sign = format!(
@@ -123,14 +135,16 @@ impl Signer {
         );
         let signature = hex::encode(hmac(&self.signing_key(&date), string_to_sign.as_bytes()));
         let auth = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signature}",
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
             self.access_key
         );
-        vec![
+        let mut headers = vec![
             ("x-amz-date", stamp),
             ("x-amz-content-sha256", payload_hash.to_string()),
             ("authorization", auth),
-        ]
+        ];
+        headers.extend(extra.iter().cloned());
+        headers
     }
 }
 
@@ -172,16 +186,21 @@ mod tests {
         assert_eq!(canonical_query(&q), "list-type=2&prefix=x%2Fy");
     }
 
+    /// The credentials, region and host of AWS's documented SigV4 examples for S3.
+    fn aws_example_signer() -> Signer {
+        Signer::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "us-east-1",
+        )
+    }
+
     /// AWS's documented example "GET Object" (S3 SigV4 header-based auth, with a Range
     /// header we do not sign, so only the signing key derivation and the form are
     /// compared): the signing key for the documented secret, date and region.
     #[test]
     fn signing_key_matches_aws_example() {
-        let s = Signer::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            "us-east-1",
-        );
+        let s = aws_example_signer();
         // The GET Bucket Lifecycle example signs only host, x-amz-content-sha256 and
         // x-amz-date, exactly our header set: its signature must come out.
         let hdrs = s.sign(
@@ -190,6 +209,7 @@ mod tests {
             &[("lifecycle".into(), String::new())],
             "examplebucket.s3.amazonaws.com",
             &sha256_hex(b""),
+            &[],
             1_369_353_600,
         );
         let auth = &hdrs[2].1;
@@ -200,5 +220,37 @@ mod tests {
             "{auth}"
         );
         assert!(auth.contains("Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request"));
+    }
+
+    /// AWS's documented example "PUT Object" signs two headers beyond ours (Date and
+    /// x-amz-storage-class), as a checksum header is signed: its signature must come out.
+    #[test]
+    fn extra_signed_headers_match_aws_example() {
+        let s = aws_example_signer();
+        let hdrs = s.sign(
+            "PUT",
+            &uri_encode("/test$file.text", true),
+            &[],
+            "examplebucket.s3.amazonaws.com",
+            &sha256_hex(b"Welcome to Amazon S3."),
+            &[
+                ("x-amz-storage-class", "REDUCED_REDUNDANCY".into()),
+                ("date", "Fri, 24 May 2013 00:00:00 GMT".into()),
+            ],
+            1_369_353_600,
+        );
+        let auth = &hdrs[2].1;
+        assert!(
+            auth.ends_with(
+                "SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class, \
+                 Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"
+            ),
+            "{auth}"
+        );
+        // The extra headers are returned for the request to send.
+        assert_eq!(
+            hdrs[3],
+            ("x-amz-storage-class", "REDUCED_REDUNDANCY".into())
+        );
     }
 }

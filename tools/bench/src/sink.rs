@@ -1,6 +1,7 @@
 //! The PUT limit of this machine: a sink that does the least any S3 server must do with a
-//! PUT body (receive it over loopback TCP and hash it: MD5 for the ETag, and SHA-256 too
-//! when payloads are signed), driven by the same client and workload as `large`.
+//! PUT body (receive it over loopback TCP and hash it: MD5 for the ETag, SHA-256 too when
+//! payloads are signed, CRC32 when the client sends that checksum), driven by the same
+//! client and workload as `large`.
 //!
 //! The in-memory hash rates of `raw` say what one core hashes when it does nothing else.
 //! On a machine where the client shares the cores with the server, a PUT also pays the
@@ -12,7 +13,7 @@
 //! per request), every GET answered with an empty listing so `cleanup` finds nothing.
 
 use crate::exp::{human_size, CpuMeter, Ctx};
-use crate::http::Endpoint;
+use crate::http::{Checksum, Endpoint, Payload};
 use crate::raw::thread_cpu_ns;
 use crate::s3::{self, must, pool, Op};
 use crate::sigv4::Signer;
@@ -31,22 +32,14 @@ const HEAD_MAX: usize = 64 << 10;
 /// Bytes read from the socket at a time, then hashed.
 const READ: usize = 1 << 20;
 
-/// What the sink computes over each body.
+/// What the sink computes over each body: nothing (the ceiling of receiving PUTs over
+/// loopback with this client), or what the payload requires.
 #[derive(Clone, Copy, PartialEq)]
-enum Hashing {
-    /// Nothing: the ceiling of receiving PUTs over loopback with this client.
-    None,
-    Md5,
-    Md5Sha256,
-}
+struct Hashing(Option<Payload>);
 
 impl Hashing {
-    fn name(self) -> &'static str {
-        match self {
-            Hashing::None => "no hash",
-            Hashing::Md5 => "MD5",
-            Hashing::Md5Sha256 => "MD5 + SHA-256",
-        }
+    fn name(self) -> String {
+        self.0.map_or("no hash".into(), Payload::hashes)
     }
 }
 
@@ -125,14 +118,21 @@ fn serve(mut conn: TcpStream, hashing: Hashing, cpu_ns: &AtomicU64) -> Result<()
             have += n;
         };
         let cpu = thread_cpu_ns();
-        let mut md5 = (hashing != Hashing::None).then(md5_many::Md5State::new);
-        let mut sha = (hashing == Hashing::Md5Sha256).then(Sha256::new);
+        let p = hashing.0;
+        let mut md5 = p.is_some().then(md5_many::Md5State::new);
+        let mut sha = p.is_some_and(|p| p.signed).then(Sha256::new);
+        let mut crc = p
+            .is_some_and(|p| p.checksum == Checksum::Crc32)
+            .then(|| crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc));
         let mut hash = |b: &[u8]| {
             if let Some(m) = md5.as_mut() {
                 m.update(b);
             }
             if let Some(s) = sha.as_mut() {
                 s.update(b);
+            }
+            if let Some(c) = crc.as_mut() {
+                c.update(b);
             }
         };
         // The part of the body that came with the head; what follows it is the next request.
@@ -170,26 +170,25 @@ fn serve(mut conn: TcpStream, hashing: Hashing, cpu_ns: &AtomicU64) -> Result<()
         if let Some(s) = sha {
             std::hint::black_box(s.finalize());
         }
+        if let Some(c) = crc {
+            std::hint::black_box(c.finalize());
+        }
         conn.write_all(reply.as_bytes())?;
         cpu_ns.fetch_add(thread_cpu_ns() - cpu, Ordering::Relaxed);
     }
 }
 
-/// `large`'s PUT phase against a sink, once with the hashing S3 requires (MD5, and SHA-256
-/// for signed payloads: the limit) and once with none (the loopback ceiling, for reference).
+/// `large`'s PUT phase against a sink, once with the hashing S3 requires (MD5, SHA-256 for
+/// signed payloads, the checksum sent: the limit) and once with none (the loopback ceiling,
+/// for reference).
 pub async fn put_limit(ctx: &Ctx) -> Result<Value> {
-    let signed = ctx.o.signed_payload;
+    let payload = ctx.o.payload();
     let size = ctx.large_size()?;
     let conc = ctx.large_concurrency();
     let count = ctx.large_count();
-    let required = if signed {
-        Hashing::Md5Sha256
-    } else {
-        Hashing::Md5
-    };
     let mut rows = Vec::new();
     let mut table = Vec::new();
-    for hashing in [required, Hashing::None] {
+    for hashing in [Hashing(Some(payload)), Hashing(None)] {
         let (row, line) = put_into(ctx, hashing, size, conc, count).await?;
         rows.push(row);
         table.push(line);
@@ -211,7 +210,9 @@ pub async fn put_limit(ctx: &Ctx) -> Result<Value> {
         &table,
     );
     Ok(json!({
-        "workload": {"size": size, "concurrency": conc, "count": count, "signed_payload": signed},
+        "workload": {"size": size, "concurrency": conc, "count": count,
+                     "signed_payload": payload.signed, "checksum": payload.checksum.name(),
+                     "hashes": payload.hashes()},
         "rows": rows,
         "mb_per_s": rows[0]["mb_per_s"].clone(),
         "no_hash_mb_per_s": rows[1]["mb_per_s"].clone(),
@@ -225,10 +226,9 @@ async fn put_into(
     conc: usize,
     count: u64,
 ) -> Result<(Value, Vec<String>)> {
-    let signed = ctx.o.signed_payload;
     let sink = Sink::start(hashing)?;
     let signer = Signer::new(&ctx.o.access_key, &ctx.o.secret_key, &ctx.o.region);
-    let ep = Endpoint::new(&format!("http://{}", sink.addr), signer, signed)?;
+    let ep = Endpoint::new(&format!("http://{}", sink.addr), signer, ctx.o.payload())?;
     let mut conns = s3::conns(&ep, conc);
     let bucket = ctx.bucket("sink");
     must(&mut conns[0], &Op::CreateBucket(bucket.clone())).await?;
