@@ -44,6 +44,8 @@
 #   PLOT=0           skip the charts
 #   CHARTS           where plot.py writes them (default OUT_DIR; docs/bench for the docs')
 #   WORK             scratch directory for data dirs and fio's file (default /var/tmp/...)
+#   IDLE_TIMEOUT     before each experiment, wait at most this many seconds for both servers
+#                    to go idle (default 120)
 #
 # Needs root for dropping the page cache between PUT and GET of large objects (so both
 # stores' GETs come from the disk) and for netsim. Never part of tools/test.sh.
@@ -185,8 +187,38 @@ EOF
 
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
+# cpu_ticks PID: the CPU time a process has used so far, in clock ticks (0 once it is gone).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# wait_idle: waits (at most IDLE_TIMEOUT s, default 120) until every server still running
+# used at most 2 % of a core over the last second. A store keeps working after its
+# requests are answered (Garage deletes the blocks of a run's deleted objects, flushes and
+# updates its Merkle trees for seconds after its last experiment), and that tail would
+# land on the other store's first experiment: in runs f to k it fell on Granary's lat
+# of runs 2 and 3 and slowed it up to 2x (2026-11-27, 12:36). Logs how long it waited.
+wait_idle() {
+  local start=$SECONDS pid busy
+  local -A before
+  while :; do
+    for pid in "${PIDS[@]}"; do before[$pid]=$(cpu_ticks "$pid"); done
+    sleep 1
+    busy=""
+    for pid in "${PIDS[@]}"; do
+      [ -d "/proc/$pid" ] || continue
+      [ $(($(cpu_ticks "$pid") - ${before[$pid]})) -le 2 ] || busy+=" $pid"
+    done
+    [ -z "$busy" ] && break
+    if [ $((SECONDS - start)) -ge "${IDLE_TIMEOUT:-120}" ]; then
+      log "still busy after ${IDLE_TIMEOUT:-120} s (pid$busy); going on"
+      return 0
+    fi
+  done
+  if [ $((SECONDS - start)) -gt 1 ]; then log "waited $((SECONDS - start - 1)) s for the servers to go idle"; fi
+}
+
 bench() { # label endpoint json args...
   local label="$1" ep="$2" json="$3"; shift 3
+  wait_idle
   log "granary-bench $* --label $label ($ep)"
   "$BENCH_BIN" "$@" --endpoint "$ep" --label "$label" --json-out "$json" 2>&1 | tee -a "$OUT/$label.txt"
 }
@@ -235,6 +267,7 @@ stop_pid "$GRANARY_PID"
 if [ "${NOISE_BATCHES:-128}" != 0 ]; then
   # The floor under million's spread: the same work in every batch, no store involved
   # (Garage is up but idle), so no endpoint either.
+  wait_idle
   log "granary-bench noise --batches ${NOISE_BATCHES:-128} --label granary (no store)"
   "$BENCH_BIN" noise --batches "${NOISE_BATCHES:-128}" --label granary \
     --json-out "$OUT/granary-noise.json" 2>&1 | tee -a "$OUT/granary.txt"
