@@ -192,12 +192,13 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # wait_idle: waits (at most IDLE_TIMEOUT s, default 120) until every server still running
 # used at most 2 % of a core over the last second. A store keeps working after its
-# requests are answered (Garage deletes the blocks of a run's deleted objects, flushes and
-# updates its Merkle trees for seconds after its last experiment), and that tail would
+# requests are answered (Garage kept 1.4-1.7 cores busy for 2-4 s after the deletes that
+# end its run; Granary scrubs, and frees deleted blocks), and that tail would
 # land on the other store's first experiment: in runs f to k it fell on Granary's lat
-# of runs 2 and 3 and slowed it up to 2x (2026-11-27, 12:36). Logs how long it waited.
+# of runs 2 and 3 and slowed it up to 2x (2026-11-27, 12:36). Logs how long it waited
+# and for which processes.
 wait_idle() {
-  local start=$SECONDS pid busy
+  local start=$SECONDS pid busy seen=""
   local -A before
   while :; do
     for pid in "${PIDS[@]}"; do before[$pid]=$(cpu_ticks "$pid"); done
@@ -207,13 +208,16 @@ wait_idle() {
       [ -d "/proc/$pid" ] || continue
       [ $(($(cpu_ticks "$pid") - ${before[$pid]})) -le 2 ] || busy+=" $pid"
     done
+    for pid in $busy; do
+      case " $seen " in *" $pid ("*) ;; *) seen+=" $pid ($(cat "/proc/$pid/comm" 2>/dev/null))" ;; esac
+    done
     [ -z "$busy" ] && break
     if [ $((SECONDS - start)) -ge "${IDLE_TIMEOUT:-120}" ]; then
       log "still busy after ${IDLE_TIMEOUT:-120} s (pid$busy); going on"
       return 0
     fi
   done
-  if [ $((SECONDS - start)) -gt 1 ]; then log "waited $((SECONDS - start - 1)) s for the servers to go idle"; fi
+  if [ -n "$seen" ]; then log "waited $((SECONDS - start - 1)) s for the servers to go idle (busy:$seen)"; fi
 }
 
 bench() { # label endpoint json args...
