@@ -72,13 +72,12 @@ fn args() -> Args {
             "--dir" => a.dir = args.value(&x, "a path").into(),
             "--json" => a.json = Some(args.value(&x, "a path").into()),
             "--objects" => {
-                let v = args.value(&x, "a count");
-                a.objects = match v.parse::<u64>() {
-                    Ok(n) if n >= 8 => n,
-                    _ => CLI.usage(&format!(
-                        "--objects wants a count of at least 8 (one per eighth), not {v:?}"
-                    )),
-                };
+                a.objects = CLI.parsed_as(
+                    &x,
+                    &args.value(&x, "a count"),
+                    "a count of at least 8 (one per eighth)",
+                    |n: &u64| *n >= 8,
+                )
             }
             "--txn" => {
                 let list = args.value(&x, "numbers like 56,4096");

@@ -24,9 +24,20 @@ impl Cli {
 
     /// `text` as the value of `flag`, or the usage if it does not parse or is not `ok`.
     pub fn parsed<T: FromStr>(&self, flag: &str, text: &str, ok: impl Fn(&T) -> bool) -> T {
+        self.parsed_as(flag, text, "a number above 0", ok)
+    }
+
+    /// [`Cli::parsed`] for a value that must be `wanted` (said in the usage message).
+    pub fn parsed_as<T: FromStr>(
+        &self,
+        flag: &str,
+        text: &str,
+        wanted: &str,
+        ok: impl Fn(&T) -> bool,
+    ) -> T {
         match text.parse::<T>() {
             Ok(v) if ok(&v) => v,
-            _ => self.usage(&format!("{flag} wants a number above 0, not {text:?}")),
+            _ => self.usage(&format!("{flag} wants {wanted}, not {text:?}")),
         }
     }
 
