@@ -1,8 +1,10 @@
 //! Ratios between two result files of the same run (ours and a peer's), against the
 //! raw limits measured in ours, and the targets.
 
+use crate::http::{Checksum, Payload};
 use crate::stats::{f, fmt, median, num, print_table};
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -16,26 +18,26 @@ fn million_objects(workload: &Value) -> u64 {
     workload["batches"].as_u64().unwrap_or(0) * workload["batch_size"].as_u64().unwrap_or(0)
 }
 
-/// What `large`'s PUT bodies required a store to hash (its workload's "hashes"; files
-/// older than that field name only whether payloads were signed).
-fn hashes_required(w: &Value) -> (String, bool, bool) {
-    let signed = w["signed_payload"].as_bool().unwrap_or(false);
-    let crc32 = w["checksum"].as_str() == Some("crc32");
-    let name = w["hashes"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| if signed { "MD5 + SHA-256" } else { "MD5" }.into());
-    (name, signed, crc32)
+/// What `large`'s PUT bodies carried (its workload's signing and checksum), so what a
+/// store had to hash in each.
+fn payload_of(w: &Value) -> Payload {
+    Payload {
+        signed: w["signed_payload"].as_bool().unwrap_or(false),
+        checksum: w["checksum"]
+            .as_str()
+            .and_then(|c| Checksum::from_str(c, false).ok())
+            .unwrap_or(Checksum::None),
+    }
 }
 
-/// One core's in-memory rate (GB/s, CPU time) of those hashes one after the other, from
-/// a `raw` result.
-fn hashing_rate(raw: &Value, signed: bool, crc32: bool) -> f64 {
+/// One core's in-memory rate (GB/s, CPU time) of the hashes `p` requires, one after the
+/// other, from a `raw` result.
+fn hashing_rate(raw: &Value, p: Payload) -> f64 {
     let mut s_per_gb = 1.0 / f(&raw["md5_gb_per_s"]);
-    if signed {
+    if p.signed {
         s_per_gb += 1.0 / f(&raw["sha256_gb_per_s"]);
     }
-    if crc32 {
+    if p.checksum == Checksum::Crc32 {
         s_per_gb += 1.0 / f(&raw["crc32_gb_per_s"]);
     }
     1.0 / s_per_gb
@@ -146,11 +148,12 @@ pub fn compare(ours_p: &[PathBuf], peer_p: &[PathBuf], out_p: Option<&Path>) -> 
     if has("large") {
         let w = &o.first("large").unwrap()["workload"];
         let conc = w["concurrency"].as_u64().unwrap_or(16);
-        let (hashes, signed, crc32) = hashes_required(w);
+        let payload = payload_of(w);
+        let hashes = payload.hashes();
         let put = o.fig("large", |e| f(&e["summary"]["put_mb_per_s"]));
         let get = o.fig("large", |e| f(&e["summary"]["get_mb_per_s"]));
         if o.first("raw").is_some() {
-            let per_core = o.fig("raw", |e| hashing_rate(e, signed, crc32)) * 1e3;
+            let per_core = o.fig("raw", |e| hashing_rate(e, payload)) * 1e3;
             let cores = o.fig("raw", |e| f(&e["cores"]));
             let limit = per_core * cores;
             let name = format!("{cores} × {} MB/s {hashes}", fmt(per_core));
@@ -210,7 +213,7 @@ pub fn compare(ours_p: &[PathBuf], peer_p: &[PathBuf], out_p: Option<&Path>) -> 
         };
         let (so, sp) = (cpu_per_gb(&o, "PUT"), cpu_per_gb(&p, "PUT"));
         if o.first("raw").is_some() && so.is_finite() {
-            let hash_s_per_gb = 1.0 / o.fig("raw", |e| hashing_rate(e, signed, crc32));
+            let hash_s_per_gb = 1.0 / o.fig("raw", |e| hashing_rate(e, payload));
             out.add(
                 "large PUT server CPU s/GB vs hashing's (ratio = hash share)",
                 so,

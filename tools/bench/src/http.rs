@@ -641,4 +641,13 @@ mod tests {
         let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &whole);
         assert_eq!(generated_crc32(&pattern, 9, len), crc32_header(crc as u32));
     }
+
+    /// compare reads a run's checksum back by the name the run wrote (`Checksum::name`).
+    #[test]
+    fn checksum_names_read_back() {
+        use clap::ValueEnum;
+        for c in Checksum::value_variants() {
+            assert_eq!(Checksum::from_str(c.name(), false), Ok(*c));
+        }
+    }
 }
