@@ -223,21 +223,46 @@ fn each_generated_block(pattern: &[u8], id: u64, len: u64, mut f: impl FnMut(&[u
     }
 }
 
-/// SHA-256 of a generated body, hex (a signed payload's hash).
-fn generated_sha256(pattern: &[u8], id: u64, len: u64) -> String {
-    let mut h = Sha256::new();
-    each_generated_block(pattern, id, len, |b| h.update(b));
-    hex::encode(h.finalize())
+/// What a request's headers say of its body: the payload hash (the body's SHA-256 when
+/// payloads are signed) and the checksum headers. A generated body is made and hashed in
+/// one pass, whatever it needs, as a client that holds the body hashes it.
+fn body_headers(
+    pattern: &[u8],
+    payload: Payload,
+    body: Body,
+) -> (String, Vec<(&'static str, String)>) {
+    let Body::Generated { id, len } = body else {
+        let hash = if payload.signed {
+            sigv4::sha256_hex(b"")
+        } else {
+            UNSIGNED_PAYLOAD.to_string()
+        };
+        return (hash, Vec::new());
+    };
+    let mut sha = payload.signed.then(Sha256::new);
+    let mut crc = (payload.checksum == Checksum::Crc32)
+        .then(|| crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc));
+    if sha.is_some() || crc.is_some() {
+        each_generated_block(pattern, id, len, |b| {
+            if let Some(h) = sha.as_mut() {
+                h.update(b);
+            }
+            if let Some(c) = crc.as_mut() {
+                c.update(b);
+            }
+        });
+    }
+    let hash = sha.map_or(UNSIGNED_PAYLOAD.to_string(), |h| hex::encode(h.finalize()));
+    let checksum = crc.map_or(Vec::new(), |c| {
+        vec![
+            ("x-amz-checksum-crc32", crc32_header(c.finalize() as u32)),
+            ("x-amz-sdk-checksum-algorithm", "CRC32".to_string()),
+        ]
+    });
+    (hash, checksum)
 }
 
-/// CRC32 of a generated body, as `x-amz-checksum-crc32` carries it (base64 of the
-/// big-endian value).
-fn generated_crc32(pattern: &[u8], id: u64, len: u64) -> String {
-    let mut d = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc);
-    each_generated_block(pattern, id, len, |b| d.update(b));
-    crc32_header(d.finalize() as u32)
-}
-
+/// `x-amz-checksum-crc32`'s value: base64 of the big-endian CRC.
 fn crc32_header(crc: u32) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
@@ -314,21 +339,7 @@ impl Conn {
         let ep = self.ep.clone();
         let path = sigv4::uri_encode(&req.path, true);
         let body_len = req.body.len();
-        let payload_hash = match req.body {
-            _ if !ep.payload.signed => UNSIGNED_PAYLOAD.to_string(),
-            Body::Empty => sigv4::sha256_hex(b""),
-            Body::Generated { id, len } => generated_sha256(&ep.pattern, id, len),
-        };
-        let checksum = match (ep.payload.checksum, req.body) {
-            (Checksum::Crc32, Body::Generated { id, len }) => vec![
-                (
-                    "x-amz-checksum-crc32",
-                    generated_crc32(&ep.pattern, id, len),
-                ),
-                ("x-amz-sdk-checksum-algorithm", "CRC32".to_string()),
-            ],
-            _ => Vec::new(),
-        };
+        let (payload_hash, checksum) = body_headers(&ep.pattern, ep.payload, req.body);
         let start = Instant::now();
         let auth = ep.signer.sign(
             req.method,
@@ -639,7 +650,41 @@ mod tests {
         each_generated_block(&pattern, 9, len, |b| whole.extend_from_slice(b));
         assert_eq!(whole.len() as u64, len);
         let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &whole);
-        assert_eq!(generated_crc32(&pattern, 9, len), crc32_header(crc as u32));
+        let sha = sigv4::sha256_hex(&whole);
+        let body = Body::Generated { id: 9, len };
+        let both = Payload {
+            signed: true,
+            checksum: Checksum::Crc32,
+        };
+        let (hash, headers) = body_headers(&pattern, both, body);
+        assert_eq!(hash, sha);
+        assert_eq!(
+            headers,
+            vec![
+                ("x-amz-checksum-crc32", crc32_header(crc as u32)),
+                ("x-amz-sdk-checksum-algorithm", "CRC32".to_string()),
+            ]
+        );
+        // Each alone, and an empty body.
+        let signed = Payload {
+            signed: true,
+            checksum: Checksum::None,
+        };
+        assert_eq!(body_headers(&pattern, signed, body), (sha, vec![]));
+        let unsigned = Payload {
+            signed: false,
+            checksum: Checksum::Crc32,
+        };
+        assert_eq!(body_headers(&pattern, unsigned, body).0, UNSIGNED_PAYLOAD);
+        assert_eq!(body_headers(&pattern, unsigned, body).1, headers);
+        assert_eq!(
+            body_headers(&pattern, signed, Body::Empty),
+            (sigv4::sha256_hex(b""), vec![])
+        );
+        assert_eq!(
+            body_headers(&pattern, unsigned, Body::Empty),
+            (UNSIGNED_PAYLOAD.to_string(), vec![])
+        );
     }
 
     /// compare reads a run's checksum back by the name the run wrote (`Checksum::name`).
