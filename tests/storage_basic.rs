@@ -6,8 +6,9 @@ mod storage_util;
 use std::rc::Rc;
 
 use granary::meta::types::*;
-use granary::storage::{PutIf, ShardStore, StorageError, META_FORMAT};
+use granary::storage::{Completing, Completion, PutIf, ShardStore, StorageError, META_FORMAT};
 use storage_util::*;
+use PutIf::Written;
 
 #[test]
 fn blocks_round_trip_dedup_and_refcounts() {
@@ -224,6 +225,88 @@ fn objects_list_conditional_and_delete() {
     });
 }
 
+/// Completing an upload is one transaction: the first Complete writes the object and
+/// removes the upload and its parts; a second Complete, an Abort or an UploadPart after it
+/// finds the upload gone (the Complete remembered, so a retry can be answered), and a
+/// Complete whose parts changed since they were read writes nothing.
+#[test]
+fn completing_an_upload_is_atomic_and_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        s.put_upload(upload("k", "u1")).await.unwrap();
+        for n in [1, 2, 3] {
+            s.put_part(&BUCKET, "k", part("u1", n)).await.unwrap();
+        }
+        let completing = |chosen: Vec<PartRow>| Completing {
+            object: obj("k", b"made of parts"),
+            upload_id: "u1".into(),
+            chosen,
+            condition: None,
+        };
+        // A part read, then uploaded again: nothing is written.
+        let mut stale = part("u1", 1);
+        stale.etag = "\"old\"".into();
+        let changed = s.complete_upload(completing(vec![stale])).await.unwrap();
+        assert!(matches!(changed, Completion::PartsChanged), "{changed:?}");
+        assert_eq!(s.get_object(&BUCKET, "k").unwrap(), None);
+
+        let first = s
+            .complete_upload(completing(vec![part("u1", 1), part("u1", 3)]))
+            .await;
+        match first.unwrap() {
+            Completion::Completed { replaced, unused } => {
+                assert_eq!(replaced, None);
+                assert_eq!(unused, vec![part("u1", 2)]);
+            }
+            other => panic!("first Complete: {other:?}"),
+        }
+        assert!(s.get_object(&BUCKET, "k").unwrap().is_some());
+        assert_eq!(s.get_upload(&BUCKET, "k", "u1").unwrap(), None);
+        assert!(s.list_parts("u1", 0, 100).unwrap().is_empty());
+        match s
+            .complete_upload(completing(vec![part("u1", 1)]))
+            .await
+            .unwrap()
+        {
+            Completion::AlreadyCompleted(done) => {
+                assert_eq!(done.etag, obj("k", b"made of parts").etag);
+                assert_eq!(
+                    done.parts,
+                    vec![(1, part("u1", 1).etag), (3, part("u1", 3).etag)]
+                );
+            }
+            other => panic!("second Complete: {other:?}"),
+        }
+        let (gone, parts) = s.delete_upload(&BUCKET, "k", "u1").await.unwrap();
+        assert_eq!((gone, parts), (None, vec![]));
+        let late = s.put_part(&BUCKET, "k", part("u1", 4)).await.unwrap();
+        assert_eq!(late, PutIf::Refused(None));
+        assert!(s.list_parts("u1", 0, 100).unwrap().is_empty());
+
+        // Aborted first: a Complete then finds nothing.
+        s.put_upload(upload("k", "u2")).await.unwrap();
+        s.put_part(&BUCKET, "k", part("u2", 1)).await.unwrap();
+        s.delete_upload(&BUCKET, "k", "u2").await.unwrap();
+        let mut late = completing(vec![part("u2", 1)]);
+        late.upload_id = "u2".into();
+        let after_abort = s.complete_upload(late).await.unwrap();
+        assert!(
+            matches!(after_abort, Completion::NoSuchUpload),
+            "{after_abort:?}"
+        );
+
+        // DeleteBucket's sweep takes every upload of the bucket and its parts.
+        s.put_upload(upload("x", "u3")).await.unwrap();
+        s.put_part(&BUCKET, "x", part("u3", 7)).await.unwrap();
+        let swept = s.delete_bucket_uploads(&BUCKET).await.unwrap();
+        assert_eq!(swept, vec![part("u3", 7)]);
+        assert!(s.list_uploads(&BUCKET, "", "", "", 10).unwrap().is_empty());
+        s.close().await.unwrap();
+    });
+}
+
 fn upload(key: &str, id: &str) -> UploadRow {
     UploadRow {
         bucket: BUCKET,
@@ -285,13 +368,12 @@ fn multipart_rows_and_global_tables() {
             Some(upload("a", "u1"))
         );
         for n in [3, 1, 2, 10000] {
-            assert_eq!(s.put_part(part("u1", n)).await.unwrap(), None);
+            let put = s.put_part(&BUCKET, "a", part("u1", n)).await.unwrap();
+            assert_eq!(put, Written(None));
         }
-        s.put_part(part("u2", 1)).await.unwrap();
-        assert_eq!(
-            s.put_part(part("u1", 2)).await.unwrap(),
-            Some(part("u1", 2))
-        );
+        s.put_part(&BUCKET, "a", part("u2", 1)).await.unwrap();
+        let again = s.put_part(&BUCKET, "a", part("u1", 2)).await.unwrap();
+        assert_eq!(again, Written(Some(part("u1", 2))));
         let nums = |v: Vec<PartRow>| v.into_iter().map(|p| p.number).collect::<Vec<_>>();
         assert_eq!(nums(s.list_parts("u1", 0, 100).unwrap()), [1, 2, 3, 10000]);
         assert_eq!(nums(s.list_parts("u1", 2, 1).unwrap()), [3]);

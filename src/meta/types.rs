@@ -153,6 +153,20 @@ pub struct PartRow {
     pub blocks: Vec<BlockRef>,
 }
 
+/// What a completed multipart upload leaves behind, so that a retried
+/// CompleteMultipartUpload (its first answer lost) gets the same answer, as AWS gives, and a
+/// late Abort or UploadPart of it is refused. Kept for `COMPLETED_UPLOAD_KEEP_MS`, then
+/// swept with the block GC. A table of its own: the rows of the other tables are unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedUpload {
+    pub upload_id: String,
+    /// The parts the object was made of, as (number, ETag), in order.
+    pub parts: Vec<(u32, String)>,
+    pub etag: String,
+    pub checksum: Option<Checksum>,
+    pub completed_ms: u64,
+}
+
 /// Per-bucket permissions of an access key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permissions {

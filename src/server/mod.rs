@@ -27,7 +27,7 @@ use std::rc::Rc;
 
 use crate::config::ServerConfig;
 use crate::runtime::mesh::Mesh;
-use crate::storage::ShardStore;
+use crate::storage::{Completing, Completion, PutIf, ShardStore};
 use global::Global;
 use shard_api::{BlockData, ShardError, ShardRequest, ShardResponse, ShardResult};
 
@@ -53,6 +53,9 @@ pub struct Shard {
     /// Taken by each bucket change on shard 0 (`global::change_bucket`), so they do not
     /// overlap; holds the names that DeleteBucket holds (`shard_api::NameHold`).
     pub bucket_changes: futures::lock::Mutex<std::collections::HashSet<String>>,
+    /// This shard's share of `--max-buffered-bytes`, in bytes: uploads take their room for
+    /// blocks in memory from it (`objects::reserve_upload_memory`).
+    pub upload_memory: Rc<glommio::sync::Semaphore>,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> ShardError {
@@ -79,26 +82,50 @@ impl Shard {
         self.store.put_upload(row).await.map_err(storage_err)
     }
 
-    async fn put_part(&self, bucket: &BucketId, row: PartRow) -> ShardResult<Option<PartRow>> {
+    async fn put_part(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        row: PartRow,
+    ) -> ShardResult<PutIf<PartRow>> {
         self.check_bucket_live(bucket)?;
-        self.store.put_part(row).await.map_err(storage_err)
+        self.store
+            .put_part(bucket, key, row)
+            .await
+            .map_err(storage_err)
     }
 
-    /// Whether this shard holds an object or an upload of `bucket`, counting every row
-    /// sent to the store before the question (so the second check of DeleteBucket sees
-    /// every row accepted before the tombstone).
+    async fn complete_upload(
+        &self,
+        row: ObjectRow,
+        upload_id: String,
+        chosen: Vec<PartRow>,
+        condition: Option<shard_api::WriteCondition>,
+    ) -> ShardResult<Completion> {
+        self.check_bucket_live(&row.bucket)?;
+        let completing = Completing {
+            object: row,
+            upload_id,
+            chosen,
+            condition: condition.map(condition_fn),
+        };
+        self.store
+            .complete_upload(completing)
+            .await
+            .map_err(storage_err)
+    }
+
+    /// Whether this shard holds an object of `bucket`, counting every row sent to the
+    /// store before the question (so the second check of DeleteBucket sees every row
+    /// accepted before the tombstone). Unfinished uploads do not count: DeleteBucket
+    /// removes them, as AWS does.
     async fn bucket_has_objects(&self, bucket: &BucketId) -> ShardResult<bool> {
         let store = &self.store;
         store.metadata_barrier().await.map_err(storage_err)?;
-        let has = !store
+        Ok(!store
             .list_objects(bucket, "", "", 1)
             .map_err(storage_err)?
-            .is_empty();
-        Ok(has
-            || !store
-                .list_uploads(bucket, "", "", "", 1)
-                .map_err(storage_err)?
-                .is_empty())
+            .is_empty())
     }
 
     /// Serves a connection another shard accepted (`runtime::connection_target`).
@@ -172,48 +199,15 @@ impl Shard {
                     .map_err(storage_err),
             ),
             R::BucketHasObjects { bucket } => A::Flag(self.bucket_has_objects(&bucket).await),
-            R::PutUpload { row } => A::Done(self.put_upload(row).await),
-            R::GetUpload {
-                bucket,
-                key,
-                upload_id,
-            } => A::Upload(
-                store
-                    .get_upload(&bucket, &key, &upload_id)
-                    .map_err(storage_err),
-            ),
-            R::DeleteUpload {
-                bucket,
-                key,
-                upload_id,
-            } => A::Parts(
-                store
-                    .delete_upload(&bucket, &key, &upload_id)
-                    .await
-                    .map(|(_, parts)| parts)
-                    .map_err(storage_err),
-            ),
-            R::ListUploads {
-                bucket,
-                prefix,
-                key_marker,
-                limit,
-            } => A::Uploads(
-                store
-                    .list_uploads(&bucket, &prefix, &key_marker, "", limit)
-                    .map_err(storage_err),
-            ),
-            R::PutPart { row, bucket, .. } => A::Part(self.put_part(&bucket, row).await),
-            R::ListParts {
-                upload_id,
-                after,
-                limit,
-                ..
-            } => A::Parts(
-                store
-                    .list_parts(&upload_id, after, limit)
-                    .map_err(storage_err),
-            ),
+            R::PutUpload { .. }
+            | R::GetUpload { .. }
+            | R::DeleteUpload { .. }
+            | R::CompleteUpload { .. }
+            | R::GetCompletedUpload { .. }
+            | R::DeleteBucketUploads { .. }
+            | R::ListUploads { .. }
+            | R::PutPart { .. }
+            | R::ListParts { .. } => self.handle_upload(request).await,
             R::ChangeBucket { name, change } => {
                 assert_eq!(self.id, 0);
                 global::change_bucket(&self, &name, change).await
@@ -240,6 +234,81 @@ impl Shard {
         }
     }
 
+    /// The requests of multipart uploads.
+    async fn handle_upload(&self, request: ShardRequest) -> ShardResponse {
+        use ShardRequest as R;
+        use ShardResponse as A;
+        let store = &self.store;
+        match request {
+            R::PutUpload { row } => A::Done(self.put_upload(row).await),
+            R::GetUpload {
+                bucket,
+                key,
+                upload_id,
+            } => A::Upload(
+                store
+                    .get_upload(&bucket, &key, &upload_id)
+                    .map_err(storage_err),
+            ),
+            R::DeleteUpload {
+                bucket,
+                key,
+                upload_id,
+            } => A::UploadRemoved(
+                store
+                    .delete_upload(&bucket, &key, &upload_id)
+                    .await
+                    .map_err(storage_err),
+            ),
+            R::CompleteUpload {
+                row,
+                upload_id,
+                chosen,
+                condition,
+            } => A::Completion(
+                self.complete_upload(row, upload_id, chosen, condition)
+                    .await,
+            ),
+            R::GetCompletedUpload {
+                bucket,
+                key,
+                upload_id,
+            } => A::Completed(
+                store
+                    .get_completed_upload(&bucket, &key, &upload_id)
+                    .map_err(storage_err),
+            ),
+            R::DeleteBucketUploads { bucket } => A::Parts(
+                store
+                    .delete_bucket_uploads(&bucket)
+                    .await
+                    .map_err(storage_err),
+            ),
+            R::ListUploads {
+                bucket,
+                prefix,
+                key_marker,
+                limit,
+            } => A::Uploads(
+                store
+                    .list_uploads(&bucket, &prefix, &key_marker, "", limit)
+                    .map_err(storage_err),
+            ),
+            R::PutPart { row, bucket, key } => A::Part(self.put_part(&bucket, &key, row).await),
+            R::ListParts {
+                upload_id,
+                after,
+                limit,
+                ..
+            } => A::Parts(
+                store
+                    .list_parts(&upload_id, after, limit)
+                    .map_err(storage_err),
+            ),
+            other => unreachable!("not an upload request: {other:?}"),
+        }
+    }
+
     /// A put, with its condition decided by the store inside the write transaction that
     /// commits it: every write of the key (conditional or not) is ordered by that
     /// transaction, so a condition always sees the row it replaces.
@@ -248,30 +317,42 @@ impl Shard {
         row: ObjectRow,
         condition: Option<shard_api::WriteCondition>,
     ) -> shard_api::ShardResult<Option<ObjectRow>> {
-        use crate::storage::PutIf;
-        use shard_api::WriteCondition as C;
         self.check_bucket_live(&row.bucket)?;
         let Some(condition) = condition else {
             return self.store.put_object(row).await.map_err(storage_err);
         };
-        let outcome = match condition.clone() {
-            C::Absent => self.store.put_object_if(row, |cur| cur.is_none()).await,
-            C::EtagMatches(etag) => {
-                self.store
-                    .put_object_if(row, move |cur| {
-                        cur.is_some_and(|c| etags_equal(&c.etag, &etag))
-                    })
-                    .await
-            }
-        };
+        let outcome = self
+            .store
+            .put_object_if(row, condition_fn(condition.clone()))
+            .await;
         match outcome.map_err(storage_err)? {
             PutIf::Written(previous) => Ok(previous),
-            // If-Match on a key that does not exist: S3 answers 404.
-            PutIf::Refused(None) if matches!(condition, C::EtagMatches(_)) => {
-                Err(ShardError::NoSuchKey)
-            }
-            PutIf::Refused(_) => Err(ShardError::PreconditionFailed),
+            PutIf::Refused(current) => Err(condition_refused(&condition, current.as_ref())),
         }
+    }
+}
+
+/// The check of a write condition against the current row, for the store to run in the
+/// transaction that writes.
+fn condition_fn(condition: shard_api::WriteCondition) -> crate::storage::WriteCond {
+    use shard_api::WriteCondition as C;
+    match condition {
+        C::Absent => Box::new(|cur: Option<&ObjectRow>| cur.is_none()),
+        C::EtagMatches(etag) => Box::new(move |cur: Option<&ObjectRow>| {
+            cur.is_some_and(|c| etags_equal(&c.etag, &etag))
+        }),
+    }
+}
+
+/// Why a conditional write was refused: `If-Match` on a key that does not exist is a 404,
+/// as S3 answers; anything else a failed precondition.
+pub fn condition_refused(
+    condition: &shard_api::WriteCondition,
+    current: Option<&ObjectRow>,
+) -> ShardError {
+    match (condition, current) {
+        (shard_api::WriteCondition::EtagMatches(_), None) => ShardError::NoSuchKey,
+        _ => ShardError::PreconditionFailed,
     }
 }
 

@@ -12,11 +12,13 @@ use super::{now_ms, Shard};
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
 use crate::meta::types::{
-    BlockRef, BucketRow, ObjectData, ObjectRow, PartRow, PartSummary, Stamp, UploadRow,
+    BlockRef, BucketRow, Checksum, CompletedUpload, ObjectData, ObjectRow, PartRow, PartSummary,
+    Stamp, UploadRow,
 };
 use crate::s3::checksum;
 use crate::s3::error::S3Error;
 use crate::s3::xml;
+use crate::storage::{Completion, PutIf};
 
 /// S3's smallest part (but the last).
 const PART_BYTES_MIN: u64 = 5 * 1024 * 1024;
@@ -105,30 +107,49 @@ pub async fn upload_part(
         etag: etag.clone(),
         last_modified_ms: now_ms(),
         checksum: ingested.checksum.clone(),
-        blocks: blocks.clone(),
+        blocks,
     };
-    let put = ShardRequest::PutPart {
-        bucket: bucket.id,
-        key: key.into(),
-        row,
-    };
-    match shard.call(put).await.part() {
-        Ok(Some(replaced)) => release_blocks(shard, &replaced.blocks).await,
-        Ok(None) => {}
-        Err(e) => {
-            release_blocks(shard, &blocks).await;
-            return Err(e.into());
-        }
-    }
-    // The upload may have been aborted or completed while the part was being written.
-    if fetch_upload(shard, bucket, key, upload_id).await.is_err() {
-        return Err(S3Error::NoSuchUpload);
-    }
+    store_part(shard, bucket, key, row).await?;
     let mut response = Response::new(200).header("ETag", etag);
     if let Some(c) = &ingested.checksum {
         response = response.header(checksum::header_name(c.algorithm), c.base64.clone());
     }
     Ok(response)
+}
+
+/// Stores a part whose blocks are stored: the upload's shard writes it only if the upload
+/// is still in progress (it may have been aborted or completed while the part's body was
+/// read), in the transaction that writes it. Releases the blocks of the part it replaces,
+/// or, refused, its own.
+pub async fn store_part(
+    shard: &Rc<Shard>,
+    bucket: &BucketRow,
+    key: &str,
+    row: PartRow,
+) -> Result<(), S3Error> {
+    let blocks = row.blocks.clone();
+    let put = ShardRequest::PutPart {
+        bucket: bucket.id,
+        key: key.into(),
+        row,
+    };
+    let outcome = shard.call(put).await.part();
+    match outcome {
+        Ok(PutIf::Written(replaced)) => {
+            if let Some(replaced) = replaced {
+                release_blocks(shard, &replaced.blocks).await;
+            }
+            Ok(())
+        }
+        Ok(PutIf::Refused(_)) => {
+            release_blocks(shard, &blocks).await;
+            Err(S3Error::NoSuchUpload)
+        }
+        Err(e) => {
+            release_blocks(shard, &blocks).await;
+            Err(e.into())
+        }
+    }
 }
 
 async fn all_parts(
@@ -156,6 +177,14 @@ async fn all_parts(
     }
 }
 
+/// Times a Complete is tried again when a part it chose was uploaded again meanwhile.
+const COMPLETE_TRIES_MAX: usize = 4;
+
+/// CompleteMultipartUpload. The object is written, and the upload removed, by one
+/// transaction on the upload's shard (`ShardStore::complete_upload`): of two Completes of
+/// one upload, or a Complete and an Abort, exactly one acts. A Complete of an upload
+/// completed before with the same parts (a client retrying after a lost answer) gets the
+/// first answer again, as AWS gives it.
 pub async fn complete(
     shard: &Rc<Shard>,
     head: &RequestHead,
@@ -168,11 +197,71 @@ pub async fn complete(
     if wanted.is_empty() {
         return Err(S3Error::MalformedXML);
     }
-    let upload = fetch_upload(shard, bucket, key, upload_id).await?;
-    let stored = all_parts(shard, bucket, key, upload_id).await?;
-    let mut chosen: Vec<&PartRow> = Vec::with_capacity(wanted.len());
+    let condition = objects::write_condition(head)?;
+    for _ in 0..COMPLETE_TRIES_MAX {
+        let upload = match fetch_upload(shard, bucket, key, upload_id).await {
+            Err(S3Error::NoSuchUpload) => {
+                return completed_before(shard, bucket, key, upload_id, &wanted).await
+            }
+            other => other?,
+        };
+        let stored = all_parts(shard, bucket, key, upload_id).await?;
+        let chosen = match choose_parts(&wanted, &stored) {
+            // The parts went between the two reads: completed or aborted meanwhile.
+            Err(S3Error::InvalidPart)
+                if fetch_upload(shard, bucket, key, upload_id).await.is_err() =>
+            {
+                return completed_before(shard, bucket, key, upload_id, &wanted).await;
+            }
+            chosen => chosen?,
+        };
+        let row = object_of_parts(shard, bucket, key, &upload, &chosen)?;
+        let request = ShardRequest::CompleteUpload {
+            row: row.clone(),
+            upload_id: upload_id.into(),
+            chosen,
+            condition: condition.clone(),
+        };
+        match shard.call(request).await.completion()? {
+            Completion::Completed { replaced, unused } => {
+                if let Some(replaced) = replaced {
+                    release_data(shard, &replaced.data).await;
+                }
+                for part in unused {
+                    release_blocks(shard, &part.blocks).await;
+                }
+                return Ok(complete_response(
+                    bucket,
+                    key,
+                    &row.etag,
+                    row.checksum.as_ref(),
+                ));
+            }
+            Completion::AlreadyCompleted(done) => {
+                return repeat_answer(bucket, key, &done, &wanted)
+            }
+            Completion::NoSuchUpload => return Err(S3Error::NoSuchUpload),
+            Completion::PartsChanged => continue,
+            Completion::Refused(current) => {
+                let condition = condition.expect("only a condition refuses");
+                return Err(super::condition_refused(&condition, current.as_ref()).into());
+            }
+        }
+    }
+    Err(S3Error::InternalError(
+        "the upload's parts kept changing while it was being completed".into(),
+    ))
+}
+
+/// The parts a Complete body names, as stored: ascending numbers, matching ETags, every
+/// part but the last at least 5 MiB.
+fn choose_parts(
+    wanted: &[xml::CompletedPart],
+    stored: &[PartRow],
+) -> Result<Vec<PartRow>, S3Error> {
+    let mut chosen: Vec<PartRow> = Vec::with_capacity(wanted.len());
     let mut previous = 0;
-    for part in &wanted {
+    for part in wanted {
         if part.part_number <= previous {
             return Err(S3Error::InvalidPartOrder);
         }
@@ -181,13 +270,24 @@ pub async fn complete(
             .iter()
             .find(|p| p.number == part.part_number && super::etags_equal(&p.etag, &part.etag))
             .ok_or(S3Error::InvalidPart)?;
-        chosen.push(found);
+        chosen.push(found.clone());
     }
     for part in &chosen[..chosen.len() - 1] {
         if part.bytes < PART_BYTES_MIN {
             return Err(S3Error::EntityTooSmall);
         }
     }
+    Ok(chosen)
+}
+
+/// The object a Complete makes of its parts.
+fn object_of_parts(
+    shard: &Shard,
+    bucket: &BucketRow,
+    key: &str,
+    upload: &UploadRow,
+    chosen: &[PartRow],
+) -> Result<ObjectRow, S3Error> {
     let md5s: Vec<[u8; 16]> = chosen
         .iter()
         .map(|p| checksum::parse_part_etag(&p.etag).expect("part ETags are MD5s we computed"))
@@ -196,7 +296,7 @@ pub async fn complete(
     let mut blocks: Vec<BlockRef> = Vec::new();
     let mut parts = Vec::with_capacity(chosen.len());
     let mut bytes = 0;
-    for part in &chosen {
+    for part in chosen {
         parts.push(PartSummary {
             number: part.number,
             bytes: part.bytes,
@@ -221,7 +321,7 @@ pub async fn complete(
         None => None,
     };
     let now = now_ms();
-    let row = ObjectRow {
+    Ok(ObjectRow {
         bucket: bucket.id,
         key: key.into(),
         stamp: Stamp {
@@ -229,36 +329,67 @@ pub async fn complete(
             node: shard.node_id,
         },
         bytes,
-        etag: etag.clone(),
+        etag,
         last_modified_ms: now,
         headers: upload.headers.clone(),
-        checksum: checksum.clone(),
+        checksum,
         parts,
         data: ObjectData::Blocks(blocks),
+    })
+}
+
+/// A Complete of an upload that is not in progress: the first Complete's answer if it was
+/// completed with these very parts, else NoSuchUpload.
+async fn completed_before(
+    shard: &Rc<Shard>,
+    bucket: &BucketRow,
+    key: &str,
+    upload_id: &str,
+    wanted: &[xml::CompletedPart],
+) -> Result<Response, S3Error> {
+    let request = ShardRequest::GetCompletedUpload {
+        bucket: bucket.id,
+        key: key.into(),
+        upload_id: upload_id.into(),
     };
-    let condition = objects::write_condition(head)?;
-    let replaced = shard
-        .call(ShardRequest::PutObject { row, condition })
-        .await
-        .object()?;
-    if let Some(replaced) = replaced {
-        release_data(shard, &replaced.data).await;
+    match shard.call(request).await.completed()? {
+        Some(done) => repeat_answer(bucket, key, &done, wanted),
+        None => Err(S3Error::NoSuchUpload),
     }
-    // The object now holds the blocks of the chosen parts; parts not chosen are released.
-    let removed = remove_upload(shard, bucket, key, upload_id).await?;
-    for part in removed {
-        if !chosen
-            .iter()
-            .any(|c| c.number == part.number && c.etag == part.etag)
-        {
-            release_blocks(shard, &part.blocks).await;
-        }
+}
+
+fn repeat_answer(
+    bucket: &BucketRow,
+    key: &str,
+    done: &CompletedUpload,
+    wanted: &[xml::CompletedPart],
+) -> Result<Response, S3Error> {
+    let same = done.parts.len() == wanted.len()
+        && done.parts.iter().zip(wanted).all(|((number, etag), w)| {
+            *number == w.part_number && super::etags_equal(etag, &w.etag)
+        });
+    if !same {
+        return Err(S3Error::NoSuchUpload);
     }
+    Ok(complete_response(
+        bucket,
+        key,
+        &done.etag,
+        done.checksum.as_ref(),
+    ))
+}
+
+fn complete_response(
+    bucket: &BucketRow,
+    key: &str,
+    etag: &str,
+    checksum: Option<&Checksum>,
+) -> Response {
     let result = xml::CompleteResult {
         location: format!("/{}/{}", bucket.name, key),
         bucket: bucket.name.clone(),
         key: key.into(),
-        etag,
+        etag: etag.into(),
         checksums: checksum
             .iter()
             .map(|c| {
@@ -269,40 +400,31 @@ pub async fn complete(
             })
             .collect(),
     };
-    Ok(Response::xml(
-        200,
-        xml::complete_multipart_upload_xml(&result),
-    ))
+    Response::xml(200, xml::complete_multipart_upload_xml(&result))
 }
 
-/// Removes an upload and its parts; answers with the parts, whose blocks the caller
-/// keeps or releases.
-async fn remove_upload(
-    shard: &Rc<Shard>,
-    bucket: &BucketRow,
-    key: &str,
-    upload_id: &str,
-) -> Result<Vec<PartRow>, S3Error> {
-    let request = ShardRequest::DeleteUpload {
-        bucket: bucket.id,
-        key: key.into(),
-        upload_id: upload_id.into(),
-    };
-    Ok(shard.call(request).await.parts()?)
-}
-
+/// AbortMultipartUpload: removes the upload and its parts in one transaction, and
+/// releases their blocks. An upload that is not in progress (completed, aborted, never
+/// made) is NoSuchUpload, as AWS answers.
 pub async fn abort(
     shard: &Rc<Shard>,
     bucket: &BucketRow,
     key: &str,
     upload_id: &str,
 ) -> Result<Response, S3Error> {
-    fetch_upload(shard, bucket, key, upload_id).await?;
-    let removed = remove_upload(shard, bucket, key, upload_id).await?;
+    let request = ShardRequest::DeleteUpload {
+        bucket: bucket.id,
+        key: key.into(),
+        upload_id: upload_id.into(),
+    };
+    let (upload, removed) = shard.call(request).await.upload_removed()?;
     for part in removed {
         release_blocks(shard, &part.blocks).await;
     }
-    Ok(Response::new(204))
+    match upload {
+        Some(_) => Ok(Response::new(204)),
+        None => Err(S3Error::NoSuchUpload),
+    }
 }
 
 pub async fn list_parts(

@@ -181,24 +181,9 @@ pub async fn upload_part_copy(
         etag: etag.clone(),
         last_modified_ms: now,
         checksum: digests.checksum.clone(),
-        blocks: blocks.clone(),
+        blocks,
     };
-    let put = ShardRequest::PutPart {
-        bucket: bucket.id,
-        key: key.into(),
-        row,
-    };
-    match shard.call(put).await.part() {
-        Ok(Some(replaced)) => release_blocks(shard, &replaced.blocks).await,
-        Ok(None) => {}
-        Err(e) => {
-            release_blocks(shard, &blocks).await;
-            return Err(e.into());
-        }
-    }
-    if fetch_upload(shard, bucket, key, upload_id).await.is_err() {
-        return Err(S3Error::NoSuchUpload);
-    }
+    super::multipart::store_part(shard, bucket, key, row).await?;
     let checksums: Vec<(String, String)> = digests
         .checksum
         .iter()

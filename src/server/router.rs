@@ -611,6 +611,30 @@ async fn bucket_has_objects(shard: &Shard, bucket: BucketId) -> Result<bool, S3E
     Ok(false)
 }
 
+/// Removes the unfinished multipart uploads of a deleted bucket from every shard and
+/// releases their blocks: AWS deletes a bucket whose only contents are such uploads. The
+/// tombstone is on every shard, so no upload or part of the bucket is accepted any more.
+async fn remove_bucket_uploads(shard: &Shard, bucket: BucketId) {
+    for s in 0..shard.shards {
+        let removed = shard
+            .call_on(s, ShardRequest::DeleteBucketUploads { bucket })
+            .await
+            .parts();
+        match removed {
+            Ok(parts) => {
+                for part in parts {
+                    super::objects::release_blocks(shard, &part.blocks).await;
+                }
+            }
+            Err(e) => tracing::warn!(
+                shard = s,
+                ?bucket,
+                "removing the uploads of a deleted bucket failed: {e:?}"
+            ),
+        }
+    }
+}
+
 /// Deletes a bucket if it is empty (DeleteBucket, and the admin API). An upload that
 /// started before the delete may commit its object after the first emptiness check: once
 /// the tombstone is on every shard, no new row is accepted (`Shard::check_bucket_live`)
@@ -636,6 +660,7 @@ pub async fn delete_empty_bucket(shard: &Shard, row: &BucketRow) -> Result<(), S
     // The name is held until the release below: nobody can make a bucket of it meanwhile.
     let late = bucket_has_objects(shard, id).await;
     if let Ok(false) = late {
+        remove_bucket_uploads(shard, id).await;
         let _ =
             access::change_bucket_holding(shard, &row.name, NameHold::Release, |_| Ok(None)).await;
         return Ok(());

@@ -2,9 +2,11 @@
 //! shard that owns the partition (`Partition::shard`); the handler asserts it landed there.
 
 use crate::meta::types::{
-    BlockHash, BucketId, BucketRow, KeyRow, ObjectRow, PartRow, Partition, UploadRow,
+    BlockHash, BucketId, BucketRow, CompletedUpload, KeyRow, ObjectRow, PartRow, Partition,
+    UploadRow,
 };
 use crate::s3::error::S3Error;
+use crate::storage::{Completion, PutIf};
 
 /// A condition on the current row, checked atomically with the write on the owning shard
 /// (`If-None-Match: *`, `If-Match: <etag>` on PutObject and CompleteMultipartUpload).
@@ -110,7 +112,8 @@ pub enum ShardRequest {
         key: String,
         upload_id: String,
     },
-    /// Removes the upload and its parts; answers with the parts removed.
+    /// Removes the upload and its parts (AbortMultipartUpload); answers with the upload
+    /// (`None`: it was not in progress) and the parts removed.
     DeleteUpload {
         bucket: BucketId,
         key: String,
@@ -122,10 +125,28 @@ pub enum ShardRequest {
         key_marker: String,
         limit: usize,
     },
+    /// Writes a part if its upload is in progress (`Refused` otherwise).
     PutPart {
         bucket: BucketId,
         key: String,
         row: PartRow,
+    },
+    /// Completes an upload atomically (`ShardStore::complete_upload`).
+    CompleteUpload {
+        row: ObjectRow,
+        upload_id: String,
+        chosen: Vec<PartRow>,
+        condition: Option<WriteCondition>,
+    },
+    /// How an upload was completed, if it was recently.
+    GetCompletedUpload {
+        bucket: BucketId,
+        key: String,
+        upload_id: String,
+    },
+    /// Removes every upload of a deleted bucket on this shard; answers with their parts.
+    DeleteBucketUploads {
+        bucket: BucketId,
     },
     ListParts {
         bucket: BucketId,
@@ -183,10 +204,13 @@ impl ShardRequest {
             Self::GetUpload { bucket, key, .. }
             | Self::DeleteUpload { bucket, key, .. }
             | Self::PutPart { bucket, key, .. }
+            | Self::GetCompletedUpload { bucket, key, .. }
             | Self::ListParts { bucket, key, .. } => object(bucket, key),
+            Self::CompleteUpload { row, .. } => object(&row.bucket, &row.key),
             // Fan-out requests name their shard explicitly (see `Shard::call_on`).
             Self::ListObjects { .. }
             | Self::BucketHasObjects { .. }
+            | Self::DeleteBucketUploads { .. }
             | Self::ListUploads { .. }
             | Self::GlobalUpdate { .. }
             | Self::Stats
@@ -226,8 +250,11 @@ pub enum ShardResponse {
     Flag(ShardResult<bool>),
     Upload(ShardResult<Option<UploadRow>>),
     Uploads(ShardResult<Vec<UploadRow>>),
-    Part(ShardResult<Option<PartRow>>),
+    Part(ShardResult<PutIf<PartRow>>),
     Parts(ShardResult<Vec<PartRow>>),
+    UploadRemoved(ShardResult<(Option<UploadRow>, Vec<PartRow>)>),
+    Completion(ShardResult<Completion>),
+    Completed(ShardResult<Option<CompletedUpload>>),
     Global {
         buckets: Vec<BucketRow>,
         keys: Vec<KeyRow>,
@@ -259,8 +286,15 @@ impl ShardResponse {
     expect_variant!(flag, Flag, ShardResult<bool>);
     expect_variant!(upload, Upload, ShardResult<Option<UploadRow>>);
     expect_variant!(uploads, Uploads, ShardResult<Vec<UploadRow>>);
-    expect_variant!(part, Part, ShardResult<Option<PartRow>>);
+    expect_variant!(part, Part, ShardResult<PutIf<PartRow>>);
     expect_variant!(parts, Parts, ShardResult<Vec<PartRow>>);
+    expect_variant!(
+        upload_removed,
+        UploadRemoved,
+        ShardResult<(Option<UploadRow>, Vec<PartRow>)>
+    );
+    expect_variant!(completion, Completion, ShardResult<Completion>);
+    expect_variant!(completed, Completed, ShardResult<Option<CompletedUpload>>);
     expect_variant!(bucket, Bucket, ShardResult<Option<BucketRow>>);
 }
 

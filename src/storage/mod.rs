@@ -295,7 +295,40 @@ pub struct StorageStats {
     pub scrub_bad_found: u64,
 }
 
-/// Outcome of [`ShardStore::put_object_if`].
+/// A condition on an object's current row, decided in the transaction that writes.
+pub type WriteCond = Box<dyn FnOnce(Option<&crate::meta::types::ObjectRow>) -> bool + Send>;
+
+/// A multipart upload to complete (`ShardStore::complete_upload`).
+pub struct Completing {
+    /// The object to write (its bucket and key are the upload's).
+    pub object: crate::meta::types::ObjectRow,
+    pub upload_id: String,
+    /// The parts the object is made of, as the caller read them, in order.
+    pub chosen: Vec<crate::meta::types::PartRow>,
+    pub condition: Option<WriteCond>,
+}
+
+/// What `ShardStore::complete_upload` did.
+#[derive(Debug)]
+pub enum Completion {
+    /// Written; the upload and its parts are gone. The caller releases the blocks of the
+    /// parts not chosen and of the object replaced.
+    Completed {
+        replaced: Option<crate::meta::types::ObjectRow>,
+        unused: Vec<crate::meta::types::PartRow>,
+    },
+    /// The upload was completed before (a retried Complete): how.
+    AlreadyCompleted(crate::meta::types::CompletedUpload),
+    /// No such upload in progress (never started, or aborted).
+    NoSuchUpload,
+    /// A chosen part was uploaded again since the caller read it.
+    PartsChanged,
+    /// The write condition did not hold; the current row.
+    Refused(Option<crate::meta::types::ObjectRow>),
+}
+
+/// Outcome of [`ShardStore::put_object_if`] (and of `put_part`: refused when the upload is
+/// not in progress).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PutIf<T> {
     /// Written; the row it replaced.

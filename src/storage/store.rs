@@ -19,10 +19,14 @@ use super::blockbuf::BlockBuf;
 use super::disk::{Disk, SegFile};
 use super::index::{decode_gc_key, gc_key, segment_key, BlockEntry, Checkpoint, SegmentInfo};
 use super::record;
-use super::{FsyncPolicy, PutIf, StorageConfig, StorageError, StorageStats};
+use super::{
+    Completing, Completion, FsyncPolicy, PutIf, StorageConfig, StorageError, StorageStats,
+};
 use crate::gather;
 use crate::meta::keys::{object_key, part_key, upload_key};
-use crate::meta::types::{BlockHash, BucketId, BucketRow, KeyRow, ObjectRow, PartRow, UploadRow};
+use crate::meta::types::{
+    BlockHash, BucketId, BucketRow, CompletedUpload, KeyRow, ObjectRow, PartRow, UploadRow,
+};
 
 pub(crate) mod maint;
 mod repair;
@@ -113,6 +117,8 @@ struct Dbs {
     parts: Database<Bytes, Bytes>,
     buckets: Database<Bytes, Bytes>,
     keys: Database<Bytes, Bytes>,
+    /// Completed multipart uploads, by upload key (`CompletedUpload`).
+    completed: Database<Bytes, Bytes>,
 }
 
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
@@ -127,7 +133,7 @@ pub const META_FORMAT: u32 = 1;
 /// periodic data sync; under weak data policies `open` verifies index entries past it).
 const SYNCED_KEY: &[u8] = b"data_synced";
 
-type Cond = Box<dyn FnOnce(Option<&ObjectRow>) -> bool + Send>;
+pub(crate) type Cond = super::WriteCond;
 
 /// One write applied in a metadata transaction.
 enum Op {
@@ -175,7 +181,17 @@ enum Op {
     DeleteObject(BucketId, String, Option<Cond>),
     PutUpload(Box<UploadRow>),
     DeleteUpload(BucketId, String, String),
-    PutPart(Box<PartRow>),
+    /// Write a part if its upload (bucket, key, the part's upload id) is in progress.
+    PutPart(BucketId, String, Box<PartRow>),
+    /// Complete an upload in one transaction: see `ShardStore::complete_upload`.
+    CompleteUpload(Box<Completing>),
+    /// Remove every upload of a bucket and its parts (DeleteBucket).
+    DeleteBucketUploads(BucketId),
+    /// Forget completed uploads older than this (at most `limit`).
+    SweepCompleted {
+        before_ms: u64,
+        limit: usize,
+    },
     PutBucket(Box<BucketRow>),
     PutKey(Box<KeyRow>),
 }
@@ -187,7 +203,9 @@ enum OpResult {
     Count(u64),
     Object(PutIf<ObjectRow>),
     Upload(Option<UploadRow>, Vec<PartRow>),
-    Part(Option<PartRow>),
+    Part(PutIf<PartRow>),
+    Parts(Vec<PartRow>),
+    Completion(Completion),
 }
 
 type Reply = oneshot::Sender<Result<OpResult>>;
@@ -360,6 +378,7 @@ fn open_env(opts: EnvOpenOptions, meta_dir: &Path) -> Result<(Env, Dbs)> {
         parts: mk("parts")?,
         buckets: mk("buckets")?,
         keys: mk("keys")?,
+        completed: mk("completed")?,
     };
     check_format(&db, &mut w)?;
     w.commit()?;
@@ -1184,12 +1203,64 @@ impl ShardStore {
         Ok(out)
     }
 
-    /// Write a part row, replacing the same part number; returns the replaced row (the
-    /// caller decrefs its blocks).
-    pub async fn put_part(&self, row: PartRow) -> Result<Option<PartRow>> {
-        match self.meta_op(Op::PutPart(Box::new(row))).await? {
+    /// Write a part row of the upload (`bucket`, `key`, `row.upload_id`), replacing the
+    /// same part number: `Written` with the replaced row (the caller decrefs its blocks),
+    /// or `Refused` when the upload is not in progress (never started, aborted or
+    /// completed), decided in the transaction that would write it.
+    pub async fn put_part(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        row: PartRow,
+    ) -> Result<PutIf<PartRow>> {
+        match self
+            .meta_op(Op::PutPart(*bucket, key.to_string(), Box::new(row)))
+            .await?
+        {
             OpResult::Part(p) => Ok(p),
             _ => unreachable!("put_part result"),
+        }
+    }
+
+    /// Completes a multipart upload in one metadata transaction: if the upload is still in
+    /// progress, its chosen parts are unchanged and the write condition holds, the object
+    /// row is written, the upload and all its parts removed, and the completion
+    /// remembered (for a retried Complete). The object takes over the blocks of the chosen
+    /// parts: their references move with no count changing. The caller releases the
+    /// blocks of `unused` parts and of the `replaced` object. Two Completes, or a Complete
+    /// and an Abort, are ordered by the transaction: exactly one of them acts.
+    pub async fn complete_upload(&self, completing: Completing) -> Result<Completion> {
+        match self
+            .meta_op(Op::CompleteUpload(Box::new(completing)))
+            .await?
+        {
+            OpResult::Completion(c) => Ok(c),
+            _ => unreachable!("complete_upload result"),
+        }
+    }
+
+    /// How an upload was completed, if it was in the last `COMPLETED_UPLOAD_KEEP_MS`.
+    pub fn get_completed_upload(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<CompletedUpload>> {
+        let r = self.env.read_txn()?;
+        self.db
+            .completed
+            .get(&r, &upload_key(bucket, key, upload_id))?
+            .map(decode_row)
+            .transpose()
+    }
+
+    /// Removes every upload of `bucket` and their parts (DeleteBucket removes a bucket's
+    /// unfinished uploads, as AWS does); returns the parts, whose blocks the caller
+    /// releases.
+    pub async fn delete_bucket_uploads(&self, bucket: &BucketId) -> Result<Vec<PartRow>> {
+        match self.meta_op(Op::DeleteBucketUploads(*bucket)).await? {
+            OpResult::Parts(p) => Ok(p),
+            _ => unreachable!("delete_bucket_uploads result"),
         }
     }
 
@@ -2536,38 +2607,12 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                     OpResult::Object(PutIf::Written(prev))
                 }
             }
-            Op::PutUpload(row) => {
-                let k = upload_key(&row.bucket, &row.key, &row.upload_id);
-                db.uploads.put(&mut w, &k, &encode_row(&*row)?)?;
-                OpResult::Unit
-            }
-            Op::DeleteUpload(bucket, key, upload_id) => {
-                let k = upload_key(&bucket, &key, &upload_id);
-                let prev: Option<UploadRow> =
-                    db.uploads.get(&w, &k)?.map(decode_row).transpose()?;
-                if prev.is_some() {
-                    db.uploads.delete(&mut w, &k)?;
-                }
-                let mut pfx = upload_id.as_bytes().to_vec();
-                pfx.push(0);
-                let mut parts = Vec::new();
-                let mut keys = Vec::new();
-                for item in db.parts.prefix_iter(&w, &pfx)? {
-                    let (k, v) = item?;
-                    keys.push(k.to_vec());
-                    parts.push(decode_row(v)?);
-                }
-                for k in keys {
-                    db.parts.delete(&mut w, &k)?;
-                }
-                OpResult::Upload(prev, parts)
-            }
-            Op::PutPart(row) => {
-                let k = part_key(&row.upload_id, row.number);
-                let prev: Option<PartRow> = db.parts.get(&w, &k)?.map(decode_row).transpose()?;
-                db.parts.put(&mut w, &k, &encode_row(&*row)?)?;
-                OpResult::Part(prev)
-            }
+            op @ (Op::PutUpload(_)
+            | Op::DeleteUpload(..)
+            | Op::PutPart(..)
+            | Op::CompleteUpload(_)
+            | Op::DeleteBucketUploads(_)
+            | Op::SweepCompleted { .. }) => apply_upload_op(&db, &mut w, op, now)?,
             Op::PutBucket(row) => {
                 db.buckets.put(&mut w, &row.id.0, &encode_row(&*row)?)?;
                 OpResult::Unit
@@ -2582,6 +2627,142 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
     }
     w.commit()?;
     Ok(out)
+}
+
+/// The ops of multipart uploads, in `apply`'s transaction.
+fn apply_upload_op(db: &Dbs, w: &mut heed::RwTxn, op: Op, now: u64) -> Result<OpResult> {
+    Ok(match op {
+        Op::PutUpload(row) => {
+            let k = upload_key(&row.bucket, &row.key, &row.upload_id);
+            db.uploads.put(w, &k, &encode_row(&*row)?)?;
+            OpResult::Unit
+        }
+        Op::DeleteUpload(bucket, key, upload_id) => {
+            let k = upload_key(&bucket, &key, &upload_id);
+            let prev: Option<UploadRow> = db.uploads.get(w, &k)?.map(decode_row).transpose()?;
+            if prev.is_some() {
+                db.uploads.delete(w, &k)?;
+            }
+            OpResult::Upload(prev, take_parts(db, w, &upload_id)?)
+        }
+        Op::PutPart(bucket, key, row) => {
+            if db
+                .uploads
+                .get(w, &upload_key(&bucket, &key, &row.upload_id))?
+                .is_none()
+            {
+                OpResult::Part(PutIf::Refused(None))
+            } else {
+                let k = part_key(&row.upload_id, row.number);
+                let prev: Option<PartRow> = db.parts.get(w, &k)?.map(decode_row).transpose()?;
+                db.parts.put(w, &k, &encode_row(&*row)?)?;
+                OpResult::Part(PutIf::Written(prev))
+            }
+        }
+        Op::CompleteUpload(c) => OpResult::Completion(complete_upload(db, w, *c, now)?),
+        Op::DeleteBucketUploads(bucket) => {
+            let mut ids = Vec::new();
+            for item in db.uploads.prefix_iter(w, &bucket.0)? {
+                let (k, v) = item?;
+                ids.push((k.to_vec(), decode_row::<UploadRow>(v)?.upload_id));
+            }
+            let mut parts = Vec::new();
+            for (k, id) in ids {
+                db.uploads.delete(w, &k)?;
+                parts.extend(take_parts(db, w, &id)?);
+            }
+            OpResult::Parts(parts)
+        }
+        Op::SweepCompleted { before_ms, limit } => {
+            let mut old = Vec::new();
+            for item in db.completed.iter(w)? {
+                let (k, v) = item?;
+                let done: CompletedUpload = decode_row(v)?;
+                if done.completed_ms < before_ms {
+                    old.push(k.to_vec());
+                    if old.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            for k in &old {
+                db.completed.delete(w, k)?;
+            }
+            OpResult::Count(old.len() as u64)
+        }
+        _ => unreachable!("apply_upload_op takes the ops of uploads"),
+    })
+}
+
+/// Removes every part row of an upload; returns them.
+fn take_parts(db: &Dbs, w: &mut heed::RwTxn, upload_id: &str) -> Result<Vec<PartRow>> {
+    let mut pfx = upload_id.as_bytes().to_vec();
+    pfx.push(0);
+    let mut parts = Vec::new();
+    let mut keys = Vec::new();
+    for item in db.parts.prefix_iter(w, &pfx)? {
+        let (k, v) = item?;
+        keys.push(k.to_vec());
+        parts.push(decode_row(v)?);
+    }
+    for k in keys {
+        db.parts.delete(w, &k)?;
+    }
+    Ok(parts)
+}
+
+/// The transaction of `ShardStore::complete_upload`.
+fn complete_upload(db: &Dbs, w: &mut heed::RwTxn, c: Completing, now: u64) -> Result<Completion> {
+    let Completing {
+        object,
+        upload_id,
+        chosen,
+        condition,
+    } = c;
+    let uk = upload_key(&object.bucket, &object.key, &upload_id);
+    if db.uploads.get(w, &uk)?.is_none() {
+        return Ok(match db.completed.get(w, &uk)? {
+            Some(b) => Completion::AlreadyCompleted(decode_row(b)?),
+            None => Completion::NoSuchUpload,
+        });
+    }
+    // The caller built the object from parts it read before: each must still be as read
+    // (a part uploaded again meanwhile would leave the object pointing at released blocks).
+    for part in &chosen {
+        let now_stored: Option<PartRow> = db
+            .parts
+            .get(w, &part_key(&upload_id, part.number))?
+            .map(decode_row)
+            .transpose()?;
+        if now_stored.as_ref() != Some(part) {
+            return Ok(Completion::PartsChanged);
+        }
+    }
+    let k = object_key(&object.bucket, &object.key);
+    let prev: Option<ObjectRow> = db.objects.get(w, &k)?.map(decode_row).transpose()?;
+    if let Some(condition) = condition {
+        if !condition(prev.as_ref()) {
+            return Ok(Completion::Refused(prev));
+        }
+    }
+    db.objects.put(w, &k, &encode_row(&object)?)?;
+    db.uploads.delete(w, &uk)?;
+    let unused = take_parts(db, w, &upload_id)?
+        .into_iter()
+        .filter(|p| !chosen.iter().any(|c| c.number == p.number))
+        .collect();
+    let done = CompletedUpload {
+        upload_id,
+        parts: chosen.iter().map(|p| (p.number, p.etag.clone())).collect(),
+        etag: object.etag.clone(),
+        checksum: object.checksum.clone(),
+        completed_ms: now,
+    };
+    db.completed.put(w, &uk, &encode_row(&done)?)?;
+    Ok(Completion::Completed {
+        replaced: prev,
+        unused,
+    })
 }
 
 #[cfg(test)]

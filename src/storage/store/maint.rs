@@ -104,10 +104,27 @@ impl ShardStore {
             }
         }
         bump(&self.counters.gc_dropped, total);
+        self.sweep_completed_uploads().await?;
         if total > 0 {
             tracing::info!(dropped = total, "block GC");
         }
         Ok(total)
+    }
+
+    /// Forgets completed multipart uploads older than `COMPLETED_UPLOAD_KEEP_MS` (with the
+    /// block GC).
+    async fn sweep_completed_uploads(&self) -> Result<()> {
+        let before_ms = now_ms().saturating_sub(crate::constants::COMPLETED_UPLOAD_KEEP_MS);
+        loop {
+            let op = Op::SweepCompleted {
+                before_ms,
+                limit: GC_SWEEP_LIMIT,
+            };
+            match self.meta_op(op).await? {
+                OpResult::Count(n) if n >= GC_SWEEP_LIMIT as u64 => continue,
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Compact every sealed segment whose live bytes fell under `compact_live_ratio`: copy
