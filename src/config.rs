@@ -89,6 +89,20 @@ pub struct ServerArgs {
     /// Seconds between two lifecycle passes over a shard's objects [default: 3600]
     #[arg(long)]
     pub lifecycle_scan_interval_s: Option<u64>,
+    /// Most connections the node serves at once (S3 and website listeners together); one
+    /// more is answered 503 SlowDown and closed [default: 4096]
+    #[arg(long)]
+    pub max_connections: Option<u64>,
+    /// Slowest request body accepted, in bytes per second: after a grace of 20 s a body
+    /// must have come at least this fast, counting only the time spent waiting for the
+    /// client; 0 turns the check off [default: 1024]
+    #[arg(long)]
+    pub min_body_rate: Option<u64>,
+    /// Most bytes of upload bodies the node holds in memory at once, over all requests; an
+    /// upload beyond it waits for room, and answers 503 SlowDown if none comes within
+    /// 5 s [default: 536870912]
+    #[arg(long)]
+    pub max_buffered_bytes: Option<u64>,
 }
 
 pub use crate::storage::FsyncPolicy;
@@ -125,6 +139,39 @@ pub struct ServerConfig {
     pub metrics_token: Option<String>,
     pub tls: Option<TlsFiles>,
     pub shutdown_timeout_s: u64,
+    pub limits: ConnectionLimits,
+}
+
+/// What one node spends on its clients at most (`--max-connections`, `--min-body-rate`,
+/// `--max-buffered-bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: u64,
+    pub min_body_rate: u64,
+    pub max_buffered_bytes: u64,
+}
+
+impl ConnectionLimits {
+    fn from_args(args: &ServerArgs, block_size: u64, shards: u16) -> Result<Self, ConfigError> {
+        let max_connections = args.max_connections.unwrap_or(4096);
+        if max_connections == 0 {
+            return Err(bad("max_connections", "must be at least 1"));
+        }
+        let max_buffered_bytes = args.max_buffered_bytes.unwrap_or(512 << 20);
+        // Each shard has its share, and must have room for one upload's blocks at least.
+        let least = crate::constants::UPLOAD_BLOCKS_BUFFERED * block_size * u64::from(shards);
+        if max_buffered_bytes < least {
+            return Err(bad(
+                "max_buffered_bytes",
+                format!("must be at least {least} (one upload's blocks in flight per shard)"),
+            ));
+        }
+        Ok(ConnectionLimits {
+            max_connections,
+            min_body_rate: args.min_body_rate.unwrap_or(1024),
+            max_buffered_bytes,
+        })
+    }
 }
 
 /// Where the TLS certificate chain and key are read from (at start and on SIGHUP).
@@ -186,6 +233,9 @@ impl ServerArgs {
             lifecycle_scan_interval_s: self
                 .lifecycle_scan_interval_s
                 .or(file.lifecycle_scan_interval_s),
+            max_connections: self.max_connections.or(file.max_connections),
+            min_body_rate: self.min_body_rate.or(file.min_body_rate),
+            max_buffered_bytes: self.max_buffered_bytes.or(file.max_buffered_bytes),
         }
     }
 
@@ -203,6 +253,7 @@ impl ServerArgs {
                 format!("must be a multiple of 4096 between 65536 and {BLOCK_BYTES_MAX}"),
             ));
         }
+        let limits = ConnectionLimits::from_args(&self, block_size, shards)?;
         let inline_threshold = self
             .inline_threshold
             .unwrap_or(INLINE_THRESHOLD_BYTES_DEFAULT);
@@ -248,6 +299,7 @@ impl ServerArgs {
             .data_dir
             .unwrap_or_else(|| PathBuf::from("granary-data"));
         Ok(ServerConfig {
+            limits,
             admin_token: bearer_token("admin_token", self.admin_token)?,
             admin_token_file: self
                 .admin_token_file
@@ -360,6 +412,9 @@ impl ServerConfig {
             "lifecycle_scan_interval_s",
             int(self.lifecycle_scan_interval_s),
         );
+        put("max_connections", int(self.limits.max_connections));
+        put("min_body_rate", int(self.limits.min_body_rate));
+        put("max_buffered_bytes", int(self.limits.max_buffered_bytes));
         toml::to_string(&t).expect("a TOML table serializes")
     }
 }

@@ -19,6 +19,12 @@ pub const HTTP_HEADER_COUNT_MAX: usize = 100;
 
 pub const OBJECT_KEY_BYTES_MAX: usize = 1024;
 pub const MULTIPART_PART_COUNT_MAX: u32 = 10_000;
+/// How long a completed multipart upload is remembered, so that a retried Complete gets
+/// the first one's answer (`CompletedUpload`).
+pub const COMPLETED_UPLOAD_KEEP_MS: u64 = 24 * 3600 * 1000;
+/// Blocks of one upload held in memory at most: the one being filled and those being
+/// written (`objects::BLOCK_WRITES_IN_FLIGHT_MAX`).
+pub const UPLOAD_BLOCKS_BUFFERED: u64 = 5;
 /// S3's limit on a single PUT.
 pub const OBJECT_BYTES_MAX_SINGLE_PUT: u64 = 5 * 1024 * MIB;
 

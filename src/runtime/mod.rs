@@ -2,6 +2,7 @@
 
 pub mod mesh;
 pub mod notify;
+pub mod ports;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -95,6 +96,7 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
     crate::server::tls::init(config.tls.clone())?;
     let _ = HEARTBEATS.set((0..shards).map(|_| AtomicU64::new(now_ms())).collect());
     let _ = CONNECTIONS.set((0..shards).map(|_| AtomicUsize::new(0)).collect());
+    check_ports_free(&config)?;
     let config = std::sync::Arc::new(config);
     let mesh = mesh::builder::<ShardRequest, ShardResponse>(usize::from(shards));
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -135,6 +137,7 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
             Err(_) => anyhow::bail!("a shard ended during start-up"),
         }
     }
+    check_ports_ours(&config)?;
     tracing::info!(
         shards,
         s3 = %config.s3_addr,
@@ -164,6 +167,49 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("a shard failed: {e}"))?;
     }
     tracing::info!("Granary stopped");
+    Ok(())
+}
+
+/// The node's listening addresses: (what, address, sockets the node itself listens with).
+fn listeners(config: &ServerConfig) -> [(&'static str, std::net::SocketAddr, usize); 3] {
+    let shards = usize::from(config.shards);
+    [
+        ("S3", config.s3_addr, shards),
+        ("website", config.web_addr, shards),
+        ("admin", config.admin_addr, 1),
+    ]
+}
+
+/// Refuses to start where another process listens (`ports`): before the shards start,
+/// nobody may listen on the node's addresses.
+fn check_ports_free(config: &ServerConfig) -> anyhow::Result<()> {
+    for (what, addr, _) in listeners(config) {
+        if addr.port() != 0 && ports::listening_on(addr)? > 0 {
+            anyhow::bail!(
+                "the {what} address {addr} is already in use: another process (another \
+                 granary server?) listens there; stop it or choose another address"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Once every shard listens, only the node's own sockets may listen on its addresses: a
+/// server that started on them in the same instant is seen here.
+fn check_ports_ours(config: &ServerConfig) -> anyhow::Result<()> {
+    for (what, addr, ours) in listeners(config) {
+        let found = if addr.port() == 0 {
+            ours
+        } else {
+            ports::listening_on(addr)?
+        };
+        if found > ours {
+            anyhow::bail!(
+                "the {what} address {addr} is in use by another process too ({found} \
+                 listening sockets, {ours} of them this node's): stopping"
+            );
+        }
+    }
     Ok(())
 }
 
@@ -230,6 +276,7 @@ async fn shard_main(
     if id == 0 {
         global.apply(store.list_buckets()?, store.list_keys()?);
     }
+    let upload_memory = config.limits.max_buffered_bytes / u64::from(config.shards);
     let shard = Rc::new(Shard {
         id,
         shards: config.shards,
@@ -244,6 +291,7 @@ async fn shard_main(
         metrics: Default::default(),
         tasks: Default::default(),
         md5: crate::server::md5_lanes::Md5Lanes::start(),
+        upload_memory: Rc::new(glommio::sync::Semaphore::new(upload_memory)),
     });
     let handler_shard = Rc::clone(&shard);
     mesh.set_handler(Rc::new(move |request| {
@@ -324,6 +372,11 @@ async fn accept_until_stopped(
             loop {
                 match listener.shared_accept().await {
                     Ok(accepted) => {
+                        if connections_served() >= shard.config.limits.max_connections {
+                            let tcp = accepted.bind_to_executor();
+                            glommio::spawn_local(conn::refuse(Rc::clone(&shard), tcp)).detach();
+                            continue;
+                        }
                         let target = connection_target(shard.id);
                         let conn = Handoff {
                             stream: accepted,
@@ -374,6 +427,16 @@ fn connection_target(me: u16) -> u16 {
     }
     counts[usize::from(target)].fetch_add(1, Ordering::Relaxed);
     target
+}
+
+/// Connections the node serves now, over all shards.
+fn connections_served() -> u64 {
+    CONNECTIONS.get().map_or(0, |counts| {
+        counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed) as u64)
+            .sum()
+    })
 }
 
 fn connection_closed(shard: u16) {

@@ -27,6 +27,15 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of an unread request body the server reads and discards to keep a connection.
 const DRAIN_BYTES_MAX: u64 = 1 << 20;
 const READ_CHUNK_BYTES: usize = 256 * 1024;
+/// The read buffer of a connection between requests and while it reads a head: a whole
+/// head fits (`HTTP_HEAD_BYTES_MAX`). A body's reads grow it to `READ_CHUNK_BYTES`, and it
+/// shrinks back after the request, so an idle connection costs this much, not a chunk.
+const IDLE_BUFFER_BYTES: usize = crate::constants::HTTP_HEAD_BYTES_MAX;
+/// Room a head's read asks for at least.
+const HEAD_READ_ROOM_MIN: usize = 4096;
+/// The time a body may take before `--min-body-rate` applies (as Apache's mod_reqtimeout
+/// does: a body's allowance is this plus one second per `min_body_rate` bytes received).
+const BODY_RATE_GRACE: Duration = Duration::from_secs(20);
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 pub struct ConnIo {
@@ -41,17 +50,33 @@ pub struct ConnIo {
     rend: usize,
     /// The client sent `Expect: 100-continue` and has not been told to go on yet.
     continue_pending: bool,
+    /// `--min-body-rate`, bytes per second (0: no minimum).
+    min_body_rate: u64,
 }
 
 impl ConnIo {
-    fn new(stream: Stream) -> ConnIo {
+    fn new(stream: Stream, min_body_rate: u64) -> ConnIo {
         ConnIo {
             stream,
-            rbuf: vec![0; READ_CHUNK_BYTES],
+            rbuf: vec![0; IDLE_BUFFER_BYTES],
             rpos: 0,
             rend: 0,
             continue_pending: false,
+            min_body_rate,
         }
+    }
+
+    /// Between requests: gives back the memory a body's reads took, keeping what is
+    /// buffered (a pipelined request).
+    fn shrink(&mut self) {
+        let held = self.rend - self.rpos;
+        if self.rbuf.len() <= IDLE_BUFFER_BYTES || held > IDLE_BUFFER_BYTES {
+            return;
+        }
+        self.rbuf.copy_within(self.rpos..self.rend, 0);
+        (self.rpos, self.rend) = (0, held);
+        self.rbuf.truncate(IDLE_BUFFER_BYTES);
+        self.rbuf.shrink_to_fit();
     }
 
     fn available(&self) -> &[u8] {
@@ -63,8 +88,9 @@ impl ConnIo {
         self.rpos += n;
     }
 
-    /// Reads more bytes from the socket. Returns 0 at end of stream.
-    async fn fill(&mut self) -> io::Result<usize> {
+    /// Reads more bytes from the socket, with room for at least `room_min` of them.
+    /// Returns 0 at end of stream.
+    async fn fill(&mut self, room_min: usize) -> io::Result<usize> {
         // Tell a client waiting on `Expect: 100-continue` to send its body, unless it has
         // started already (clients wait about a second, then send anyway): a 100 that
         // arrives in the middle of a body confuses them.
@@ -73,16 +99,17 @@ impl ConnIo {
         }
         if self.rpos == self.rend {
             (self.rpos, self.rend) = (0, 0);
-        } else if self.rend + READ_CHUNK_BYTES > self.rbuf.len() {
+        } else if self.rend + room_min > self.rbuf.len() {
             self.rbuf.copy_within(self.rpos..self.rend, 0);
             (self.rpos, self.rend) = (0, self.rend - self.rpos);
         }
-        if self.rend + READ_CHUNK_BYTES > self.rbuf.len() {
-            // Less than a read's room after the unconsumed bytes: grow, zeroing only the
-            // new part.
-            self.rbuf.resize(self.rend + READ_CHUNK_BYTES, 0);
+        if self.rend + room_min > self.rbuf.len() {
+            // Less than the room asked for after the unconsumed bytes: grow, zeroing only
+            // the new part.
+            self.rbuf.resize(self.rend + room_min, 0);
         }
-        let room = &mut self.rbuf[self.rend..self.rend + READ_CHUNK_BYTES];
+        let end = self.rbuf.len().min(self.rend + READ_CHUNK_BYTES);
+        let room = &mut self.rbuf[self.rend..end];
         let n = self.stream.read(room).await;
         self.rend += *n.as_ref().unwrap_or(&0);
         n
@@ -198,6 +225,35 @@ struct FilterLayer {
     done: bool,
 }
 
+/// How fast a body comes, counting only the time spent waiting on the client
+/// (`--min-body-rate`): pure arithmetic, so that it can be tested without a socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BodyPace {
+    /// Bytes per second at least, after `BODY_RATE_GRACE`; 0: no minimum.
+    pub min_rate: u64,
+    pub waited: Duration,
+    pub bytes: u64,
+}
+
+impl BodyPace {
+    /// How long the next read may wait: `IO_TIMEOUT`, or less when the body's allowance
+    /// (the grace, plus a second per `min_rate` bytes received) runs out sooner.
+    pub fn read_timeout(&self) -> Duration {
+        if self.min_rate == 0 {
+            return IO_TIMEOUT;
+        }
+        let earned = Duration::from_secs_f64(self.bytes as f64 / self.min_rate as f64);
+        (BODY_RATE_GRACE + earned)
+            .saturating_sub(self.waited)
+            .min(IO_TIMEOUT)
+    }
+
+    pub fn record(&mut self, waited: Duration, bytes: usize) {
+        self.waited += waited;
+        self.bytes += bytes as u64;
+    }
+}
+
 /// A request body as the operation sees it: the decoded payload, pulled piece by piece.
 pub struct Body<'c> {
     io: &'c mut ConnIo,
@@ -206,6 +262,9 @@ pub struct Body<'c> {
     filter: Option<FilterLayer>,
     trailers: Vec<(String, String)>,
     decoded_bytes: u64,
+    pace: BodyPace,
+    /// A read ran out of the body's allowance under `--min-body-rate`.
+    too_slow: bool,
 }
 
 impl<'c> Body<'c> {
@@ -219,6 +278,10 @@ impl<'c> Body<'c> {
                 done: false,
             },
         };
+        let pace = BodyPace {
+            min_rate: io.min_body_rate,
+            ..BodyPace::default()
+        };
         Body {
             io,
             framing,
@@ -226,6 +289,47 @@ impl<'c> Body<'c> {
             filter: None,
             trailers: Vec::new(),
             decoded_bytes: 0,
+            pace,
+            too_slow: false,
+        }
+    }
+
+    /// The most bytes the body can hold, when its framing says (Content-Length: the
+    /// encoded length, which bounds the decoded one).
+    pub fn length_hint(&self) -> Option<u64> {
+        match &self.framing {
+            Framing::Empty => Some(0),
+            Framing::Length { remaining } => Some(self.decoded_bytes + remaining),
+            Framing::Chunked { .. } => None,
+        }
+    }
+
+    /// Whether the body was ended for coming slower than `--min-body-rate`.
+    pub fn too_slow(&self) -> bool {
+        self.too_slow
+    }
+
+    /// Maps a timed read's outcome, counting its wait against the body's pace.
+    fn paced(
+        &mut self,
+        outcome: Result<io::Result<usize>, glommio::GlommioError<()>>,
+        started: std::time::Instant,
+        timeout: Duration,
+    ) -> Result<usize, S3Error> {
+        let n = *outcome
+            .as_ref()
+            .ok()
+            .and_then(|r| r.as_ref().ok())
+            .unwrap_or(&0);
+        self.pace.record(started.elapsed(), n);
+        match outcome {
+            Ok(Ok(0)) => Err(S3Error::IncompleteBody),
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(_)) => Err(S3Error::IncompleteBody),
+            Err(_) => {
+                self.too_slow = timeout < IO_TIMEOUT;
+                Err(S3Error::RequestTimeout)
+            }
         }
     }
 
@@ -320,14 +424,13 @@ impl<'c> Body<'c> {
         Ok(out)
     }
 
+    /// Reads more of the body into the connection's buffer, within the body's pace.
     async fn fill(&mut self) -> Result<(), S3Error> {
-        let read = glommio::timer::timeout(IO_TIMEOUT, async { Ok(self.io.fill().await) }).await;
-        match read {
-            Ok(Ok(0)) => Err(S3Error::IncompleteBody),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(S3Error::IncompleteBody),
-            Err(_) => Err(S3Error::RequestTimeout),
-        }
+        let (started, timeout) = (std::time::Instant::now(), self.pace.read_timeout());
+        let io = &mut self.io;
+        let read =
+            glommio::timer::timeout(timeout, async { Ok(io.fill(READ_CHUNK_BYTES).await) }).await;
+        self.paced(read, started, timeout).map(|_| ())
     }
 
     /// `ConnIo::read_append` with the timeout and errors of [`Body::fill`].
@@ -336,15 +439,11 @@ impl<'c> Body<'c> {
         out: &mut S,
         max: usize,
     ) -> Result<usize, S3Error> {
+        let (started, timeout) = (std::time::Instant::now(), self.pace.read_timeout());
         let io = &mut self.io;
-        let read =
-            glommio::timer::timeout(IO_TIMEOUT, async { Ok(io.read_append(out, max).await) });
-        match read.await {
-            Ok(Ok(0)) => Err(S3Error::IncompleteBody),
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(_)) => Err(S3Error::IncompleteBody),
-            Err(_) => Err(S3Error::RequestTimeout),
-        }
+        let read = glommio::timer::timeout(timeout, async { Ok(io.read_append(out, max).await) });
+        let read = read.await;
+        self.paced(read, started, timeout)
     }
 
     /// The filter layer, fed from the aws-chunked or the framing layer.
@@ -668,7 +767,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, listener: Listener) {
     };
     shard.metrics.borrow_mut().connection_opened();
     let _open = OpenConnection(&shard);
-    let mut io = ConnIo::new(stream);
+    let mut io = ConnIo::new(stream, shard.config.limits.min_body_rate);
     loop {
         let head = match read_head(&mut io).await {
             HeadRead::Head(head) => head,
@@ -687,7 +786,40 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, listener: Listener) {
         if !serve_request(&shard, &mut io, head, listener).await {
             return;
         }
+        io.shrink();
     }
+}
+
+/// Answers a connection the node has no room for (`--max-connections`): 503 SlowDown and
+/// close, without reading anything, within a bounded time. A TLS connection is closed
+/// unanswered (a plain response would mean nothing to it).
+pub async fn refuse(shard: Rc<Shard>, tcp: TcpStream) {
+    shard.metrics.borrow_mut().connection_refused();
+    if shard.config.tls.is_some() {
+        return;
+    }
+    let rid = super::router::request_id(&shard);
+    let error = S3Error::SlowDown;
+    let body = crate::s3::xml::error_xml(error.code(), &error.message(), "", &rid, &[]);
+    let length = body.len().to_string();
+    let mut out = Vec::with_capacity(256 + body.len());
+    http::write_response_head(
+        &mut out,
+        error.status(),
+        &[
+            ("Content-Type", "application/xml"),
+            ("Content-Length", &length),
+            ("x-amz-request-id", &rid),
+            ("Server", "Granary"),
+            ("Connection", "close"),
+        ],
+    );
+    out.extend_from_slice(body.as_bytes());
+    let mut tcp = tcp;
+    let _ = glommio::timer::timeout(Duration::from_secs(2), async {
+        Ok(tcp.write_all(&out).await)
+    })
+    .await;
 }
 
 enum HeadRead {
@@ -699,7 +831,10 @@ enum HeadRead {
 async fn read_head(io: &mut ConnIo) -> HeadRead {
     // Wait (idle) for the first byte of the next request.
     if io.available().is_empty() {
-        let first = glommio::timer::timeout(IDLE_TIMEOUT, async { Ok(io.fill().await) }).await;
+        let first = glommio::timer::timeout(IDLE_TIMEOUT, async {
+            Ok(io.fill(HEAD_READ_ROOM_MIN).await)
+        })
+        .await;
         match first {
             Ok(Ok(n)) if n > 0 => {}
             _ => return HeadRead::Closed,
@@ -712,7 +847,7 @@ async fn read_head(io: &mut ConnIo) -> HeadRead {
                     io.consume(used);
                     return Ok(HeadRead::Head(head));
                 }
-                Ok(None) => match io.fill().await {
+                Ok(None) => match io.fill(HEAD_READ_ROOM_MIN).await {
                     Ok(n) if n > 0 => {}
                     // Closed mid-head: nothing to answer to.
                     _ => return Ok(HeadRead::Closed),
@@ -794,7 +929,20 @@ async fn serve_request(
         Ok(response) => response,
         Err(error) => super::router::error_response(&error, &head.path, &rid, is_head),
     };
+    if let ResponseBody::Object(object) = &mut response.body {
+        if let Err(error) = object.prefetch(shard).await {
+            response = super::router::error_response(&error, &head.path, &rid, is_head);
+        }
+    }
     super::cors::add_response_headers(shard, &head, listener, &mut response);
+    if body.too_slow() {
+        shard.metrics.borrow_mut().request_too_slow();
+        tracing::info!(
+            shard = shard.id,
+            path = head.path.as_str(),
+            "request body slower than --min-body-rate: ended"
+        );
+    }
     let body_done = body.is_finished();
     let bytes_in = body.decoded_bytes();
     // A body the client never got to send (we answered before 100 Continue) or that is
@@ -884,4 +1032,39 @@ async fn write_response(
         }
     }
     io.stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BodyPace, BODY_RATE_GRACE, IO_TIMEOUT};
+    use std::time::Duration;
+
+    #[test]
+    fn a_body_earns_a_second_per_min_rate_bytes_after_the_grace() {
+        let mut pace = BodyPace {
+            min_rate: 1000,
+            ..BodyPace::default()
+        };
+        assert_eq!(pace.read_timeout(), BODY_RATE_GRACE.min(IO_TIMEOUT));
+        // A byte every 10 s (the slow drip of outside testing) runs out after the grace.
+        pace.record(Duration::from_secs(10), 1);
+        pace.record(Duration::from_secs(10), 1);
+        assert!(pace.read_timeout() < Duration::from_millis(10));
+        // A body at the minimum rate never runs out.
+        let mut steady = BodyPace {
+            min_rate: 1000,
+            ..BodyPace::default()
+        };
+        for _ in 0..1000 {
+            steady.record(Duration::from_secs(1), 1000);
+        }
+        assert_eq!(steady.read_timeout(), BODY_RATE_GRACE);
+        // Off: every read gets the plain timeout.
+        let off = BodyPace {
+            min_rate: 0,
+            waited: Duration::from_secs(3600),
+            bytes: 0,
+        };
+        assert_eq!(off.read_timeout(), IO_TIMEOUT);
+    }
 }

@@ -49,9 +49,27 @@ pub struct Recorder {
     bytes_out: u64,
     connections_open: u64,
     connections_total: u64,
+    /// Connections closed at once because the node serves `--max-connections` already.
+    connections_refused: u64,
+    /// Requests ended because their body came slower than `--min-body-rate`.
+    requests_too_slow: u64,
+    /// GETs whose object data could not be read (a block missing or corrupt).
+    object_read_errors: u64,
 }
 
 impl Recorder {
+    pub fn connection_refused(&mut self) {
+        self.connections_refused += 1;
+    }
+
+    pub fn request_too_slow(&mut self) {
+        self.requests_too_slow += 1;
+    }
+
+    pub fn object_read_failed(&mut self) {
+        self.object_read_errors += 1;
+    }
+
     pub fn request(
         &mut self,
         op: &'static str,
@@ -117,6 +135,12 @@ pub struct ShardStats {
     pub bytes_out: u64,
     pub connections_open: u64,
     pub connections_total: u64,
+    #[serde(default)]
+    pub connections_refused: u64,
+    #[serde(default)]
+    pub requests_too_slow: u64,
+    #[serde(default)]
+    pub object_read_errors: u64,
     pub requests_in_flight: u64,
     pub storage: StorageStats,
     pub tasks: Vec<TaskProgress>,
@@ -183,6 +207,9 @@ impl Recorder {
         stats.bytes_out = self.bytes_out;
         stats.connections_open = self.connections_open;
         stats.connections_total = self.connections_total;
+        stats.connections_refused = self.connections_refused;
+        stats.requests_too_slow = self.requests_too_slow;
+        stats.object_read_errors = self.object_read_errors;
     }
 }
 
@@ -361,6 +388,24 @@ const SHARD_SERIES: &[(&str, &str, &str, Getter)] = &[
         "counter",
         "S3 connections accepted",
         |s| s.connections_total as f64,
+    ),
+    (
+        "granary_connections_refused_total",
+        "counter",
+        "Connections closed at once: the node served --max-connections already",
+        |s| s.connections_refused as f64,
+    ),
+    (
+        "granary_requests_too_slow_total",
+        "counter",
+        "Requests ended because their body came slower than --min-body-rate",
+        |s| s.requests_too_slow as f64,
+    ),
+    (
+        "granary_object_read_errors_total",
+        "counter",
+        "Object reads that found a block missing or corrupt",
+        |s| s.object_read_errors as f64,
     ),
     (
         "granary_requests_in_flight",

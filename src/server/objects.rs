@@ -23,7 +23,11 @@ use crate::storage::BlockBuf;
 
 /// Blocks of one upload being written at once (per request): enough to keep both the
 /// hashing and the owning shards busy, small enough to bound memory (this many blocks).
-const BLOCK_WRITES_IN_FLIGHT_MAX: usize = 4;
+const BLOCK_WRITES_IN_FLIGHT_MAX: usize = crate::constants::UPLOAD_BLOCKS_BUFFERED as usize - 1;
+/// How long an upload waits for room under `--max-buffered-bytes` before SlowDown: short,
+/// so that uploads waiting behind stalled ones (until `--min-body-rate` ends those) do not
+/// pile up; clients retry a SlowDown with backoff.
+const UPLOAD_MEMORY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Largest piece of a block read and sent at once on GET (a default block: one read of
 /// the record, header included); the first is smaller so the first byte leaves early.
 /// Pieces of 256 KiB each read the record header again, or read from the block's start:
@@ -227,17 +231,20 @@ pub async fn ingest(
     };
     // The body's first bytes go to a vector: they may be an inline object.
     let mut buffer: Vec<u8> = Vec::with_capacity(inline_threshold.max(BLOCK_SINK_FROM));
+    // This upload's share of `--max-buffered-bytes`, once its body needs blocks, held until
+    // its last block is written.
+    let mut room = None;
     let read = read_body(
         shard,
         body,
-        &mut hashers,
-        &mut writer,
-        &mut buffer,
+        (&mut hashers, &mut writer),
+        (&mut buffer, &mut room),
         inline_ok,
     )
     .await;
     // Even on error, wait for the writes already sent, so that their blocks can be released.
     let finished = writer.finish().await;
+    drop(room);
     let result = read.and_then(|total| finished.map(|()| total));
     let (md5, blocks) = (writer.md5, writer.blocks);
     let finish = || -> Result<Ingested, S3Error> {
@@ -308,9 +315,8 @@ pub async fn ingest(
 async fn read_body(
     shard: &Rc<Shard>,
     body: &mut Body<'_>,
-    hashers: &mut Hashers,
-    writer: &mut BlockWriter,
-    buffer: &mut Vec<u8>,
+    (hashers, writer): (&mut Hashers, &mut BlockWriter),
+    (buffer, room): (&mut Vec<u8>, &mut Option<glommio::sync::StaticPermit>),
     inline_ok: bool,
 ) -> Result<u64, S3Error> {
     let block_size = shard.config.block_size as usize;
@@ -344,6 +350,7 @@ async fn read_body(
         }
         let ended = n == 0;
         if sink.is_none() && !ended && buffer.len() >= BLOCK_SINK_FROM.min(block_size) {
+            *room = Some(reserve_upload_memory(shard, body).await?);
             let mut s = BlockSink::new(block_size);
             s.extend_from_slice(buffer);
             *buffer = Vec::new();
@@ -373,8 +380,36 @@ async fn read_body(
     }
 }
 
+/// Takes room for an upload's blocks in memory out of the shard's share of
+/// `--max-buffered-bytes`: as many bytes as its blocks in flight can hold, or its length
+/// when that is less. Waits for room while other uploads hold it, at most
+/// `UPLOAD_MEMORY_WAIT`; then SlowDown (503), as S3 answers a client to back off.
+async fn reserve_upload_memory(
+    shard: &Rc<Shard>,
+    body: &Body<'_>,
+) -> Result<glommio::sync::StaticPermit, S3Error> {
+    let most = crate::constants::UPLOAD_BLOCKS_BUFFERED * shard.config.block_size;
+    let bytes = body.length_hint().map_or(most, |n| n.clamp(1, most));
+    let budget = Rc::clone(&shard.upload_memory);
+    let wait = glommio::timer::timeout(UPLOAD_MEMORY_WAIT, async move {
+        Ok(budget.acquire_static_permit(bytes).await)
+    });
+    match wait.await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(S3Error::SlowDown),
+        Err(_) => {
+            tracing::warn!(
+                shard = shard.id,
+                bytes,
+                "no room for an upload's blocks within --max-buffered-bytes: SlowDown"
+            );
+            Err(S3Error::SlowDown)
+        }
+    }
+}
+
 /// Drops one reference to each block (the object or part that held them is gone).
-pub async fn release_blocks(shard: &Rc<Shard>, blocks: &[BlockRef]) {
+pub async fn release_blocks(shard: &Shard, blocks: &[BlockRef]) {
     for block in blocks {
         let released = shard
             .call(ShardRequest::DecrefBlock { hash: block.hash })
@@ -386,7 +421,7 @@ pub async fn release_blocks(shard: &Rc<Shard>, blocks: &[BlockRef]) {
     }
 }
 
-pub async fn release_data(shard: &Rc<Shard>, data: &ObjectData) {
+pub async fn release_data(shard: &Shard, data: &ObjectData) {
     if let ObjectData::Blocks(blocks) = data {
         release_blocks(shard, blocks).await;
     }
@@ -704,6 +739,24 @@ pub async fn get_object(
                 .push(("x-amz-checksum-type".into(), kind.into()));
         }
     }
+    override_headers(head, &mut response);
+    response.body = if head.method == "HEAD" {
+        ResponseBody::HeadOnly {
+            content_length: range.1 - range.0,
+        }
+    } else {
+        ResponseBody::Object(ObjectBody {
+            data: row.data,
+            start: range.0,
+            end: range.1,
+            first: None,
+        })
+    };
+    Ok(response)
+}
+
+/// The `response-*` query parameters of a GET replace the stored headers they name.
+fn override_headers(head: &RequestHead, response: &mut Response) {
     for (param, header) in [
         ("response-content-type", "content-type"),
         ("response-content-language", "content-language"),
@@ -719,18 +772,6 @@ pub async fn get_object(
             response.headers.push((header.into(), value.into()));
         }
     }
-    response.body = if head.method == "HEAD" {
-        ResponseBody::HeadOnly {
-            content_length: range.1 - range.0,
-        }
-    } else {
-        ResponseBody::Object(ObjectBody {
-            data: row.data,
-            start: range.0,
-            end: range.1,
-        })
-    };
-    Ok(response)
 }
 
 /// The byte range of part `number` of an object.
@@ -757,6 +798,8 @@ pub struct ObjectBody {
     pub data: ObjectData,
     pub start: u64,
     pub end: u64,
+    /// The first piece, read before the response head is sent (`ObjectBody::prefetch`).
+    pub first: Option<Vec<u8>>,
 }
 
 impl ObjectBody {
@@ -795,6 +838,37 @@ impl ObjectBody {
         pieces
     }
 
+    /// Reads the first piece of a block-stored body, before the response head is sent: a
+    /// missing or corrupt first block is then answered with an error status, not with a
+    /// 200 whose body stops short. (A block missing further on can only cut the body:
+    /// the head is gone by then.) The error is logged and counted.
+    pub async fn prefetch(&mut self, shard: &Rc<Shard>) -> Result<(), S3Error> {
+        let ObjectData::Blocks(blocks) = &self.data else {
+            return Ok(());
+        };
+        let Some((hash, offset, len)) = self.pieces(blocks).into_iter().next() else {
+            return Ok(());
+        };
+        let read = shard
+            .call(ShardRequest::ReadBlock { hash, offset, len })
+            .await
+            .block();
+        match read {
+            Ok(data) => {
+                self.first = Some(data);
+                Ok(())
+            }
+            Err(e) => {
+                shard.metrics.borrow_mut().object_read_failed();
+                tracing::error!(block = %hash.to_hex(), "object data unreadable: {e:?}");
+                Err(S3Error::InternalError(format!(
+                    "the object's data is unreadable (block {}): {e:?}",
+                    hash.to_hex()
+                )))
+            }
+        }
+    }
+
     /// Streams the bytes: each piece is read from the shard that owns its block while the
     /// previous one is being written, so the disk and the socket work at once.
     pub async fn stream_to(self, shard: &Rc<Shard>, io: &mut ConnIo) -> io::Result<()> {
@@ -809,25 +883,51 @@ impl ObjectBody {
         let fetch = |(hash, offset, len): (BlockHash, u32, u32)| {
             let shard = Rc::clone(shard);
             glommio::spawn_local(async move {
-                shard
+                let read = shard
                     .call(ShardRequest::ReadBlock { hash, offset, len })
                     .await
-                    .block()
+                    .block();
+                if let Err(e) = &read {
+                    shard.metrics.borrow_mut().object_read_failed();
+                    tracing::error!(
+                        block = %hash.to_hex(),
+                        "object data unreadable in the middle of a response: {e:?}"
+                    );
+                }
+                read
             })
             .detach()
         };
         let mut pieces = self.pieces(blocks).into_iter();
-        let mut next = pieces.next().map(fetch);
-        while let Some(current) = next.take() {
-            next = pieces.next().map(fetch);
-            let data = current
-                .await
-                .expect("block reads are not cancelled")
-                .map_err(|e| io::Error::other(format!("{e:?}")))?;
-            io.write_all(&data).await?;
+        if let Some(first) = self.first {
+            pieces.next();
+            let next = pieces.next().map(fetch);
+            io.write_all(&first).await?;
+            return stream_pieces(io, pieces, next, fetch).await;
         }
-        Ok(())
+        let next = pieces.next().map(fetch);
+        stream_pieces(io, pieces, next, fetch).await
     }
+}
+
+type PieceRead = glommio::task::JoinHandle<Result<Vec<u8>, super::shard_api::ShardError>>;
+
+/// Writes the pieces in order, each fetched while the one before is written.
+async fn stream_pieces(
+    io: &mut ConnIo,
+    mut pieces: impl Iterator<Item = (BlockHash, u32, u32)>,
+    mut next: Option<PieceRead>,
+    fetch: impl Fn((BlockHash, u32, u32)) -> PieceRead,
+) -> io::Result<()> {
+    while let Some(current) = next.take() {
+        next = pieces.next().map(&fetch);
+        let data = current
+            .await
+            .expect("block reads are not cancelled")
+            .map_err(|e| io::Error::other(format!("{e:?}")))?;
+        io.write_all(&data).await?;
+    }
+    Ok(())
 }
 
 pub async fn delete_object(
