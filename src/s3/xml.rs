@@ -16,7 +16,15 @@
 //!
 //! Parsers accept any namespace (or none), any prefix, whitespace between elements, and
 //! elements in any order; they refuse malformed XML, a DOCTYPE, and nesting deeper than
-//! `XML_DEPTH_MAX`. The caller bounds the body size before calling them.
+//! `XML_DEPTH_MAX`.
+//!
+//! Cost: parsing is linear in the body and bounded whatever the body holds. A document is
+//! at most `XML_BODY_BYTES_MAX` bytes, with at most `XML_ELEMENTS_MAX` elements and
+//! `XML_ATTRIBUTES_PER_ELEMENT_MAX` attributes on each (quick-xml's own duplicate-attribute
+//! check is quadratic in the attribute count: it is turned off, and the few attributes
+//! allowed are compared here); the text kept is never longer than the body. The
+//! operation parsers that follow do constant work per element, or check their counts
+//! before any work that grows faster.
 
 pub mod acl;
 pub mod attributes;
@@ -32,6 +40,15 @@ pub const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 const PROLOG: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
 /// Deepest element nesting accepted by the parsers.
 pub const XML_DEPTH_MAX: usize = 16;
+/// Largest XML request body read and parsed (S3's own documents stay far below it).
+pub const XML_BODY_BYTES_MAX: usize = 2 << 20;
+/// Most elements in one document. The largest S3 request document, a
+/// CompleteMultipartUpload of 10,000 parts (each with its number, ETag and a checksum or
+/// two), has about 50,000.
+pub const XML_ELEMENTS_MAX: usize = 100_000;
+/// Most attributes on one element. S3 documents carry namespace declarations and
+/// `xsi:type`, two or three at most.
+pub const XML_ATTRIBUTES_PER_ELEMENT_MAX: usize = 16;
 
 /// Why a request body was refused. All of these are S3's `MalformedXML` (400), except
 /// what the caller checks further (e.g. part order, `InvalidPart`).
@@ -53,6 +70,8 @@ pub enum XmlError {
     },
     #[error("XML nested deeper than the limit")]
     TooDeep,
+    #[error("XML document larger than the limit (bytes, elements or attributes)")]
+    TooLarge,
 }
 
 // ------------------------------------------------------------------------- writing
@@ -691,7 +710,8 @@ fn attach(stack: &mut [Node], root: &mut Option<Node>, node: Node) -> Result<(),
     Ok(())
 }
 
-/// Checks a start tag (depth, single root, attribute syntax) and makes its node.
+/// Checks a start tag (depth, single root, attribute count and syntax, no duplicate
+/// attribute) and makes its node.
 fn open_node(
     e: &quick_xml::events::BytesStart,
     stack: &[Node],
@@ -703,8 +723,20 @@ fn open_node(
     if stack.len() >= XML_DEPTH_MAX {
         return Err(XmlError::TooDeep);
     }
-    for a in e.attributes() {
-        a.map_err(malformed)?;
+    let mut attributes = e.attributes();
+    // quick-xml's duplicate check compares each attribute with all before it: quadratic.
+    attributes.with_checks(false);
+    let mut names: Vec<&[u8]> = Vec::new();
+    for a in attributes {
+        let a = a.map_err(malformed)?;
+        if names.len() == XML_ATTRIBUTES_PER_ELEMENT_MAX {
+            return Err(XmlError::TooLarge);
+        }
+        let name = a.key.into_inner();
+        if names.contains(&name) {
+            return Err(XmlError::Malformed("duplicate attribute".into()));
+        }
+        names.push(name);
     }
     Ok(Node {
         name: local_name(e.local_name().as_ref())?,
@@ -714,11 +746,22 @@ fn open_node(
 
 /// Parses a whole document into its root element.
 pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Node, XmlError> {
+    if bytes.len() > XML_BODY_BYTES_MAX {
+        return Err(XmlError::TooLarge);
+    }
     let mut reader = Reader::from_reader(bytes);
     let mut stack: Vec<Node> = Vec::new();
     let mut root: Option<Node> = None;
+    let mut elements = 0usize;
     loop {
-        match reader.read_event().map_err(malformed)? {
+        let event = reader.read_event().map_err(malformed)?;
+        if matches!(event, Event::Start(_) | Event::Empty(_)) {
+            elements += 1;
+            if elements > XML_ELEMENTS_MAX {
+                return Err(XmlError::TooLarge);
+            }
+        }
+        match event {
             Event::Start(e) => {
                 let node = open_node(&e, &stack, &root)?;
                 stack.push(node);
@@ -1352,6 +1395,38 @@ mod tests {
         assert!(parse_delete(b"<Delete>\xff</Delete>").is_err());
         let deep = format!("{}{}", "<a>".repeat(100), "</a>".repeat(100));
         assert_eq!(parse_tree(deep.as_bytes()), Err(XmlError::TooDeep));
+    }
+
+    /// Issue 25: four DeleteObjects bodies of one element with 150,000 attributes froze a
+    /// node for minutes (quick-xml's duplicate check is quadratic). They are refused at
+    /// the 17th attribute now; documents just inside every limit still parse.
+    #[test]
+    fn hostile_documents_are_refused_by_their_limits() {
+        let mut many = String::from("<Delete");
+        for i in 0..150_000 {
+            many.push_str(&format!(" a{i}=\"v\""));
+        }
+        many.push_str("></Delete>");
+        assert_eq!(parse_delete(many.as_bytes()), Err(XmlError::TooLarge));
+        let attrs = |n: usize| {
+            let a: String = (0..n).map(|i| format!(" a{i}=\"v\"")).collect();
+            format!("<Delete{a}><Object><Key>k</Key></Object></Delete>")
+        };
+        assert!(parse_delete(attrs(XML_ATTRIBUTES_PER_ELEMENT_MAX).as_bytes()).is_ok());
+        assert_eq!(
+            parse_delete(attrs(XML_ATTRIBUTES_PER_ELEMENT_MAX + 1).as_bytes()),
+            Err(XmlError::TooLarge)
+        );
+        let elements = |n: usize| format!("<Delete>{}</Delete>", "<x/>".repeat(n - 1));
+        assert!(parse_tree(elements(XML_ELEMENTS_MAX).as_bytes()).is_ok());
+        assert_eq!(
+            parse_tree(elements(XML_ELEMENTS_MAX + 1).as_bytes()),
+            Err(XmlError::TooLarge)
+        );
+        let big = format!("<Delete>{}</Delete>", " ".repeat(XML_BODY_BYTES_MAX));
+        assert_eq!(parse_tree(big.as_bytes()), Err(XmlError::TooLarge));
+        // Duplicates are still refused, namespaced or not.
+        assert!(parse_tree(b"<D xmlns:a=\"u\" a:b=\"1\" a:b=\"2\"/>").is_err());
     }
 
     proptest! {

@@ -226,7 +226,7 @@ pub async fn read_small_body(
     caller: &Caller,
 ) -> Result<Vec<u8>, S3Error> {
     prepare_body(body, head, caller);
-    let bytes = body.read_to_end(2 << 20).await?;
+    let bytes = body.read_to_end(xml::XML_BODY_BYTES_MAX).await?;
     if let PayloadMode::Sha256(expected) = caller.payload() {
         let actual: [u8; 32] = sha2::Sha256::digest(&bytes).into();
         if &actual != expected {

@@ -1,0 +1,110 @@
+"""Issue 25, found by outside testing: hostile or unusual requests that real clients (or a
+hand-made request, where no client can send the case) must get S3's answer to, without
+stalling the node, leaking bucket names or losing the connection.
+
+Each test tells the bug it covers; each failed on the binary before the fix."""
+
+import base64
+import gzip
+import hashlib
+import hmac
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import xml.etree.ElementTree as ET
+
+import boto3
+import pytest
+import requests
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from conftest import GranaryServer, granary_binary_path
+from helpers import MiB, REGION, error_code, error_code_from_xml, unique
+from web_helpers import web
+
+GiB = 1024 * MiB
+
+
+def signed(server, method, path, body=b"", headers=None, region=REGION):
+    """A SigV4-signed request as botocore signs it (payload hash included), for cases
+    boto3 cannot be made to send. `path` may carry a query string."""
+    req = AWSRequest(method=method, url=f"{server.endpoint}{path}", data=body,
+                     headers=dict(headers or {}))
+    S3SigV4Auth(Credentials(server.access_key, server.secret_key), "s3", region).add_auth(req)
+    return req
+
+
+def send(server, method, path, body=b"", headers=None, region=REGION, timeout=60):
+    req = signed(server, method, path, body, headers, region)
+    return requests.request(method, req.url, data=body, headers=dict(req.headers),
+                            timeout=timeout)
+
+
+def error_message(body):
+    return ET.fromstring(body).findtext("Message")
+
+
+def assert_s3_error(response, status, code):
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert error_code_from_xml(response.content) == code, response.content[:500]
+
+
+def raw_head(server, method, path, headers):
+    """A signed request head (no body), as bytes for a raw socket."""
+    req = signed(server, method, path, headers=headers)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{server.s3_port}"]
+    lines += [f"{k}: {v}" for k, v in req.headers.items() if k.lower() != "host"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_response(sock):
+    """Status, lowercase headers and body of one response (by Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a response: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    while len(body) < int(headers.get("content-length", 0)):
+        chunk = sock.recv(65536)
+        assert chunk, "closed in the middle of the body"
+        body += chunk
+    return int(lines[0].split()[1]), headers, body
+
+
+# ------------------------------------------------------------------------------- XML
+
+
+def test_xml_with_many_attributes_is_refused_without_stalling_the_node(server, s3, bucket):
+    """B: quick-xml's duplicate-attribute check is quadratic; four DeleteObjects bodies of
+    one element with 150,000 attributes froze the node for minutes. Sent on four
+    connections (both shards), they must be refused as MalformedXML while a good client's
+    GET still answers."""
+    s3.put_object(Bucket=bucket, Key="probe", Body=b"still here")
+    attributes = "".join(f' a{i}="v"' for i in range(150_000))
+    body = f"<Delete{attributes}><Object><Key>x</Key></Object></Delete>".encode()
+    assert 1.5 * MiB < len(body) < 2 * MiB
+    answers = []
+
+    def hostile():
+        answers.append(send(server, "POST", f"/{bucket}?delete", body, timeout=300))
+
+    threads = [threading.Thread(target=hostile) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    good = server.client(retries=0, connect_timeout=5, read_timeout=20)
+    assert good.get_object(Bucket=bucket, Key="probe")["Body"].read() == b"still here"
+    for t in threads:
+        t.join(300)
+    assert len(answers) == 4
+    for r in answers:
+        assert_s3_error(r, 400, "MalformedXML")
