@@ -744,6 +744,15 @@ fn open_node(
     })
 }
 
+/// NUL is no XML 1.0 character, not even as `&#x0;` (quick-xml lets it through): refused,
+/// so that no NUL reaches a key or an answer that echoes one.
+fn refuse_nul(text: &str) -> Result<(), XmlError> {
+    if text.contains('\0') {
+        return Err(XmlError::Malformed("NUL is not an XML character".into()));
+    }
+    Ok(())
+}
+
 /// Parses a whole document into its root element.
 pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Node, XmlError> {
     if bytes.len() > XML_BODY_BYTES_MAX {
@@ -778,6 +787,7 @@ pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Node, XmlError> {
             }
             Event::Text(t) => {
                 let text = t.unescape().map_err(malformed)?;
+                refuse_nul(&text)?;
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(&text),
                     None if text.trim().is_empty() => {}
@@ -786,6 +796,7 @@ pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Node, XmlError> {
             }
             Event::CData(c) => {
                 let text = std::str::from_utf8(&c).map_err(malformed)?;
+                refuse_nul(text)?;
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(text),
                     None => return Err(XmlError::Malformed("CDATA outside the root".into())),
@@ -878,10 +889,18 @@ pub struct DeleteRequest {
     pub objects: Vec<ObjectToDelete>,
 }
 
-/// Parses a Delete (DeleteObjects) body.
+/// Most keys in one DeleteObjects request, as on S3.
+pub const DELETE_OBJECTS_MAX: usize = 1000;
+
+/// Parses a Delete (DeleteObjects) body: 1 to `DELETE_OBJECTS_MAX` objects, as S3 wants.
 pub fn parse_delete(bytes: &[u8]) -> Result<DeleteRequest, XmlError> {
     let root = parse_tree(bytes)?;
     expect_root(&root, "Delete")?;
+    match root.children_named("Object").count() {
+        0 => return Err(XmlError::MissingElement("Object")),
+        n if n > DELETE_OBJECTS_MAX => return Err(XmlError::TooLarge),
+        _ => {}
+    }
     let quiet = match root.child("Quiet") {
         None => false,
         Some(q) => match q.text.trim() {
@@ -1339,12 +1358,45 @@ mod tests {
             Err(XmlError::MissingElement("Key"))
         );
         assert!(matches!(
-            parse_delete(b"<Delete><Quiet>yes</Quiet></Delete>"),
+            parse_delete(b"<Delete><Object><Key>k</Key></Object><Quiet>yes</Quiet></Delete>"),
             Err(XmlError::InvalidValue {
                 element: "Quiet",
                 ..
             })
         ));
+        // Issue 25: S3 wants 1 to 1000 objects; a NUL (even as a reference) is no XML.
+        for empty in [
+            "<Delete></Delete>",
+            "<Delete/>",
+            "<Delete><Quiet>true</Quiet></Delete>",
+        ] {
+            assert_eq!(
+                parse_delete(empty.as_bytes()),
+                Err(XmlError::MissingElement("Object"))
+            );
+        }
+        let objects = |n: usize| {
+            let o = "<Object><Key>k</Key></Object>".repeat(n);
+            format!("<Delete>{o}</Delete>")
+        };
+        assert_eq!(
+            parse_delete(objects(1000).as_bytes())
+                .unwrap()
+                .objects
+                .len(),
+            1000
+        );
+        assert_eq!(
+            parse_delete(objects(1001).as_bytes()),
+            Err(XmlError::TooLarge)
+        );
+        for nul in ["a&#x0;b", "a&#0;b", "a\0b", "<![CDATA[a\0b]]>"] {
+            let body = format!("<Delete><Object><Key>{nul}</Key></Object></Delete>");
+            assert!(
+                matches!(parse_delete(body.as_bytes()), Err(XmlError::Malformed(_))),
+                "{nul:?}"
+            );
+        }
     }
 
     #[test]
@@ -1441,7 +1493,7 @@ mod tests {
         }
 
         #[test]
-        fn delete_body_round_trips(keys in prop::collection::vec("\\PC{0,30}", 0..5), quiet in any::<bool>()) {
+        fn delete_body_round_trips(keys in prop::collection::vec("\\PC{0,30}", 1..5), quiet in any::<bool>()) {
             let mut body = format!("<Delete xmlns=\"{S3_XMLNS}\">");
             for k in &keys {
                 body.push_str("<Object><Key>");

@@ -853,13 +853,16 @@ pub async fn delete_objects(
     bucket: &BucketRow,
     body: &[u8],
 ) -> Result<Response, S3Error> {
+    // 1 to 1000 objects, no NUL in any key (`xml::parse_delete`).
     let request = xml::parse_delete(body)?;
-    if request.objects.len() > 1000 {
-        return Err(S3Error::MalformedXML);
-    }
     let mut outcomes = Vec::new();
     for object in request.objects {
-        match delete_object(shard, bucket, &object.key).await {
+        let deleted = if object.key.len() > crate::constants::OBJECT_KEY_BYTES_MAX {
+            Err(S3Error::KeyTooLongError)
+        } else {
+            delete_object(shard, bucket, &object.key).await
+        };
+        match deleted {
             Ok(_) if request.quiet => {}
             Ok(_) => outcomes.push(xml::DeleteOutcome::Deleted {
                 key: object.key,

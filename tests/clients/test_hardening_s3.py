@@ -108,3 +108,30 @@ def test_xml_with_many_attributes_is_refused_without_stalling_the_node(server, s
     assert len(answers) == 4
     for r in answers:
         assert_s3_error(r, 400, "MalformedXML")
+
+
+def test_delete_objects_limits(server, s3, bucket):
+    """12: `<Delete></Delete>` was accepted, a key over 1,024 bytes was reported deleted,
+    and a NUL key was echoed as `&#x0;`, which is no XML 1.0. S3 caps a request at 1,000
+    keys."""
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"k")
+    for empty in [b"<Delete></Delete>", b"<Delete><Quiet>true</Quiet></Delete>"]:
+        assert_s3_error(send(server, "POST", f"/{bucket}?delete", empty), 400, "MalformedXML")
+
+    long_key = "k" * 1025
+    out = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": long_key},
+                                                               {"Key": "keep"}]})
+    assert [d["Key"] for d in out.get("Deleted", [])] == ["keep"]
+    assert [(e["Key"], e["Code"]) for e in out["Errors"]] == [(long_key, "KeyTooLongError")]
+
+    nul = b"<Delete><Object><Key>a&#x0;b</Key></Object></Delete>"
+    r = send(server, "POST", f"/{bucket}?delete", nul)
+    assert_s3_error(r, 400, "MalformedXML")
+    assert b"&#x0;" not in r.content and b"\x00" not in r.content
+
+    keys = [{"Key": f"k{i}"} for i in range(1001)]
+    with pytest.raises(ClientError) as e:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    assert error_code(e) == "MalformedXML"
+    assert len(s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[:1000]})["Deleted"]) \
+        == 1000
