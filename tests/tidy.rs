@@ -20,7 +20,7 @@ const LONG_FUNCTIONS: &[(&str, &str, usize)] = &[
     ("src/server/conn.rs", "read_aws", 119),
     ("src/server/mod.rs", "handle", 116),
     ("src/server/multipart.rs", "complete", 118),
-    ("src/server/objects.rs", "ingest", 153),
+    ("src/server/objects.rs", "ingest", 104),
     ("src/server/objects.rs", "get_object", 122),
     ("src/storage/store.rs", "open", 237),
     ("src/storage/store.rs", "data_loop", 111),

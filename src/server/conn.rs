@@ -579,6 +579,12 @@ impl<'c> Body<'c> {
 
     /// Reads and discards what is left of the body, up to a bound. True if it all went.
     async fn drain(&mut self) -> bool {
+        // A body declared larger than the bound is not waited for.
+        if let Framing::Length { remaining } = self.framing {
+            if remaining > DRAIN_BYTES_MAX {
+                return false;
+            }
+        }
         let mut sink = Vec::new();
         let mut drained = 0u64;
         while drained <= DRAIN_BYTES_MAX {

@@ -135,3 +135,23 @@ def test_delete_objects_limits(server, s3, bucket):
     assert error_code(e) == "MalformedXML"
     assert len(s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[:1000]})["Deleted"]) \
         == 1000
+
+
+# ------------------------------------------------------------------- bodies and heads
+
+
+@pytest.mark.parametrize("upload_part", [False, True], ids=["put-object", "upload-part"])
+def test_content_length_over_5_gib_is_refused_before_the_body(server, s3, bucket, upload_part):
+    """10: a Content-Length over 5 GiB (S3's single PUT and part limit) was not refused up
+    front: the server waited for a body it would refuse. S3 answers EntityTooLarge at once
+    and closes. Only the head is sent here."""
+    path = f"/{bucket}/huge"
+    if upload_part:
+        upload = s3.create_multipart_upload(Bucket=bucket, Key="huge")["UploadId"]
+        path += f"?partNumber=1&uploadId={urllib.parse.quote(upload)}"
+    head = raw_head(server, "PUT", path, {"Content-Length": str(5 * GiB + 1)})
+    with socket.create_connection(("127.0.0.1", server.s3_port), timeout=10) as sock:
+        sock.sendall(head)
+        status, headers, body = read_response(sock)
+    assert (status, error_code_from_xml(body)) == (400, "EntityTooLarge"), body
+    assert headers.get("connection") == "close"
