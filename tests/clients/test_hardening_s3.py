@@ -110,6 +110,21 @@ def test_xml_with_many_attributes_is_refused_without_stalling_the_node(server, s
         assert_s3_error(r, 400, "MalformedXML")
 
 
+def test_oversized_xml_body_gets_its_error_not_a_reset(server, bucket):
+    """11: a body over the XML limit (2 MiB) was answered, then the connection closed with
+    the rest of the body unread: the client, still sending, got a TCP reset. Now the error
+    comes at once, the server reads and discards what follows (within bounds) and closes
+    cleanly: the whole body goes out, the answer is read, then end of stream."""
+    body = b"<Delete>" + b" " * (16 * MiB) + b"</Delete>"
+    head = raw_head(server, "POST", f"/{bucket}?delete", {"Content-Length": str(len(body))})
+    with socket.create_connection(("127.0.0.1", server.s3_port), timeout=30) as sock:
+        sock.sendall(head + body)
+        status, headers, answer = read_response(sock)
+        assert (status, error_code_from_xml(answer)) == (400, "MaxMessageLengthExceeded")
+        assert headers.get("connection") == "close"
+        assert sock.recv(1) == b""
+
+
 def test_delete_objects_limits(server, s3, bucket):
     """12: `<Delete></Delete>` was accepted, a key over 1,024 bytes was reported deleted,
     and a NUL key was echoed as `&#x0;`, which is no XML 1.0. S3 caps a request at 1,000
