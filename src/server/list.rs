@@ -77,6 +77,10 @@ pub async fn collect(
         truncated: false,
         last: None,
     };
+    // S3 answers `max-keys=0` with an empty page that is not truncated.
+    if max_keys == 0 {
+        return Ok(listing);
+    }
     let mut cursor = start_after.to_string();
     // A marker inside a common prefix continues after that prefix.
     if let Some(d) = delimiter.filter(|d| !d.is_empty()) {

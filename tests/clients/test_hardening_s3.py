@@ -152,6 +152,19 @@ def test_delete_objects_limits(server, s3, bucket):
         == 1000
 
 
+# --------------------------------------------------------------------------- listing
+
+
+def test_max_keys_zero_is_an_empty_page_not_truncated(s3, bucket):
+    """3: `max-keys=0` answered IsTruncated=true; S3 answers an empty, complete page."""
+    for k in ["a", "b"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    v2 = s3.list_objects_v2(Bucket=bucket, MaxKeys=0)
+    assert (v2["IsTruncated"], v2["KeyCount"], v2.get("Contents")) == (False, 0, None)
+    v1 = s3.list_objects(Bucket=bucket, MaxKeys=0)
+    assert (v1["IsTruncated"], v1.get("Contents")) == (False, None)
+
+
 # ------------------------------------------------------------------- bodies and heads
 
 
