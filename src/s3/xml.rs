@@ -225,8 +225,14 @@ pub struct BucketEntry {
     pub creation_ms: u64,
 }
 
-/// `<ListAllMyBucketsResult>` (ListBuckets).
-pub fn list_buckets_xml(owner: &Owner, buckets: &[BucketEntry]) -> String {
+/// `<ListAllMyBucketsResult>` (ListBuckets). `continuation_token`: where the next page
+/// starts, when this one is truncated; `prefix`: the request's, echoed.
+pub fn list_buckets_xml(
+    owner: &Owner,
+    buckets: &[BucketEntry],
+    continuation_token: Option<&str>,
+    prefix: Option<&str>,
+) -> String {
     let root = "ListAllMyBucketsResult";
     let mut d = Doc::new(root);
     d.owner("Owner", owner);
@@ -238,6 +244,8 @@ pub fn list_buckets_xml(owner: &Owner, buckets: &[BucketEntry]) -> String {
         d.close("Bucket");
     }
     d.close("Buckets");
+    d.opt("ContinuationToken", continuation_token);
+    d.opt("Prefix", prefix);
     d.finish(root)
 }
 
@@ -1011,12 +1019,19 @@ mod tests {
                 name: "wire".into(),
                 creation_ms: T,
             }],
+            None,
+            None,
         );
         assert_eq!(
             unwrap_root(&x, "ListAllMyBucketsResult"),
             "<Owner><ID>GKowner</ID><DisplayName>owner</DisplayName></Owner><Buckets><Bucket>\
              <Name>wire</Name><CreationDate>2026-11-25T15:35:43.000Z</CreationDate></Bucket></Buckets>"
         );
+        let x = list_buckets_xml(&owner(), &[], Some("dG9r"), Some("a&b"));
+        assert!(x.ends_with(
+            "</Buckets><ContinuationToken>dG9r</ContinuationToken><Prefix>a&amp;b</Prefix>\
+             </ListAllMyBucketsResult>"
+        ));
     }
 
     fn entry(key: &str, owner: Option<Owner>) -> ObjectEntry {

@@ -269,7 +269,7 @@ pub async fn handle(
     let method = head.method.as_str();
     let Some(bucket) = bucket else {
         return match method {
-            "GET" => list_buckets(shard, &caller),
+            "GET" => list::list_buckets(shard, head, &caller),
             _ => Err(S3Error::MethodNotAllowed),
         };
     };
@@ -481,27 +481,6 @@ async fn object_op(
         }
         _ => Err(S3Error::MethodNotAllowed),
     }
-}
-
-fn list_buckets(shard: &Shard, caller: &Caller) -> Result<Response, S3Error> {
-    let global = shard.global.borrow();
-    let buckets: Vec<xml::BucketEntry> = global
-        .buckets()
-        .filter(|b| {
-            b.grants
-                .iter()
-                .any(|(id, p)| *id == caller.key.access_key_id && (p.read || p.owner))
-        })
-        .map(|b| xml::BucketEntry {
-            name: b.name.clone(),
-            creation_ms: b.created_ms,
-        })
-        .collect();
-    let owner = xml::Owner {
-        id: caller.key.access_key_id.clone(),
-        display_name: caller.key.name.clone(),
-    };
-    Ok(Response::xml(200, xml::list_buckets_xml(&owner, &buckets)))
 }
 
 /// S3's bucket naming rules (the DNS-compatible ones).

@@ -165,6 +165,37 @@ def test_max_keys_zero_is_an_empty_page_not_truncated(s3, bucket):
     assert (v1["IsTruncated"], v1.get("Contents")) == (False, None)
 
 
+def test_list_buckets_pages_with_max_buckets_prefix_and_continuation(server, s3):
+    """4: ListBuckets ignored `max-buckets`, `continuation-token` and `prefix`, which
+    current SDKs send (S3 pages bucket lists since 2024)."""
+    prefix = unique("lb")
+    names = [f"{prefix}-{i}" for i in range(3)]
+    for n in names:
+        s3.create_bucket(Bucket=n)
+    try:
+        first = s3.list_buckets(Prefix=prefix, MaxBuckets=2)
+        assert [b["Name"] for b in first["Buckets"]] == names[:2]
+        assert first["Prefix"] == prefix and first["ContinuationToken"]
+        second = s3.list_buckets(Prefix=prefix, MaxBuckets=2,
+                                 ContinuationToken=first["ContinuationToken"])
+        assert [b["Name"] for b in second["Buckets"]] == names[2:]
+        assert "ContinuationToken" not in second
+        pages = s3.get_paginator("list_buckets").paginate(
+            Prefix=prefix, PaginationConfig={"PageSize": 1})
+        assert [b["Name"] for p in pages for b in p["Buckets"]] == names
+        everything = s3.list_buckets()
+        assert set(names) <= {b["Name"] for b in everything["Buckets"]}
+        assert "ContinuationToken" not in everything
+        loose = server.client(parameter_validation=False, retries=0)
+        for bad in [0, 10001]:
+            with pytest.raises(ClientError) as e:
+                loose.list_buckets(MaxBuckets=bad)
+            assert error_code(e) == "InvalidArgument", bad
+    finally:
+        for n in names:
+            s3.delete_bucket(Bucket=n)
+
+
 # ------------------------------------------------------------------- bodies and heads
 
 
