@@ -219,7 +219,7 @@ pub async fn ingest(
     caller: &Caller,
     inline_ok: bool,
 ) -> Result<Ingested, S3Error> {
-    prepare_body(body, head, caller);
+    prepare_body(body, caller);
     let expected_length = declared_length(head, caller)?;
     let content_md5 = head
         .header("content-md5")

@@ -198,12 +198,10 @@ pub fn lookup_bucket(shard: &Shard, name: &str) -> Result<BucketRow, S3Error> {
         .ok_or(S3Error::NoSuchBucket)
 }
 
-/// Sets up the body's decoding for the payload mode the signature declared.
-pub fn prepare_body(body: &mut Body<'_>, head: &RequestHead, caller: &Caller) {
-    let aws_chunked = head.header("content-encoding").is_some_and(|e| {
-        e.split(',')
-            .any(|p| p.trim().eq_ignore_ascii_case("aws-chunked"))
-    });
+/// Sets up the body's decoding for the payload mode the signature declared. The framing
+/// follows `x-amz-content-sha256` alone, as on S3: `Content-Encoding: aws-chunked` on a
+/// payload that is not `STREAMING-…` frames nothing (and is not stored either).
+pub fn prepare_body(body: &mut Body<'_>, caller: &Caller) {
     match caller.payload() {
         PayloadMode::StreamingSigned => {
             body.enable_aws_chunked(Some(sigv4::ChunkVerifier::new(&caller.verified)), false);
@@ -212,9 +210,6 @@ pub fn prepare_body(body: &mut Body<'_>, head: &RequestHead, caller: &Caller) {
             body.enable_aws_chunked(Some(sigv4::ChunkVerifier::new(&caller.verified)), true);
         }
         PayloadMode::StreamingUnsignedTrailer => body.enable_aws_chunked(None, false),
-        PayloadMode::UnsignedPayload | PayloadMode::Sha256(_) if aws_chunked => {
-            body.enable_aws_chunked(None, false);
-        }
         PayloadMode::UnsignedPayload | PayloadMode::Sha256(_) => {}
     }
 }
@@ -225,7 +220,7 @@ pub async fn read_small_body(
     head: &RequestHead,
     caller: &Caller,
 ) -> Result<Vec<u8>, S3Error> {
-    prepare_body(body, head, caller);
+    prepare_body(body, caller);
     let bytes = body.read_to_end(xml::XML_BODY_BYTES_MAX).await?;
     if let PayloadMode::Sha256(expected) = caller.payload() {
         let actual: [u8; 32] = sha2::Sha256::digest(&bytes).into();

@@ -199,6 +199,17 @@ def test_list_buckets_pages_with_max_buckets_prefix_and_continuation(server, s3)
 # ------------------------------------------------------------------- bodies and heads
 
 
+def test_gzip_aws_chunked_content_encoding_on_a_plain_body(s3, bucket):
+    """5: `Content-Encoding: gzip, aws-chunked` on a body that is not streamed (boto3 over
+    HTTP signs the payload hash) was decoded as aws-chunked: 400 IncompleteBody. The
+    framing follows x-amz-content-sha256; aws-chunked is not stored."""
+    data = gzip.compress(b"compressed text " * 200)
+    s3.put_object(Bucket=bucket, Key="gz", Body=data, ContentEncoding="gzip, aws-chunked")
+    got = s3.get_object(Bucket=bucket, Key="gz")
+    assert got["ContentEncoding"] == "gzip"
+    assert got["Body"].read() == data
+
+
 @pytest.mark.parametrize("upload_part", [False, True], ids=["put-object", "upload-part"])
 def test_content_length_over_5_gib_is_refused_before_the_body(server, s3, bucket, upload_part):
     """10: a Content-Length over 5 GiB (S3's single PUT and part limit) was not refused up
