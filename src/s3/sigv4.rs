@@ -558,7 +558,8 @@ fn parse_signed_headers(
 }
 
 /// The request's date for header auth: `x-amz-date`, else a `Date` header (either the
-/// ISO 8601 basic form or an HTTP date, converted).
+/// ISO 8601 basic form or an HTTP date in any form RFC 7231 or RFC 2822 allows,
+/// converted).
 fn header_amz_date(input: &AuthInput) -> Result<String, AuthError> {
     let bad = || {
         AuthError::AccessDenied(
@@ -572,12 +573,8 @@ fn header_amz_date(input: &AuthInput) -> Result<String, AuthError> {
     if parse_amz_date(d).is_some() {
         return Ok(d.to_string());
     }
-    let t = httpdate::parse_http_date(d).map_err(|_| bad())?;
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| bad())?
-        .as_secs();
-    Ok(format_amz_date(i64::try_from(secs).map_err(|_| bad())?))
+    let t = crate::http::parse_http_date(d).ok_or_else(bad)?;
+    Ok(format_amz_date(t))
 }
 
 fn sigv2_refused() -> AuthError {
@@ -1857,6 +1854,18 @@ mod tests {
         // The canonical form joins repeated headers and collapses blanks.
         let ch = canonical_headers(&hs, &["x-amz-meta-a".to_string()]);
         assert_eq!(ch, "x-amz-meta-a:one,two three\n");
+        // Issue 25: botocore signs with an RFC 2822 date in the `-0000` zone.
+        for date in [
+            "Fri, 24 May 2013 00:00:00 -0000",
+            "24 May 2013 02:00:00 +0200",
+        ] {
+            let hs = h(&[
+                ("date", date),
+                ("host", "h"),
+                ("x-amz-content-sha256", EMPTY_SHA256_HEX),
+            ]);
+            assert_eq!(header_amz_date(&input("GET", "/b", "", &hs)).unwrap(), DATE);
+        }
     }
 
     #[test]

@@ -225,3 +225,18 @@ def test_content_length_over_5_gib_is_refused_before_the_body(server, s3, bucket
         status, headers, body = read_response(sock)
     assert (status, error_code_from_xml(body)) == (400, "EntityTooLarge"), body
     assert headers.get("connection") == "close"
+
+
+# ------------------------------------------------------------------------ signatures
+
+
+def test_date_header_in_the_minus_0000_form_is_accepted(server, s3, bucket):
+    """6: botocore, told to sign with `Date` instead of `X-Amz-Date`, sends an RFC 2822
+    date in the `-0000` zone; it was refused as missing."""
+    s3.put_object(Bucket=bucket, Key="dated", Body=b"dated body")
+    req = AWSRequest(method="GET", url=f"{server.endpoint}/{bucket}/dated",
+                     headers={"Date": "replaced by the signer"})
+    S3SigV4Auth(Credentials(server.access_key, server.secret_key), "s3", REGION).add_auth(req)
+    assert req.headers["Date"].endswith(" -0000") and "X-Amz-Date" not in req.headers
+    r = requests.get(req.url, headers=dict(req.headers), timeout=30)
+    assert (r.status_code, r.content) == (200, b"dated body"), r.content
