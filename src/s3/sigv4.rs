@@ -845,8 +845,9 @@ fn check_time_and_headers(
         ));
     }
     if parsed.presigned {
+        // `X-Amz-Expires=0` is a URL that was never valid (S3 answers it expired).
         let expires = parsed.expires.unwrap_or(0);
-        if t.saturating_add(expires) < now_unix_s {
+        if expires == 0 || t.saturating_add(expires) < now_unix_s {
             return Err(AuthError::AccessDenied("Request has expired".into()));
         }
         if t > now_unix_s.saturating_add(MAX_CLOCK_SKEW_S) {
@@ -1434,6 +1435,17 @@ mod tests {
             verify(&inp2, &p, SK, now()).unwrap_err(),
             AuthError::AccessDenied(_)
         ));
+        // Issue 25: `X-Amz-Expires=0` was accepted in the second it was signed.
+        let url = presign_url(&params, "GET", "h", "/test.txt", "", 0);
+        let (_, q0) = url.split_once('?').unwrap();
+        let hs0 = h(&[("host", "h")]);
+        let inp0 = input("GET", "/test.txt", q0, &hs0);
+        let p0 = parse(&inp0).unwrap().unwrap();
+        assert_eq!(p0.expires, Some(0));
+        assert_eq!(
+            verify(&inp0, &p0, SK, now()).unwrap_err(),
+            AuthError::AccessDenied("Request has expired".into())
+        );
     }
 
     // "Transferring Payload in Multiple Chunks": seed and chunk signatures, 64 KiB chunks.

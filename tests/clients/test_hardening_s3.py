@@ -240,3 +240,22 @@ def test_date_header_in_the_minus_0000_form_is_accepted(server, s3, bucket):
     assert req.headers["Date"].endswith(" -0000") and "X-Amz-Date" not in req.headers
     r = requests.get(req.url, headers=dict(req.headers), timeout=30)
     assert (r.status_code, r.content) == (200, b"dated body"), r.content
+
+
+def v4_client(server, region=REGION):
+    return boto3.session.Session().client(
+        "s3", endpoint_url=server.endpoint, region_name=region,
+        aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                      retries={"total_max_attempts": 1}))
+
+
+def test_presigned_url_with_expires_zero_is_expired(server, s3, bucket):
+    """7: `X-Amz-Expires=0` was accepted within the second it was signed."""
+    s3.put_object(Bucket=bucket, Key="e", Body=b"x")
+    url = v4_client(server).generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "e"}, ExpiresIn=0)
+    assert "X-Amz-Expires=0" in url
+    r = requests.get(url, timeout=30)
+    assert_s3_error(r, 403, "AccessDenied")
+    assert error_message(r.content) == "Request has expired"
