@@ -33,7 +33,7 @@
 //! - **Unsigned `x-amz-*` headers** (other than `x-amz-content-sha256`, which enters the
 //!   canonical request anyway) are refused with `AccessDenied`, as AWS does: otherwise
 //!   anyone holding a presigned URL could add e.g. `x-amz-copy-source`.
-//! - The region is not checked here (`check_region` does it for callers that care).
+//! - The region is not checked by `verify`: `check_region` does it (the router calls it).
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -779,19 +779,26 @@ fn parse_query_form(
     })
 }
 
-/// `AuthorizationHeaderMalformed` when the credential's region is not ours, as AWS says.
+/// Refuses a credential scope of another region than the node's, as AWS does:
+/// `AuthorizationHeaderMalformed` for the header form, `AuthorizationQueryParametersError`
+/// for a presigned URL (both 400), the message naming the region expected (clients read it
+/// to find the right region).
 pub fn check_region(parsed: &ParsedAuth, region: &str) -> Result<(), AuthError> {
     if parsed.region == region {
         return Ok(());
     }
-    let msg = format!(
-        "The authorization header is malformed; the region '{}' is wrong; expecting '{region}'",
+    let wrong = format!(
+        "the region '{}' is wrong; expecting '{region}'",
         parsed.region
     );
     Err(if parsed.presigned {
-        AuthError::AuthorizationQueryParametersError(msg)
+        AuthError::AuthorizationQueryParametersError(format!(
+            "Error parsing the X-Amz-Credential parameter; {wrong}"
+        ))
     } else {
-        AuthError::AuthorizationHeaderMalformed(msg)
+        AuthError::AuthorizationHeaderMalformed(format!(
+            "The authorization header is malformed; {wrong}"
+        ))
     })
 }
 
@@ -1445,6 +1452,15 @@ mod tests {
         assert_eq!(
             verify(&inp0, &p0, SK, now()).unwrap_err(),
             AuthError::AccessDenied("Request has expired".into())
+        );
+        // A presigned URL of another region: AWS's code and message for the query form.
+        assert_eq!(
+            check_region(&p0, "eu-west-1").unwrap_err(),
+            AuthError::AuthorizationQueryParametersError(
+                "Error parsing the X-Amz-Credential parameter; the region 'us-east-1' is \
+                 wrong; expecting 'eu-west-1'"
+                    .into()
+            )
         );
     }
 

@@ -100,6 +100,7 @@ fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Option<Caller>, S3E
     let Some(parsed) = sigv4::parse(&input)? else {
         return Ok(None);
     };
+    sigv4::check_region(&parsed, &shard.config.s3_region)?;
     let key = shard
         .global
         .borrow()

@@ -259,3 +259,23 @@ def test_presigned_url_with_expires_zero_is_expired(server, s3, bucket):
     r = requests.get(url, timeout=30)
     assert_s3_error(r, 403, "AccessDenied")
     assert error_message(r.content) == "Request has expired"
+
+
+def test_credential_scope_of_another_region_is_refused(server, s3, bucket):
+    """13: a request signed for eu-west-1 was accepted by a us-east-1 node. AWS answers
+    400 and names the region it expects (AuthorizationHeaderMalformed for the header form,
+    AuthorizationQueryParametersError for a presigned URL)."""
+    s3.put_object(Bucket=bucket, Key="r", Body=b"regional")
+    r = send(server, "GET", f"/{bucket}/r", region="eu-west-1")
+    assert_s3_error(r, 400, "AuthorizationHeaderMalformed")
+    assert "expecting 'us-east-1'" in error_message(r.content)
+    url = v4_client(server, "eu-west-1").generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "r"}, ExpiresIn=60)
+    r = requests.get(url, timeout=30)
+    assert_s3_error(r, 400, "AuthorizationQueryParametersError")
+    assert "expecting 'us-east-1'" in error_message(r.content)
+    # The node's own region still works, for both forms.
+    assert send(server, "GET", f"/{bucket}/r").content == b"regional"
+    url = v4_client(server).generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "r"}, ExpiresIn=60)
+    assert requests.get(url, timeout=30).content == b"regional"
