@@ -279,3 +279,22 @@ def test_credential_scope_of_another_region_is_refused(server, s3, bucket):
     url = v4_client(server).generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": "r"}, ExpiresIn=60)
     assert requests.get(url, timeout=30).content == b"regional"
+
+
+def sigv2_url(server, bucket, key, expires):
+    to_sign = f"GET\n\n\n{expires}\n/{bucket}/{key}".encode()
+    mac = hmac.new(server.secret_key.encode(), to_sign, hashlib.sha1).digest()
+    query = urllib.parse.urlencode({"AWSAccessKeyId": server.access_key, "Expires": expires,
+                                    "Signature": base64.b64encode(mac).decode()})
+    return f"{server.endpoint}/{bucket}/{key}?{query}"
+
+
+def test_sigv2_presigned_url_lives_at_most_seven_days(server, s3, bucket):
+    """13: a SigV2 presigned URL (absolute `Expires`) had no maximum lifetime: one valid
+    for ten years was accepted. Capped at seven days from now, as SigV4's."""
+    s3.put_object(Bucket=bucket, Key="v2", Body=b"old style")
+    now = int(time.time())
+    assert requests.get(sigv2_url(server, bucket, "v2", now + 3600), timeout=30).content \
+        == b"old style"
+    r = requests.get(sigv2_url(server, bucket, "v2", now + 10 * 365 * 86400), timeout=30)
+    assert_s3_error(r, 403, "AccessDenied")
