@@ -298,3 +298,30 @@ def test_sigv2_presigned_url_lives_at_most_seven_days(server, s3, bucket):
         == b"old style"
     r = requests.get(sigv2_url(server, bucket, "v2", now + 10 * 365 * 86400), timeout=30)
     assert_s3_error(r, 403, "AccessDenied")
+
+
+# ----------------------------------------------------------------- anonymous callers
+
+
+def test_anonymous_requests_do_not_tell_which_buckets_exist(server, s3, bucket):
+    """14: a CORS preflight, a website GET and a form POST answered differently for an
+    existing bucket and a missing one, although the docs say names do not leak."""
+    missing = unique("no-such-bucket")
+    s3.put_object(Bucket=bucket, Key="doc", Body=b"private")
+
+    def preflight(name):
+        return requests.options(f"{server.endpoint}/{name}/doc", timeout=30, headers={
+            "Origin": "http://app.granary.test", "Access-Control-Request-Method": "GET"})
+
+    def form_post(name):
+        return requests.post(f"{server.endpoint}/{name}", data={"key": "up"},
+                             files={"file": ("f.txt", b"data")}, timeout=30)
+
+    for ask in [preflight, form_post]:
+        existing, absent = ask(bucket), ask(missing)
+        assert existing.status_code == absent.status_code == 403, ask.__name__
+        assert error_code_from_xml(existing.content) == error_code_from_xml(absent.content)
+    existing, absent = web(server, bucket, "/doc"), web(server, missing, "/doc")
+    assert existing.status == absent.status == 404
+    assert b"NoSuchWebsiteConfiguration" in existing.body
+    assert b"NoSuchWebsiteConfiguration" in absent.body
