@@ -325,3 +325,20 @@ def test_anonymous_requests_do_not_tell_which_buckets_exist(server, s3, bucket):
     assert existing.status == absent.status == 404
     assert b"NoSuchWebsiteConfiguration" in existing.body
     assert b"NoSuchWebsiteConfiguration" in absent.body
+
+
+# ---------------------------------------------------------------------- the binary
+
+
+def test_logs_to_a_file_carry_no_colour_codes(tmp_path):
+    """8: logs carried ANSI colour codes when stdout was not a terminal (a file,
+    journald): colour only on a terminal."""
+    srv = GranaryServer(granary_binary_path(), tmp_path)
+    srv.start()
+    try:
+        srv.client().list_buckets()
+    finally:
+        srv.stop()
+    log = srv.log_path.read_bytes()
+    assert b"INFO" in log, log[-2000:]
+    assert b"\x1b[" not in log, log[-2000:]
