@@ -29,10 +29,10 @@ enum Command {
         /// TOML configuration file [default: /etc/granary.toml when it exists]
         #[arg(long)]
         config: Option<std::path::PathBuf>,
-        /// Boxed: the flags are many, the other commands small.
         /// Print the effective configuration (TOML, secrets masked) and exit
         #[arg(long)]
         print_config: bool,
+        // Boxed: the flags are many, the other commands small.
         #[command(flatten)]
         args: Box<ServerArgs>,
     },

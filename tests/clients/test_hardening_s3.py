@@ -342,3 +342,16 @@ def test_logs_to_a_file_carry_no_colour_codes(tmp_path):
     log = srv.log_path.read_bytes()
     assert b"INFO" in log, log[-2000:]
     assert b"\x1b[" not in log, log[-2000:]
+
+
+def test_server_help_describes_print_config():
+    """9: `granary server --help` showed a code comment ("Boxed: the flags are many…") as
+    the help of --print-config."""
+    out = subprocess.run([str(granary_binary_path()), "server", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Boxed" not in out.stdout
+    line = next(l for l in out.stdout.splitlines() if "--print-config" in l)
+    index = out.stdout.splitlines().index(line)
+    text = " ".join(out.stdout.splitlines()[index:index + 2])
+    assert "Print the effective configuration" in text, text
