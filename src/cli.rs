@@ -55,7 +55,7 @@ pub enum KeyCommand {
     List,
     /// Show a key, its secret and its buckets
     Info { access_key_id: String },
-    /// Delete a key
+    /// Delete a key, and its permissions on every bucket
     Delete { access_key_id: String },
 }
 
@@ -73,9 +73,9 @@ pub enum BucketCommand {
     Info { name: String },
     /// Delete an empty bucket
     Delete { name: String },
-    /// Give a key permissions on a bucket
+    /// Give a key permissions on a bucket (name at least one of --read, --write, --owner)
     Allow(Permission),
-    /// Take permissions away from a key
+    /// Take permissions away from a key; with no --read, --write or --owner, take them all
     Deny(Permission),
     /// Serve a bucket as a static website on the web listener (--allow), or stop (--deny)
     Website(Website),
@@ -102,14 +102,24 @@ pub struct Website {
 #[derive(Args, Debug)]
 pub struct Permission {
     pub bucket: String,
+    /// Access key id
     #[arg(long)]
     pub key: String,
+    /// Read: GET, HEAD and list objects
     #[arg(long)]
     pub read: bool,
+    /// Write: put, copy, delete objects and multipart uploads
     #[arg(long)]
     pub write: bool,
+    /// Owner: delete the bucket, its ACL, CORS, website, lifecycle and tags
     #[arg(long)]
     pub owner: bool,
+}
+
+impl Permission {
+    fn names_none(&self) -> bool {
+        !(self.read || self.write || self.owner)
+    }
 }
 
 fn token(target: &AdminTarget) -> anyhow::Result<String> {
@@ -302,6 +312,9 @@ pub fn bucket(target: &AdminTarget, command: BucketCommand) -> anyhow::Result<()
         BucketCommand::Delete { name } => {
             call(target, "DELETE", &format!("/v1/buckets/{name}"), None)?
         }
+        BucketCommand::Allow(p) if p.names_none() => {
+            bail!("name the permissions to give: --read, --write and/or --owner")
+        }
         BucketCommand::Allow(p) => call(
             target,
             "POST",
@@ -337,6 +350,13 @@ pub fn bucket(target: &AdminTarget, command: BucketCommand) -> anyhow::Result<()
             }
         }
         BucketCommand::Delete { name } => println!("deleted bucket {name}"),
+        BucketCommand::Deny(p) if p.names_none() => {
+            println!(
+                "revoked every permission (read, write, owner) of key {} on bucket {}",
+                p.key, p.bucket
+            );
+            print_bucket(&serde_json::from_str(&json)?);
+        }
         _ => print_bucket(&serde_json::from_str(&json)?),
     }
     Ok(())

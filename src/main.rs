@@ -29,10 +29,10 @@ enum Command {
         /// TOML configuration file [default: /etc/granary.toml when it exists]
         #[arg(long)]
         config: Option<std::path::PathBuf>,
-        /// Boxed: the flags are many, the other commands small.
         /// Print the effective configuration (TOML, secrets masked) and exit
         #[arg(long)]
         print_config: bool,
+        // Boxed: the flags are many, the other commands small.
         #[command(flatten)]
         args: Box<ServerArgs>,
     },
@@ -151,11 +151,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Logs go to stderr, coloured only when it is a terminal: a file or journald gets no
+/// escape codes.
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRANARY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

@@ -14,13 +14,13 @@ const FUNCTION_LINES_MAX: usize = 100;
 /// then. They may shrink (then lower or remove the entry); none may grow, none may join.
 const LONG_FUNCTIONS: &[(&str, &str, usize)] = &[
     ("benches/storage_bench.rs", "run_one", 108),
-    ("src/admin/api.rs", "handle", 156),
+    ("src/admin/api.rs", "handle", 105),
     ("src/s3/error.rs", "message", 140),
     ("src/s3/sigv4.rs", "parse_forms_and_errors", 162),
     ("src/server/conn.rs", "read_aws", 119),
     ("src/server/mod.rs", "handle", 116),
     ("src/server/multipart.rs", "complete", 118),
-    ("src/server/objects.rs", "ingest", 153),
+    ("src/server/objects.rs", "ingest", 104),
     ("src/server/objects.rs", "get_object", 122),
     ("src/storage/store.rs", "open", 237),
     ("src/storage/store.rs", "data_loop", 111),

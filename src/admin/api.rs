@@ -57,11 +57,19 @@ pub struct WebsiteInfo {
 }
 
 /// `POST /v1/buckets/{name}/allow` and `/deny`: give a key permissions on a bucket, or take
-/// them away.
+/// them away. A deny that names no permission takes them all (read, write, owner): an
+/// operator who denies a key means it to lose its access. An allow that names none is
+/// refused rather than done as nothing.
 async fn set_grant(shard: &Rc<Shard>, name: &str, set: bool, body: &[u8]) -> Answer {
-    let Ok(request) = serde_json::from_slice::<Allow>(body) else {
+    let Ok(mut request) = serde_json::from_slice::<Allow>(body) else {
         return fail(400, "expected {\"key\", \"read\", \"write\", \"owner\"}");
     };
+    if !(request.read || request.write || request.owner) {
+        if set {
+            return fail(400, "name the permissions to give: read, write, owner");
+        }
+        (request.read, request.write, request.owner) = (true, true, true);
+    }
     if shard.global.borrow().key(&request.key).is_none() {
         return fail(404, "no such key");
     }
@@ -259,18 +267,7 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 None => fail(404, "no such key"),
             }
         }
-        ("DELETE", ["v1", "keys", id]) => {
-            let key = shard.global.borrow().key(id).cloned();
-            let Some(mut row) = key else {
-                return fail(404, "no such key");
-            };
-            row.deleted = true;
-            row.stamp = stamp(shard, Some(row.stamp));
-            match shard.call(ShardRequest::PutKey { row }).await.done() {
-                Ok(()) => ok(&serde_json::json!({ "deleted": id })),
-                Err(e) => fail(500, &format!("{e:?}")),
-            }
-        }
+        ("DELETE", ["v1", "keys", id]) => delete_key(shard, id).await,
         ("GET", ["v1", "buckets"]) => {
             let infos: Vec<BucketInfo> = shard.global.borrow().buckets().map(bucket_info).collect();
             ok(&infos)
@@ -337,6 +334,49 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
         ("POST", ["v1", "buckets", name, "website"]) => set_website(shard, name, body).await,
         _ => fail(404, "no such admin endpoint"),
     }
+}
+
+/// `DELETE /v1/keys/{id}`: the key's grants first, then the key.
+async fn delete_key(shard: &Shard, id: &str) -> Answer {
+    let key = shard.global.borrow().key(id).cloned();
+    let Some(mut row) = key else {
+        return fail(404, "no such key");
+    };
+    if let Err(e) = revoke_everywhere(shard, id).await {
+        return fail(e.status(), &e.message());
+    }
+    row.deleted = true;
+    row.stamp = stamp(shard, Some(row.stamp));
+    match shard.call(ShardRequest::PutKey { row }).await.done() {
+        Ok(()) => ok(&serde_json::json!({ "deleted": id })),
+        Err(e) => fail(500, &format!("{e:?}")),
+    }
+}
+
+/// Removes every grant of a key from every bucket (before the key itself goes, so that
+/// a failure leaves a key without grants rather than grants of no key, listed by
+/// `bucket info` and GetBucketAcl).
+async fn revoke_everywhere(shard: &Shard, access_key_id: &str) -> Result<(), S3Error> {
+    let granted: Vec<String> = shard
+        .global
+        .borrow()
+        .buckets()
+        .filter(|b| b.grants.iter().any(|(id, _)| id == access_key_id))
+        .map(|b| b.name.clone())
+        .collect();
+    for name in granted {
+        let id = access_key_id.to_string();
+        match access::edit_bucket(shard, &name, move |row| {
+            row.grants.retain(|(k, _)| *k != id)
+        })
+        .await
+        {
+            // Deleted meanwhile: its grants went with it.
+            Ok(_) | Err(S3Error::NoSuchBucket) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// `POST /v1/buckets/{name}/website`: serve the bucket as a website, or stop.

@@ -8,6 +8,7 @@
 
 mod aws_chunked;
 mod chunked;
+mod date;
 pub mod form;
 mod head;
 mod line;
@@ -16,6 +17,7 @@ mod uri;
 
 pub use aws_chunked::{AwsChunkEvent, AwsChunkedDecoder};
 pub use chunked::{BodyEvent, ChunkedDecoder};
+pub use date::parse_http_date;
 pub use head::{body_framing, parse_head, BodyFraming, RequestHead};
 pub use response::{http_date, reason_phrase, write_chunk, write_last_chunk, write_response_head};
 pub use uri::{uri_decode, url_encode_key};

@@ -135,6 +135,11 @@ pub fn public_read_from_document(current: &[Grant], requested: &[Grant]) -> Resu
                 if !keys.contains(&g) {
                     keys.push(g);
                 }
+                // More distinct grants than the resource has cannot be the same set; stop
+                // before the check above, quadratic in the count, grows.
+                if keys.len() > current.len() {
+                    break;
+                }
             }
         }
     }

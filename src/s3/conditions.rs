@@ -47,13 +47,10 @@ pub fn etag_list_matches(list: &str, etag: &str) -> bool {
         .any(|t| t.trim() == "*" || etags_equal(t, etag))
 }
 
-/// Seconds since the epoch of an HTTP date (IMF-fixdate, RFC 850 or asctime form).
+/// Seconds since the epoch of an HTTP date (IMF-fixdate, RFC 850, asctime, or RFC 2822
+/// form: `crate::http::parse_http_date`); dates before the epoch count as the epoch.
 pub fn parse_http_date(value: &str) -> Option<u64> {
-    httpdate::parse_http_date(value.trim()).ok().map(|t| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    })
+    crate::http::parse_http_date(value).map(|t| u64::try_from(t).unwrap_or(0))
 }
 
 impl Conditions<'_> {

@@ -6,7 +6,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use super::sigv4::{percent_decode, AuthError, AuthInput};
+use super::sigv4::{percent_decode, AuthError, AuthInput, MAX_PRESIGNED_EXPIRES_S};
 
 /// Query parameters that are part of the V2 canonical resource, in sorted order.
 const SUBRESOURCES: &[&str] = &[
@@ -153,6 +153,12 @@ pub fn verify(
     if now_unix_s > presigned.expires {
         return Err(AuthError::AccessDenied("Request has expired".into()));
     }
+    // V2 URLs carry an absolute expiry: capped as SigV4's lifetime is, seven days from now.
+    if presigned.expires > now_unix_s.saturating_add(MAX_PRESIGNED_EXPIRES_S) {
+        return Err(AuthError::AccessDenied(
+            "Expires must be at most seven days (604800 seconds) from now".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -204,6 +210,12 @@ mod tests {
             verify(&i, None, &p, secret, 1175139000),
             Err(AuthError::SignatureDoesNotMatch)
         );
+        // Issue 25: no lifetime limit (a URL valid for ten years was accepted).
+        verify(&i, vhost, &p, secret, 1175139620 - 604_800).unwrap();
+        assert!(matches!(
+            verify(&i, vhost, &p, secret, 1175139620 - 604_801),
+            Err(AuthError::AccessDenied(_))
+        ));
     }
 
     #[test]

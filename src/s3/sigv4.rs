@@ -33,7 +33,7 @@
 //! - **Unsigned `x-amz-*` headers** (other than `x-amz-content-sha256`, which enters the
 //!   canonical request anyway) are refused with `AccessDenied`, as AWS does: otherwise
 //!   anyone holding a presigned URL could add e.g. `x-amz-copy-source`.
-//! - The region is not checked here (`check_region` does it for callers that care).
+//! - The region is not checked by `verify`: `check_region` does it (the router calls it).
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -558,7 +558,8 @@ fn parse_signed_headers(
 }
 
 /// The request's date for header auth: `x-amz-date`, else a `Date` header (either the
-/// ISO 8601 basic form or an HTTP date, converted).
+/// ISO 8601 basic form or an HTTP date in any form RFC 7231 or RFC 2822 allows,
+/// converted).
 fn header_amz_date(input: &AuthInput) -> Result<String, AuthError> {
     let bad = || {
         AuthError::AccessDenied(
@@ -572,12 +573,8 @@ fn header_amz_date(input: &AuthInput) -> Result<String, AuthError> {
     if parse_amz_date(d).is_some() {
         return Ok(d.to_string());
     }
-    let t = httpdate::parse_http_date(d).map_err(|_| bad())?;
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| bad())?
-        .as_secs();
-    Ok(format_amz_date(i64::try_from(secs).map_err(|_| bad())?))
+    let t = crate::http::parse_http_date(d).ok_or_else(bad)?;
+    Ok(format_amz_date(t))
 }
 
 fn sigv2_refused() -> AuthError {
@@ -782,19 +779,26 @@ fn parse_query_form(
     })
 }
 
-/// `AuthorizationHeaderMalformed` when the credential's region is not ours, as AWS says.
+/// Refuses a credential scope of another region than the node's, as AWS does:
+/// `AuthorizationHeaderMalformed` for the header form, `AuthorizationQueryParametersError`
+/// for a presigned URL (both 400), the message naming the region expected (clients read it
+/// to find the right region).
 pub fn check_region(parsed: &ParsedAuth, region: &str) -> Result<(), AuthError> {
     if parsed.region == region {
         return Ok(());
     }
-    let msg = format!(
-        "The authorization header is malformed; the region '{}' is wrong; expecting '{region}'",
+    let wrong = format!(
+        "the region '{}' is wrong; expecting '{region}'",
         parsed.region
     );
     Err(if parsed.presigned {
-        AuthError::AuthorizationQueryParametersError(msg)
+        AuthError::AuthorizationQueryParametersError(format!(
+            "Error parsing the X-Amz-Credential parameter; {wrong}"
+        ))
     } else {
-        AuthError::AuthorizationHeaderMalformed(msg)
+        AuthError::AuthorizationHeaderMalformed(format!(
+            "The authorization header is malformed; {wrong}"
+        ))
     })
 }
 
@@ -848,8 +852,9 @@ fn check_time_and_headers(
         ));
     }
     if parsed.presigned {
+        // `X-Amz-Expires=0` is a URL that was never valid (S3 answers it expired).
         let expires = parsed.expires.unwrap_or(0);
-        if t.saturating_add(expires) < now_unix_s {
+        if expires == 0 || t.saturating_add(expires) < now_unix_s {
             return Err(AuthError::AccessDenied("Request has expired".into()));
         }
         if t > now_unix_s.saturating_add(MAX_CLOCK_SKEW_S) {
@@ -1437,6 +1442,26 @@ mod tests {
             verify(&inp2, &p, SK, now()).unwrap_err(),
             AuthError::AccessDenied(_)
         ));
+        // Issue 25: `X-Amz-Expires=0` was accepted in the second it was signed.
+        let url = presign_url(&params, "GET", "h", "/test.txt", "", 0);
+        let (_, q0) = url.split_once('?').unwrap();
+        let hs0 = h(&[("host", "h")]);
+        let inp0 = input("GET", "/test.txt", q0, &hs0);
+        let p0 = parse(&inp0).unwrap().unwrap();
+        assert_eq!(p0.expires, Some(0));
+        assert_eq!(
+            verify(&inp0, &p0, SK, now()).unwrap_err(),
+            AuthError::AccessDenied("Request has expired".into())
+        );
+        // A presigned URL of another region: AWS's code and message for the query form.
+        assert_eq!(
+            check_region(&p0, "eu-west-1").unwrap_err(),
+            AuthError::AuthorizationQueryParametersError(
+                "Error parsing the X-Amz-Credential parameter; the region 'us-east-1' is \
+                 wrong; expecting 'eu-west-1'"
+                    .into()
+            )
+        );
     }
 
     // "Transferring Payload in Multiple Chunks": seed and chunk signatures, 64 KiB chunks.
@@ -1857,6 +1882,18 @@ mod tests {
         // The canonical form joins repeated headers and collapses blanks.
         let ch = canonical_headers(&hs, &["x-amz-meta-a".to_string()]);
         assert_eq!(ch, "x-amz-meta-a:one,two three\n");
+        // Issue 25: botocore signs with an RFC 2822 date in the `-0000` zone.
+        for date in [
+            "Fri, 24 May 2013 00:00:00 -0000",
+            "24 May 2013 02:00:00 +0200",
+        ] {
+            let hs = h(&[
+                ("date", date),
+                ("host", "h"),
+                ("x-amz-content-sha256", EMPTY_SHA256_HEX),
+            ]);
+            assert_eq!(header_amz_date(&input("GET", "/b", "", &hs)).unwrap(), DATE);
+        }
     }
 
     #[test]

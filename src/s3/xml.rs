@@ -16,7 +16,15 @@
 //!
 //! Parsers accept any namespace (or none), any prefix, whitespace between elements, and
 //! elements in any order; they refuse malformed XML, a DOCTYPE, and nesting deeper than
-//! `XML_DEPTH_MAX`. The caller bounds the body size before calling them.
+//! `XML_DEPTH_MAX`.
+//!
+//! Cost: parsing is linear in the body and bounded whatever the body holds. A document is
+//! at most `XML_BODY_BYTES_MAX` bytes, with at most `XML_ELEMENTS_MAX` elements and
+//! `XML_ATTRIBUTES_PER_ELEMENT_MAX` attributes on each (quick-xml's own duplicate-attribute
+//! check is quadratic in the attribute count: it is turned off, and the few attributes
+//! allowed are compared here); the text kept is never longer than the body. The
+//! operation parsers that follow do constant work per element, or check their counts
+//! before any work that grows faster.
 
 pub mod acl;
 pub mod attributes;
@@ -32,6 +40,15 @@ pub const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 const PROLOG: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
 /// Deepest element nesting accepted by the parsers.
 pub const XML_DEPTH_MAX: usize = 16;
+/// Largest XML request body read and parsed (S3's own documents stay far below it).
+pub const XML_BODY_BYTES_MAX: usize = 2 << 20;
+/// Most elements in one document. The largest S3 request document, a
+/// CompleteMultipartUpload of 10,000 parts (each with its number, ETag and a checksum or
+/// two), has about 50,000.
+pub const XML_ELEMENTS_MAX: usize = 100_000;
+/// Most attributes on one element. S3 documents carry namespace declarations and
+/// `xsi:type`, two or three at most.
+pub const XML_ATTRIBUTES_PER_ELEMENT_MAX: usize = 16;
 
 /// Why a request body was refused. All of these are S3's `MalformedXML` (400), except
 /// what the caller checks further (e.g. part order, `InvalidPart`).
@@ -53,6 +70,8 @@ pub enum XmlError {
     },
     #[error("XML nested deeper than the limit")]
     TooDeep,
+    #[error("XML document larger than the limit (bytes, elements or attributes)")]
+    TooLarge,
 }
 
 // ------------------------------------------------------------------------- writing
@@ -206,8 +225,14 @@ pub struct BucketEntry {
     pub creation_ms: u64,
 }
 
-/// `<ListAllMyBucketsResult>` (ListBuckets).
-pub fn list_buckets_xml(owner: &Owner, buckets: &[BucketEntry]) -> String {
+/// `<ListAllMyBucketsResult>` (ListBuckets). `continuation_token`: where the next page
+/// starts, when this one is truncated; `prefix`: the request's, echoed.
+pub fn list_buckets_xml(
+    owner: &Owner,
+    buckets: &[BucketEntry],
+    continuation_token: Option<&str>,
+    prefix: Option<&str>,
+) -> String {
     let root = "ListAllMyBucketsResult";
     let mut d = Doc::new(root);
     d.owner("Owner", owner);
@@ -219,6 +244,8 @@ pub fn list_buckets_xml(owner: &Owner, buckets: &[BucketEntry]) -> String {
         d.close("Bucket");
     }
     d.close("Buckets");
+    d.opt("ContinuationToken", continuation_token);
+    d.opt("Prefix", prefix);
     d.finish(root)
 }
 
@@ -691,7 +718,8 @@ fn attach(stack: &mut [Node], root: &mut Option<Node>, node: Node) -> Result<(),
     Ok(())
 }
 
-/// Checks a start tag (depth, single root, attribute syntax) and makes its node.
+/// Checks a start tag (depth, single root, attribute count and syntax, no duplicate
+/// attribute) and makes its node.
 fn open_node(
     e: &quick_xml::events::BytesStart,
     stack: &[Node],
@@ -703,8 +731,20 @@ fn open_node(
     if stack.len() >= XML_DEPTH_MAX {
         return Err(XmlError::TooDeep);
     }
-    for a in e.attributes() {
-        a.map_err(malformed)?;
+    let mut attributes = e.attributes();
+    // quick-xml's duplicate check compares each attribute with all before it: quadratic.
+    attributes.with_checks(false);
+    let mut names: Vec<&[u8]> = Vec::new();
+    for a in attributes {
+        let a = a.map_err(malformed)?;
+        if names.len() == XML_ATTRIBUTES_PER_ELEMENT_MAX {
+            return Err(XmlError::TooLarge);
+        }
+        let name = a.key.into_inner();
+        if names.contains(&name) {
+            return Err(XmlError::Malformed("duplicate attribute".into()));
+        }
+        names.push(name);
     }
     Ok(Node {
         name: local_name(e.local_name().as_ref())?,
@@ -712,13 +752,33 @@ fn open_node(
     })
 }
 
+/// NUL is no XML 1.0 character, not even as `&#x0;` (quick-xml lets it through): refused,
+/// so that no NUL reaches a key or an answer that echoes one.
+fn refuse_nul(text: &str) -> Result<(), XmlError> {
+    if text.contains('\0') {
+        return Err(XmlError::Malformed("NUL is not an XML character".into()));
+    }
+    Ok(())
+}
+
 /// Parses a whole document into its root element.
 pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Node, XmlError> {
+    if bytes.len() > XML_BODY_BYTES_MAX {
+        return Err(XmlError::TooLarge);
+    }
     let mut reader = Reader::from_reader(bytes);
     let mut stack: Vec<Node> = Vec::new();
     let mut root: Option<Node> = None;
+    let mut elements = 0usize;
     loop {
-        match reader.read_event().map_err(malformed)? {
+        let event = reader.read_event().map_err(malformed)?;
+        if matches!(event, Event::Start(_) | Event::Empty(_)) {
+            elements += 1;
+            if elements > XML_ELEMENTS_MAX {
+                return Err(XmlError::TooLarge);
+            }
+        }
+        match event {
             Event::Start(e) => {
                 let node = open_node(&e, &stack, &root)?;
                 stack.push(node);
@@ -735,6 +795,7 @@ pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Node, XmlError> {
             }
             Event::Text(t) => {
                 let text = t.unescape().map_err(malformed)?;
+                refuse_nul(&text)?;
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(&text),
                     None if text.trim().is_empty() => {}
@@ -743,6 +804,7 @@ pub(crate) fn parse_tree(bytes: &[u8]) -> Result<Node, XmlError> {
             }
             Event::CData(c) => {
                 let text = std::str::from_utf8(&c).map_err(malformed)?;
+                refuse_nul(text)?;
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(text),
                     None => return Err(XmlError::Malformed("CDATA outside the root".into())),
@@ -835,10 +897,18 @@ pub struct DeleteRequest {
     pub objects: Vec<ObjectToDelete>,
 }
 
-/// Parses a Delete (DeleteObjects) body.
+/// Most keys in one DeleteObjects request, as on S3.
+pub const DELETE_OBJECTS_MAX: usize = 1000;
+
+/// Parses a Delete (DeleteObjects) body: 1 to `DELETE_OBJECTS_MAX` objects, as S3 wants.
 pub fn parse_delete(bytes: &[u8]) -> Result<DeleteRequest, XmlError> {
     let root = parse_tree(bytes)?;
     expect_root(&root, "Delete")?;
+    match root.children_named("Object").count() {
+        0 => return Err(XmlError::MissingElement("Object")),
+        n if n > DELETE_OBJECTS_MAX => return Err(XmlError::TooLarge),
+        _ => {}
+    }
     let quiet = match root.child("Quiet") {
         None => false,
         Some(q) => match q.text.trim() {
@@ -949,12 +1019,19 @@ mod tests {
                 name: "wire".into(),
                 creation_ms: T,
             }],
+            None,
+            None,
         );
         assert_eq!(
             unwrap_root(&x, "ListAllMyBucketsResult"),
             "<Owner><ID>GKowner</ID><DisplayName>owner</DisplayName></Owner><Buckets><Bucket>\
              <Name>wire</Name><CreationDate>2026-11-25T15:35:43.000Z</CreationDate></Bucket></Buckets>"
         );
+        let x = list_buckets_xml(&owner(), &[], Some("dG9r"), Some("a&b"));
+        assert!(x.ends_with(
+            "</Buckets><ContinuationToken>dG9r</ContinuationToken><Prefix>a&amp;b</Prefix>\
+             </ListAllMyBucketsResult>"
+        ));
     }
 
     fn entry(key: &str, owner: Option<Owner>) -> ObjectEntry {
@@ -1296,12 +1373,45 @@ mod tests {
             Err(XmlError::MissingElement("Key"))
         );
         assert!(matches!(
-            parse_delete(b"<Delete><Quiet>yes</Quiet></Delete>"),
+            parse_delete(b"<Delete><Object><Key>k</Key></Object><Quiet>yes</Quiet></Delete>"),
             Err(XmlError::InvalidValue {
                 element: "Quiet",
                 ..
             })
         ));
+        // Issue 25: S3 wants 1 to 1000 objects; a NUL (even as a reference) is no XML.
+        for empty in [
+            "<Delete></Delete>",
+            "<Delete/>",
+            "<Delete><Quiet>true</Quiet></Delete>",
+        ] {
+            assert_eq!(
+                parse_delete(empty.as_bytes()),
+                Err(XmlError::MissingElement("Object"))
+            );
+        }
+        let objects = |n: usize| {
+            let o = "<Object><Key>k</Key></Object>".repeat(n);
+            format!("<Delete>{o}</Delete>")
+        };
+        assert_eq!(
+            parse_delete(objects(1000).as_bytes())
+                .unwrap()
+                .objects
+                .len(),
+            1000
+        );
+        assert_eq!(
+            parse_delete(objects(1001).as_bytes()),
+            Err(XmlError::TooLarge)
+        );
+        for nul in ["a&#x0;b", "a&#0;b", "a\0b", "<![CDATA[a\0b]]>"] {
+            let body = format!("<Delete><Object><Key>{nul}</Key></Object></Delete>");
+            assert!(
+                matches!(parse_delete(body.as_bytes()), Err(XmlError::Malformed(_))),
+                "{nul:?}"
+            );
+        }
     }
 
     #[test]
@@ -1354,6 +1464,38 @@ mod tests {
         assert_eq!(parse_tree(deep.as_bytes()), Err(XmlError::TooDeep));
     }
 
+    /// Issue 25: four DeleteObjects bodies of one element with 150,000 attributes froze a
+    /// node for minutes (quick-xml's duplicate check is quadratic). They are refused at
+    /// the 17th attribute now; documents just inside every limit still parse.
+    #[test]
+    fn hostile_documents_are_refused_by_their_limits() {
+        let mut many = String::from("<Delete");
+        for i in 0..150_000 {
+            many.push_str(&format!(" a{i}=\"v\""));
+        }
+        many.push_str("></Delete>");
+        assert_eq!(parse_delete(many.as_bytes()), Err(XmlError::TooLarge));
+        let attrs = |n: usize| {
+            let a: String = (0..n).map(|i| format!(" a{i}=\"v\"")).collect();
+            format!("<Delete{a}><Object><Key>k</Key></Object></Delete>")
+        };
+        assert!(parse_delete(attrs(XML_ATTRIBUTES_PER_ELEMENT_MAX).as_bytes()).is_ok());
+        assert_eq!(
+            parse_delete(attrs(XML_ATTRIBUTES_PER_ELEMENT_MAX + 1).as_bytes()),
+            Err(XmlError::TooLarge)
+        );
+        let elements = |n: usize| format!("<Delete>{}</Delete>", "<x/>".repeat(n - 1));
+        assert!(parse_tree(elements(XML_ELEMENTS_MAX).as_bytes()).is_ok());
+        assert_eq!(
+            parse_tree(elements(XML_ELEMENTS_MAX + 1).as_bytes()),
+            Err(XmlError::TooLarge)
+        );
+        let big = format!("<Delete>{}</Delete>", " ".repeat(XML_BODY_BYTES_MAX));
+        assert_eq!(parse_tree(big.as_bytes()), Err(XmlError::TooLarge));
+        // Duplicates are still refused, namespaced or not.
+        assert!(parse_tree(b"<D xmlns:a=\"u\" a:b=\"1\" a:b=\"2\"/>").is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -1366,7 +1508,7 @@ mod tests {
         }
 
         #[test]
-        fn delete_body_round_trips(keys in prop::collection::vec("\\PC{0,30}", 0..5), quiet in any::<bool>()) {
+        fn delete_body_round_trips(keys in prop::collection::vec("\\PC{0,30}", 1..5), quiet in any::<bool>()) {
             let mut body = format!("<Delete xmlns=\"{S3_XMLNS}\">");
             for k in &keys {
                 body.push_str("<Object><Key>");

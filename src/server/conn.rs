@@ -26,6 +26,11 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of an unread request body the server reads and discards to keep a connection.
 const DRAIN_BYTES_MAX: u64 = 1 << 20;
+/// A connection closed with its request body unread is shut for writing first, then read
+/// and discarded for at most this long and this many bytes, so that the client reads the
+/// answer instead of a TCP reset (which unread bytes at close would send).
+const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
+const LINGER_BYTES_MAX: u64 = 32 << 20;
 const READ_CHUNK_BYTES: usize = 256 * 1024;
 /// The read buffer of a connection between requests and while it reads a head: a whole
 /// head fits (`HTTP_HEAD_BYTES_MAX`). A body's reads grow it to `READ_CHUNK_BYTES`, and it
@@ -153,6 +158,29 @@ impl ConnIo {
 
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.stream.write_all(data).await
+    }
+
+    /// Ends a connection whose request body was not read whole, after its answer: shuts the
+    /// write side (the client sees the answer end), then reads and discards what the client
+    /// still sends, until it closes or the linger bounds run out.
+    async fn close_lingering(&mut self) {
+        if self.stream.close().await.is_err() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + LINGER_TIMEOUT;
+        let mut discarded = 0u64;
+        while discarded < LINGER_BYTES_MAX {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let room = &mut self.rbuf[..READ_CHUNK_BYTES];
+            let stream = &mut self.stream;
+            match glommio::timer::timeout(left, async { Ok(stream.read(room).await) }).await {
+                Ok(Ok(n)) if n > 0 => discarded += n as u64,
+                _ => return,
+            }
+        }
     }
 }
 
@@ -413,12 +441,19 @@ impl<'c> Body<'c> {
         Ok(n)
     }
 
-    /// Reads the whole body, refusing one larger than `limit` bytes.
+    /// Reads the whole body, refusing one larger than `limit` bytes
+    /// (`MaxMessageLengthExceeded`): before reading any of it when its length says so.
     pub async fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, S3Error> {
+        let plain = self.aws.is_none() && self.filter.is_none();
+        if let Framing::Length { remaining } = self.framing {
+            if plain && remaining > limit as u64 {
+                return Err(S3Error::MaxMessageLengthExceeded);
+            }
+        }
         let mut out = Vec::new();
         while self.read_into(&mut out, READ_CHUNK_BYTES).await? > 0 {
             if out.len() > limit {
-                return Err(S3Error::EntityTooLarge);
+                return Err(S3Error::MaxMessageLengthExceeded);
             }
         }
         Ok(out)
@@ -678,6 +713,12 @@ impl<'c> Body<'c> {
 
     /// Reads and discards what is left of the body, up to a bound. True if it all went.
     async fn drain(&mut self) -> bool {
+        // A body declared larger than the bound is not waited for.
+        if let Framing::Length { remaining } = self.framing {
+            if remaining > DRAIN_BYTES_MAX {
+                return false;
+            }
+        }
         let mut sink = Vec::new();
         let mut drained = 0u64;
         while drained <= DRAIN_BYTES_MAX {
@@ -896,7 +937,7 @@ async fn serve_request(
     head: http::RequestHead,
     listener: Listener,
 ) -> bool {
-    let _in_flight = InFlight::new(shard);
+    let in_flight = InFlight::new(shard);
     let started = std::time::Instant::now();
     let rid = super::router::request_id(shard);
     let op = match listener {
@@ -956,6 +997,7 @@ async fn serve_request(
             keep_alive = keep_alive && body.drain().await;
         }
     }
+    let body_unread = !body.is_finished();
     // A zero-length body with `Expect: 100-continue` still gets its interim 100, as S3
     // sends it: botocore answered with a final status at once mis-parses the next response
     // on the connection.
@@ -982,6 +1024,12 @@ async fn serve_request(
         "request"
     );
     match written {
+        Ok(()) if !keep_alive && body_unread => {
+            // The request is answered: lingering does not hold a stop or count as one.
+            drop(in_flight);
+            io.close_lingering().await;
+            false
+        }
         Ok(()) => keep_alive,
         Err(_) => false,
     }

@@ -39,20 +39,19 @@ pub async fn bucket_cors_op(
     }
 }
 
-/// Answers a preflight `OPTIONS` request for `bucket` from its rules.
+/// Answers a preflight `OPTIONS` request for `bucket` from its rules. A bucket that does
+/// not exist answers as one without rules (403 `AccessForbidden`): a preflight is
+/// anonymous, and must not tell which names exist.
 pub fn preflight(
     shard: &Shard,
     head: &RequestHead,
     bucket: Option<&str>,
 ) -> Result<Response, S3Error> {
-    let Some(bucket) = bucket else {
-        return Err(S3Error::AccessForbidden(
-            "CORSResponse: Bucket not found".into(),
-        ));
-    };
-    let row = router::lookup_bucket(shard, bucket)?;
+    let rules = bucket
+        .and_then(|b| shard.global.borrow().bucket(b).map(|row| row.cors.clone()))
+        .unwrap_or_default();
     let headers = cors::preflight(
-        &row.cors,
+        &rules,
         head.header("origin"),
         head.header("access-control-request-method"),
         head.header("access-control-request-headers"),

@@ -6,6 +6,7 @@
 use std::rc::Rc;
 
 use super::conn::Response;
+use super::router::Caller;
 use super::shard_api::ShardRequest;
 use super::{router, Shard};
 use crate::http::{self, RequestHead};
@@ -77,6 +78,10 @@ pub async fn collect(
         truncated: false,
         last: None,
     };
+    // S3 answers `max-keys=0` with an empty page that is not truncated.
+    if max_keys == 0 {
+        return Ok(listing);
+    }
     let mut cursor = start_after.to_string();
     // A marker inside a common prefix continues after that prefix.
     if let Some(d) = delimiter.filter(|d| !d.is_empty()) {
@@ -273,6 +278,102 @@ pub async fn list_versions(
     Ok(Response::xml(200, xml::list_versions_xml(&result)))
 }
 
+/// Largest `max-buckets` of ListBuckets, as on S3.
+const MAX_BUCKETS_MAX: usize = 10_000;
+
+/// What a ListBuckets request asks: `prefix`, `continuation-token` (decoded: the last name
+/// of the previous page) and `max-buckets` (`None`: every bucket, on one page).
+#[derive(Debug, PartialEq, Eq)]
+struct BucketsQuery {
+    prefix: Option<String>,
+    after: Option<String>,
+    max: Option<usize>,
+}
+
+/// As S3: without `max-buckets`, a request that names none of `prefix`,
+/// `continuation-token` and `bucket-region` gets every bucket; one that names any of them
+/// gets pages of 10,000.
+fn buckets_query(head: &RequestHead) -> Result<BucketsQuery, S3Error> {
+    let paged = ["prefix", "continuation-token", "bucket-region"]
+        .iter()
+        .any(|p| head.query_param(p).is_some());
+    let max = match head.query_param("max-buckets") {
+        None => paged.then_some(MAX_BUCKETS_MAX),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_BUCKETS_MAX).contains(&n) => Some(n),
+            _ => {
+                return Err(S3Error::InvalidArgument(
+                    "max-buckets must be an integer from 1 to 10000".into(),
+                ))
+            }
+        },
+    };
+    Ok(BucketsQuery {
+        prefix: head.query_param("prefix").map(str::to_string),
+        after: head
+            .query_param("continuation-token")
+            .map(decode_token)
+            .transpose()?,
+        max,
+    })
+}
+
+/// One page of bucket names (sorted): those under the prefix after the cursor, and
+/// whether more follow.
+fn bucket_page<'n>(
+    names: impl Iterator<Item = &'n str>,
+    query: &BucketsQuery,
+) -> (Vec<&'n str>, bool) {
+    let prefix = query.prefix.as_deref().unwrap_or("");
+    let after = query.after.as_deref();
+    let max = query.max.unwrap_or(usize::MAX);
+    let mut page = Vec::new();
+    for name in names.filter(|n| n.starts_with(prefix) && after.is_none_or(|a| *n > a)) {
+        if page.len() == max {
+            return (page, true);
+        }
+        page.push(name);
+    }
+    (page, false)
+}
+
+/// ListBuckets: the buckets the caller may read or owns, paged as S3 does since 2024
+/// (`max-buckets`, `continuation-token`, `prefix`; `bucket-region` other than the node's
+/// lists nothing, since every bucket is in the node's region).
+pub fn list_buckets(
+    shard: &Shard,
+    head: &RequestHead,
+    caller: &Caller,
+) -> Result<Response, S3Error> {
+    let query = buckets_query(head)?;
+    let other_region = head
+        .query_param("bucket-region")
+        .is_some_and(|r| r != shard.config.s3_region);
+    let global = shard.global.borrow();
+    let mine = global.buckets().filter(|b| {
+        !other_region
+            && b.grants
+                .iter()
+                .any(|(id, p)| *id == caller.key.access_key_id && (p.read || p.owner))
+    });
+    let (names, truncated) = bucket_page(mine.map(|b| b.name.as_str()), &query);
+    let buckets: Vec<xml::BucketEntry> = names
+        .iter()
+        .filter_map(|n| global.bucket(n))
+        .map(|b| xml::BucketEntry {
+            name: b.name.clone(),
+            creation_ms: b.created_ms,
+        })
+        .collect();
+    let owner = xml::Owner {
+        id: caller.key.access_key_id.clone(),
+        display_name: caller.key.name.clone(),
+    };
+    let next = names.last().filter(|_| truncated).map(|n| encode_token(n));
+    let body = xml::list_buckets_xml(&owner, &buckets, next.as_deref(), query.prefix.as_deref());
+    Ok(Response::xml(200, body))
+}
+
 /// Continuation tokens are opaque to clients: the base64 of the cursor key.
 fn encode_token(cursor: &str) -> String {
     use base64::Engine;
@@ -288,4 +389,41 @@ fn decode_token(token: &str) -> Result<String, S3Error> {
         .ok_or_else(|| {
             S3Error::InvalidArgument("The continuation token provided is incorrect".into())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(prefix: Option<&str>, after: Option<&str>, max: Option<usize>) -> BucketsQuery {
+        BucketsQuery {
+            prefix: prefix.map(str::to_string),
+            after: after.map(str::to_string),
+            max,
+        }
+    }
+
+    #[test]
+    fn bucket_pages() {
+        let names = ["a1", "a2", "a3", "b1"];
+        let page = |q: &BucketsQuery| bucket_page(names.iter().copied(), q);
+        assert_eq!(page(&query(None, None, None)), (names.to_vec(), false));
+        assert_eq!(page(&query(None, None, Some(2))), (vec!["a1", "a2"], true));
+        assert_eq!(
+            page(&query(None, Some("a2"), Some(2))),
+            (vec!["a3", "b1"], false)
+        );
+        assert_eq!(page(&query(None, Some("a2"), Some(1))), (vec!["a3"], true));
+        assert_eq!(
+            page(&query(Some("a"), None, Some(3))),
+            (vec!["a1", "a2", "a3"], false)
+        );
+        assert_eq!(
+            page(&query(Some("a"), Some("a1"), None)),
+            (vec!["a2", "a3"], false)
+        );
+        assert_eq!(page(&query(Some("c"), None, Some(1))), (vec![], false));
+        assert_eq!(decode_token(&encode_token("a2")).unwrap(), "a2");
+        assert!(decode_token("%%%").is_err());
+    }
 }

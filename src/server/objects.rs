@@ -188,6 +188,31 @@ impl BlockWriter {
     }
 }
 
+/// The payload length an upload declares in `x-amz-decoded-content-length`, once its
+/// declared lengths are checked against S3's 5 GiB limit (of a single PUT, and of a part):
+/// refused before any of the body is read, as S3 does (the connection then closes, its
+/// body unread). A plain body declares its length in `Content-Length`.
+fn declared_length(head: &RequestHead, caller: &Caller) -> Result<Option<u64>, S3Error> {
+    let single_put_max = crate::constants::OBJECT_BYTES_MAX_SINGLE_PUT;
+    let framed_length = head
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok());
+    if !caller.payload().is_streaming() && framed_length.is_some_and(|n| n > single_put_max) {
+        return Err(S3Error::EntityTooLarge);
+    }
+    let decoded_length = match head.header("x-amz-decoded-content-length") {
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| S3Error::InvalidArgument("bad x-amz-decoded-content-length".into()))?,
+        ),
+        None => None,
+    };
+    if decoded_length.is_some_and(|n| n > single_put_max) {
+        return Err(S3Error::EntityTooLarge);
+    }
+    Ok(decoded_length)
+}
+
 /// Reads an upload's body: hashes it (MD5 for the ETag, SHA-256 when signed, the declared
 /// checksum), stores it in blocks (or keeps it for inline storage when it is small and
 /// `inline_ok`), and checks every digest the client declared.
@@ -198,17 +223,8 @@ pub async fn ingest(
     caller: &Caller,
     inline_ok: bool,
 ) -> Result<Ingested, S3Error> {
-    prepare_body(body, head, caller);
-    let expected_length = match head.header("x-amz-decoded-content-length") {
-        Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| S3Error::InvalidArgument("bad x-amz-decoded-content-length".into()))?,
-        ),
-        None => None,
-    };
-    if expected_length.is_some_and(|n| n > crate::constants::OBJECT_BYTES_MAX_SINGLE_PUT) {
-        return Err(S3Error::EntityTooLarge);
-    }
+    prepare_body(body, caller);
+    let expected_length = declared_length(head, caller)?;
     let content_md5 = head
         .header("content-md5")
         .map(checksum::parse_content_md5)
@@ -953,13 +969,16 @@ pub async fn delete_objects(
     bucket: &BucketRow,
     body: &[u8],
 ) -> Result<Response, S3Error> {
+    // 1 to 1000 objects, no NUL in any key (`xml::parse_delete`).
     let request = xml::parse_delete(body)?;
-    if request.objects.len() > 1000 {
-        return Err(S3Error::MalformedXML);
-    }
     let mut outcomes = Vec::new();
     for object in request.objects {
-        match delete_object(shard, bucket, &object.key).await {
+        let deleted = if object.key.len() > crate::constants::OBJECT_KEY_BYTES_MAX {
+            Err(S3Error::KeyTooLongError)
+        } else {
+            delete_object(shard, bucket, &object.key).await
+        };
+        match deleted {
             Ok(_) if request.quiet => {}
             Ok(_) => outcomes.push(xml::DeleteOutcome::Deleted {
                 key: object.key,

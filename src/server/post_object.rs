@@ -250,10 +250,12 @@ pub async fn handle(
     body: &mut Body<'_>,
     bucket_name: &str,
 ) -> Result<Response, S3Error> {
-    let bucket = router::lookup_bucket(shard, bucket_name)?;
     let boundary = form::boundary(head.header("content-type").unwrap_or("")).map_err(malformed)?;
     let (fields, file, parser, pending) = read_fields(body, FormParser::new(&boundary)).await?;
     let (caller, key, post_policy) = authorize(shard, &fields, &file, bucket_name)?;
+    // Looked up only once the form's signature and policy hold: an anonymous or forged
+    // form learns nothing of which buckets exist.
+    let bucket = router::lookup_bucket(shard, bucket_name)?;
     check(&caller, &bucket, Need::Write)?;
     let single_put_max = crate::constants::OBJECT_BYTES_MAX_SINGLE_PUT;
     let (min, max) = post_policy

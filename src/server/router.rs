@@ -100,6 +100,7 @@ fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Option<Caller>, S3E
     let Some(parsed) = sigv4::parse(&input)? else {
         return Ok(None);
     };
+    sigv4::check_region(&parsed, &shard.config.s3_region)?;
     let key = shard
         .global
         .borrow()
@@ -198,12 +199,10 @@ pub fn lookup_bucket(shard: &Shard, name: &str) -> Result<BucketRow, S3Error> {
         .ok_or(S3Error::NoSuchBucket)
 }
 
-/// Sets up the body's decoding for the payload mode the signature declared.
-pub fn prepare_body(body: &mut Body<'_>, head: &RequestHead, caller: &Caller) {
-    let aws_chunked = head.header("content-encoding").is_some_and(|e| {
-        e.split(',')
-            .any(|p| p.trim().eq_ignore_ascii_case("aws-chunked"))
-    });
+/// Sets up the body's decoding for the payload mode the signature declared. The framing
+/// follows `x-amz-content-sha256` alone, as on S3: `Content-Encoding: aws-chunked` on a
+/// payload that is not `STREAMING-…` frames nothing (and is not stored either).
+pub fn prepare_body(body: &mut Body<'_>, caller: &Caller) {
     match caller.payload() {
         PayloadMode::StreamingSigned => {
             body.enable_aws_chunked(Some(sigv4::ChunkVerifier::new(&caller.verified)), false);
@@ -212,9 +211,6 @@ pub fn prepare_body(body: &mut Body<'_>, head: &RequestHead, caller: &Caller) {
             body.enable_aws_chunked(Some(sigv4::ChunkVerifier::new(&caller.verified)), true);
         }
         PayloadMode::StreamingUnsignedTrailer => body.enable_aws_chunked(None, false),
-        PayloadMode::UnsignedPayload | PayloadMode::Sha256(_) if aws_chunked => {
-            body.enable_aws_chunked(None, false);
-        }
         PayloadMode::UnsignedPayload | PayloadMode::Sha256(_) => {}
     }
 }
@@ -225,8 +221,8 @@ pub async fn read_small_body(
     head: &RequestHead,
     caller: &Caller,
 ) -> Result<Vec<u8>, S3Error> {
-    prepare_body(body, head, caller);
-    let bytes = body.read_to_end(2 << 20).await?;
+    prepare_body(body, caller);
+    let bytes = body.read_to_end(xml::XML_BODY_BYTES_MAX).await?;
     if let PayloadMode::Sha256(expected) = caller.payload() {
         let actual: [u8; 32] = sha2::Sha256::digest(&bytes).into();
         if &actual != expected {
@@ -269,7 +265,7 @@ pub async fn handle(
     let method = head.method.as_str();
     let Some(bucket) = bucket else {
         return match method {
-            "GET" => list_buckets(shard, &caller),
+            "GET" => list::list_buckets(shard, head, &caller),
             _ => Err(S3Error::MethodNotAllowed),
         };
     };
@@ -481,27 +477,6 @@ async fn object_op(
         }
         _ => Err(S3Error::MethodNotAllowed),
     }
-}
-
-fn list_buckets(shard: &Shard, caller: &Caller) -> Result<Response, S3Error> {
-    let global = shard.global.borrow();
-    let buckets: Vec<xml::BucketEntry> = global
-        .buckets()
-        .filter(|b| {
-            b.grants
-                .iter()
-                .any(|(id, p)| *id == caller.key.access_key_id && (p.read || p.owner))
-        })
-        .map(|b| xml::BucketEntry {
-            name: b.name.clone(),
-            creation_ms: b.created_ms,
-        })
-        .collect();
-    let owner = xml::Owner {
-        id: caller.key.access_key_id.clone(),
-        display_name: caller.key.name.clone(),
-    };
-    Ok(Response::xml(200, xml::list_buckets_xml(&owner, &buckets)))
 }
 
 /// S3's bucket naming rules (the DNS-compatible ones).

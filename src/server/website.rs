@@ -8,6 +8,10 @@
 //! `dir/<index>` exists redirects to `dir/`; a missing key gets the error document with
 //! status 404, or a plain HTML 404. Objects stream as on GetObject, with `Range` and the
 //! conditional headers.
+//!
+//! Unlike AWS, a name that is no bucket answers as a bucket without website configuration
+//! (404 `NoSuchWebsiteConfiguration`), so that anonymous visitors cannot tell which names
+//! exist.
 
 use std::rc::Rc;
 
@@ -80,8 +84,13 @@ pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, rid: &str) -> Respons
 }
 
 async fn serve(shard: &Rc<Shard>, head: &RequestHead) -> Result<Response, S3Error> {
-    let name = host_bucket(shard, head).ok_or(S3Error::NoSuchBucket)?;
-    let bucket = router::lookup_bucket(shard, &name)?;
+    // A name that is no bucket answers as a bucket that is no website: visitors are
+    // anonymous, and must not learn which names exist.
+    let name = host_bucket(shard, head).ok_or(S3Error::NoSuchWebsiteConfiguration)?;
+    let bucket = shard.global.borrow().bucket(&name).cloned();
+    let Some(bucket) = bucket else {
+        return Err(S3Error::NoSuchWebsiteConfiguration);
+    };
     let Some(config) = bucket.website.clone() else {
         return Err(S3Error::NoSuchWebsiteConfiguration);
     };

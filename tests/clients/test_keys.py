@@ -90,3 +90,47 @@ def test_deleted_key_is_unknown(server, key_cli, bucket):
     with pytest.raises(ClientError) as e:
         gone.list_objects_v2(Bucket=bucket)
     assert error_code(e) == "InvalidAccessKeyId"
+
+
+def cli_text(server, *args):
+    """`granary <args>` without --json: (exit status, stdout + stderr)."""
+    argv = [server.binary, args[0], "--admin-addr", f"127.0.0.1:{server.admin_port}",
+            "--data-dir", str(server.data_dir), *args[1:]]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def grantees(s3, bucket):
+    return {g["Grantee"].get("ID") for g in s3.get_bucket_acl(Bucket=bucket)["Grants"]}
+
+
+def test_deny_without_permission_flags_revokes_every_permission(server, s3, bucket, key_cli,
+                                                                new_key):
+    """Issue 25: `bucket deny B --key K` without --read/--write/--owner did nothing and
+    exited 0, leaving an operator to believe the key had lost its access."""
+    key_id, other = new_key
+    s3.put_object(Bucket=bucket, Key="k", Body=b"secret")
+    key_cli("bucket", "allow", bucket, "--key", key_id, "--read", "--write", "--owner")
+    assert other.get_object(Bucket=bucket, Key="k")["Body"].read() == b"secret"
+    status, text = cli_text(server, "bucket", "deny", bucket, "--key", key_id)
+    assert status == 0 and "revoked every permission" in text, text
+    assert key_id not in [k["name"] for k in key_cli("bucket", "info", bucket)["keys"]]
+    denied(lambda: other.get_object(Bucket=bucket, Key="k"))
+    denied(lambda: other.put_object(Bucket=bucket, Key="k2", Body=b"x"))
+    # An allow that names no permission is refused, not done as nothing.
+    status, text = cli_text(server, "bucket", "allow", bucket, "--key", key_id)
+    assert status != 0 and "--read" in text, text
+
+
+def test_deleting_a_key_removes_its_grants_everywhere(server, s3, bucket, key_cli):
+    """Issue 25: a deleted key's grants stayed listed by `bucket info`, the admin API and
+    GetBucketAcl."""
+    info = key_cli("key", "create", unique("leaving"))
+    key_id = info["access_key_id"]
+    key_cli("bucket", "allow", bucket, "--key", key_id, "--read", "--write")
+    assert key_id in grantees(s3, bucket)
+    key_cli("key", "delete", key_id)
+    assert key_id not in [k["name"] for k in key_cli("bucket", "info", bucket)["keys"]]
+    listed = {k["name"] for b in key_cli("bucket", "list") for k in b["keys"]}
+    assert key_id not in listed
+    assert key_id not in grantees(s3, bucket)

@@ -130,8 +130,9 @@ def test_buckets_that_are_not_websites_are_not_served(server, s3, bucket):
     s3.put_object(Bucket=bucket, Key="index.html", Body=INDEX)
     r = web(server, bucket, "/index.html")
     assert r.status == 404 and b"NoSuchWebsiteConfiguration" in r.body
+    # A missing bucket answers the same: visitors cannot tell which names exist.
     r = web(server, "no-such-bucket-anywhere", "/")
-    assert r.status == 404 and b"NoSuchBucket" in r.body
+    assert r.status == 404 and b"NoSuchWebsiteConfiguration" in r.body
 
 
 def test_host_without_root_domain_names_the_bucket(server, site):

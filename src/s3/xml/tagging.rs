@@ -29,15 +29,16 @@ pub fn parse_tagging(bytes: &[u8]) -> Result<Vec<(String, String)>, S3Error> {
                 "tag values are at most 256 characters".into(),
             ));
         }
+        // Counted before the duplicate check, which is quadratic in the count.
+        if tags.len() == TAGS_MAX {
+            return Err(S3Error::InvalidTag("a bucket has at most 50 tags".into()));
+        }
         if tags.iter().any(|(k, _)| *k == key) {
             return Err(S3Error::InvalidTag(
                 "cannot provide multiple tags with the same key".into(),
             ));
         }
         tags.push((key, value));
-    }
-    if tags.len() > TAGS_MAX {
-        return Err(S3Error::InvalidTag("a bucket has at most 50 tags".into()));
     }
     Ok(tags)
 }
