@@ -220,7 +220,8 @@ mod tests {
             b in prop::collection::btree_map(0u8..4, (stamp(), any::<bool>()), 0..4),
             c in prop::collection::btree_map(0u8..4, (stamp(), any::<bool>()), 0..4),
         ) {
-            let m = |m: std::collections::BTreeMap<u8, (Stamp, bool)>| -> std::collections::BTreeMap<u8, Lww<bool>> {
+            use std::collections::BTreeMap;
+            let m = |m: BTreeMap<u8, (Stamp, bool)>| -> BTreeMap<u8, Lww<bool>> {
                 m.into_iter().map(|(k, (s, v))| (k, Lww::new(s, v))).collect()
             };
             laws::check(&m(a), &m(b), &m(c));

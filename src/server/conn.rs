@@ -959,31 +959,9 @@ async fn serve_request(
     io.continue_pending = head.expects_continue()
         && !matches!(framing, BodyFraming::Empty)
         && io.available().is_empty();
-    let is_head = head.method == "HEAD";
     let zero_length = matches!(framing, BodyFraming::Length(0));
     let mut body = Body::new(io, framing);
-    let result = match listener {
-        Listener::S3 => super::router::handle(shard, &head, &mut body).await,
-        Listener::Web => Ok(super::website::handle(shard, &head, &rid).await),
-    };
-    let mut response = match result {
-        Ok(response) => response,
-        Err(error) => super::router::error_response(&error, &head.path, &rid, is_head),
-    };
-    if let ResponseBody::Object(object) = &mut response.body {
-        if let Err(error) = object.prefetch(shard).await {
-            response = super::router::error_response(&error, &head.path, &rid, is_head);
-        }
-    }
-    super::cors::add_response_headers(shard, &head, listener, &mut response);
-    if body.too_slow() {
-        shard.metrics.borrow_mut().request_too_slow();
-        tracing::info!(
-            shard = shard.id,
-            path = head.path.as_str(),
-            "request body slower than --min-body-rate: ended"
-        );
-    }
+    let response = respond(shard, &head, &mut body, listener, &rid).await;
     let body_done = body.is_finished();
     let bytes_in = body.decoded_bytes();
     // A body the client never got to send (we answered before 100 Continue) or that is
@@ -1033,6 +1011,41 @@ async fn serve_request(
         Ok(()) => keep_alive,
         Err(_) => false,
     }
+}
+
+/// The answer to a request: the operation's, or its error's. An object's first piece is
+/// read before the head goes out (`ObjectBody::prefetch`).
+async fn respond(
+    shard: &Rc<Shard>,
+    head: &http::RequestHead,
+    body: &mut Body<'_>,
+    listener: Listener,
+    rid: &str,
+) -> Response {
+    let is_head = head.method == "HEAD";
+    let result = match listener {
+        Listener::S3 => super::router::handle(shard, head, body).await,
+        Listener::Web => Ok(super::website::handle(shard, head, rid).await),
+    };
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => super::router::error_response(&error, &head.path, rid, is_head),
+    };
+    if let ResponseBody::Object(object) = &mut response.body {
+        if let Err(error) = object.prefetch(shard).await {
+            response = super::router::error_response(&error, &head.path, rid, is_head);
+        }
+    }
+    super::cors::add_response_headers(shard, head, listener, &mut response);
+    if body.too_slow() {
+        shard.metrics.borrow_mut().request_too_slow();
+        tracing::info!(
+            shard = shard.id,
+            path = head.path.as_str(),
+            "request body slower than --min-body-rate: ended"
+        );
+    }
+    response
 }
 
 async fn write_response(

@@ -140,6 +140,9 @@ struct BlockWriter {
     md5: Md5Stream,
     blocks: Vec<BlockRef>,
     in_flight: std::collections::VecDeque<glommio::task::JoinHandle<Result<(), S3Error>>>,
+    /// The upload's share of `--max-buffered-bytes`, taken once its body needs blocks and
+    /// held until its last block is written.
+    room: Option<glommio::sync::StaticPermit>,
 }
 
 impl BlockWriter {
@@ -175,7 +178,7 @@ impl BlockWriter {
         Ok(())
     }
 
-    /// Waits for every block sent; the first failure.
+    /// Waits for every block sent; the first failure. Gives the upload's room back.
     async fn finish(&mut self) -> Result<(), S3Error> {
         let mut result = Ok(());
         for task in self.in_flight.drain(..) {
@@ -184,6 +187,7 @@ impl BlockWriter {
                 result = r;
             }
         }
+        self.room = None;
         result
     }
 }
@@ -244,23 +248,21 @@ pub async fn ingest(
         md5,
         blocks: Vec::new(),
         in_flight: Default::default(),
+        room: None,
     };
     // The body's first bytes go to a vector: they may be an inline object.
     let mut buffer: Vec<u8> = Vec::with_capacity(inline_threshold.max(BLOCK_SINK_FROM));
-    // This upload's share of `--max-buffered-bytes`, once its body needs blocks, held until
-    // its last block is written.
-    let mut room = None;
     let read = read_body(
         shard,
         body,
-        (&mut hashers, &mut writer),
-        (&mut buffer, &mut room),
+        &mut hashers,
+        &mut writer,
+        &mut buffer,
         inline_ok,
     )
     .await;
     // Even on error, wait for the writes already sent, so that their blocks can be released.
     let finished = writer.finish().await;
-    drop(room);
     let result = read.and_then(|total| finished.map(|()| total));
     let (md5, blocks) = (writer.md5, writer.blocks);
     let finish = || -> Result<Ingested, S3Error> {
@@ -285,26 +287,7 @@ pub async fn ingest(
                 return Err(S3Error::BadDigest(None));
             }
         }
-        let checksum = match declared {
-            None => None,
-            Some((algorithm, value)) => {
-                let actual = digests
-                    .checksum
-                    .clone()
-                    .expect("hashers computed the declared checksum");
-                let expected = value.or_else(|| {
-                    let name = checksum::header_name(algorithm);
-                    body.trailers()
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, v)| v.clone())
-                });
-                if let Some(expected) = expected {
-                    checksum::check_checksum(&actual, &expected)?;
-                }
-                Some(actual)
-            }
-        };
+        let checksum = checked_checksum(declared, digests.checksum.clone(), body.trailers())?;
         let data = if blocks.is_empty() {
             ObjectData::Inline(std::mem::take(&mut buffer))
         } else {
@@ -324,6 +307,30 @@ pub async fn ingest(
     outcome
 }
 
+/// The checksum a client declared (in a header, or in a trailer of its aws-chunked body),
+/// checked against the one computed.
+fn checked_checksum(
+    declared: Option<(ChecksumAlgorithm, Option<String>)>,
+    computed: Option<Checksum>,
+    trailers: &[(String, String)],
+) -> Result<Option<Checksum>, S3Error> {
+    let Some((algorithm, value)) = declared else {
+        return Ok(None);
+    };
+    let actual = computed.expect("hashers computed the declared checksum");
+    let expected = value.or_else(|| {
+        let name = checksum::header_name(algorithm);
+        trailers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    });
+    if let Some(expected) = expected {
+        checksum::check_checksum(&actual, &expected)?;
+    }
+    Ok(Some(actual))
+}
+
 /// Reads a body to its end, hashing it as it comes and cutting it into blocks sent to their
 /// shards. Its first bytes go to `buffer`; past `BLOCK_SINK_FROM` bytes it is read straight
 /// into block record buffers. A body that may stay inline (`inline_ok` and under the
@@ -331,8 +338,9 @@ pub async fn ingest(
 async fn read_body(
     shard: &Rc<Shard>,
     body: &mut Body<'_>,
-    (hashers, writer): (&mut Hashers, &mut BlockWriter),
-    (buffer, room): (&mut Vec<u8>, &mut Option<glommio::sync::StaticPermit>),
+    hashers: &mut Hashers,
+    writer: &mut BlockWriter,
+    buffer: &mut Vec<u8>,
     inline_ok: bool,
 ) -> Result<u64, S3Error> {
     let block_size = shard.config.block_size as usize;
@@ -366,7 +374,7 @@ async fn read_body(
         }
         let ended = n == 0;
         if sink.is_none() && !ended && buffer.len() >= BLOCK_SINK_FROM.min(block_size) {
-            *room = Some(reserve_upload_memory(shard, body).await?);
+            writer.room = Some(reserve_upload_memory(shard, body).await?);
             let mut s = BlockSink::new(block_size);
             s.extend_from_slice(buffer);
             *buffer = Vec::new();
