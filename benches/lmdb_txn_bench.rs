@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use granary::meta::types::{BucketId, ObjectData, ObjectRow, Stamp};
+use granary::meta::types::{BucketId, ObjectData, ObjectRecord, ObjectRow, Stamp, VersionId};
 use heed::types::Bytes;
 use heed::{Database, EnvFlags, EnvOpenOptions};
 
@@ -121,13 +121,15 @@ fn key(n: u64, order: Order) -> String {
 
 const BUCKET: BucketId = BucketId([9; 16]);
 
-/// The row a PutObject of a 16-byte object stores.
+/// The record a PutObject of a 16-byte object stores.
 fn row(key: String, n: u64) -> Vec<u8> {
     let row = ObjectRow {
         bucket: BUCKET,
         key,
+        version: VersionId([n as u8; 16]),
         stamp: Stamp {
             time_ms: 1_795_000_000_000 + n,
+            counter: 0,
             node: 1,
         },
         bytes: 16,
@@ -138,7 +140,7 @@ fn row(key: String, n: u64) -> Vec<u8> {
         parts: vec![],
         data: ObjectData::Inline(vec![7; 16]),
     };
-    postcard::to_stdvec(&row).expect("row encodes")
+    postcard::to_stdvec(&ObjectRecord::of_row(&row)).expect("row encodes")
 }
 
 /// Bytes this process has handed to write() and friends so far.

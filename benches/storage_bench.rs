@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bench_util::Cli;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
-use granary::meta::types::{BlockHash, BucketId, ObjectData, ObjectRow, Stamp};
+use granary::meta::types::{BlockHash, BucketId, Holder, ObjectData, ObjectRow, Stamp, VersionId};
 use granary::storage::{BlockBuf, FsyncPolicy, ShardStore, StorageConfig};
 
 mod bench_util;
@@ -261,8 +261,8 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
                                     (BlockHash([0; 32]), Block::Vec(Vec::new())),
                                 );
                                 let put = match d {
-                                    Block::Sealed(b) => s.put_block_buf(h, b).await,
-                                    Block::Vec(v) => s.put_block(h, v).await,
+                                    Block::Sealed(b) => s.put_block_buf(h, b, BENCH_HOLDER).await,
+                                    Block::Vec(v) => s.put_block(h, v, BENCH_HOLDER).await,
                                 };
                                 if let Err(e) = put {
                                     eprintln!("put_block: {e}");
@@ -313,12 +313,17 @@ fn run_one(dir: &Path, w: Workload, policy: FsyncPolicy, conc: usize, secs: f64)
         .unwrap()
 }
 
+/// What holds the benchmark's blocks.
+const BENCH_HOLDER: Holder = Holder([5; 16]);
+
 fn row(i: usize) -> ObjectRow {
     ObjectRow {
         bucket: BucketId([3; 16]),
         key: format!("bench/{i:09}"),
+        version: VersionId([0; 16]),
         stamp: Stamp {
             time_ms: i as u64,
+            counter: 0,
             node: 1,
         },
         bytes: 100,

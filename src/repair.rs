@@ -36,9 +36,9 @@ fn shard_dirs(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
-/// Compares every block's reference count with the references the rows of all shards
-/// hold (`storage::refcheck`); with `fix`, sets the counts to those references. A block
-/// set to 0 is dropped by GC after the grace delay once the node runs again.
+/// Compares every block's references with the holders the rows of all shards name
+/// (`storage::refcheck`); with `fix`, sets the references to those holders. A block left
+/// with none is dropped by GC after the grace delay once the node runs again.
 pub fn refcounts(data_dir: &Path, fix: bool) -> anyhow::Result<RefReport> {
     let dirs = shard_dirs(data_dir)?;
     let cfg = StorageConfig {
@@ -61,7 +61,7 @@ pub fn refcounts(data_dir: &Path, fix: bool) -> anyhow::Result<RefReport> {
             let mut indexed = Vec::new();
             let mut owner = HashMap::new();
             for (i, store) in stores.iter().enumerate() {
-                store.count_row_refs(&mut held)?;
+                store.collect_row_holders(&mut held)?;
                 for b in store.indexed_blocks()? {
                     owner.insert(b.hash, i);
                     indexed.push(b);
@@ -70,12 +70,12 @@ pub fn refcounts(data_dir: &Path, fix: bool) -> anyhow::Result<RefReport> {
             let report = refcheck::compare(&held, indexed);
             if fix {
                 let mut per_store = vec![Vec::new(); stores.len()];
-                for (hash, refs) in report.fixes() {
-                    per_store[owner[&hash]].push((hash, refs));
+                for (hash, holders) in report.fixes() {
+                    per_store[owner[&hash]].push((hash, holders));
                 }
-                for (store, counts) in stores.iter().zip(per_store) {
-                    if !counts.is_empty() {
-                        store.set_block_refs(counts).await?;
+                for (store, fixes) in stores.iter().zip(per_store) {
+                    if !fixes.is_empty() {
+                        store.set_block_holders(fixes).await?;
                     }
                 }
             }
@@ -94,13 +94,13 @@ pub fn describe(report: &RefReport, fixed: bool) -> String {
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     let mut out = format!("checked {} blocks\n", report.blocks);
     out.push_str(&format!(
-        "leaked: {} blocks counted above the references rows hold ({:.1} MiB that nothing \
+        "leaked: {} blocks with references no row holds ({:.1} MiB that nothing \
          references)\n",
         report.leaked.len(),
         mib(report.reclaimable_bytes())
     ));
     out.push_str(&format!(
-        "short: {} blocks counted below the references rows hold\n",
+        "short: {} blocks missing a reference a row holds\n",
         report.short.len()
     ));
     out.push_str(&format!(

@@ -6,7 +6,9 @@ mod storage_util;
 use std::rc::Rc;
 
 use granary::meta::types::*;
-use granary::storage::{Completing, Completion, PutIf, ShardStore, StorageError, META_FORMAT};
+use granary::storage::{
+    Completing, Completion, ObjectPut, ObjectWrite, PutIf, ShardStore, StorageError, META_FORMAT,
+};
 use storage_util::*;
 use PutIf::Written;
 
@@ -19,9 +21,9 @@ fn blocks_round_trip_dedup_and_refcounts() {
         let (h1, d1) = block(1 << 20, 1);
         let (h2, d2) = block(200_000, 2);
         let (h0, d0) = block(0, 3);
-        s.put_block(h1, d1.clone()).await.unwrap();
-        s.put_block(h2, d2.clone()).await.unwrap();
-        s.put_block(h0, d0.clone()).await.unwrap();
+        s.put_block(h1, d1.clone(), H).await.unwrap();
+        s.put_block(h2, d2.clone(), H).await.unwrap();
+        s.put_block(h0, d0.clone(), H).await.unwrap();
         assert_eq!(s.read_block(&h1, 0, 1 << 20).await.unwrap(), d1);
         assert_eq!(s.read_block(&h0, 0, 0).await.unwrap(), d0);
         // Ranges, including across chunk boundaries and far from the header.
@@ -51,37 +53,45 @@ fn blocks_round_trip_dedup_and_refcounts() {
             s.read_block(&BlockHash([9; 32]), 0, 1).await,
             Err(StorageError::NotFound)
         );
-        // Dedup: second put writes no data, counts a reference.
+        // Dedup: a second holder's put writes no data, adds its reference; the same holder
+        // putting again (a retry) adds nothing.
         let written = s.stats().data_bytes_written;
-        s.put_block(h1, d1.clone()).await.unwrap();
+        s.put_block(h1, d1.clone(), holder(2)).await.unwrap();
+        s.put_block(h1, d1.clone(), holder(2)).await.unwrap();
         assert_eq!(s.stats().data_bytes_written, written);
         assert_eq!(s.block_info(&h1).unwrap().unwrap().refs, 2);
-        s.decref_block(&h1).await.unwrap();
-        s.decref_block(&h1).await.unwrap();
+        s.release_block(&h1, H).await.unwrap();
+        s.release_block(&h1, H).await.unwrap();
+        assert_eq!(
+            s.block_info(&h1).unwrap().unwrap().refs,
+            1,
+            "a release counts once"
+        );
+        s.release_block(&h1, holder(2)).await.unwrap();
         let e = s.block_info(&h1).unwrap().unwrap();
         assert_eq!(e.refs, 0);
         assert!(e.zero_since_ms > 0);
         // Still readable during the grace delay; a new put revives it.
         assert_eq!(s.read_block(&h1, 0, 10).await.unwrap(), &d1[..10]);
-        s.put_block(h1, d1.clone()).await.unwrap();
+        s.put_block(h1, d1.clone(), H).await.unwrap();
         let e = s.block_info(&h1).unwrap().unwrap();
         assert_eq!((e.refs, e.zero_since_ms), (1, 0));
         assert_eq!(
-            s.decref_block(&BlockHash([7; 32])).await,
+            s.release_block(&BlockHash([7; 32]), H).await,
             Err(StorageError::NotFound)
         );
         // A reference without the data (a copy): counted for a stored block, refused for
         // an absent one; neither reads nor writes a byte.
         let (read, written) = (s.stats().read_bytes, s.stats().data_bytes_written);
-        assert!(s.incref_block(&h2).await.unwrap());
+        assert!(s.add_block_ref(&h2, holder(3)).await.unwrap());
         assert_eq!(s.block_info(&h2).unwrap().unwrap().refs, 2);
-        assert!(!s.incref_block(&BlockHash([7; 32])).await.unwrap());
+        assert!(!s.add_block_ref(&BlockHash([7; 32]), H).await.unwrap());
         assert!(s.block_info(&BlockHash([7; 32])).unwrap().is_none());
         assert_eq!(
             (s.stats().read_bytes, s.stats().data_bytes_written),
             (read, written)
         );
-        s.decref_block(&h2).await.unwrap();
+        s.release_block(&h2, H).await.unwrap();
         let st = s.stats();
         assert_eq!(st.blocks, 3);
         assert!(st.live_bytes > 1 << 20);
@@ -112,7 +122,7 @@ fn concurrent_puts_share_commits() {
                     .unwrap();
                 if i % 4 == 0 {
                     let (h, d) = block(50_000, 1000 + i);
-                    s.put_block(h, d).await.unwrap();
+                    s.put_block(h, d, H).await.unwrap();
                 }
             }));
         }
@@ -138,7 +148,8 @@ fn objects_list_conditional_and_delete() {
         let s = ShardStore::open(&path, cfg()).await.unwrap();
         assert!(s.bucket_is_empty(&BUCKET).unwrap());
         for k in ["b", "a", "a/1", "a/2", "c", "é", "a\u{1}"] {
-            assert_eq!(s.put_object(obj(k, k.as_bytes())).await.unwrap(), None);
+            let written = s.put_object(obj(k, k.as_bytes())).await.unwrap();
+            assert_eq!(written, ObjectWrite::default());
         }
         let other = BucketId([2; 16]);
         let mut o = obj("a", b"x");
@@ -167,59 +178,95 @@ fn objects_list_conditional_and_delete() {
         );
         assert_eq!(keys(s.list_objects(&other, "", "", 100).unwrap()), ["a"]);
         assert!(!s.bucket_is_empty(&other).unwrap());
-        // Replace returns the previous row.
-        let prev = s.put_object(obj("b", b"new")).await.unwrap().unwrap();
-        assert_eq!(prev.data, ObjectData::Inline(b"b".to_vec()));
+        s.close().await.unwrap();
+    });
+}
+
+/// Writes merge by version: the newest is visible, what it replaces is dropped (its blocks
+/// are released by the caller), a write older than the visible version is dropped itself;
+/// conditions are decided in the transaction that writes.
+#[test]
+fn object_writes_merge_conditions_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        for k in ["b", "c"] {
+            s.put_object(obj(k, k.as_bytes())).await.unwrap();
+        }
+        // A newer version replaces the visible one, which the write drops.
+        let old_b = s.get_object(&BUCKET, "b").unwrap().unwrap();
+        let w = s.put_object(obj("b", b"new")).await.unwrap();
+        assert_eq!(
+            w.previous.as_ref().unwrap().data,
+            ObjectData::Inline(b"b".to_vec())
+        );
+        assert_eq!(w.dropped, vec![old_b]);
+        // An older write meets a newer version: it is dropped itself, never visible.
+        let mut stale = obj("b", b"stale");
+        stale.stamp.time_ms = 0;
+        let w = s.put_object(stale.clone()).await.unwrap();
+        assert_eq!(w.dropped, vec![stale]);
         // If-None-Match: * races: exactly one of many concurrent creators wins.
         let mut tasks = Vec::new();
         for i in 0..50u8 {
             let s = Rc::clone(&s);
             tasks.push(glommio::spawn_local(async move {
-                s.put_object_if(obj("race", &[i]), |cur| cur.is_none())
+                s.put_object_if(obj("race", &[i]), Some(Condition::Absent))
                     .await
                     .unwrap()
             }));
         }
         let mut won = 0;
         for t in tasks {
-            if let PutIf::Written(None) = t.await {
+            if let ObjectPut::Written(_) = t.await {
                 won += 1;
             }
         }
         assert_eq!(won, 1);
-        assert!(matches!(
-            s.put_object_if(obj("race", b"z"), |cur| cur.is_none())
-                .await
-                .unwrap(),
-            PutIf::Refused(Some(_))
-        ));
+        let late = s.put_object_if(obj("race", b"z"), Some(Condition::Absent));
+        assert!(matches!(late.await.unwrap(), ObjectPut::Refused(Some(_))));
         let got = s.get_object(&BUCKET, "b").unwrap().unwrap();
-        assert_eq!(got, obj("b", b"new"));
-        assert_eq!(s.delete_object(&BUCKET, "b").await.unwrap(), Some(got));
-        assert_eq!(s.delete_object(&BUCKET, "b").await.unwrap(), None);
+        assert_eq!(got.data, ObjectData::Inline(b"new".to_vec()));
+        let deleted = s
+            .delete_object(&BUCKET, "b", VersionId::random(), next_stamp())
+            .await;
+        assert_eq!(deleted.unwrap().dropped, vec![got]);
+        let again = s
+            .delete_object(&BUCKET, "b", VersionId::random(), next_stamp())
+            .await;
+        assert_eq!(again.unwrap(), ObjectWrite::default());
         assert_eq!(s.get_object(&BUCKET, "b").unwrap(), None);
-        // A conditional delete (lifecycle: only the row found expired) is refused once the
-        // row changed, and done while it holds.
+        // A conditional delete (lifecycle: only the version found expired) is refused once
+        // the object changed, and done while it holds.
         let old = s.get_object(&BUCKET, "c").unwrap().unwrap();
-        let mut newer = obj("c", b"rewritten");
-        newer.stamp.time_ms = old.stamp.time_ms + 1;
+        let newer = obj("c", b"rewritten");
         s.put_object(newer.clone()).await.unwrap();
-        let stamp = old.stamp;
+        let marker = (VersionId::random(), next_stamp());
         let refused = s
-            .delete_object_if(&BUCKET, "c", move |cur| {
-                cur.is_some_and(|c| c.stamp == stamp)
-            })
+            .delete_object_if(
+                &BUCKET,
+                "c",
+                marker,
+                Some(Condition::VersionIs(old.version)),
+            )
             .await
             .unwrap();
-        assert_eq!(refused, PutIf::Refused(Some(newer.clone())));
-        let stamp = newer.stamp;
+        assert_eq!(refused, ObjectPut::Refused(Some(newer.clone())));
+        let marker = (VersionId::random(), next_stamp());
         let done = s
-            .delete_object_if(&BUCKET, "c", move |cur| {
-                cur.is_some_and(|c| c.stamp == stamp)
-            })
+            .delete_object_if(
+                &BUCKET,
+                "c",
+                marker,
+                Some(Condition::VersionIs(newer.version)),
+            )
             .await
             .unwrap();
-        assert_eq!(done, PutIf::Written(Some(newer)));
+        let ObjectPut::Written(done) = done else {
+            panic!("the delete of the version found is done")
+        };
+        assert_eq!(done.previous, Some(newer));
         assert_eq!(s.get_object(&BUCKET, "c").unwrap(), None);
         s.close().await.unwrap();
     });
@@ -256,15 +303,18 @@ fn completing_an_upload_is_atomic_and_remembered() {
             .complete_upload(completing(vec![part("u1", 1), part("u1", 3)]))
             .await;
         match first.unwrap() {
-            Completion::Completed { replaced, unused } => {
-                assert_eq!(replaced, None);
+            Completion::Completed { written, unused } => {
+                assert_eq!(written, ObjectWrite::default());
                 assert_eq!(unused, vec![part("u1", 2)]);
             }
             other => panic!("first Complete: {other:?}"),
         }
         assert!(s.get_object(&BUCKET, "k").unwrap().is_some());
         assert_eq!(s.get_upload(&BUCKET, "k", "u1").unwrap(), None);
-        assert!(s.list_parts("u1", 0, 100).unwrap().is_empty());
+        assert!(s
+            .list_parts((&BUCKET, "k"), "u1", 0, 100)
+            .unwrap()
+            .is_empty());
         match s
             .complete_upload(completing(vec![part("u1", 1)]))
             .await
@@ -279,16 +329,24 @@ fn completing_an_upload_is_atomic_and_remembered() {
             }
             other => panic!("second Complete: {other:?}"),
         }
-        let (gone, parts) = s.delete_upload(&BUCKET, "k", "u1").await.unwrap();
+        let (gone, parts) = s
+            .abort_upload(&BUCKET, "k", "u1", next_stamp())
+            .await
+            .unwrap();
         assert_eq!((gone, parts), (None, vec![]));
         let late = s.put_part(&BUCKET, "k", part("u1", 4)).await.unwrap();
         assert_eq!(late, PutIf::Refused(None));
-        assert!(s.list_parts("u1", 0, 100).unwrap().is_empty());
+        assert!(s
+            .list_parts((&BUCKET, "k"), "u1", 0, 100)
+            .unwrap()
+            .is_empty());
 
         // Aborted first: a Complete then finds nothing.
         s.put_upload(upload("k", "u2")).await.unwrap();
         s.put_part(&BUCKET, "k", part("u2", 1)).await.unwrap();
-        s.delete_upload(&BUCKET, "k", "u2").await.unwrap();
+        s.abort_upload(&BUCKET, "k", "u2", next_stamp())
+            .await
+            .unwrap();
         let mut late = completing(vec![part("u2", 1)]);
         late.upload_id = "u2".into();
         let after_abort = s.complete_upload(late).await.unwrap();
@@ -315,6 +373,7 @@ fn upload(key: &str, id: &str) -> UploadRow {
         initiated_ms: 5,
         headers: vec![],
         checksum_algorithm: None,
+        state: Lww::new(Stamp::ZERO, UploadState::InProgress),
     }
 }
 
@@ -322,6 +381,8 @@ fn part(id: &str, n: u32) -> PartRow {
     PartRow {
         upload_id: id.into(),
         number: n,
+        stamp: Stamp::ZERO,
+        holder: holder(n as u8),
         bytes: 10,
         etag: format!("\"p{n}\""),
         last_modified_ms: 1,
@@ -375,26 +436,45 @@ fn multipart_rows_and_global_tables() {
         let again = s.put_part(&BUCKET, "a", part("u1", 2)).await.unwrap();
         assert_eq!(again, Written(Some(part("u1", 2))));
         let nums = |v: Vec<PartRow>| v.into_iter().map(|p| p.number).collect::<Vec<_>>();
-        assert_eq!(nums(s.list_parts("u1", 0, 100).unwrap()), [1, 2, 3, 10000]);
-        assert_eq!(nums(s.list_parts("u1", 2, 1).unwrap()), [3]);
         assert_eq!(
-            nums(s.list_parts("u1", u32::MAX, 10).unwrap()),
+            nums(s.list_parts((&BUCKET, "a"), "u1", 0, 100).unwrap()),
+            [1, 2, 3, 10000]
+        );
+        assert_eq!(nums(s.list_parts((&BUCKET, "a"), "u1", 2, 1).unwrap()), [3]);
+        assert_eq!(
+            nums(s.list_parts((&BUCKET, "a"), "u1", u32::MAX, 10).unwrap()),
             Vec::<u32>::new()
         );
-        let (u, parts) = s.delete_upload(&BUCKET, "a", "u1").await.unwrap();
+        let (u, parts) = s
+            .abort_upload(&BUCKET, "a", "u1", next_stamp())
+            .await
+            .unwrap();
         assert_eq!(u, Some(upload("a", "u1")));
         assert_eq!(nums(parts), [1, 2, 3, 10000]);
-        assert!(s.list_parts("u1", 0, 100).unwrap().is_empty());
-        assert_eq!(nums(s.list_parts("u2", 0, 100).unwrap()), [1]);
+        assert!(s
+            .list_parts((&BUCKET, "a"), "u1", 0, 100)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            nums(s.list_parts((&BUCKET, "a"), "u2", 0, 100).unwrap()),
+            [1]
+        );
 
+        s.close().await.unwrap();
+    });
+}
+
+#[test]
+fn global_tables_store_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
         let b = |name: &str, id: u8| BucketRow {
             id: BucketId([id; 16]),
             name: name.into(),
             created_ms: 1,
-            stamp: Stamp {
-                time_ms: 1,
-                node: 0,
-            },
+            stamp: Stamp::ZERO,
             deleted: false,
             grants: vec![],
             website: None,
@@ -403,8 +483,9 @@ fn multipart_rows_and_global_tables() {
             lifecycle: None,
             tags: vec![],
         };
-        s.put_bucket(b("zeta", 1)).await.unwrap();
-        s.put_bucket(b("alpha", 2)).await.unwrap();
+        let record = |v: BucketRow| BucketRecord::of_view(&v, Stamp::ZERO);
+        s.put_bucket(record(b("zeta", 1))).await.unwrap();
+        s.put_bucket(record(b("alpha", 2))).await.unwrap();
         let names: Vec<_> = s
             .list_buckets()
             .unwrap()
@@ -412,22 +493,18 @@ fn multipart_rows_and_global_tables() {
             .map(|b| b.name)
             .collect();
         assert_eq!(names, ["alpha", "zeta"]);
-        assert_eq!(
-            s.get_bucket(&BucketId([2; 16])).unwrap(),
-            Some(b("alpha", 2))
-        );
+        let alpha = s.get_bucket(&BucketId([2; 16])).unwrap();
+        assert_eq!(alpha.map(|r| r.view()), Some(b("alpha", 2)));
         let key = KeyRow {
             access_key_id: "GK1".into(),
             secret_access_key: "s".into(),
             name: "k".into(),
             created_ms: 1,
-            stamp: Stamp {
-                time_ms: 1,
-                node: 0,
-            },
+            stamp: Stamp::ZERO,
             deleted: false,
             create_bucket: true,
         };
+        let key = KeyRecord::of_view(&key, Stamp::ZERO);
         s.put_key(key.clone()).await.unwrap();
         assert_eq!(s.list_keys().unwrap(), vec![key.clone()]);
         assert_eq!(s.get_key("GK1").unwrap(), Some(key));
@@ -442,7 +519,7 @@ fn corrupt_block_is_an_error_then_repaired_by_put() {
     run(move || async move {
         let s = ShardStore::open(&path, cfg()).await.unwrap();
         let (h, d) = block(300_000, 9);
-        s.put_block(h, d.clone()).await.unwrap();
+        s.put_block(h, d.clone(), H).await.unwrap();
         let e = s.block_info(&h).unwrap().unwrap();
         // Flip a byte in the second chunk of the data on disk.
         let seg = path.join("segments").join(format!("seg-{:08}", e.segment));
@@ -459,13 +536,13 @@ fn corrupt_block_is_an_error_then_repaired_by_put() {
         // Marked bad: no longer served at all, nor referenced without its data.
         s.sync_all().await.unwrap();
         assert!(s.block_info(&h).unwrap().unwrap().bad);
-        assert!(!s.incref_block(&h).await.unwrap());
+        assert!(!s.add_block_ref(&h, H).await.unwrap());
         assert!(matches!(
             s.read_block(&h, 0, 1000).await,
             Err(StorageError::Corrupt(_))
         ));
         // A put of the same content repairs it.
-        s.put_block(h, d.clone()).await.unwrap();
+        s.put_block(h, d.clone(), holder(2)).await.unwrap();
         assert_eq!(s.read_block(&h, 0, 300_000).await.unwrap(), d);
         s.sync_all().await.unwrap(); // the index entry of a fresh record commits after the ack
         assert_eq!(s.block_info(&h).unwrap().unwrap().refs, 2);
@@ -480,7 +557,7 @@ fn streaming_reads_verify_chunks_and_hash() {
     run(move || async move {
         let s = ShardStore::open(&path, cfg()).await.unwrap();
         let (h, d) = block(1_000_000, 5);
-        s.put_block(h, d.clone()).await.unwrap();
+        s.put_block(h, d.clone(), H).await.unwrap();
         let r = s.open_block(&h).await.unwrap();
         assert_eq!(r.len(), 1_000_000);
         let mut got = Vec::new();
@@ -531,6 +608,7 @@ fn longest_keys_fit() {
             initiated_ms: 1,
             headers: vec![],
             checksum_algorithm: None,
+            state: Lww::new(Stamp::ZERO, UploadState::InProgress),
         };
         s.put_upload(u.clone()).await.unwrap();
         assert_eq!(
@@ -616,7 +694,7 @@ fn close_releases_every_file_even_as_the_executor_ends() {
     run(move || async move {
         let s = ShardStore::open(&path, cfg()).await.unwrap();
         let (h, d) = block(300_000, 1);
-        s.put_block(h, d).await.unwrap();
+        s.put_block(h, d, H).await.unwrap();
         s.close().await.unwrap();
         assert!(matches!(
             s.read_block(&h, 0, 10).await,
@@ -627,4 +705,52 @@ fn close_releases_every_file_even_as_the_executor_ends() {
         open_files_under(dir.path()),
         Vec::<std::path::PathBuf>::new()
     );
+}
+
+/// Every row change passes the row-change hook once committed, with the old and new
+/// encodings' hashes: the place a Merkle tree will be kept current.
+#[test]
+fn every_row_change_passes_the_hook() {
+    use granary::storage::{RowChange, RowHook, Table};
+    use std::cell::RefCell;
+
+    struct Seen(Rc<RefCell<Vec<RowChange>>>);
+    impl RowHook for Seen {
+        fn changed(&mut self, change: &RowChange) {
+            self.0.borrow_mut().push(change.clone());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = ShardStore::open(&path, cfg()).await.unwrap();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        s.set_row_hook(Box::new(Seen(Rc::clone(&seen))));
+        let (h, d) = block(10_000, 1);
+        s.put_block(h, d, H).await.unwrap();
+        s.put_object(obj("k", b"v1")).await.unwrap();
+        s.put_object(obj("k", b"v2")).await.unwrap();
+        s.delete_object(&BUCKET, "k", VersionId::random(), next_stamp())
+            .await
+            .unwrap();
+        s.release_block(&h, H).await.unwrap();
+        s.sync_all().await.unwrap();
+        let seen = seen.borrow().clone();
+        let of = |t: Table| seen.iter().filter(|c| c.table == t).collect::<Vec<_>>();
+        let objects = of(Table::Objects);
+        assert_eq!(objects.len(), 3, "{objects:?}");
+        assert!(objects[0].old.is_none() && objects[0].new.is_some());
+        assert_eq!(
+            objects[1].old, objects[0].new,
+            "a change names the value it replaced"
+        );
+        assert!(
+            objects[2].new.is_none(),
+            "the tombstone is collected at once"
+        );
+        let refs = of(Table::BlockRefs);
+        assert_eq!(refs.len(), 2);
+        assert!(refs[0].new.is_some() && refs[1].new.is_none());
+        s.close().await.unwrap();
+    });
 }

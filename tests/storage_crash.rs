@@ -75,10 +75,10 @@ fn crash_child() {
                     if seed.is_multiple_of(2) {
                         let d = data(block_len(seed), seed);
                         let h = BlockHash::of(&d);
-                        s.put_block(h, d).await.unwrap();
+                        s.put_block(h, d, H).await.unwrap();
                         if compaction && seed.is_multiple_of(3) {
                             // Garbage for GC and compaction: never reported as acknowledged.
-                            s.decref_block(&h).await.unwrap();
+                            s.release_block(&h, H).await.unwrap();
                         } else {
                             ack(&format!("B {seed}"));
                         }

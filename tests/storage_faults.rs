@@ -66,7 +66,7 @@ fn disk_full_is_an_error_and_the_store_stays_usable() {
         let mut stored = Vec::new();
         let err = loop {
             let (h, d) = block(1 << 20, stored.len() as u64);
-            match s.put_block(h, d.clone()).await {
+            match s.put_block(h, d.clone(), H).await {
                 Ok(()) => stored.push((h, d)),
                 Err(e) => break e,
             }
@@ -81,12 +81,12 @@ fn disk_full_is_an_error_and_the_store_stays_usable() {
         s.put_object(obj("still-works", b"x")).await.unwrap();
         // Free space: drop most blocks, GC, compact; then writes work again.
         for (h, _) in &stored[..stored.len() - 1] {
-            s.decref_block(h).await.unwrap();
+            s.release_block(h, H).await.unwrap();
         }
         s.gc_now().await.unwrap();
         s.compact_now().await.unwrap();
         let (h, d) = block(1 << 20, 999);
-        s.put_block(h, d.clone()).await.unwrap();
+        s.put_block(h, d.clone(), H).await.unwrap();
         assert_eq!(s.read_block(&h, 0, 1 << 20).await.unwrap(), d);
         let (lh, ld) = stored.last().unwrap();
         assert_eq!(s.read_block(lh, 0, 1 << 20).await.unwrap(), *ld);
@@ -117,7 +117,7 @@ fn periodic_and_never_policies() {
             let s = ShardStore::open(&path, cfg.clone()).await.unwrap();
             let blocks: Vec<_> = (0..20).map(|i| block(30_000, i)).collect();
             for (h, d) in &blocks {
-                s.put_block(*h, d.clone()).await.unwrap();
+                s.put_block(*h, d.clone(), H).await.unwrap();
                 s.put_object(obj(&h.to_hex(), b"v")).await.unwrap();
             }
             sleep_ms(80).await;
@@ -183,27 +183,29 @@ fn failed_fdatasync_disables_block_writes_and_loses_nothing_acknowledged() {
             .map(|i| block(20_000 + i as usize * 999, i))
             .collect();
         for (h, d) in &acked {
-            s.put_block(*h, d.clone()).await.unwrap();
+            s.put_block(*h, d.clone(), H).await.unwrap();
         }
         s.put_object(obj("before", b"1")).await.unwrap();
 
         sim.fail_next_sync(libc::EIO);
         let (hx, dx) = block(5000, 100);
-        let e = s.put_block(hx, dx.clone()).await.unwrap_err();
+        let e = s.put_block(hx, dx.clone(), H).await.unwrap_err();
         assert!(
             matches!(&e, StorageError::Failed(m) if m.contains("fdatasync")),
             "{e:?}"
         );
         // Latched: new blocks are refused with a clear error until the store is reopened.
         let (hy, dy) = block(5000, 101);
-        let e = s.put_block(hy, dy.clone()).await.unwrap_err();
+        let e = s.put_block(hy, dy.clone(), H).await.unwrap_err();
         assert!(matches!(e, StorageError::Failed(_)), "{e:?}");
         assert!(e.to_string().contains("reopen"), "{e}");
         // Nothing acknowledged is lost, reads and metadata writes go on, and a put of a
         // stored block is only a reference (no data write).
         assert_all_readable(&s, &acked, "after the failed sync").await;
         s.put_object(obj("after", b"2")).await.unwrap();
-        s.put_block(acked[0].0, acked[0].1.clone()).await.unwrap();
+        s.put_block(acked[0].0, acked[0].1.clone(), H)
+            .await
+            .unwrap();
         s.close().await.unwrap();
         drop(s);
 
@@ -212,7 +214,7 @@ fn failed_fdatasync_disables_block_writes_and_loses_nothing_acknowledged() {
         assert_all_readable(&s, &acked, "after reopen").await;
         assert!(s.get_object(&BUCKET, "before").unwrap().is_some());
         assert!(s.get_object(&BUCKET, "after").unwrap().is_some());
-        s.put_block(hy, dy.clone()).await.unwrap();
+        s.put_block(hy, dy.clone(), H).await.unwrap();
         acked.push((hy, dy));
         assert_scrub_clean(&s, "after reopen").await;
         // Then the power goes: still everything acknowledged (the unacknowledged block
@@ -229,7 +231,7 @@ fn failed_fdatasync_disables_block_writes_and_loses_nothing_acknowledged() {
         }
         assert_scrub_clean(&s, "after the power loss").await;
         let (hz, dz) = block(7000, 102);
-        s.put_block(hz, dz.clone()).await.unwrap();
+        s.put_block(hz, dz.clone(), H).await.unwrap();
         assert_eq!(s.read_block(&hz, 0, 7000).await.unwrap(), dz);
         s.close().await.unwrap();
     });
@@ -247,7 +249,7 @@ async fn reopen_if_latched(
         return s;
     }
     let (h, d) = block(10_000, 1999);
-    let e = s.put_block(h, d).await.unwrap_err();
+    let e = s.put_block(h, d, H).await.unwrap_err();
     assert!(matches!(e, StorageError::Failed(_)), "latched: {e:?}");
     s.close().await.unwrap();
     drop(s);
@@ -274,7 +276,7 @@ fn failed_write_fails_its_batch_and_the_store_goes_on() {
             let s = ShardStore::open(&path, cfg.clone()).await.unwrap();
             let mut acked: Vec<_> = (0..5).map(|i| block(30_000, i)).collect();
             for (h, d) in &acked {
-                s.put_block(*h, d.clone()).await.unwrap();
+                s.put_block(*h, d.clone(), H).await.unwrap();
             }
             sim.fail_next_write(errno);
             let tasks: Vec<_> = (0..24u64)
@@ -282,7 +284,7 @@ fn failed_write_fails_its_batch_and_the_store_goes_on() {
                     let s = s.clone();
                     glommio::spawn_local(async move {
                         let (h, d) = block(20_000 + i as usize * 100, 1000 + i);
-                        let r = s.put_block(h, d.clone()).await;
+                        let r = s.put_block(h, d.clone(), H).await;
                         (h, d, r)
                     })
                 })
@@ -305,7 +307,7 @@ fn failed_write_fails_its_batch_and_the_store_goes_on() {
             // The store goes on: later writes succeed, metadata too.
             for i in 0..10u64 {
                 let (h, d) = block(10_000, 2000 + i);
-                s.put_block(h, d.clone()).await.unwrap();
+                s.put_block(h, d.clone(), H).await.unwrap();
                 acked.push((h, d));
             }
             s.put_object(obj("k", b"v")).await.unwrap();
@@ -344,7 +346,7 @@ fn failed_write_fails_its_batch_and_the_store_goes_on() {
             assert_all_readable(&s, &acked, "after a power loss").await;
             assert_scrub_clean(&s, "after a power loss").await;
             let (h, d) = block(3000, 3000);
-            s.put_block(h, d.clone()).await.unwrap();
+            s.put_block(h, d.clone(), H).await.unwrap();
             assert_eq!(s.read_block(&h, 0, 3000).await.unwrap(), d);
             s.close().await.unwrap();
         });

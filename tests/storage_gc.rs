@@ -56,15 +56,17 @@ fn gc_and_compaction_reclaim_space_and_keep_live_data() {
         let blocks: Vec<_> = (0..30).map(|i| block(50_000, i)).collect();
         for (h, d) in &blocks {
             // One at a time: one record per batch, segments roll at 256 KiB.
-            s.put_block(*h, d.clone()).await.unwrap();
+            s.put_block(*h, d.clone(), H).await.unwrap();
         }
         let (segs_before, bytes_before) = segment_bytes_on_disk(&path);
         assert!(segs_before >= 5, "{segs_before} segments");
-        // A block referenced twice survives one decref.
-        s.put_block(blocks[0].0, blocks[0].1.clone()).await.unwrap();
+        // A block held twice survives one release.
+        s.put_block(blocks[0].0, blocks[0].1.clone(), holder(2))
+            .await
+            .unwrap();
         for (i, (h, _)) in blocks.iter().enumerate() {
             if i % 3 != 2 {
-                s.decref_block(h).await.unwrap();
+                s.release_block(h, H).await.unwrap();
             }
         }
         let dropped = s.gc_now().await.unwrap();
@@ -87,7 +89,9 @@ fn gc_and_compaction_reclaim_space_and_keep_live_data() {
         let s = ShardStore::open(&path, gc_cfg()).await.unwrap();
         let s = check(s, &blocks).await;
         // A dropped block can be stored again.
-        s.put_block(blocks[1].0, blocks[1].1.clone()).await.unwrap();
+        s.put_block(blocks[1].0, blocks[1].1.clone(), H)
+            .await
+            .unwrap();
         assert_eq!(
             s.read_block(&blocks[1].0, 0, 50_000).await.unwrap(),
             blocks[1].1
@@ -107,8 +111,8 @@ fn grace_delay_keeps_zero_count_blocks() {
         };
         let s = ShardStore::open(&path, cfg).await.unwrap();
         let (h, d) = block(10_000, 1);
-        s.put_block(h, d.clone()).await.unwrap();
-        s.decref_block(&h).await.unwrap();
+        s.put_block(h, d.clone(), H).await.unwrap();
+        s.release_block(&h, H).await.unwrap();
         assert_eq!(s.gc_now().await.unwrap(), 0);
         assert_eq!(s.read_block(&h, 0, 10_000).await.unwrap(), d);
         s.close().await.unwrap();
@@ -126,10 +130,10 @@ fn compaction_interrupted_at_each_step() {
         let blocks: Vec<_> = (0..12).map(|i| block(60_000, 100 + i)).collect();
         let s = ShardStore::open(&path, gc_cfg()).await.unwrap();
         for (h, d) in &blocks {
-            s.put_block(*h, d.clone()).await.unwrap();
+            s.put_block(*h, d.clone(), H).await.unwrap();
         }
         for (h, _) in blocks.iter().step_by(2) {
-            s.decref_block(h).await.unwrap();
+            s.release_block(h, H).await.unwrap();
         }
         s.gc_now().await.unwrap();
         s.close().await.unwrap();
@@ -192,7 +196,7 @@ fn scrub_marks_corrupt_blocks_bad() {
         let s = ShardStore::open(&path, gc_cfg()).await.unwrap();
         let blocks: Vec<_> = (0..6).map(|i| block(20_000, 200 + i)).collect();
         for (h, d) in &blocks {
-            s.put_block(*h, d.clone()).await.unwrap();
+            s.put_block(*h, d.clone(), H).await.unwrap();
         }
         s.sync_all().await.unwrap();
         let victim = blocks[3].0;
@@ -219,7 +223,7 @@ fn scrub_marks_corrupt_blocks_bad() {
             Err(StorageError::Corrupt(_))
         ));
         // A later put of the content (from a replica) repairs it.
-        s.put_block(victim, blocks[3].1.clone()).await.unwrap();
+        s.put_block(victim, blocks[3].1.clone(), H).await.unwrap();
         s.sync_all().await.unwrap();
         assert_eq!(s.stats().bad_blocks, 0);
         assert_eq!(s.read_block(&victim, 0, 20_000).await.unwrap(), blocks[3].1);
@@ -227,26 +231,33 @@ fn scrub_marks_corrupt_blocks_bad() {
     });
 }
 
-/// The offline repair's count setting keeps GC's queue in step: a count raised from 0 takes
-/// the block out of the queue (GC keeps it), a count set to 0 queues it (GC drops it).
+/// The offline repair's reference setting keeps GC's queue in step: references raised from
+/// none take the block out of the queue (GC keeps it), references set to none queue it (GC
+/// drops it).
 #[test]
-fn set_block_refs_moves_blocks_in_and_out_of_the_gc_queue() {
+fn set_block_holders_moves_blocks_in_and_out_of_the_gc_queue() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
         let s = ShardStore::open(&path, gc_cfg()).await.unwrap();
         let (a, da) = block(10_000, 1);
         let (b, db) = block(10_000, 2);
-        s.put_block(a, da.clone()).await.unwrap();
-        s.put_block(b, db.clone()).await.unwrap();
+        s.put_block(a, da.clone(), H).await.unwrap();
+        s.put_block(b, db.clone(), H).await.unwrap();
         s.sync_all().await.unwrap();
         let (indexed, mut held) = (s.indexed_blocks().unwrap(), Default::default());
-        s.count_row_refs(&mut held).unwrap();
+        s.collect_row_holders(&mut held).unwrap();
         assert_eq!(indexed.len(), 2);
         assert!(held.is_empty(), "no rows hold references yet");
-        // a: released to 0 (queued for GC), then found still referenced: raised to 2.
-        s.decref_block(&a).await.unwrap();
-        s.set_block_refs(vec![(a, 2), (b, 0)]).await.unwrap();
+        // a: released to 0 (queued for GC), then found still held by two: raised to 2.
+        s.release_block(&a, H).await.unwrap();
+        let two = vec![holder(1), holder(2)];
+        s.set_block_holders(vec![(a, two.clone()), (b, vec![])])
+            .await
+            .unwrap();
+        let mut got = s.block_holders(&a).unwrap();
+        got.sort();
+        assert_eq!(got, two);
         assert_eq!(s.gc_now().await.unwrap(), 1, "only b goes");
         assert_eq!(s.block_info(&a).unwrap().unwrap().refs, 2);
         assert_eq!(s.read_block(&a, 0, 10_000).await.unwrap(), da);
@@ -256,7 +267,7 @@ fn set_block_refs_moves_blocks_in_and_out_of_the_gc_queue() {
         );
         // Unknown blocks are an error, not a silent success.
         assert_eq!(
-            s.set_block_refs(vec![(b, 1)]).await,
+            s.set_block_holders(vec![(b, vec![H])]).await,
             Err(StorageError::NotFound)
         );
         s.close().await.unwrap();

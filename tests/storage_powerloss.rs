@@ -133,7 +133,7 @@ async fn writer(
         let put = |bseed: u64| {
             let (h, d) = block_of(bseed);
             let s = s.clone();
-            async move { (h, d.len(), s.put_block(h, d).await) }
+            async move { (h, d.len(), s.put_block(h, d, H).await) }
         };
         match op {
             0..=3 => {
@@ -502,7 +502,7 @@ fn never_policy_lost_data_then_crash_keeps_new_writes() {
         let s = open(&path, &cfg, 11).await;
         let old: Vec<_> = (0..40).map(|i| block_of(7000 + i)).collect();
         for (h, d) in &old {
-            s.put_block(*h, d.clone()).await.unwrap();
+            s.put_block(*h, d.clone(), H).await.unwrap();
             s.put_object(obj(&h.to_hex(), b"v")).await.unwrap();
         }
         // Each put_object's commit carried the index entry of the block before it: the
@@ -517,7 +517,7 @@ fn never_policy_lost_data_then_crash_keeps_new_writes() {
         // has their entries, but `open` verified them and marked them bad, so the put
         // writes the data again instead of counting a reference to nothing.
         for (h, d) in &old[..8] {
-            s.put_block(*h, d.clone()).await.unwrap();
+            s.put_block(*h, d.clone(), H).await.unwrap();
         }
         for (h, d) in &old[8..] {
             match s.read_block(h, 0, d.len() as u32).await {
@@ -535,7 +535,7 @@ fn never_policy_lost_data_then_crash_keeps_new_writes() {
             })
             .collect();
         for (h, d) in &new {
-            s.put_block(*h, d.clone()).await.unwrap();
+            s.put_block(*h, d.clone(), H).await.unwrap();
         }
         // A process crash right away (index entries may not be committed yet): recovery
         // must find every new record.

@@ -29,8 +29,8 @@ fn torn_tail_truncated_at_every_cut() {
         let (hb, db) = block(3000, 2);
         {
             let s = ShardStore::open(&path, cfg()).await.unwrap();
-            s.put_block(ha, da.clone()).await.unwrap();
-            s.put_block(hb, db.clone()).await.unwrap();
+            s.put_block(ha, da.clone(), H).await.unwrap();
+            s.put_block(hb, db.clone(), H).await.unwrap();
             s.put_object(obj("k", b"v")).await.unwrap();
             s.close().await.unwrap();
         }
@@ -78,7 +78,7 @@ fn torn_tail_truncated_at_every_cut() {
             }
             // Writes continue after the truncation point and survive a reopen.
             let (hn, dn) = block(4000, 100 + cut as u64);
-            s.put_block(hn, dn.clone()).await.unwrap();
+            s.put_block(hn, dn.clone(), H).await.unwrap();
             s.close().await.unwrap();
             drop(s);
             let s = ShardStore::open(&path, cfg()).await.unwrap();
@@ -91,8 +91,8 @@ fn torn_tail_truncated_at_every_cut() {
             std::fs::remove_dir_all(&path).unwrap();
             std::fs::create_dir_all(&path).unwrap();
             let s = ShardStore::open(&path, cfg()).await.unwrap();
-            s.put_block(ha, da.clone()).await.unwrap();
-            s.put_block(hb, db.clone()).await.unwrap();
+            s.put_block(ha, da.clone(), H).await.unwrap();
+            s.put_block(hb, db.clone(), H).await.unwrap();
             s.put_object(obj("k", b"v")).await.unwrap();
             s.close().await.unwrap();
             drop(s);
@@ -110,8 +110,8 @@ fn lost_indexed_data_reads_as_error_not_wrong_bytes() {
         let (hb, db) = block(200_000, 2);
         {
             let s = ShardStore::open(&path, cfg()).await.unwrap();
-            s.put_block(ha, da.clone()).await.unwrap();
-            s.put_block(hb, db.clone()).await.unwrap();
+            s.put_block(ha, da.clone(), H).await.unwrap();
+            s.put_block(hb, db.clone(), H).await.unwrap();
             s.close().await.unwrap();
         }
         let seg = active_segment(&path);
@@ -127,7 +127,7 @@ fn lost_indexed_data_reads_as_error_not_wrong_bytes() {
         ));
         // The store stays usable.
         let (hc, dc) = block(10_000, 3);
-        s.put_block(hc, dc.clone()).await.unwrap();
+        s.put_block(hc, dc.clone(), H).await.unwrap();
         assert_eq!(s.read_block(&hc, 0, 10_000).await.unwrap(), dc);
         s.close().await.unwrap();
     });
@@ -135,8 +135,8 @@ fn lost_indexed_data_reads_as_error_not_wrong_bytes() {
 
 #[derive(Clone, Debug)]
 enum MOp {
-    PutBlock(u8),
-    Decref(u8),
+    PutBlock(u8, u8),
+    Decref(u8, u8),
     PutObject(u8, u8),
     DeleteObject(u8),
     Reopen,
@@ -144,8 +144,8 @@ enum MOp {
 
 fn mop() -> impl Strategy<Value = MOp> {
     prop_oneof![
-        4 => (0u8..6).prop_map(MOp::PutBlock),
-        3 => (0u8..7).prop_map(MOp::Decref),
+        4 => (0u8..6, 0u8..3).prop_map(|(b, h)| MOp::PutBlock(b, h)),
+        3 => (0u8..7, 0u8..3).prop_map(|(b, h)| MOp::Decref(b, h)),
         3 => (0u8..5, any::<u8>()).prop_map(|(k, v)| MOp::PutObject(k, v)),
         2 => (0u8..5).prop_map(MOp::DeleteObject),
         1 => Just(MOp::Reopen),
@@ -164,35 +164,38 @@ proptest! {
         run(move || async move {
             let blocks: Vec<(BlockHash, Vec<u8>)> =
                 (0..7).map(|i| block(1000 + 37_000 * i as usize, i)).collect();
-            let mut refs: BTreeMap<u8, u64> = BTreeMap::new();
+            // Each block's holders (a block stays indexed, at no reference, until GC).
+            let mut refs: BTreeMap<u8, std::collections::BTreeSet<u8>> = BTreeMap::new();
             let mut objs: BTreeMap<String, u8> = BTreeMap::new();
             let mut s = ShardStore::open(&path, fast_cfg()).await.unwrap();
             for op in ops {
                 match op {
-                    MOp::PutBlock(i) => {
+                    MOp::PutBlock(i, by) => {
                         let (h, d) = blocks[i as usize].clone();
-                        s.put_block(h, d).await.unwrap();
-                        *refs.entry(i).or_default() += 1;
+                        s.put_block(h, d, holder(by)).await.unwrap();
+                        refs.entry(i).or_default().insert(by);
                     }
-                    MOp::Decref(i) => {
-                        let r = s.decref_block(&blocks[i as usize].0).await;
+                    MOp::Decref(i, by) => {
+                        let r = s.release_block(&blocks[i as usize].0, holder(by)).await;
                         match refs.get_mut(&i) {
                             None => assert_eq!(r, Err(StorageError::NotFound)),
-                            Some(n) => {
+                            Some(held) => {
                                 r.unwrap();
-                                *n = n.saturating_sub(1);
+                                held.remove(&by);
                             }
                         }
                     }
                     MOp::PutObject(k, v) => {
                         let key = format!("key{k}");
                         let prev = s.put_object(obj(&key, &[v])).await.unwrap();
-                        assert_eq!(prev.is_some(), objs.contains_key(&key));
+                        assert_eq!(prev.previous.is_some(), objs.contains_key(&key));
                         objs.insert(key, v);
                     }
                     MOp::DeleteObject(k) => {
                         let key = format!("key{k}");
-                        let prev = s.delete_object(&BUCKET, &key).await.unwrap();
+                        let marker = (VersionId::random(), next_stamp());
+                        let prev = s.delete_object(&BUCKET, &key, marker.0, marker.1).await;
+                        let prev = prev.unwrap().previous;
                         assert_eq!(prev.map(|r| r.data), objs.remove(&key).map(|v| ObjectData::Inline(vec![v])));
                     }
                     MOp::Reopen => {
@@ -203,7 +206,8 @@ proptest! {
                 }
                 for (i, (h, d)) in blocks.iter().enumerate() {
                     let info = s.block_info(h).unwrap();
-                    assert_eq!(info.map(|e| e.refs), refs.get(&(i as u8)).copied());
+                    let held = refs.get(&(i as u8)).map(|h| h.len() as u64);
+                    assert_eq!(info.map(|e| e.refs), held);
                     if info.is_some() {
                         assert_eq!(&s.read_block(h, 0, d.len() as u32).await.unwrap(), d);
                     }

@@ -194,12 +194,10 @@ fn bucket_info(bucket: &BucketRow) -> BucketInfo {
     }
 }
 
+/// The stamp of a view the admin API makes: shard 0 stamps the change when it stores it
+/// (`global::put_key`), so the view's own stamp is only what was read.
 fn stamp(shard: &Shard, previous: Option<Stamp>) -> Stamp {
-    let time_ms = previous.map_or(now_ms(), |p| now_ms().max(p.time_ms + 1));
-    Stamp {
-        time_ms,
-        node: shard.node_id,
-    }
+    previous.unwrap_or_else(|| shard.clock.stamp())
 }
 
 /// Changes a bucket's row through shard 0 and answers with the bucket as it now is; a

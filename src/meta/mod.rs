@@ -4,5 +4,7 @@
 pub mod crdt;
 pub mod keys;
 pub mod lifecycle;
+pub mod placement;
 pub mod types;
+pub mod v1;
 pub mod website;

@@ -6,13 +6,14 @@ pub mod ports;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::LocalExecutorBuilder;
 
 use crate::config::ServerConfig;
+use crate::meta::placement::Placement;
 use crate::meta::types::{KeyRow, Stamp};
 use crate::server::global::Global;
 use crate::server::shard_api::{ShardRequest, ShardResponse};
@@ -97,17 +98,24 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
     let _ = HEARTBEATS.set((0..shards).map(|_| AtomicU64::new(now_ms())).collect());
     let _ = CONNECTIONS.set((0..shards).map(|_| AtomicUsize::new(0)).collect());
     check_ports_free(&config)?;
+    let clock = crate::clock::Clock::system(node_id);
+    let placement = Arc::new(crate::storage::placement::prepare(
+        &config.data_dir,
+        shards,
+        &clock,
+    )?);
     let config = std::sync::Arc::new(config);
     let mesh = mesh::builder::<ShardRequest, ShardResponse>(usize::from(shards));
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handles = Vec::new();
     for id in 0..shards {
-        let placement = if usize::from(shards) <= cores {
-            Placement::Fixed(usize::from(id))
+        let pin = if usize::from(shards) <= cores {
+            glommio::Placement::Fixed(usize::from(id))
         } else {
-            Placement::Unbound
+            glommio::Placement::Unbound
         };
         let config = (*config).clone();
+        let (clock, placement) = (clock.clone(), Arc::clone(&placement));
         let mesh = mesh.clone();
         let ready = ready_tx.clone();
         // The storage engine writes a group commit from registered (io_uring) buffers:
@@ -117,12 +125,13 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         // not compete with the shard's own core.
         let io_memory = usize::try_from(2 * config.fsync_batch_bytes + (4 << 20))
             .expect("fsync_batch_bytes is bounded by validation");
-        let handle = LocalExecutorBuilder::new(placement)
+        let handle = LocalExecutorBuilder::new(pin)
             .name(&format!("shard-{id}"))
             .io_memory(io_memory)
             .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
             .spawn(move || async move {
-                if let Err(e) = shard_main(id, node_id, config, mesh, ready.clone()).await {
+                let start = (node_id, clock, placement);
+                if let Err(e) = shard_main(id, start, config, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("shard {id}: {e:#}")));
                 }
             })
@@ -259,17 +268,25 @@ fn node_id(config: &ServerConfig) -> anyhow::Result<u64> {
     Ok(id)
 }
 
+/// What every shard of a node shares: its id, its clock, and where its partitions are.
+type NodeStart = (u64, crate::clock::Clock, Arc<Placement>);
+
 async fn shard_main(
     id: u16,
-    node_id: u64,
+    (node_id, clock, placement): NodeStart,
     config: ServerConfig,
     mesh: mesh::Builder<ShardRequest, ShardResponse>,
     ready: Ready,
 ) -> anyhow::Result<()> {
     let dir = config.data_dir.join(format!("shard-{id}"));
-    let store = ShardStore::open(&dir, crate::storage::StorageConfig::from_server(&config))
+    let storage = crate::storage::StorageConfig {
+        clock: clock.clone(),
+        ..crate::storage::StorageConfig::from_server(&config)
+    };
+    let store = ShardStore::open(&dir, storage)
         .await
         .with_context(|| format!("opening the store in {}", dir.display()))?;
+    store.set_partitions(placement.partitions_of(id));
     let mesh = mesh::Mesh::join(mesh).await;
     assert_eq!(mesh.me(), usize::from(id), "mesh ids follow shard ids");
     let mut global = Global::default();
@@ -281,6 +298,8 @@ async fn shard_main(
         id,
         shards: config.shards,
         node_id,
+        placement,
+        clock,
         config: Rc::new(config),
         store,
         mesh: Rc::clone(&mesh),
@@ -517,10 +536,7 @@ async fn ensure_root_key(shard: &Rc<Shard>) -> anyhow::Result<()> {
         secret_access_key: secret_access_key.clone(),
         name: "root".into(),
         created_ms: now_ms(),
-        stamp: Stamp {
-            time_ms: now_ms(),
-            node: shard.node_id,
-        },
+        stamp: Stamp::ZERO,
         deleted: false,
         create_bucket: true,
     };

@@ -31,15 +31,7 @@ pub enum Outcome {
     Failed,
 }
 
-/// Two ETags name the same content, with or without their quotes (and `W/` prefix).
-pub fn etags_equal(a: &str, b: &str) -> bool {
-    let norm = |s: &str| {
-        let s = s.trim();
-        let s = s.strip_prefix("W/").unwrap_or(s);
-        s.trim_matches('"').to_string()
-    };
-    norm(a) == norm(b)
-}
+pub use crate::meta::types::etags_equal;
 
 /// A comma-separated ETag list (or `*`) names `etag`.
 pub fn etag_list_matches(list: &str, etag: &str) -> bool {

@@ -5,20 +5,24 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::shard_api::{BucketChange, NameHold, ShardError, ShardRequest, ShardResponse};
-use super::{now_ms, Shard};
-use crate::meta::types::{BucketId, BucketRow, KeyRow, Stamp};
+use super::Shard;
+use crate::meta::types::{BucketId, BucketRecord, BucketRow, KeyRecord, KeyRow, Merge};
 
 #[derive(Default)]
 pub struct Global {
-    /// Live buckets by name.
+    /// Every bucket record (tombstones included), merged as they come.
+    bucket_records: HashMap<BucketId, BucketRecord>,
+    /// Live buckets by name (views of the records).
     buckets: BTreeMap<String, BucketRow>,
     /// Ids of the live buckets: a row is written only into one of these
     /// (`Shard::check_bucket_live`).
     live_ids: HashSet<BucketId>,
+    /// The latest view under each name, a tombstone included.
+    last: HashMap<String, BucketRow>,
+    /// Every access key record (tombstones included).
+    key_records: HashMap<String, KeyRecord>,
     /// Live access keys by id.
     keys: HashMap<String, KeyRow>,
-    /// Every row ever seen (tombstones included), for last-writer-wins merges.
-    bucket_rows: HashMap<String, BucketRow>,
 }
 
 impl Global {
@@ -27,7 +31,10 @@ impl Global {
     }
     /// The latest row under `name`, a tombstone included.
     pub fn last_row(&self, name: &str) -> Option<&BucketRow> {
-        self.bucket_rows.get(name)
+        self.last.get(name)
+    }
+    pub fn bucket_record(&self, id: &BucketId) -> Option<&BucketRecord> {
+        self.bucket_records.get(id)
     }
     pub fn bucket_is_live(&self, id: &BucketId) -> bool {
         self.live_ids.contains(id)
@@ -38,49 +45,74 @@ impl Global {
     pub fn key(&self, access_key_id: &str) -> Option<&KeyRow> {
         self.keys.get(access_key_id)
     }
+    pub fn key_record(&self, access_key_id: &str) -> Option<&KeyRecord> {
+        self.key_records.get(access_key_id)
+    }
     pub fn keys(&self) -> impl Iterator<Item = &KeyRow> {
         self.keys.values()
     }
-    pub fn bucket_rows(&self) -> Vec<BucketRow> {
-        self.bucket_rows.values().cloned().collect()
+    pub fn bucket_rows(&self) -> Vec<BucketRecord> {
+        self.bucket_records.values().cloned().collect()
     }
-    pub fn key_rows(&self) -> Vec<KeyRow> {
-        self.keys.values().cloned().collect()
+    pub fn key_rows(&self) -> Vec<KeyRecord> {
+        self.key_records.values().cloned().collect()
     }
 
-    /// Merges rows last-writer-wins by stamp; deleted rows hide the live ones.
-    pub fn apply(&mut self, buckets: Vec<BucketRow>, keys: Vec<KeyRow>) {
-        for row in buckets {
-            let newer = self
-                .bucket_rows
-                .get(&row.name)
-                .is_none_or(|old| old.stamp < row.stamp);
-            if !newer {
-                continue;
-            }
-            if let Some(old) = self.buckets.remove(&row.name) {
-                self.live_ids.remove(&old.id);
-            }
-            if !row.deleted {
-                self.live_ids.insert(row.id);
-                self.buckets.insert(row.name.clone(), row.clone());
-            }
-            self.bucket_rows.insert(row.name.clone(), row);
+    /// Merges records (CRDT merges: any order, any number of times, the same tables); a
+    /// deleted bucket or key hides the live one.
+    pub fn apply(&mut self, buckets: Vec<BucketRecord>, keys: Vec<KeyRecord>) {
+        for record in buckets {
+            let merged = match self.bucket_records.get_mut(&record.id) {
+                Some(mine) => {
+                    mine.merge(&record);
+                    mine.clone()
+                }
+                None => {
+                    self.bucket_records.insert(record.id, record.clone());
+                    record
+                }
+            };
+            self.show_bucket(merged.view());
         }
-        for row in keys {
-            let newer = self
-                .keys
-                .get(&row.access_key_id)
-                .is_none_or(|old| old.stamp < row.stamp);
-            if !newer {
-                continue;
-            }
-            if row.deleted {
-                self.keys.remove(&row.access_key_id);
+        for record in keys {
+            let merged = match self.key_records.get_mut(&record.access_key_id) {
+                Some(mine) => {
+                    mine.merge(&record);
+                    mine.clone()
+                }
+                None => {
+                    self.key_records
+                        .insert(record.access_key_id.clone(), record.clone());
+                    record
+                }
+            };
+            let view = merged.view();
+            if view.deleted {
+                self.keys.remove(&view.access_key_id);
             } else {
-                self.keys.insert(row.access_key_id.clone(), row);
+                self.keys.insert(view.access_key_id.clone(), view);
             }
         }
+    }
+
+    /// Updates the views of a name from one of its buckets' merged view: the newest bucket
+    /// of a name is the one shown (a bucket deleted and made again is another id).
+    fn show_bucket(&mut self, view: BucketRow) {
+        let newest = self
+            .last
+            .get(&view.name)
+            .is_none_or(|old| old.id == view.id || old.stamp < view.stamp);
+        if !newest {
+            return;
+        }
+        if let Some(old) = self.buckets.remove(&view.name) {
+            self.live_ids.remove(&old.id);
+        }
+        if !view.deleted {
+            self.live_ids.insert(view.id);
+            self.buckets.insert(view.name.clone(), view.clone());
+        }
+        self.last.insert(view.name.clone(), view);
     }
 }
 
@@ -95,12 +127,8 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
         }
         NameHold::None | NameHold::Take => held.contains(name),
     };
-    let (current, last_stamp) = {
-        let g = shard.global.borrow();
-        let last = g.last_row(name).map(|r| r.stamp);
-        (g.bucket(name).cloned(), last)
-    };
-    let mut row = match (change.apply)(current.as_ref()) {
+    let current = shard.global.borrow().bucket(name).cloned();
+    let row = match (change.apply)(current.as_ref()) {
         Ok(Some(row)) => row,
         Ok(None) => return ShardResponse::Bucket(Ok(current)),
         Err(e) => return ShardResponse::Bucket(Err(ShardError::Rejected(e))),
@@ -111,15 +139,23 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
         )));
     }
     assert_eq!(row.name, name, "a bucket change may not rename the bucket");
-    row.stamp = Stamp {
-        time_ms: last_stamp.map_or(0, |s| s.time_ms + 1).max(now_ms()),
-        node: shard.node_id,
+    // The change, field by field, on the bucket's record (a new one for a new bucket):
+    // each setting it changed gets a new stamp, the others keep theirs.
+    let stamp = shard.clock.stamp();
+    let record = match shard.global.borrow().bucket_record(&row.id).cloned() {
+        Some(mut record) => {
+            record.update(&row, stamp);
+            record
+        }
+        None => BucketRecord::of_view(&row, stamp),
     };
-    if let Err(e) = shard.store.put_bucket(row.clone()).await {
-        return ShardResponse::Bucket(Err(super::storage_err(e)));
-    }
-    let live = (!row.deleted).then(|| row.clone());
-    match broadcast(shard, vec![row], vec![]).await {
+    let record = match shard.store.put_bucket(record).await {
+        Ok(merged) => merged,
+        Err(e) => return ShardResponse::Bucket(Err(super::storage_err(e))),
+    };
+    let view = record.view();
+    let live = (!view.deleted).then_some(view);
+    match broadcast(shard, vec![record], vec![]).await {
         ShardResponse::Done(Ok(())) => {
             if change.hold == NameHold::Take {
                 held.insert(name.to_string());
@@ -130,15 +166,34 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
     }
 }
 
-/// Stores an access key row on shard 0 and copies it to every shard.
+/// Stores an access key (as its view says it should be) on shard 0 and copies it to every
+/// shard: the settings it changes get a new stamp.
 pub async fn put_key(shard: &Shard, row: KeyRow) -> ShardResponse {
-    if let Err(e) = shard.store.put_key(row.clone()).await {
-        return ShardResponse::Done(Err(super::storage_err(e)));
-    }
-    broadcast(shard, vec![], vec![row]).await
+    let stamp = shard.clock.stamp();
+    let record = match shard
+        .global
+        .borrow()
+        .key_record(&row.access_key_id)
+        .cloned()
+    {
+        Some(mut record) => {
+            record.update(&row, stamp);
+            record
+        }
+        None => KeyRecord::of_view(&row, stamp),
+    };
+    let record = match shard.store.put_key(record).await {
+        Ok(merged) => merged,
+        Err(e) => return ShardResponse::Done(Err(super::storage_err(e))),
+    };
+    broadcast(shard, vec![], vec![record]).await
 }
 
-async fn broadcast(shard: &Shard, buckets: Vec<BucketRow>, keys: Vec<KeyRow>) -> ShardResponse {
+async fn broadcast(
+    shard: &Shard,
+    buckets: Vec<BucketRecord>,
+    keys: Vec<KeyRecord>,
+) -> ShardResponse {
     shard
         .global
         .borrow_mut()

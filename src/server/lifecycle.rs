@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use glommio::{Latency, Shares};
 
-use super::objects::{release_blocks, release_data};
+use super::objects::{release_blocks, release_dropped};
 use super::{now_ms, Shard};
 use crate::meta::lifecycle::LifecycleConfig;
-use crate::meta::types::BucketRow;
+use crate::meta::types::{BucketRow, Condition, VersionId};
 use crate::runtime::stopping;
-use crate::storage::PutIf;
+use crate::storage::ObjectPut;
 
 /// Shares of the lifecycle task queue (foreground tasks run in the default queue, 1000).
 const LIFECYCLE_SHARES: usize = 25;
@@ -218,19 +218,18 @@ async fn expire_objects(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycl
             // group commits; then their blocks are released, also together.
             let _in_flight = InFlight::new(shard);
             let deletes = expired.iter().map(|row| {
-                let stamp = row.stamp;
+                let marker = (VersionId::random(), shard.clock.stamp());
+                let still = Some(Condition::VersionIs(row.version));
                 shard
                     .store
-                    .delete_object_if(&bucket.id, &row.key, move |cur| {
-                        cur.is_some_and(|c| c.stamp == stamp)
-                    })
+                    .delete_object_if(&bucket.id, &row.key, marker, still)
             });
             let mut removed = Vec::new();
             let mut failed = false;
             for outcome in futures::future::join_all(deletes).await {
                 match outcome {
-                    Ok(PutIf::Written(Some(old))) => removed.push(old),
-                    Ok(_) => {} // rewritten or deleted meanwhile
+                    Ok(ObjectPut::Written(written)) => removed.push(written),
+                    Ok(ObjectPut::Refused(_)) => {} // rewritten or deleted meanwhile
                     Err(e) => {
                         tracing::warn!(
                             shard = shard.id,
@@ -241,10 +240,9 @@ async fn expire_objects(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycl
                     }
                 }
             }
-            futures::future::join_all(removed.iter().map(|old| release_data(shard, &old.data)))
-                .await;
+            futures::future::join_all(removed.iter().map(|w| release_dropped(shard, w))).await;
             bump(&stats.objects_expired, removed.len() as u64);
-            for old in &removed {
+            for old in removed.iter().filter_map(|w| w.previous.as_ref()) {
                 tracing::debug!(
                     shard = shard.id,
                     bucket = %bucket.name,
@@ -298,9 +296,12 @@ async fn abort_uploads(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycle
                 continue;
             }
             let _in_flight = InFlight::new(shard);
-            let aborts = stale
-                .iter()
-                .map(|u| shard.store.delete_upload(&bucket.id, &u.key, &u.upload_id));
+            let aborts = stale.iter().map(|u| {
+                let stamp = shard.clock.stamp();
+                shard
+                    .store
+                    .abort_upload(&bucket.id, &u.key, &u.upload_id, stamp)
+            });
             let mut parts = Vec::new();
             let mut failed = false;
             for (upload, outcome) in stale.iter().zip(futures::future::join_all(aborts).await) {
@@ -326,7 +327,10 @@ async fn abort_uploads(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycle
                     }
                 }
             }
-            futures::future::join_all(parts.iter().map(|p| release_blocks(shard, &p.blocks))).await;
+            let releases = parts
+                .iter()
+                .map(|p| release_blocks(shard, p.holder, &p.blocks));
+            futures::future::join_all(releases).await;
             if failed {
                 return;
             }

@@ -27,7 +27,7 @@ use std::rc::Rc;
 
 use crate::config::ServerConfig;
 use crate::runtime::mesh::Mesh;
-use crate::storage::{Completing, Completion, PutIf, ShardStore};
+use crate::storage::{Completing, Completion, ObjectPut, ObjectWrite, PutIf, ShardStore};
 use global::Global;
 use shard_api::{BlockData, ShardError, ShardRequest, ShardResponse, ShardResult};
 
@@ -35,6 +35,10 @@ pub struct Shard {
     pub id: u16,
     pub shards: u16,
     pub node_id: u64,
+    /// Which shard holds each partition (recorded in the data directory).
+    pub placement: std::sync::Arc<crate::meta::placement::Placement>,
+    /// The node's clock (stamps of writes).
+    pub clock: crate::clock::Clock,
     pub config: Rc<ServerConfig>,
     pub store: Rc<ShardStore>,
     pub mesh: Rc<Mesh<ShardRequest, ShardResponse>>,
@@ -107,7 +111,7 @@ impl Shard {
             object: row,
             upload_id,
             chosen,
-            condition: condition.map(condition_fn),
+            condition,
         };
         self.store
             .complete_upload(completing)
@@ -140,7 +144,7 @@ impl Shard {
 
     /// Sends a request to the shard that owns its data.
     pub async fn call(&self, request: ShardRequest) -> ShardResponse {
-        let shard = request.shard(self.shards);
+        let shard = request.shard(&self.placement);
         self.mesh.call(usize::from(shard), request).await
     }
 
@@ -155,16 +159,16 @@ impl Shard {
         use ShardResponse as A;
         let store = &self.store;
         match request {
-            R::PutBlock { hash, data } => {
-                assert_eq!(hash.partition().shard(self.shards), self.id);
+            R::PutBlock { hash, data, holder } => {
+                assert_eq!(self.placement.shard_of(hash.partition()), self.id);
                 let stored = match data {
-                    BlockData::Record(buf) => store.put_block_buf(hash, buf).await,
-                    BlockData::Bytes(bytes) => store.put_block(hash, bytes).await,
+                    BlockData::Record(buf) => store.put_block_buf(hash, buf, holder).await,
+                    BlockData::Bytes(bytes) => store.put_block(hash, bytes, holder).await,
                 };
                 A::Done(stored.map_err(storage_err))
             }
             R::ReadBlock { hash, offset, len } => {
-                assert_eq!(hash.partition().shard(self.shards), self.id);
+                assert_eq!(self.placement.shard_of(hash.partition()), self.id);
                 A::Block(
                     store
                         .read_block(&hash, offset, len)
@@ -172,19 +176,30 @@ impl Shard {
                         .map_err(|e| ShardError::BlockUnavailable(e.to_string())),
                 )
             }
-            R::DecrefBlock { hash } => {
-                A::Done(store.decref_block(&hash).await.map_err(storage_err))
-            }
-            R::IncrefBlock { hash } => {
-                A::Flag(store.incref_block(&hash).await.map_err(storage_err))
-            }
+            R::ReleaseBlock { hash, holder } => A::Done(
+                store
+                    .release_block(&hash, holder)
+                    .await
+                    .map_err(storage_err),
+            ),
+            R::AddBlockRef { hash, holder } => A::Flag(
+                store
+                    .add_block_ref(&hash, holder)
+                    .await
+                    .map_err(storage_err),
+            ),
             R::GetObject { bucket, key } => {
                 A::Object(store.get_object(&bucket, &key).map_err(storage_err))
             }
-            R::PutObject { row, condition } => A::Object(self.put_object(row, condition).await),
-            R::DeleteObject { bucket, key } => A::Object(
+            R::PutObject { row, condition } => A::Written(self.put_object(row, condition).await),
+            R::DeleteObject {
+                bucket,
+                key,
+                version,
+                stamp,
+            } => A::Written(
                 store
-                    .delete_object(&bucket, &key)
+                    .delete_object(&bucket, &key, version, stamp)
                     .await
                     .map_err(storage_err),
             ),
@@ -254,9 +269,10 @@ impl Shard {
                 bucket,
                 key,
                 upload_id,
+                stamp,
             } => A::UploadRemoved(
                 store
-                    .delete_upload(&bucket, &key, &upload_id)
+                    .abort_upload(&bucket, &key, &upload_id, stamp)
                     .await
                     .map_err(storage_err),
             ),
@@ -296,13 +312,14 @@ impl Shard {
             ),
             R::PutPart { row, bucket, key } => A::Part(self.put_part(&bucket, &key, row).await),
             R::ListParts {
+                bucket,
+                key,
                 upload_id,
                 after,
                 limit,
-                ..
             } => A::Parts(
                 store
-                    .list_parts(&upload_id, after, limit)
+                    .list_parts((&bucket, &key), &upload_id, after, limit)
                     .map_err(storage_err),
             ),
             other => unreachable!("not an upload request: {other:?}"),
@@ -316,31 +333,16 @@ impl Shard {
         &self,
         row: ObjectRow,
         condition: Option<shard_api::WriteCondition>,
-    ) -> shard_api::ShardResult<Option<ObjectRow>> {
+    ) -> shard_api::ShardResult<ObjectWrite> {
         self.check_bucket_live(&row.bucket)?;
-        let Some(condition) = condition else {
-            return self.store.put_object(row).await.map_err(storage_err);
-        };
-        let outcome = self
-            .store
-            .put_object_if(row, condition_fn(condition.clone()))
-            .await;
+        let outcome = self.store.put_object_if(row, condition.clone()).await;
         match outcome.map_err(storage_err)? {
-            PutIf::Written(previous) => Ok(previous),
-            PutIf::Refused(current) => Err(condition_refused(&condition, current.as_ref())),
+            ObjectPut::Written(written) => Ok(written),
+            ObjectPut::Refused(current) => {
+                let condition = condition.expect("only a condition refuses");
+                Err(condition_refused(&condition, current.as_ref()))
+            }
         }
-    }
-}
-
-/// The check of a write condition against the current row, for the store to run in the
-/// transaction that writes.
-fn condition_fn(condition: shard_api::WriteCondition) -> crate::storage::WriteCond {
-    use shard_api::WriteCondition as C;
-    match condition {
-        C::Absent => Box::new(|cur: Option<&ObjectRow>| cur.is_none()),
-        C::EtagMatches(etag) => Box::new(move |cur: Option<&ObjectRow>| {
-            cur.is_some_and(|c| etags_equal(&c.etag, &etag))
-        }),
     }
 }
 
@@ -352,6 +354,7 @@ pub fn condition_refused(
 ) -> ShardError {
     match (condition, current) {
         (shard_api::WriteCondition::EtagMatches(_), None) => ShardError::NoSuchKey,
+        (shard_api::WriteCondition::VersionIs(_), _) => ShardError::PreconditionFailed,
         _ => ShardError::PreconditionFailed,
     }
 }
@@ -363,8 +366,5 @@ use crate::meta::types::{BucketId, ObjectRow, PartRow, UploadRow};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::system_ms()
 }

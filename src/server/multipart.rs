@@ -5,15 +5,15 @@
 use std::rc::Rc;
 
 use super::conn::{Body, Response};
-use super::objects::{self, ingest, release_blocks, release_data, stored_headers};
+use super::objects::{self, ingest, release_blocks, release_dropped, stored_headers, Destination};
 use super::router::Caller;
 use super::shard_api::ShardRequest;
-use super::{now_ms, Shard};
+use super::Shard;
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
 use crate::meta::types::{
-    BlockRef, BucketRow, Checksum, CompletedUpload, ObjectData, ObjectRow, PartRow, PartSummary,
-    Stamp, UploadRow,
+    BlockRef, BucketRow, Checksum, CompletedUpload, Holder, Lww, ObjectData, ObjectRow, PartRow,
+    PartSummary, UploadRow, UploadState, VersionId,
 };
 use crate::s3::checksum;
 use crate::s3::error::S3Error;
@@ -53,14 +53,17 @@ pub async fn create(
         ),
         None => None,
     };
-    let upload_id = hex::encode(rand::random::<[u8; 16]>());
+    // The upload's id is the version its Complete makes.
+    let upload_id = VersionId::random().to_hex();
+    let stamp = shard.clock.stamp();
     let row = UploadRow {
         bucket: bucket.id,
         key: key.into(),
         upload_id: upload_id.clone(),
-        initiated_ms: now_ms(),
+        initiated_ms: stamp.time_ms,
         headers: stored_headers(head)?,
         checksum_algorithm,
+        state: Lww::new(stamp, UploadState::InProgress),
     };
     shard.call(ShardRequest::PutUpload { row }).await.done()?;
     let mut response = Response::xml(
@@ -88,7 +91,13 @@ pub async fn upload_part(
         .filter(|n| (1..=MULTIPART_PART_COUNT_MAX).contains(n))
         .ok_or_else(|| S3Error::InvalidArgument("partNumber must be 1 to 10000".into()))?;
     fetch_upload(shard, bucket, key, upload_id).await?;
-    let ingested = ingest(shard, head, body, caller, false).await?;
+    // This upload of the part holds its blocks: a part uploaded again is another holder.
+    let holder = Holder::random();
+    let to = Destination {
+        holder,
+        inline_ok: false,
+    };
+    let ingested = ingest(shard, head, body, caller, to).await?;
     let blocks = match ingested.data {
         ObjectData::Blocks(blocks) => blocks,
         ObjectData::Inline(bytes) => {
@@ -100,12 +109,15 @@ pub async fn upload_part(
         }
     };
     let etag = checksum::etag_single(ingested.md5);
+    let stamp = shard.clock.stamp();
     let row = PartRow {
         upload_id: upload_id.into(),
         number,
+        stamp,
+        holder,
         bytes: ingested.bytes,
         etag: etag.clone(),
-        last_modified_ms: now_ms(),
+        last_modified_ms: stamp.time_ms,
         checksum: ingested.checksum.clone(),
         blocks,
     };
@@ -127,7 +139,7 @@ pub async fn store_part(
     key: &str,
     row: PartRow,
 ) -> Result<(), S3Error> {
-    let blocks = row.blocks.clone();
+    let (holder, blocks) = (row.holder, row.blocks.clone());
     let put = ShardRequest::PutPart {
         bucket: bucket.id,
         key: key.into(),
@@ -137,16 +149,16 @@ pub async fn store_part(
     match outcome {
         Ok(PutIf::Written(replaced)) => {
             if let Some(replaced) = replaced {
-                release_blocks(shard, &replaced.blocks).await;
+                release_blocks(shard, replaced.holder, &replaced.blocks).await;
             }
             Ok(())
         }
         Ok(PutIf::Refused(_)) => {
-            release_blocks(shard, &blocks).await;
+            release_blocks(shard, holder, &blocks).await;
             Err(S3Error::NoSuchUpload)
         }
         Err(e) => {
-            release_blocks(shard, &blocks).await;
+            release_blocks(shard, holder, &blocks).await;
             Err(e.into())
         }
     }
@@ -223,12 +235,10 @@ pub async fn complete(
             condition: condition.clone(),
         };
         match shard.call(request).await.completion()? {
-            Completion::Completed { replaced, unused } => {
-                if let Some(replaced) = replaced {
-                    release_data(shard, &replaced.data).await;
-                }
+            Completion::Completed { written, unused } => {
+                release_dropped(shard, &written).await;
                 for part in unused {
-                    release_blocks(shard, &part.blocks).await;
+                    release_blocks(shard, part.holder, &part.blocks).await;
                 }
                 return Ok(complete_response(
                     bucket,
@@ -303,6 +313,7 @@ fn object_of_parts(
             etag: part.etag.clone(),
             first_block: blocks.len() as u32,
             checksum: part.checksum.clone(),
+            holder: part.holder,
         });
         bytes += part.bytes;
         blocks.extend(part.blocks.iter().cloned());
@@ -320,14 +331,15 @@ fn object_of_parts(
         }
         None => None,
     };
-    let now = now_ms();
+    let stamp = shard.clock.stamp();
+    let now = stamp.time_ms;
+    // The upload's id names the version its Complete makes.
+    let version = VersionId::from_hex(&upload.upload_id).unwrap_or_else(VersionId::random);
     Ok(ObjectRow {
         bucket: bucket.id,
         key: key.into(),
-        stamp: Stamp {
-            time_ms: now,
-            node: shard.node_id,
-        },
+        version,
+        stamp,
         bytes,
         etag,
         last_modified_ms: now,
@@ -416,10 +428,11 @@ pub async fn abort(
         bucket: bucket.id,
         key: key.into(),
         upload_id: upload_id.into(),
+        stamp: shard.clock.stamp(),
     };
     let (upload, removed) = shard.call(request).await.upload_removed()?;
     for part in removed {
-        release_blocks(shard, &part.blocks).await;
+        release_blocks(shard, part.holder, &part.blocks).await;
     }
     match upload {
         Some(_) => Ok(Response::new(204)),

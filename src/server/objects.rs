@@ -8,10 +8,11 @@ use std::rc::Rc;
 use super::conn::{Body, BodySink, ConnIo, Response, ResponseBody};
 use super::router::{self, check, prepare_body, Caller, Need};
 use super::shard_api::{BlockData, ShardRequest, WriteCondition};
-use super::{now_ms, Shard};
+use super::Shard;
 use crate::http::{self, RequestHead};
 use crate::meta::types::{
-    BlockHash, BlockRef, BucketRow, Checksum, ChecksumAlgorithm, ObjectData, ObjectRow, Stamp,
+    BlockHash, BlockRef, BucketRow, Checksum, ChecksumAlgorithm, Holder, ObjectData, ObjectRow,
+    PartSummary, VersionId,
 };
 use crate::s3::checksum::{self, Hashers};
 use crate::s3::conditions::{Conditions, Outcome};
@@ -139,6 +140,8 @@ fn declared_checksum(
 struct BlockWriter {
     md5: Md5Stream,
     blocks: Vec<BlockRef>,
+    /// What holds the references the upload's blocks get.
+    holder: Holder,
     in_flight: std::collections::VecDeque<glommio::task::JoinHandle<Result<(), S3Error>>>,
     /// The upload's share of `--max-buffered-bytes`, taken once its body needs blocks and
     /// held until its last block is written.
@@ -161,13 +164,14 @@ impl BlockWriter {
             first.await.expect("block writes are not cancelled")?;
         }
         let hashed = shard.md5.submit(&self.md5, data);
-        let shard = Rc::clone(shard);
+        let (shard, holder) = (Rc::clone(shard), self.holder);
         let task = glommio::spawn_local(async move {
             let data = hashed.await;
             shard
                 .call(ShardRequest::PutBlock {
                     hash,
                     data: BlockData::Record(data),
+                    holder,
                 })
                 .await
                 .done()
@@ -217,16 +221,26 @@ fn declared_length(head: &RequestHead, caller: &Caller) -> Result<Option<u64>, S
     Ok(decoded_length)
 }
 
+/// Where an upload's body goes.
+#[derive(Clone, Copy, Debug)]
+pub struct Destination {
+    /// Holds the references of the body's blocks: the object version, or the part upload.
+    pub holder: Holder,
+    /// The body may stay in the row when it is under the inline threshold.
+    pub inline_ok: bool,
+}
+
 /// Reads an upload's body: hashes it (MD5 for the ETag, SHA-256 when signed, the declared
-/// checksum), stores it in blocks (or keeps it for inline storage when it is small and
-/// `inline_ok`), and checks every digest the client declared.
+/// checksum), stores it in blocks held by `to.holder` (or keeps it for inline storage when
+/// it is small and `to.inline_ok`), and checks every digest the client declared.
 pub async fn ingest(
     shard: &Rc<Shard>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
-    inline_ok: bool,
+    to: Destination,
 ) -> Result<Ingested, S3Error> {
+    let inline_ok = to.inline_ok;
     prepare_body(body, caller);
     let expected_length = declared_length(head, caller)?;
     let content_md5 = head
@@ -247,6 +261,7 @@ pub async fn ingest(
     let mut writer = BlockWriter {
         md5,
         blocks: Vec::new(),
+        holder: to.holder,
         in_flight: Default::default(),
         room: None,
     };
@@ -302,7 +317,7 @@ pub async fn ingest(
     };
     let outcome = finish();
     if outcome.is_err() {
-        release_blocks(shard, &blocks).await;
+        release_blocks(shard, to.holder, &blocks).await;
     }
     outcome
 }
@@ -432,22 +447,39 @@ async fn reserve_upload_memory(
     }
 }
 
-/// Drops one reference to each block (the object or part that held them is gone).
-pub async fn release_blocks(shard: &Shard, blocks: &[BlockRef]) {
-    for block in blocks {
-        let released = shard
-            .call(ShardRequest::DecrefBlock { hash: block.hash })
-            .await
-            .done();
-        if let Err(e) = released {
-            tracing::warn!(?block.hash, "could not release a block: {e:?}");
-        }
+/// Releases `holder`'s reference on each block (the object version or part that held them
+/// is gone). A release is idempotent: a block named twice is released once.
+pub async fn release_blocks(shard: &Shard, holder: Holder, blocks: &[BlockRef]) {
+    let pairs: Vec<(BlockHash, Holder)> = blocks.iter().map(|b| (b.hash, holder)).collect();
+    release_holders(shard, &pairs).await;
+}
+
+/// Releases the references an object version holds (on each block, under its own version
+/// or its parts' holders).
+pub async fn release_object(shard: &Shard, row: &ObjectRow) {
+    release_holders(shard, &row.block_holders()).await;
+}
+
+/// Releases the references of the versions a write dropped.
+pub async fn release_dropped(shard: &Shard, written: &crate::storage::ObjectWrite) {
+    for row in &written.dropped {
+        release_object(shard, row).await;
     }
 }
 
-pub async fn release_data(shard: &Shard, data: &ObjectData) {
-    if let ObjectData::Blocks(blocks) = data {
-        release_blocks(shard, blocks).await;
+async fn release_holders(shard: &Shard, pairs: &[(BlockHash, Holder)]) {
+    let mut seen = std::collections::HashSet::new();
+    for &(hash, holder) in pairs {
+        if !seen.insert((hash, holder)) {
+            continue;
+        }
+        let released = shard
+            .call(ShardRequest::ReleaseBlock { hash, holder })
+            .await
+            .done();
+        if let Err(e) = released {
+            tracing::warn!(?hash, "could not release a block: {e:?}");
+        }
     }
 }
 
@@ -515,16 +547,21 @@ pub async fn put_object(
 ) -> Result<Response, S3Error> {
     let headers = stored_headers(head)?;
     let condition = write_condition(head)?;
-    let ingested = ingest(shard, head, body, caller, true).await?;
+    let version = VersionId::random();
+    let to = Destination {
+        holder: Holder::of_version(version),
+        inline_ok: true,
+    };
+    let ingested = ingest(shard, head, body, caller, to).await?;
     let etag = checksum::etag_single(ingested.md5);
-    let now = now_ms();
+    // Stamped once the body is in: of two PUTs of one key, the later to finish wins.
+    let stamp = shard.clock.stamp();
+    let now = stamp.time_ms;
     let row = ObjectRow {
         bucket: bucket.id,
         key: key.to_string(),
-        stamp: Stamp {
-            time_ms: now,
-            node: shard.node_id,
-        },
+        version,
+        stamp,
         bytes: ingested.bytes,
         etag: etag.clone(),
         last_modified_ms: now,
@@ -533,20 +570,16 @@ pub async fn put_object(
         parts: Vec::new(),
         data: ingested.data,
     };
-    let data = row.data.clone();
+    let written = row.clone();
     let expiration = expiration_header(shard, bucket, &row);
     match shard
         .call(ShardRequest::PutObject { row, condition })
         .await
-        .object()
+        .written()
     {
-        Ok(previous) => {
-            if let Some(previous) = previous {
-                release_data(shard, &previous.data).await;
-            }
-        }
+        Ok(done) => release_dropped(shard, &done).await,
         Err(e) => {
-            release_data(shard, &data).await;
+            release_object(shard, &written).await;
             return Err(e.into());
         }
     }
@@ -959,16 +992,16 @@ pub async fn delete_object(
     bucket: &BucketRow,
     key: &str,
 ) -> Result<Response, S3Error> {
-    let removed = shard
+    let written = shard
         .call(ShardRequest::DeleteObject {
             bucket: bucket.id,
             key: key.to_string(),
+            version: VersionId::random(),
+            stamp: shard.clock.stamp(),
         })
         .await
-        .object()?;
-    if let Some(row) = removed {
-        release_data(shard, &row.data).await;
-    }
+        .written()?;
+    release_dropped(shard, &written).await;
     Ok(Response::new(204))
 }
 
@@ -1019,6 +1052,43 @@ pub fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
     }
 }
 
+/// Gives `holder` a reference on every block of `data`: a stored block gains one without
+/// its data being read or written; one that is missing or bad is read (failing with the
+/// reason if it cannot be) and stored again.
+async fn hold_blocks(shard: &Rc<Shard>, data: &ObjectData, holder: Holder) -> Result<(), S3Error> {
+    if let ObjectData::Blocks(blocks) = data {
+        for block in blocks {
+            let counted = shard
+                .call(ShardRequest::AddBlockRef {
+                    hash: block.hash,
+                    holder,
+                })
+                .await
+                .flag()?;
+            if counted {
+                continue;
+            }
+            let data = shard
+                .call(ShardRequest::ReadBlock {
+                    hash: block.hash,
+                    offset: 0,
+                    len: block.bytes,
+                })
+                .await
+                .block()?;
+            shard
+                .call(ShardRequest::PutBlock {
+                    hash: block.hash,
+                    data: BlockData::Bytes(data),
+                    holder,
+                })
+                .await
+                .done()?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn copy_object(
     shard: &Rc<Shard>,
     head: &RequestHead,
@@ -1046,43 +1116,29 @@ pub async fn copy_object(
             "copying an object onto itself without changing anything is not allowed".into(),
         ));
     }
-    // The copy takes its own reference on every block: no data is read or written. A block
-    // that is missing or bad cannot be referenced; reading it then fails with the reason.
-    if let ObjectData::Blocks(blocks) = &source.data {
-        for block in blocks {
-            let counted = shard
-                .call(ShardRequest::IncrefBlock { hash: block.hash })
-                .await
-                .flag()?;
-            if counted {
-                continue;
-            }
-            let data = shard
-                .call(ShardRequest::ReadBlock {
-                    hash: block.hash,
-                    offset: 0,
-                    len: block.bytes,
-                })
-                .await
-                .block()?;
-            shard
-                .call(ShardRequest::PutBlock {
-                    hash: block.hash,
-                    data: BlockData::Bytes(data),
-                })
-                .await
-                .done()?;
-        }
-    }
-    let now = now_ms();
+    // The copy's version holds its own reference on every block: no data is read or
+    // written. A block that is missing or bad cannot be referenced; reading it then fails
+    // with the reason.
+    let version = VersionId::random();
+    let holder = Holder::of_version(version);
+    hold_blocks(shard, &source.data, holder).await?;
+    let stamp = shard.clock.stamp();
+    let now = stamp.time_ms;
+    let parts = source
+        .parts
+        .iter()
+        .map(|p| PartSummary {
+            holder,
+            ..p.clone()
+        })
+        .collect();
     let row = ObjectRow {
         bucket: bucket.id,
         key: key.to_string(),
-        stamp: Stamp {
-            time_ms: now,
-            node: shard.node_id,
-        },
+        version,
+        stamp,
         last_modified_ms: now,
+        parts,
         headers: if replace {
             stored_headers(head)?
         } else {
@@ -1091,15 +1147,17 @@ pub async fn copy_object(
         ..source
     };
     let etag = row.etag.clone();
-    let previous = shard
-        .call(ShardRequest::PutObject {
-            row,
-            condition: None,
-        })
-        .await
-        .object()?;
-    if let Some(previous) = previous {
-        release_data(shard, &previous.data).await;
+    let written = row.clone();
+    let put = ShardRequest::PutObject {
+        row,
+        condition: None,
+    };
+    match shard.call(put).await.written() {
+        Ok(done) => release_dropped(shard, &done).await,
+        Err(e) => {
+            release_object(shard, &written).await;
+            return Err(e.into());
+        }
     }
     Ok(Response::xml(200, xml::copy_object_xml(&etag, now, &[])))
 }

@@ -11,10 +11,12 @@ use super::objects::{
 };
 use super::router::{check, lookup_bucket, Caller, Need};
 use super::shard_api::{BlockData, ShardRequest};
-use super::{now_ms, Shard};
+use super::Shard;
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
-use crate::meta::types::{BlockHash, BlockRef, BucketRow, ChecksumAlgorithm, ObjectData, PartRow};
+use crate::meta::types::{
+    BlockHash, BlockRef, BucketRow, ChecksumAlgorithm, Holder, ObjectData, PartRow,
+};
 use crate::s3::checksum::{self, Digests, Hashers};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
@@ -54,7 +56,7 @@ async fn copy_range(
     start: u64,
     end: u64,
     algorithm: Option<ChecksumAlgorithm>,
-    blocks: &mut Vec<BlockRef>,
+    blocks: &mut NewBlocks,
 ) -> Result<Digests, S3Error> {
     let block_size = shard.config.block_size as usize;
     let mut hashers = Hashers::new(false, algorithm);
@@ -105,22 +107,25 @@ async fn copy_range(
     Ok(hashers.finish())
 }
 
-async fn write_block(
-    shard: &Rc<Shard>,
-    blocks: &mut Vec<BlockRef>,
-    data: Vec<u8>,
-) -> Result<(), S3Error> {
+/// The blocks a part copy writes, all held by the part's upload.
+struct NewBlocks {
+    holder: Holder,
+    blocks: Vec<BlockRef>,
+}
+
+async fn write_block(shard: &Rc<Shard>, out: &mut NewBlocks, data: Vec<u8>) -> Result<(), S3Error> {
     let hash = BlockHash::of(&data);
     let bytes = data.len() as u32;
     shard
         .call(ShardRequest::PutBlock {
             hash,
             data: BlockData::Bytes(data),
+            holder: out.holder,
         })
         .await
         .done()
         .map_err(S3Error::from)?;
-    blocks.push(BlockRef { hash, bytes });
+    out.blocks.push(BlockRef { hash, bytes });
     Ok(())
 }
 
@@ -155,7 +160,10 @@ pub async fn upload_part_copy(
                 .into(),
         ));
     }
-    let mut blocks = Vec::new();
+    let mut blocks = NewBlocks {
+        holder: Holder::random(),
+        blocks: Vec::new(),
+    };
     let copied = copy_range(
         shard,
         &source.data,
@@ -168,20 +176,23 @@ pub async fn upload_part_copy(
     let digests = match copied {
         Ok(d) => d,
         Err(e) => {
-            release_blocks(shard, &blocks).await;
+            release_blocks(shard, blocks.holder, &blocks.blocks).await;
             return Err(e);
         }
     };
     let etag = checksum::etag_single(digests.md5);
-    let now = now_ms();
+    let stamp = shard.clock.stamp();
+    let now = stamp.time_ms;
     let row = PartRow {
         upload_id: upload_id.into(),
         number,
+        stamp,
+        holder: blocks.holder,
         bytes: end - start,
         etag: etag.clone(),
         last_modified_ms: now,
         checksum: digests.checksum.clone(),
-        blocks,
+        blocks: blocks.blocks,
     };
     super::multipart::store_part(shard, bucket, key, row).await?;
     let checksums: Vec<(String, String)> = digests

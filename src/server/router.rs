@@ -10,7 +10,7 @@ use super::{
     access, attributes, bucket_config, list, multipart, now_ms, objects, part_copy, Shard,
 };
 use crate::http::RequestHead;
-use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
+use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions};
 use crate::s3::error::S3Error;
 use crate::s3::sigv2;
 use crate::s3::sigv4::{self, AuthInput, PayloadMode, Verified};
@@ -517,10 +517,7 @@ async fn create_bucket(
         id: BucketId(rand::random()),
         name: name.to_string(),
         created_ms: now_ms(),
-        stamp: Stamp {
-            time_ms: now_ms(),
-            node: shard.node_id,
-        },
+        stamp: shard.clock.stamp(),
         deleted: false,
         grants: vec![(
             caller.key.access_key_id.clone(),
@@ -598,7 +595,7 @@ async fn remove_bucket_uploads(shard: &Shard, bucket: BucketId) {
         match removed {
             Ok(parts) => {
                 for part in parts {
-                    super::objects::release_blocks(shard, &part.blocks).await;
+                    super::objects::release_blocks(shard, part.holder, &part.blocks).await;
                 }
             }
             Err(e) => tracing::warn!(

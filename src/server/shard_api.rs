@@ -1,22 +1,18 @@
 //! What shards ask of each other: every operation on data a shard owns. A request goes to the
 //! shard that owns the partition (`Partition::shard`); the handler asserts it landed there.
 
+use crate::meta::placement::Placement;
 use crate::meta::types::{
-    BlockHash, BucketId, BucketRow, CompletedUpload, KeyRow, ObjectRow, PartRow, Partition,
-    UploadRow,
+    BlockHash, BucketId, BucketRecord, BucketRow, CompletedUpload, Holder, KeyRecord, KeyRow,
+    ObjectRow, PartRow, Partition, Stamp, UploadRow, VersionId,
 };
 use crate::s3::error::S3Error;
-use crate::storage::{Completion, PutIf};
+use crate::storage::{Completion, ObjectWrite, PutIf};
 
-/// A condition on the current row, checked atomically with the write on the owning shard
-/// (`If-None-Match: *`, `If-Match: <etag>` on PutObject and CompleteMultipartUpload).
-#[derive(Debug, Clone)]
-pub enum WriteCondition {
-    /// Write only if no object exists under the key.
-    Absent,
-    /// Write only if the current object has this ETag (with quotes).
-    EtagMatches(String),
-}
+/// A condition on the visible object, checked atomically with the write on the owning
+/// shard (`If-None-Match: *`, `If-Match: <etag>` on PutObject and CompleteMultipartUpload;
+/// the lifecycle's "still the version found expired").
+pub use crate::meta::types::Condition as WriteCondition;
 
 /// A change to one bucket's row. Shard 0 applies changes one at a time to the row it holds,
 /// so that changes made together (CORS, tags and lifecycle put at once, as Terraform does)
@@ -66,22 +62,27 @@ pub enum ShardRequest {
     Adopt {
         conn: crate::runtime::Handoff,
     },
+    /// Stores a block held by `holder` (or adds the holder's reference to it).
     PutBlock {
         hash: BlockHash,
         data: BlockData,
+        holder: Holder,
     },
     ReadBlock {
         hash: BlockHash,
         offset: u32,
         len: u32,
     },
-    DecrefBlock {
+    /// Releases a holder's reference (once, however often it is sent).
+    ReleaseBlock {
         hash: BlockHash,
+        holder: Holder,
     },
-    /// One more reference to a stored block, without its data: `Flag(false)` if the block
-    /// is absent or bad.
-    IncrefBlock {
+    /// A holder's reference on a stored block, without its data: `Flag(false)` if the
+    /// block is absent or bad.
+    AddBlockRef {
         hash: BlockHash,
+        holder: Holder,
     },
     GetObject {
         bucket: BucketId,
@@ -91,9 +92,12 @@ pub enum ShardRequest {
         row: ObjectRow,
         condition: Option<WriteCondition>,
     },
+    /// Writes a delete marker (version `version`, at `stamp`).
     DeleteObject {
         bucket: BucketId,
         key: String,
+        version: VersionId,
+        stamp: Stamp,
     },
     ListObjects {
         bucket: BucketId,
@@ -118,6 +122,7 @@ pub enum ShardRequest {
         bucket: BucketId,
         key: String,
         upload_id: String,
+        stamp: Stamp,
     },
     ListUploads {
         bucket: BucketId,
@@ -165,8 +170,8 @@ pub enum ShardRequest {
     },
     GlobalSnapshot,
     GlobalUpdate {
-        buckets: Vec<BucketRow>,
-        keys: Vec<KeyRow>,
+        buckets: Vec<BucketRecord>,
+        keys: Vec<KeyRecord>,
     },
     /// A snapshot of the shard's counters and storage (admin API, metrics, health).
     Stats,
@@ -187,16 +192,17 @@ pub enum Task {
 
 impl ShardRequest {
     /// The shard that must handle this request.
-    pub fn shard(&self, shards: u16) -> u16 {
-        let object = |bucket: &BucketId, key: &str| Partition::of_object(bucket, key).shard(shards);
+    pub fn shard(&self, placement: &Placement) -> u16 {
+        let object =
+            |bucket: &BucketId, key: &str| placement.shard_of(Partition::of_object(bucket, key));
         match self {
             Self::PutBlock { hash, .. } | Self::ReadBlock { hash, .. } => {
-                hash.partition().shard(shards)
+                placement.shard_of(hash.partition())
             }
-            Self::DecrefBlock { hash } | Self::IncrefBlock { hash } => {
-                hash.partition().shard(shards)
+            Self::ReleaseBlock { hash, .. } | Self::AddBlockRef { hash, .. } => {
+                placement.shard_of(hash.partition())
             }
-            Self::GetObject { bucket, key } | Self::DeleteObject { bucket, key } => {
+            Self::GetObject { bucket, key } | Self::DeleteObject { bucket, key, .. } => {
                 object(bucket, key)
             }
             Self::PutObject { row, .. } => object(&row.bucket, &row.key),
@@ -246,6 +252,8 @@ pub enum ShardResponse {
     Done(ShardResult<()>),
     Block(ShardResult<Vec<u8>>),
     Object(ShardResult<Option<ObjectRow>>),
+    /// What a write of an object key did.
+    Written(ShardResult<ObjectWrite>),
     Objects(ShardResult<Vec<ObjectRow>>),
     Flag(ShardResult<bool>),
     Upload(ShardResult<Option<UploadRow>>),
@@ -256,8 +264,8 @@ pub enum ShardResponse {
     Completion(ShardResult<Completion>),
     Completed(ShardResult<Option<CompletedUpload>>),
     Global {
-        buckets: Vec<BucketRow>,
-        keys: Vec<KeyRow>,
+        buckets: Vec<BucketRecord>,
+        keys: Vec<KeyRecord>,
     },
     Stats(Box<super::metrics::ShardStats>),
     /// The bucket's live row after a change (`None`: deleted).
@@ -282,6 +290,7 @@ impl ShardResponse {
     expect_variant!(done, Done, ShardResult<()>);
     expect_variant!(block, Block, ShardResult<Vec<u8>>);
     expect_variant!(object, Object, ShardResult<Option<ObjectRow>>);
+    expect_variant!(written, Written, ShardResult<ObjectWrite>);
     expect_variant!(objects, Objects, ShardResult<Vec<ObjectRow>>);
     expect_variant!(flag, Flag, ShardResult<bool>);
     expect_variant!(upload, Upload, ShardResult<Option<UploadRow>>);

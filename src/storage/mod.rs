@@ -85,6 +85,7 @@
 pub mod blockbuf;
 pub mod disk;
 pub mod index;
+pub mod placement;
 pub mod record;
 pub mod refcheck;
 mod store;
@@ -167,6 +168,8 @@ pub struct StorageConfig {
     /// Where segment files live: the real file system (default), or a simulated in-memory
     /// disk that can lose power or fail I/O (a test facility, see [`disk`]).
     pub disk: DiskKind,
+    /// The node's clock: stamps of block references, and the times of GC.
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for StorageConfig {
@@ -185,6 +188,7 @@ impl Default for StorageConfig {
             maintenance_interval_s: 30,
             preallocate_segments: false,
             disk: DiskKind::Real,
+            clock: crate::clock::Clock::default(),
         }
     }
 }
@@ -295,26 +299,24 @@ pub struct StorageStats {
     pub scrub_bad_found: u64,
 }
 
-/// A condition on an object's current row, decided in the transaction that writes.
-pub type WriteCond = Box<dyn FnOnce(Option<&crate::meta::types::ObjectRow>) -> bool + Send>;
-
 /// A multipart upload to complete (`ShardStore::complete_upload`).
 pub struct Completing {
-    /// The object to write (its bucket and key are the upload's).
+    /// The object to write (its bucket and key are the upload's; its version is the
+    /// upload's).
     pub object: crate::meta::types::ObjectRow,
     pub upload_id: String,
     /// The parts the object is made of, as the caller read them, in order.
     pub chosen: Vec<crate::meta::types::PartRow>,
-    pub condition: Option<WriteCond>,
+    pub condition: Option<crate::meta::types::Condition>,
 }
 
 /// What `ShardStore::complete_upload` did.
 #[derive(Debug)]
 pub enum Completion {
-    /// Written; the upload and its parts are gone. The caller releases the blocks of the
-    /// parts not chosen and of the object replaced.
+    /// Written; the upload is completed and its parts are gone. The caller releases the
+    /// blocks of the parts not chosen and of the versions the write dropped.
     Completed {
-        replaced: Option<crate::meta::types::ObjectRow>,
+        written: ObjectWrite,
         unused: Vec<crate::meta::types::PartRow>,
     },
     /// The upload was completed before (a retried Complete): how.
@@ -323,12 +325,55 @@ pub enum Completion {
     NoSuchUpload,
     /// A chosen part was uploaded again since the caller read it.
     PartsChanged,
-    /// The write condition did not hold; the current row.
+    /// The write condition did not hold; the visible object.
     Refused(Option<crate::meta::types::ObjectRow>),
 }
 
-/// Outcome of [`ShardStore::put_object_if`] (and of `put_part`: refused when the upload is
-/// not in progress).
+/// What a write of an object key did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectWrite {
+    /// The object visible before the write.
+    pub previous: Option<crate::meta::types::ObjectRow>,
+    /// Versions the write dropped (older than the newest; the write itself, if it was older
+    /// than the object it met): the caller releases their blocks.
+    pub dropped: Vec<crate::meta::types::ObjectRow>,
+}
+
+/// A conditional write of an object key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectPut {
+    Written(ObjectWrite),
+    /// The condition did not hold; the visible object.
+    Refused(Option<crate::meta::types::ObjectRow>),
+}
+
+/// The partitioned and global tables whose rows merge and replicate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Objects,
+    Uploads,
+    Parts,
+    BlockRefs,
+    Buckets,
+    Keys,
+}
+
+/// One row changed by a metadata commit, as the row-change hook sees it: the table, the
+/// row's key, and the blake3 of its encoding before and after (`None`: absent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowChange {
+    pub table: Table,
+    pub key: Vec<u8>,
+    pub old: Option<[u8; 32]>,
+    pub new: Option<[u8; 32]>,
+}
+
+/// Sees every row change a shard's store commits, in commit order, on the shard's thread.
+pub trait RowHook {
+    fn changed(&mut self, change: &RowChange);
+}
+
+/// Outcome of [`ShardStore::put_part`]: refused when the upload is not in progress.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PutIf<T> {
     /// Written; the row it replaced.

@@ -1,34 +1,39 @@
-//! Block reference counts against the rows that hold the references: the pure comparison
-//! behind `granary repair refcounts` (sans-IO).
+//! Block references against the rows that hold them: the pure comparison behind `granary
+//! repair refcounts` (sans-IO).
 //!
-//! A block's count must equal the number of places that name it: one per entry of an
-//! object's block list and of an upload part's (a block named twice counts twice). A block
-//! is written, or its count raised, before the row naming it commits, so a crash in between
-//! leaves the count above the rows: space nothing will ever free (`leaked`). The opposite
-//! (`short`) should never happen; where it does, a later release would free a block still
-//! in use. A row naming a block no shard indexes is an object that cannot be read
+//! A block's references must be exactly the holders that rows name: each object version's
+//! (its own version for a single PUT or a copy, each part's holder for a multipart object)
+//! and each upload part's; its count (derived) must equal its references. A block is
+//! written, or a reference added, before the row naming it commits, so a crash in between
+//! leaves a reference no row explains: space nothing will ever free (`leaked`; also every
+//! block found unindexed at recovery, held by `Holder::RECOVERED`). The opposite (`short`)
+//! should never happen; where it does, a release of the other holders would free a block
+//! still in use. A row naming a block no shard indexes is an object that cannot be read
 //! (`missing`). Counted while the node is stopped, so no write is half done.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::meta::types::BlockHash;
+use crate::meta::types::{BlockHash, Holder};
 
 /// One indexed block, as the repair sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Indexed {
     pub hash: BlockHash,
+    /// The count stored in the index.
     pub refs: u64,
+    /// The holders of its references.
+    pub holders: Vec<Holder>,
     pub record_len: u32,
 }
 
-/// A block whose count differs from the references held.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A block whose references differ from the holders rows name.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mismatch {
     pub hash: BlockHash,
     /// The count stored in the index.
     pub refs: u64,
-    /// References the rows hold: the count to set.
-    pub held: u64,
+    /// The holders rows name: the references to set.
+    pub held: BTreeSet<Holder>,
     pub record_len: u32,
 }
 
@@ -36,11 +41,11 @@ pub struct Mismatch {
 pub struct RefReport {
     /// Indexed blocks compared.
     pub blocks: u64,
-    /// Count above the references held.
+    /// References (or a count) beyond the holders rows name.
     pub leaked: Vec<Mismatch>,
-    /// Count below the references held.
+    /// Holders rows name that hold no reference.
     pub short: Vec<Mismatch>,
-    /// Named by rows (this many times), indexed nowhere.
+    /// Named by rows (by this many holders), indexed nowhere.
     pub missing: Vec<(BlockHash, u64)>,
 }
 
@@ -49,52 +54,54 @@ impl RefReport {
         self.leaked.is_empty() && self.short.is_empty() && self.missing.is_empty()
     }
 
-    /// Segment bytes that GC can take back once the leaked counts are set: the records of
-    /// blocks no row names at all.
+    /// Segment bytes that GC can take back once the leaked references are released: the
+    /// records of blocks no row names at all.
     pub fn reclaimable_bytes(&self) -> u64 {
         self.leaked
             .iter()
-            .filter(|m| m.held == 0)
+            .filter(|m| m.held.is_empty())
             .map(|m| u64::from(m.record_len))
             .sum()
     }
 
-    /// The counts to set (leaked and short alike), as (block, count).
-    pub fn fixes(&self) -> impl Iterator<Item = (BlockHash, u64)> + '_ {
+    /// The references to set (leaked and short alike), as (block, holders).
+    pub fn fixes(&self) -> impl Iterator<Item = (BlockHash, Vec<Holder>)> + '_ {
         self.leaked
             .iter()
             .chain(&self.short)
-            .map(|m| (m.hash, m.held))
+            .map(|m| (m.hash, m.held.iter().copied().collect()))
     }
 }
 
-/// Compares the indexed counts with the references `held` by the rows of every shard.
+/// Compares the indexed references with the holders `held` by the rows of every shard.
 pub fn compare(
-    held: &HashMap<BlockHash, u64>,
+    held: &HashMap<BlockHash, BTreeSet<Holder>>,
     indexed: impl IntoIterator<Item = Indexed>,
 ) -> RefReport {
     let mut report = RefReport::default();
     let mut seen = HashSet::new();
+    let none = BTreeSet::new();
     for b in indexed {
         report.blocks += 1;
         seen.insert(b.hash);
-        let want = held.get(&b.hash).copied().unwrap_or(0);
+        let want = held.get(&b.hash).unwrap_or(&none);
+        let have: BTreeSet<Holder> = b.holders.iter().copied().collect();
         let m = Mismatch {
             hash: b.hash,
             refs: b.refs,
-            held: want,
+            held: want.clone(),
             record_len: b.record_len,
         };
-        match b.refs.cmp(&want) {
-            std::cmp::Ordering::Greater => report.leaked.push(m),
-            std::cmp::Ordering::Less => report.short.push(m),
-            std::cmp::Ordering::Equal => {}
+        if !want.is_subset(&have) {
+            report.short.push(m);
+        } else if have != *want || b.refs != have.len() as u64 {
+            report.leaked.push(m);
         }
     }
     report.missing = held
         .iter()
         .filter(|(h, _)| !seen.contains(*h))
-        .map(|(h, n)| (*h, *n))
+        .map(|(h, n)| (*h, n.len() as u64))
         .collect();
     report.missing.sort_by_key(|(h, _)| h.0);
     report
@@ -109,69 +116,90 @@ mod tests {
         BlockHash([n; 32])
     }
 
-    fn ix(n: u8, refs: u64) -> Indexed {
+    fn holders(ns: &[u8]) -> BTreeSet<Holder> {
+        ns.iter().map(|n| Holder([*n; 16])).collect()
+    }
+
+    fn ix(n: u8, have: &[u8]) -> Indexed {
         Indexed {
             hash: h(n),
-            refs,
+            refs: have.len() as u64,
+            holders: holders(have).into_iter().collect(),
             record_len: 4096 * u32::from(n),
         }
     }
 
     #[test]
     fn sorts_blocks_into_leaked_short_and_missing() {
-        let held = HashMap::from([(h(1), 1), (h(2), 2), (h(3), 3), (h(9), 1)]);
-        let r = compare(&held, [ix(1, 1), ix(2, 5), ix(3, 1), ix(4, 1), ix(5, 0)]);
+        let held = HashMap::from([
+            (h(1), holders(&[1])),
+            (h(2), holders(&[1, 2])),
+            (h(3), holders(&[1, 2, 3])),
+            (h(9), holders(&[1])),
+        ]);
+        let recovered = Indexed {
+            holders: vec![Holder::RECOVERED],
+            ..ix(5, &[])
+        };
+        let miscounted = Indexed {
+            refs: 7,
+            ..ix(1, &[1])
+        };
+        let r = compare(
+            &held,
+            [
+                miscounted,
+                ix(2, &[1, 2, 5]),
+                ix(3, &[1]),
+                ix(4, &[4]),
+                recovered,
+            ],
+        );
         assert_eq!(r.blocks, 5);
-        assert_eq!(
-            r.leaked
-                .iter()
-                .map(|m| (m.hash, m.held))
-                .collect::<Vec<_>>(),
-            [(h(2), 2), (h(4), 0)]
-        );
-        assert_eq!(
-            r.short.iter().map(|m| (m.hash, m.held)).collect::<Vec<_>>(),
-            [(h(3), 3)]
-        );
+        let hashes = |v: &[Mismatch]| v.iter().map(|m| m.hash).collect::<Vec<_>>();
+        assert_eq!(hashes(&r.leaked), [h(1), h(2), h(4), h(5)]);
+        assert_eq!(hashes(&r.short), [h(3)]);
         assert_eq!(r.missing, [(h(9), 1)]);
-        // Only block 4 is named by nothing: its record comes back.
-        assert_eq!(r.reclaimable_bytes(), 4 * 4096);
-        assert_eq!(
-            r.fixes().collect::<Vec<_>>(),
-            [(h(2), 2), (h(4), 0), (h(3), 3)]
-        );
+        // Blocks 4 and 5 are named by nothing: their records come back.
+        assert_eq!(r.reclaimable_bytes(), (4 + 5) * 4096);
+        let fixes: Vec<_> = r.fixes().collect();
+        assert_eq!(fixes[1], (h(2), holders(&[1, 2]).into_iter().collect()));
         assert!(!r.consistent());
     }
 
     #[test]
-    fn matching_counts_are_consistent() {
-        let held = HashMap::from([(h(1), 2)]);
-        let r = compare(&held, [ix(1, 2), ix(2, 0)]);
+    fn matching_references_are_consistent() {
+        let held = HashMap::from([(h(1), holders(&[1, 2]))]);
+        let r = compare(&held, [ix(1, &[1, 2])]);
         assert!(r.consistent());
         assert_eq!(r.fixes().count(), 0);
     }
 
     proptest! {
-        /// Whatever the counts, after applying the fixes every indexed block's count equals
-        /// the references held, and a second comparison finds nothing but the missing.
+        /// Whatever the references, after applying the fixes every indexed block holds
+        /// exactly the holders rows name, and a second comparison finds nothing but the
+        /// missing.
         #[test]
-        fn fixes_make_counts_match(
-            refs in proptest::collection::vec(0u64..4, 1..40),
-            held in proptest::collection::vec(0u64..4, 1..50),
+        fn fixes_make_references_match(
+            have in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..3), 1..30),
+            want in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..3), 1..40),
         ) {
-            let held: HashMap<BlockHash, u64> = held
+            let held: HashMap<BlockHash, BTreeSet<Holder>> = want
                 .iter()
                 .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, n)| (h(i as u8), *n))
+                .filter(|(_, w)| !w.is_empty())
+                .map(|(i, w)| (h(i as u8), holders(w)))
                 .collect();
             let indexed: Vec<Indexed> =
-                refs.iter().enumerate().map(|(i, r)| ix(i as u8, *r)).collect();
+                have.iter().enumerate().map(|(i, hv)| ix(i as u8, hv)).collect();
             let report = compare(&held, indexed.clone());
-            let fixes: HashMap<BlockHash, u64> = report.fixes().collect();
+            let fixes: HashMap<BlockHash, Vec<Holder>> = report.fixes().collect();
             let fixed: Vec<Indexed> = indexed
-                .iter()
-                .map(|b| Indexed { refs: fixes.get(&b.hash).copied().unwrap_or(b.refs), ..*b })
+                .into_iter()
+                .map(|b| match fixes.get(&b.hash) {
+                    Some(f) => Indexed { refs: f.len() as u64, holders: f.clone(), ..b },
+                    None => b,
+                })
                 .collect();
             let again = compare(&held, fixed);
             prop_assert!(again.leaked.is_empty() && again.short.is_empty());

@@ -3,7 +3,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::sync::Mutex;
@@ -20,16 +19,25 @@ use super::disk::{Disk, SegFile};
 use super::index::{decode_gc_key, gc_key, segment_key, BlockEntry, Checkpoint, SegmentInfo};
 use super::record;
 use super::{
-    Completing, Completion, FsyncPolicy, PutIf, StorageConfig, StorageError, StorageStats,
+    Completing, Completion, FsyncPolicy, ObjectPut, PutIf, RowChange, RowHook, StorageConfig,
+    StorageError, StorageStats,
 };
 use crate::gather;
-use crate::meta::keys::{object_key, part_key, upload_key};
+use crate::meta::keys::upload_key;
 use crate::meta::types::{
-    BlockHash, BucketId, BucketRow, CompletedUpload, KeyRow, ObjectRow, PartRow, UploadRow,
+    BlockHash, BucketId, BucketRecord, Condition, Holder, KeyRecord, ObjectRecord, PartRow,
+    Partition, Stamp, UploadRow, UploadState,
 };
 
+mod list;
 pub(crate) mod maint;
+pub(crate) mod migrate;
+pub mod moves;
 mod repair;
+mod rows;
+mod tables;
+
+use tables::Tx;
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -117,8 +125,8 @@ struct Dbs {
     parts: Database<Bytes, Bytes>,
     buckets: Database<Bytes, Bytes>,
     keys: Database<Bytes, Bytes>,
-    /// Completed multipart uploads, by upload key (`CompletedUpload`).
-    completed: Database<Bytes, Bytes>,
+    /// One row per (block, holder): `meta::keys::block_ref_key` → `BlockRefRow`.
+    block_refs: Database<Bytes, Bytes>,
 }
 
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
@@ -127,32 +135,36 @@ const FORMAT_KEY: &[u8] = b"format";
 /// Rows are postcard, which is not self-describing: a field added to a row type (or an
 /// enum variant inserted) makes rows written before it undecodable. Such a change raises
 /// this number, and a store of another format is refused at open with both numbers,
-/// instead of failing row by row later. (No migration exists yet: format 1 is the first.)
-pub const META_FORMAT: u32 = 1;
+/// instead of failing row by row later. Format 1 (rows overwritten in place, keys without
+/// their partition) is migrated by `storage::migrate` before the store opens; format 2 has
+/// records that merge, keys that start with their partition, and a row per block holder.
+pub const META_FORMAT: u32 = 2;
 /// Every record before this (segment, offset) is durable (moved by `sync_all` and the
 /// periodic data sync; under weak data policies `open` verifies index entries past it).
 const SYNCED_KEY: &[u8] = b"data_synced";
 
-pub(crate) type Cond = super::WriteCond;
-
 /// One write applied in a metadata transaction.
 enum Op {
-    /// A record was written and synced: index it (or, if the hash is indexed, count one
-    /// more reference and account the new record as dead space).
+    /// A record was written and synced: index it (or, if the hash is indexed, account the
+    /// new record as dead space), and add the holder's reference.
     BlockWritten {
         hash: BlockHash,
         entry: BlockEntry,
+        holder: Holder,
+        stamp: Stamp,
     },
-    /// Found during recovery: index it if absent, with `refs` references.
+    /// Found during recovery: index it if absent, held by `Holder::RECOVERED`.
     Recovered {
         hash: BlockHash,
         entry: BlockEntry,
     },
-    /// Add a reference to an indexed block; `NeedsData` if absent or bad.
-    Incref(BlockHash),
-    Decref(BlockHash),
-    /// Set a block's count (the offline repair); `NotFound` if it is not indexed.
-    SetRefs(BlockHash, u64),
+    /// Add a holder's reference to an indexed block; `NeedsData` if absent or bad.
+    AddRef(BlockHash, Holder, Stamp),
+    /// Release a holder's reference; `NotFound` if the block is not indexed.
+    ReleaseRef(BlockHash, Holder),
+    /// Set a block's references to these holders (the offline repair); `NotFound` if it is
+    /// not indexed.
+    SetHolders(BlockHash, Vec<Holder>),
     /// Changes nothing: answered once every op sent before it has committed.
     Barrier,
     /// Mark bad if the entry still points at (segment, offset).
@@ -177,23 +189,28 @@ enum Op {
     Checkpoint(Checkpoint),
     /// Data before this point is synced (weak data policies).
     DataSynced(Checkpoint),
-    PutObject(Box<ObjectRow>, Option<Cond>),
-    DeleteObject(BucketId, String, Option<Cond>),
+    /// Merge an object record (a new version, or a delete marker) if the condition holds.
+    PutObject(Box<ObjectRecord>, Option<Condition>),
     PutUpload(Box<UploadRow>),
-    DeleteUpload(BucketId, String, String),
+    /// Abort an upload in progress (its parts go).
+    AbortUpload(BucketId, String, String, Stamp),
     /// Write a part if its upload (bucket, key, the part's upload id) is in progress.
     PutPart(BucketId, String, Box<PartRow>),
     /// Complete an upload in one transaction: see `ShardStore::complete_upload`.
     CompleteUpload(Box<Completing>),
-    /// Remove every upload of a bucket and its parts (DeleteBucket).
-    DeleteBucketUploads(BucketId),
-    /// Forget completed uploads older than this (at most `limit`).
+    /// Remove every upload of a bucket, in these partitions, and its parts (DeleteBucket).
+    DeleteBucketUploads(BucketId, Vec<Partition>),
+    /// Forget ended uploads (completed or aborted) older than this (at most `limit`).
     SweepCompleted {
         before_ms: u64,
         limit: usize,
     },
-    PutBucket(Box<BucketRow>),
-    PutKey(Box<KeyRow>),
+    PutBucket(Box<BucketRecord>),
+    PutKey(Box<KeyRecord>),
+    /// Merge rows of a partition moved from another shard.
+    ImportRows(super::Table, moves::RawRows),
+    /// Remove a partition moved to another shard.
+    DropPartition(Partition),
 }
 
 enum OpResult {
@@ -201,11 +218,13 @@ enum OpResult {
     NeedsData,
     NotFound,
     Count(u64),
-    Object(PutIf<ObjectRow>),
+    Object(ObjectPut),
     Upload(Option<UploadRow>, Vec<PartRow>),
     Part(PutIf<PartRow>),
     Parts(Vec<PartRow>),
     Completion(Completion),
+    Bucket(Box<BucketRecord>),
+    Key(Box<KeyRecord>),
 }
 
 type Reply = oneshot::Sender<Result<OpResult>>;
@@ -234,6 +253,9 @@ enum Kind {
 struct DataReq {
     kind: Kind,
     hash: BlockHash,
+    /// Who holds the reference a put adds (unused by flushes and relocations).
+    holder: Holder,
+    stamp: Stamp,
     data: BlockBuf,
     reply: Reply,
 }
@@ -272,6 +294,7 @@ struct Counters {
     write_us: Cell<u64>,
     sync_us: Cell<u64>,
     commit_us: Cell<u64>,
+    row_changes: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>, n: u64) {
@@ -303,14 +326,34 @@ pub struct ShardStore {
     scrub_cursor: RefCell<Option<[u8; 32]>>,
     /// Background tasks (periodic syncs, maintenance, scrub), cancelled by `close`.
     background: RefCell<Vec<glommio::task::JoinHandle<()>>>,
+    /// The partitions this shard owns (the node's placement): listings walk their ranges.
+    partitions: RefCell<Vec<Partition>>,
+    /// Sees every row change committed (`RowHook`).
+    hook: RefCell<Box<dyn RowHook>>,
+    /// Bytes of blocks the data stage may hold before writing them: a put waits for room.
+    data_room: glommio::sync::Semaphore,
+    /// Operations the metadata stage may hold before committing them: a caller waits.
+    meta_room: glommio::sync::Semaphore,
     _guard: OpenGuard,
 }
 
+/// Most bytes of blocks waiting for the data stage (`ShardStore::queue_block`).
+const DATA_QUEUE_BYTES_MAX: u64 = 64 << 20;
+/// Most operations waiting for the metadata stage from callers (`ShardStore::meta_ops`).
+const META_QUEUE_OPS_MAX: u64 = 65_536;
+
+/// Counts the row changes of each table (the default hook).
+#[derive(Default)]
+struct ChangeCounts(std::collections::HashMap<super::Table, u64>);
+
+impl RowHook for ChangeCounts {
+    fn changed(&mut self, change: &RowChange) {
+        *self.0.entry(change.table).or_default() += 1;
+    }
+}
+
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::system_ms()
 }
 
 /// The one log line of a block found corrupt (by a read or the scrub).
@@ -367,8 +410,16 @@ fn open_env(opts: EnvOpenOptions, meta_dir: &Path) -> Result<(Env, Dbs)> {
     // process; no other process opens a shard's files.
     let env = unsafe { opts.open(meta_dir)? };
     let mut w = env.write_txn()?;
-    let mut mk = |name: &str| env.create_database::<Bytes, Bytes>(&mut w, Some(name));
-    let db = Dbs {
+    let db = create_dbs(&env, &mut w)?;
+    check_format(&db, &mut w)?;
+    w.commit()?;
+    Ok((env, db))
+}
+
+/// Opens (creating them if needed) the tables of an environment.
+fn create_dbs(env: &Env, w: &mut heed::RwTxn) -> Result<Dbs> {
+    let mut mk = |name: &str| env.create_database::<Bytes, Bytes>(w, Some(name));
+    Ok(Dbs {
         blocks: mk("blocks")?,
         segments: mk("segments")?,
         gc: mk("gc")?,
@@ -378,11 +429,8 @@ fn open_env(opts: EnvOpenOptions, meta_dir: &Path) -> Result<(Env, Dbs)> {
         parts: mk("parts")?,
         buckets: mk("buckets")?,
         keys: mk("keys")?,
-        completed: mk("completed")?,
-    };
-    check_format(&db, &mut w)?;
-    w.commit()?;
-    Ok((env, db))
+        block_refs: mk("block_refs")?,
+    })
 }
 
 /// Refuses an environment written in another row format; marks a new one (or one from
@@ -396,11 +444,23 @@ fn check_format(db: &Dbs, w: &mut heed::RwTxn) -> Result<()> {
                 .map_err(|_| corrupt("bad metadata format row"))?,
         ),
     };
+    let unmarked_rows =
+        found.is_none() && db.objects.len(w)? + db.buckets.len(w)? + db.blocks.len(w)? > 0;
     match found {
-        Some(META_FORMAT) => Ok(()),
+        Some(META_FORMAT) if db.state.get(w, migrate::REFS_PENDING_KEY)?.is_none() => Ok(()),
+        Some(1) | Some(META_FORMAT) => Err(StorageError::Invalid(
+            "the metadata of this shard is not migrated to this build's format yet: start \
+             the node (`granary server` migrates its data directory first)"
+                .into(),
+        )),
+        None if unmarked_rows => Err(StorageError::Invalid(
+            "the metadata of this shard is format 1: start the node (`granary server` \
+             migrates its data directory first)"
+                .into(),
+        )),
         Some(other) => Err(StorageError::Invalid(format!(
-            "the metadata of this data directory is format {other}; this build of Granary \
-             reads format {META_FORMAT} and has no migration from it"
+            "the metadata of this shard is format {other}, written by a newer Granary; this \
+             build reads format {META_FORMAT} and cannot read it: run that release"
         ))),
         None => Ok(db.state.put(w, FORMAT_KEY, &META_FORMAT.to_le_bytes())?),
     }
@@ -744,6 +804,10 @@ impl ShardStore {
             scrub_cursor: RefCell::new(None),
             pending: RefCell::new(std::collections::HashMap::new()),
             background: RefCell::new(Vec::new()),
+            partitions: RefCell::new(Partition::all().collect()),
+            hook: RefCell::new(Box::new(ChangeCounts::default())),
+            data_room: glommio::sync::Semaphore::new(DATA_QUEUE_BYTES_MAX),
+            meta_room: glommio::sync::Semaphore::new(META_QUEUE_OPS_MAX),
             _guard: guard,
         });
         bump(&store.counters.recovered_records, recovered);
@@ -776,39 +840,67 @@ impl ShardStore {
         &self.cfg
     }
 
+    /// A stamp from the node's clock.
+    fn stamp(&self) -> Stamp {
+        self.cfg.clock.stamp()
+    }
+
+    /// The partitions this shard owns (set from the node's placement; all until then).
+    pub fn set_partitions(&self, partitions: Vec<Partition>) {
+        *self.partitions.borrow_mut() = partitions;
+    }
+
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.partitions.borrow().clone()
+    }
+
+    /// Replaces the row-change hook (the default counts changes per table).
+    pub fn set_row_hook(&self, hook: Box<dyn RowHook>) {
+        *self.hook.borrow_mut() = hook;
+    }
+
     // ---------------------------------------------------------------- blocks
 
-    /// Store a block (or, if it is already stored, count one more reference). Returns once
+    /// Store a block held by `holder` (or, if it is stored already, add the holder's
+    /// reference: a holder holds a block once, however often it is put). Returns once
     /// durable per the data and metadata policies. A new block's bytes are copied into a
     /// record buffer; [`ShardStore::put_block_buf`] takes one filled by the caller and
     /// writes it without a copy.
-    pub async fn put_block(&self, hash: BlockHash, data: Vec<u8>) -> Result<()> {
+    pub async fn put_block(&self, hash: BlockHash, data: Vec<u8>, holder: Holder) -> Result<()> {
         check_block(&hash, &data)?;
-        if self.incref_block(&hash).await? {
+        if self.add_block_ref(&hash, holder).await? {
             free_elsewhere(vec![data.into()]);
             return Ok(());
         }
         let buf = BlockBuf::sealed_copy(&hash, &data);
         free_elsewhere(vec![data.into()]);
-        self.queue_block(hash, buf).await
+        self.queue_block(hash, buf, holder).await
     }
 
     /// [`ShardStore::put_block`] for a block already in a record buffer (sealed or not).
-    pub async fn put_block_buf(&self, hash: BlockHash, data: BlockBuf) -> Result<()> {
+    pub async fn put_block_buf(
+        &self,
+        hash: BlockHash,
+        data: BlockBuf,
+        holder: Holder,
+    ) -> Result<()> {
         check_block(&hash, &data)?;
-        if self.incref_block(&hash).await? {
+        if self.add_block_ref(&hash, holder).await? {
             return Ok(());
         }
-        self.queue_block(hash, data).await
+        self.queue_block(hash, data, holder).await
     }
 
-    /// Counts one more reference to a stored block without its data (the puts above try
+    /// Adds a holder's reference to a stored block without its data (the puts above try
     /// this first; a copy of an object takes its source's blocks this way). False if the
     /// block is absent or marked bad: then only its data can store it.
-    pub async fn incref_block(&self, hash: &BlockHash) -> Result<bool> {
+    pub async fn add_block_ref(&self, hash: &BlockHash, holder: Holder) -> Result<bool> {
         if let Some(e) = self.block_entry(hash)? {
             if !e.bad {
-                match self.meta_op(Op::Incref(*hash)).await? {
+                match self
+                    .meta_op(Op::AddRef(*hash, holder, self.stamp()))
+                    .await?
+                {
                     OpResult::NeedsData => {}
                     _ => return Ok(true),
                 }
@@ -817,11 +909,18 @@ impl ShardStore {
         Ok(false)
     }
 
-    /// Hands a new block to the data stage; returns once it is durable.
-    async fn queue_block(&self, hash: BlockHash, data: BlockBuf) -> Result<()> {
+    /// Hands a new block to the data stage; returns once it is durable. Waits while the
+    /// stage holds `DATA_QUEUE_BYTES_MAX` of blocks not yet written.
+    async fn queue_block(&self, hash: BlockHash, data: BlockBuf, holder: Holder) -> Result<()> {
         if let Some(why) = self.failed.borrow().clone() {
             return Err(StorageError::Failed(why));
         }
+        let room = (data.len() as u64).clamp(1, DATA_QUEUE_BYTES_MAX);
+        let _queued = self
+            .data_room
+            .acquire_permit(room)
+            .await
+            .map_err(|_| StorageError::Closed)?;
         let (reply, rx) = oneshot::channel();
         self.data_tx
             .borrow()
@@ -830,6 +929,8 @@ impl ShardStore {
             .unbounded_send(DataReq {
                 kind: Kind::Put,
                 hash,
+                holder,
+                stamp: self.stamp(),
                 data,
                 reply,
             })
@@ -954,10 +1055,11 @@ impl ShardStore {
         self.send_meta(vec![(Op::MarkBad(*hash, e.segment, e.offset), None)]);
     }
 
-    /// Drop one reference. At zero the block becomes eligible for GC after the grace delay.
-    /// `NotFound` if the block is not indexed.
-    pub async fn decref_block(&self, hash: &BlockHash) -> Result<()> {
-        match self.meta_op(Op::Decref(*hash)).await? {
+    /// Releases a holder's reference (once: a release repeated changes nothing). With no
+    /// reference left, the block becomes eligible for GC after the grace delay. `NotFound`
+    /// if the block is not indexed.
+    pub async fn release_block(&self, hash: &BlockHash, holder: Holder) -> Result<()> {
+        match self.meta_op(Op::ReleaseRef(*hash, holder)).await? {
             OpResult::NotFound => Err(StorageError::NotFound),
             _ => Ok(()),
         }
@@ -979,369 +1081,6 @@ impl ShardStore {
             Some(e) if !e.bad => Ok(Some(e)),
             other => Ok(self.pending.borrow().get(hash).copied().or(other)),
         }
-    }
-
-    // ---------------------------------------------------------------- objects
-
-    /// Write an object row (replacing any); returns the previous row.
-    pub async fn put_object(&self, row: ObjectRow) -> Result<Option<ObjectRow>> {
-        match self.meta_op(Op::PutObject(Box::new(row), None)).await? {
-            OpResult::Object(PutIf::Written(prev)) => Ok(prev),
-            _ => unreachable!("put_object result"),
-        }
-    }
-
-    /// Write an object row if `cond(current row)` holds, deciding atomically with the
-    /// write (inside the shard's single write transaction): `If-None-Match: *` is
-    /// `|cur| cur.is_none()`, last-writer-wins merge is `|cur| cur.map_or(true, |c| c.stamp < stamp)`.
-    pub async fn put_object_if(
-        &self,
-        row: ObjectRow,
-        cond: impl FnOnce(Option<&ObjectRow>) -> bool + Send + 'static,
-    ) -> Result<PutIf<ObjectRow>> {
-        match self
-            .meta_op(Op::PutObject(Box::new(row), Some(Box::new(cond))))
-            .await?
-        {
-            OpResult::Object(r) => Ok(r),
-            _ => unreachable!("put_object_if result"),
-        }
-    }
-
-    /// Returns once every metadata write sent before it has committed (reads after it see
-    /// them all).
-    pub async fn metadata_barrier(&self) -> Result<()> {
-        self.meta_op(Op::Barrier).await.map(|_| ())
-    }
-
-    pub fn get_object(&self, bucket: &BucketId, key: &str) -> Result<Option<ObjectRow>> {
-        let r = self.env.read_txn()?;
-        self.db
-            .objects
-            .get(&r, &object_key(bucket, key))?
-            .map(decode_row)
-            .transpose()
-    }
-
-    /// Delete an object row; returns it (the caller decrefs its blocks).
-    pub async fn delete_object(&self, bucket: &BucketId, key: &str) -> Result<Option<ObjectRow>> {
-        match self
-            .meta_op(Op::DeleteObject(*bucket, key.to_string(), None))
-            .await?
-        {
-            OpResult::Object(PutIf::Written(prev)) => Ok(prev),
-            _ => unreachable!("delete_object result"),
-        }
-    }
-
-    /// Delete an object row if `cond(current row)` holds, decided atomically with the
-    /// delete (e.g. lifecycle expiry: only if the row is still the one found expired).
-    pub async fn delete_object_if(
-        &self,
-        bucket: &BucketId,
-        key: &str,
-        cond: impl FnOnce(Option<&ObjectRow>) -> bool + Send + 'static,
-    ) -> Result<PutIf<ObjectRow>> {
-        match self
-            .meta_op(Op::DeleteObject(
-                *bucket,
-                key.to_string(),
-                Some(Box::new(cond)),
-            ))
-            .await?
-        {
-            OpResult::Object(r) => Ok(r),
-            _ => unreachable!("delete_object_if result"),
-        }
-    }
-
-    /// Objects of `bucket` whose key starts with `prefix` and sorts after `start_after`
-    /// (exclusive; "" = from the start), in key byte order, at most `limit`.
-    pub fn list_objects(
-        &self,
-        bucket: &BucketId,
-        prefix: &str,
-        start_after: &str,
-        limit: usize,
-    ) -> Result<Vec<ObjectRow>> {
-        let r = self.env.read_txn()?;
-        let pfx = object_key(bucket, prefix);
-        let mut from = object_key(bucket, start_after);
-        let lower = if from > pfx {
-            from.push(0);
-            Bound::Included(from.as_slice())
-        } else {
-            Bound::Included(pfx.as_slice())
-        };
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        for item in self
-            .db
-            .objects
-            .range(&r, &(lower, Bound::<&[u8]>::Unbounded))?
-        {
-            let (k, v) = item?;
-            if !k.starts_with(&pfx) {
-                break;
-            }
-            out.push(decode_row(v)?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Whether the bucket holds no object rows (O(1)).
-    pub fn bucket_is_empty(&self, bucket: &BucketId) -> Result<bool> {
-        let r = self.env.read_txn()?;
-        let mut it = self.db.objects.prefix_iter(&r, &bucket.0)?;
-        Ok(it.next().transpose()?.is_none())
-    }
-
-    /// Number of object rows of the bucket in this shard (walks them).
-    pub fn bucket_object_count(&self, bucket: &BucketId) -> Result<u64> {
-        let r = self.env.read_txn()?;
-        let mut n = 0;
-        for item in self.db.objects.prefix_iter(&r, &bucket.0)? {
-            item?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    // ---------------------------------------------------------------- multipart
-
-    pub async fn put_upload(&self, row: UploadRow) -> Result<()> {
-        self.meta_op(Op::PutUpload(Box::new(row))).await.map(|_| ())
-    }
-
-    pub fn get_upload(
-        &self,
-        bucket: &BucketId,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<Option<UploadRow>> {
-        let r = self.env.read_txn()?;
-        self.db
-            .uploads
-            .get(&r, &upload_key(bucket, key, upload_id))?
-            .map(decode_row)
-            .transpose()
-    }
-
-    /// Delete an upload and all its part rows; returns them (the caller decrefs the parts'
-    /// blocks, unless it completed the upload into an object that now references them).
-    pub async fn delete_upload(
-        &self,
-        bucket: &BucketId,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<(Option<UploadRow>, Vec<PartRow>)> {
-        match self
-            .meta_op(Op::DeleteUpload(
-                *bucket,
-                key.to_string(),
-                upload_id.to_string(),
-            ))
-            .await?
-        {
-            OpResult::Upload(u, parts) => Ok((u, parts)),
-            _ => unreachable!("delete_upload result"),
-        }
-    }
-
-    /// Uploads of `bucket` under `prefix`, in (key, upload id) order, after the markers as
-    /// S3's ListMultipartUploads defines them: with an upload id marker, uploads of
-    /// `key_marker` with a greater id then greater keys; without, keys after `key_marker`.
-    pub fn list_uploads(
-        &self,
-        bucket: &BucketId,
-        prefix: &str,
-        key_marker: &str,
-        upload_id_marker: &str,
-        limit: usize,
-    ) -> Result<Vec<UploadRow>> {
-        let r = self.env.read_txn()?;
-        let pfx = object_key(bucket, prefix);
-        let from = if key_marker.is_empty() {
-            None
-        } else if upload_id_marker.is_empty() {
-            // Past every upload of key_marker ("key\0id"): "key\x01".
-            let mut k = object_key(bucket, key_marker);
-            k.push(1);
-            Some(k)
-        } else {
-            let mut k = upload_key(bucket, key_marker, upload_id_marker);
-            k.push(0);
-            Some(k)
-        };
-        let lower = match &from {
-            Some(f) if *f > pfx => f.as_slice(),
-            _ => pfx.as_slice(),
-        };
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        for item in self
-            .db
-            .uploads
-            .range(&r, &(Bound::Included(lower), Bound::<&[u8]>::Unbounded))?
-        {
-            let (k, v) = item?;
-            if !k.starts_with(&pfx) {
-                break;
-            }
-            out.push(decode_row(v)?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Write a part row of the upload (`bucket`, `key`, `row.upload_id`), replacing the
-    /// same part number: `Written` with the replaced row (the caller decrefs its blocks),
-    /// or `Refused` when the upload is not in progress (never started, aborted or
-    /// completed), decided in the transaction that would write it.
-    pub async fn put_part(
-        &self,
-        bucket: &BucketId,
-        key: &str,
-        row: PartRow,
-    ) -> Result<PutIf<PartRow>> {
-        match self
-            .meta_op(Op::PutPart(*bucket, key.to_string(), Box::new(row)))
-            .await?
-        {
-            OpResult::Part(p) => Ok(p),
-            _ => unreachable!("put_part result"),
-        }
-    }
-
-    /// Completes a multipart upload in one metadata transaction: if the upload is still in
-    /// progress, its chosen parts are unchanged and the write condition holds, the object
-    /// row is written, the upload and all its parts removed, and the completion
-    /// remembered (for a retried Complete). The object takes over the blocks of the chosen
-    /// parts: their references move with no count changing. The caller releases the
-    /// blocks of `unused` parts and of the `replaced` object. Two Completes, or a Complete
-    /// and an Abort, are ordered by the transaction: exactly one of them acts.
-    pub async fn complete_upload(&self, completing: Completing) -> Result<Completion> {
-        match self
-            .meta_op(Op::CompleteUpload(Box::new(completing)))
-            .await?
-        {
-            OpResult::Completion(c) => Ok(c),
-            _ => unreachable!("complete_upload result"),
-        }
-    }
-
-    /// How an upload was completed, if it was in the last `COMPLETED_UPLOAD_KEEP_MS`.
-    pub fn get_completed_upload(
-        &self,
-        bucket: &BucketId,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<Option<CompletedUpload>> {
-        let r = self.env.read_txn()?;
-        self.db
-            .completed
-            .get(&r, &upload_key(bucket, key, upload_id))?
-            .map(decode_row)
-            .transpose()
-    }
-
-    /// Removes every upload of `bucket` and their parts (DeleteBucket removes a bucket's
-    /// unfinished uploads, as AWS does); returns the parts, whose blocks the caller
-    /// releases.
-    pub async fn delete_bucket_uploads(&self, bucket: &BucketId) -> Result<Vec<PartRow>> {
-        match self.meta_op(Op::DeleteBucketUploads(*bucket)).await? {
-            OpResult::Parts(p) => Ok(p),
-            _ => unreachable!("delete_bucket_uploads result"),
-        }
-    }
-
-    /// Parts of an upload with number > `after_part`, in number order, at most `limit`.
-    pub fn list_parts(
-        &self,
-        upload_id: &str,
-        after_part: u32,
-        limit: usize,
-    ) -> Result<Vec<PartRow>> {
-        let r = self.env.read_txn()?;
-        let mut pfx = upload_id.as_bytes().to_vec();
-        pfx.push(0);
-        let mut out = Vec::new();
-        let Some(start) = after_part.checked_add(1) else {
-            return Ok(out);
-        };
-        if limit == 0 {
-            return Ok(out);
-        }
-        let from = part_key(upload_id, start);
-        for item in self.db.parts.range(
-            &r,
-            &(Bound::Included(from.as_slice()), Bound::<&[u8]>::Unbounded),
-        )? {
-            let (k, v) = item?;
-            if !k.starts_with(&pfx) {
-                break;
-            }
-            out.push(decode_row(v)?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    // ---------------------------------------------------------------- global tables
-
-    /// Write a bucket row (keyed by bucket id; tombstones are rows with `deleted`).
-    pub async fn put_bucket(&self, row: BucketRow) -> Result<()> {
-        self.meta_op(Op::PutBucket(Box::new(row))).await.map(|_| ())
-    }
-
-    pub fn get_bucket(&self, id: &BucketId) -> Result<Option<BucketRow>> {
-        let r = self.env.read_txn()?;
-        self.db.buckets.get(&r, &id.0)?.map(decode_row).transpose()
-    }
-
-    /// Every bucket row (tombstones included), sorted by name.
-    pub fn list_buckets(&self) -> Result<Vec<BucketRow>> {
-        let r = self.env.read_txn()?;
-        let mut out: Vec<BucketRow> = Vec::new();
-        for item in self.db.buckets.iter(&r)? {
-            out.push(decode_row(item?.1)?);
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        Ok(out)
-    }
-
-    pub async fn put_key(&self, row: KeyRow) -> Result<()> {
-        self.meta_op(Op::PutKey(Box::new(row))).await.map(|_| ())
-    }
-
-    pub fn get_key(&self, access_key_id: &str) -> Result<Option<KeyRow>> {
-        let r = self.env.read_txn()?;
-        self.db
-            .keys
-            .get(&r, access_key_id.as_bytes())?
-            .map(decode_row)
-            .transpose()
-    }
-
-    /// Every access key row (tombstones included), by access key id.
-    pub fn list_keys(&self) -> Result<Vec<KeyRow>> {
-        let r = self.env.read_txn()?;
-        let mut out = Vec::new();
-        for item in self.db.keys.iter(&r)? {
-            out.push(decode_row(item?.1)?);
-        }
-        Ok(out)
     }
 
     // ---------------------------------------------------------------- admin
@@ -1465,6 +1204,8 @@ impl ShardStore {
             .unbounded_send(DataReq {
                 kind: Kind::Flush,
                 hash: BlockHash([0; 32]),
+                holder: Holder::RECOVERED,
+                stamp: Stamp::ZERO,
                 data: BlockBuf::default(),
                 reply,
             })
@@ -1496,6 +1237,12 @@ impl ShardStore {
     /// Several ops in one message (so in as few commits as the metadata stage's batch limit
     /// allows); their results, in order.
     async fn meta_ops(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        let count = (ops.len() as u64).clamp(1, META_QUEUE_OPS_MAX);
+        let _queued = self
+            .meta_room
+            .acquire_permit(count)
+            .await
+            .map_err(|_| StorageError::Closed)?;
         let mut replies = Vec::with_capacity(ops.len());
         let msg = ops
             .into_iter()
@@ -1579,6 +1326,8 @@ impl ShardStore {
                                 Op::BlockWritten {
                                     hash: r.hash,
                                     entry: e,
+                                    holder: r.holder,
+                                    stamp: r.stamp,
                                 },
                                 None,
                             ));
@@ -1588,7 +1337,7 @@ impl ShardStore {
                 }
                 for mut r in dups {
                     spent.push(std::mem::take(&mut r.data).into());
-                    ops.push((Op::Incref(r.hash), Some(r.reply)));
+                    ops.push((Op::AddRef(r.hash, r.holder, r.stamp), Some(r.reply)));
                 }
                 ops.push((Op::Checkpoint(ckpt), None));
                 if self.send_meta(ops) {
@@ -2222,13 +1971,21 @@ async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Meta
             let written: Vec<(BlockHash, BlockEntry)> = ops
                 .iter()
                 .filter_map(|op| match op {
-                    Op::BlockWritten { hash, entry } => Some((*hash, *entry)),
+                    Op::BlockWritten { hash, entry, .. } => Some((*hash, *entry)),
                     _ => None,
                 })
                 .collect();
             let now = now_ms();
             let t_commit = Instant::now();
             let res = blocking(move || apply(&env, db, ops, now)).await;
+            let res = res.map(|(results, changes)| {
+                let mut hook = s.hook.borrow_mut();
+                for change in &changes {
+                    hook.changed(change);
+                }
+                bump(&s.counters.row_changes, changes.len() as u64);
+                results
+            });
             bump(&s.counters.commit_us, t_commit.elapsed().as_micros() as u64);
             if !written.is_empty() {
                 // Committed (or failed: then recovery re-indexes them at the next open).
@@ -2386,12 +2143,6 @@ fn put_entry(db: &Dbs, w: &mut heed::RwTxn, hash: &BlockHash, e: &BlockEntry) ->
     Ok(())
 }
 
-fn incref(db: &Dbs, w: &mut heed::RwTxn, hash: &BlockHash, e: BlockEntry) -> Result<()> {
-    let refs = e.refs + 1;
-    // `now` only matters for a count that reaches 0.
-    set_refs(db, w, hash, e, refs, 0).map(|_| ())
-}
-
 /// Sets an indexed block's count, keeping the GC queue in step: a count reaching 0 queues
 /// the block (as of `now`), a count leaving 0 takes it out.
 fn set_refs(
@@ -2416,111 +2167,80 @@ fn set_refs(
 }
 
 /// Apply `ops` in one write transaction and commit. Per-op outcomes are results; an error
-/// of the transaction itself fails all (nothing applied).
-fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
-    let mut w = env.write_txn()?;
+/// of the transaction itself fails all (nothing applied). Returns the row changes made, for
+/// the row-change hook.
+fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<(Vec<OpResult>, Vec<RowChange>)> {
+    let mut tx = Tx {
+        w: env.write_txn()?,
+        changes: Vec::new(),
+    };
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
         let r = match op {
-            Op::BlockWritten { hash, entry } => {
-                seg_add(&db, &mut w, entry.segment, entry.record_len as i64, 0)?;
-                match get_entry(&db, &w, &hash)? {
-                    Some(old) if !old.bad => {
-                        incref(&db, &mut w, &hash, old)?;
-                    }
-                    Some(old) => {
-                        // Repair a bad block: point at the new record.
-                        let e = replace_bad(&db, &mut w, old, entry)?;
-                        incref(&db, &mut w, &hash, e)?;
-                    }
-                    None => {
-                        seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
-                        put_entry(&db, &mut w, &hash, &entry)?;
-                    }
-                }
-                OpResult::Unit
-            }
-            Op::Recovered { hash, mut entry } => {
-                seg_add(&db, &mut w, entry.segment, entry.record_len as i64, 0)?;
-                match get_entry(&db, &w, &hash)? {
-                    Some(old) if !old.bad => {}
-                    Some(old) => {
-                        let e = replace_bad(&db, &mut w, old, entry)?;
-                        put_entry(&db, &mut w, &hash, &e)?;
-                    }
-                    None => {
-                        seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
-                        if entry.refs == 0 {
-                            entry.zero_since_ms = now.max(1);
-                            db.gc
-                                .put(&mut w, &gc_key(entry.zero_since_ms, &hash), &[])?;
-                        }
-                        put_entry(&db, &mut w, &hash, &entry)?;
-                    }
-                }
-                OpResult::Unit
-            }
-            Op::Incref(hash) => match get_entry(&db, &w, &hash)? {
+            Op::BlockWritten { .. } | Op::Recovered { .. } => index_block(&mut tx, &db, op)?,
+            Op::AddRef(hash, holder, stamp) => match get_entry(&db, &tx.w, &hash)? {
                 Some(e) if !e.bad => {
-                    incref(&db, &mut w, &hash, e)?;
+                    tables::add_ref(&mut tx, &db, &hash, holder, stamp)?;
                     OpResult::Unit
                 }
                 _ => OpResult::NeedsData,
             },
-            Op::Decref(hash) => match get_entry(&db, &w, &hash)? {
-                Some(e) if e.refs > 0 => set_refs(&db, &mut w, &hash, e, e.refs - 1, now)?,
+            Op::ReleaseRef(hash, holder) => match get_entry(&db, &tx.w, &hash)? {
                 Some(_) => {
-                    tracing::warn!(block = %hash.to_hex(), "decref of a block already at 0");
+                    tables::release_ref(&mut tx, &db, &hash, holder, now)?;
+                    OpResult::Unit
+                }
+                None => OpResult::NotFound,
+            },
+            Op::SetHolders(hash, holders) => match get_entry(&db, &tx.w, &hash)? {
+                Some(_) => {
+                    tables::set_holders(&mut tx, &db, &hash, &holders, now)?;
                     OpResult::Unit
                 }
                 None => OpResult::NotFound,
             },
             Op::Barrier => OpResult::Unit,
-            Op::SetRefs(hash, refs) => match get_entry(&db, &w, &hash)? {
-                Some(e) => set_refs(&db, &mut w, &hash, e, refs, now)?,
-                None => OpResult::NotFound,
-            },
             Op::MarkBad(hash, segment, offset) => {
-                if let Some(mut e) = get_entry(&db, &w, &hash)? {
+                if let Some(mut e) = get_entry(&db, &tx.w, &hash)? {
                     if !e.bad && e.segment == segment && e.offset == offset {
                         e.bad = true;
-                        put_entry(&db, &mut w, &hash, &e)?;
-                        add_bad(&db, &mut w, 1)?;
+                        put_entry(&db, &mut tx.w, &hash, &e)?;
+                        add_bad(&db, &mut tx.w, 1)?;
                     }
                 }
                 OpResult::Unit
             }
             Op::Relocate { hash, from, entry } => {
-                seg_add(&db, &mut w, entry.segment, entry.record_len as i64, 0)?;
-                match get_entry(&db, &w, &hash)? {
+                seg_add(&db, &mut tx.w, entry.segment, entry.record_len as i64, 0)?;
+                match get_entry(&db, &tx.w, &hash)? {
                     Some(old) if (old.segment, old.offset) == from && !old.bad => {
-                        seg_add(&db, &mut w, old.segment, 0, -(old.record_len as i64))?;
-                        seg_add(&db, &mut w, entry.segment, 0, entry.record_len as i64)?;
+                        seg_add(&db, &mut tx.w, old.segment, 0, -(old.record_len as i64))?;
+                        seg_add(&db, &mut tx.w, entry.segment, 0, entry.record_len as i64)?;
                         let e = BlockEntry {
                             refs: old.refs,
                             zero_since_ms: old.zero_since_ms,
                             ..entry
                         };
-                        put_entry(&db, &mut w, &hash, &e)?;
+                        put_entry(&db, &mut tx.w, &hash, &e)?;
                     }
                     _ => {}
                 }
                 OpResult::Unit
             }
             Op::Orphan(hash, segment, offset) => {
-                if let Some(mut e) = get_entry(&db, &w, &hash)? {
+                if let Some(mut e) = get_entry(&db, &tx.w, &hash)? {
                     if e.bad && e.segment == segment && e.offset == offset {
-                        seg_add(&db, &mut w, e.segment, 0, -(e.record_len as i64))?;
+                        seg_add(&db, &mut tx.w, e.segment, 0, -(e.record_len as i64))?;
                         e.segment = 0;
                         e.offset = 0;
-                        put_entry(&db, &mut w, &hash, &e)?;
+                        put_entry(&db, &mut tx.w, &hash, &e)?;
                     }
                 }
                 OpResult::Unit
             }
             Op::GcSweep { before_ms, limit } => {
                 let mut victims = Vec::new();
-                for item in db.gc.iter(&w)? {
+                for item in db.gc.iter(&tx.w)? {
                     let (k, _) = item?;
                     match decode_gc_key(k) {
                         Some((t, h)) if t <= before_ms => victims.push((k.to_vec(), t, h)),
@@ -2533,16 +2253,16 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                 }
                 let mut n = 0;
                 for (k, t, h) in victims {
-                    db.gc.delete(&mut w, &k)?;
-                    if let Some(e) = get_entry(&db, &w, &h)? {
+                    db.gc.delete(&mut tx.w, &k)?;
+                    if let Some(e) = get_entry(&db, &tx.w, &h)? {
                         if e.refs == 0 && e.zero_since_ms == t {
                             if e.segment != 0 {
-                                seg_add(&db, &mut w, e.segment, 0, -(e.record_len as i64))?;
+                                seg_add(&db, &mut tx.w, e.segment, 0, -(e.record_len as i64))?;
                             }
                             if e.bad {
-                                add_bad(&db, &mut w, -1)?;
+                                add_bad(&db, &mut tx.w, -1)?;
                             }
-                            db.blocks.delete(&mut w, &h.0)?;
+                            db.blocks.delete(&mut tx.w, &h.0)?;
                             n += 1;
                         }
                     }
@@ -2550,218 +2270,127 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<Vec<OpResult>> {
                 OpResult::Count(n)
             }
             Op::DropSegment(id) => {
-                db.segments.delete(&mut w, &segment_key(id))?;
+                db.segments.delete(&mut tx.w, &segment_key(id))?;
                 OpResult::Unit
             }
             Op::Checkpoint(c) => {
                 let cur = db
                     .state
-                    .get(&w, CHECKPOINT_KEY)?
+                    .get(&tx.w, CHECKPOINT_KEY)?
                     .and_then(Checkpoint::decode)
                     .unwrap_or_default();
                 if c > cur {
-                    db.state.put(&mut w, CHECKPOINT_KEY, &c.encode())?;
+                    db.state.put(&mut tx.w, CHECKPOINT_KEY, &c.encode())?;
                 }
                 OpResult::Unit
             }
             Op::DataSynced(c) => {
                 let cur = db
                     .state
-                    .get(&w, SYNCED_KEY)?
+                    .get(&tx.w, SYNCED_KEY)?
                     .and_then(Checkpoint::decode)
                     .unwrap_or_default();
                 if c > cur {
-                    db.state.put(&mut w, SYNCED_KEY, &c.encode())?;
+                    db.state.put(&mut tx.w, SYNCED_KEY, &c.encode())?;
                 }
                 OpResult::Unit
             }
-            Op::PutObject(row, cond) => {
-                let k = object_key(&row.bucket, &row.key);
-                let prev: Option<ObjectRow> =
-                    db.objects.get(&w, &k)?.map(decode_row).transpose()?;
-                let ok = match cond {
-                    Some(c) => c(prev.as_ref()),
-                    None => true,
-                };
-                if ok {
-                    db.objects.put(&mut w, &k, &encode_row(&*row)?)?;
-                    OpResult::Object(PutIf::Written(prev))
-                } else {
-                    OpResult::Object(PutIf::Refused(prev))
-                }
-            }
-            Op::DeleteObject(bucket, key, cond) => {
-                let k = object_key(&bucket, &key);
-                let prev: Option<ObjectRow> =
-                    db.objects.get(&w, &k)?.map(decode_row).transpose()?;
-                let ok = match cond {
-                    Some(c) => c(prev.as_ref()),
-                    None => true,
-                };
-                if !ok {
-                    OpResult::Object(PutIf::Refused(prev))
-                } else {
-                    if prev.is_some() {
-                        db.objects.delete(&mut w, &k)?;
-                    }
-                    OpResult::Object(PutIf::Written(prev))
-                }
-            }
-            op @ (Op::PutUpload(_)
-            | Op::DeleteUpload(..)
+            op @ (Op::PutObject(..)
+            | Op::PutUpload(_)
+            | Op::AbortUpload(..)
             | Op::PutPart(..)
             | Op::CompleteUpload(_)
-            | Op::DeleteBucketUploads(_)
-            | Op::SweepCompleted { .. }) => apply_upload_op(&db, &mut w, op, now)?,
-            Op::PutBucket(row) => {
-                db.buckets.put(&mut w, &row.id.0, &encode_row(&*row)?)?;
+            | Op::DeleteBucketUploads(..)
+            | Op::SweepCompleted { .. }
+            | Op::PutBucket(_)
+            | Op::PutKey(_)) => apply_row_op(&mut tx, &db, op, now)?,
+            Op::ImportRows(table, rows) => {
+                moves::import_rows(&mut tx, &db, table, rows)?;
                 OpResult::Unit
             }
-            Op::PutKey(row) => {
-                db.keys
-                    .put(&mut w, row.access_key_id.as_bytes(), &encode_row(&*row)?)?;
+            Op::DropPartition(p) => {
+                moves::drop_partition(&mut tx, &db, p)?;
                 OpResult::Unit
             }
         };
         out.push(r);
     }
+    let Tx { w, changes } = tx;
     w.commit()?;
-    Ok(out)
+    Ok((out, changes))
 }
 
-/// The ops of multipart uploads, in `apply`'s transaction.
-fn apply_upload_op(db: &Dbs, w: &mut heed::RwTxn, op: Op, now: u64) -> Result<OpResult> {
+/// A block written (or found at recovery): indexed if new, its record accounted, and the
+/// holder's reference added (`Holder::RECOVERED` for one found at recovery).
+fn index_block(tx: &mut Tx, db: &Dbs, op: Op) -> Result<OpResult> {
+    let (hash, mut entry, holder, stamp) = match op {
+        Op::BlockWritten {
+            hash,
+            entry,
+            holder,
+            stamp,
+        } => (hash, entry, Some(holder), stamp),
+        Op::Recovered { hash, entry } => (hash, entry, None, Stamp::ZERO),
+        _ => unreachable!("index_block takes block writes"),
+    };
+    seg_add(db, &mut tx.w, entry.segment, entry.record_len as i64, 0)?;
+    match get_entry(db, &tx.w, &hash)? {
+        Some(old) if !old.bad => {}
+        Some(old) => {
+            // Repair a bad block: point at the new record.
+            let e = replace_bad(db, &mut tx.w, old, entry)?;
+            put_entry(db, &mut tx.w, &hash, &e)?;
+        }
+        None => {
+            seg_add(db, &mut tx.w, entry.segment, 0, entry.record_len as i64)?;
+            entry.refs = 0;
+            entry.zero_since_ms = 0;
+            put_entry(db, &mut tx.w, &hash, &entry)?;
+            if holder.is_none() {
+                tables::add_ref(tx, db, &hash, Holder::RECOVERED, stamp)?;
+            }
+        }
+    }
+    if let Some(holder) = holder {
+        tables::add_ref(tx, db, &hash, holder, stamp)?;
+    }
+    Ok(OpResult::Unit)
+}
+
+/// The ops of rows that merge (objects, uploads, parts, buckets, keys), in `apply`'s
+/// transaction.
+fn apply_row_op(tx: &mut Tx, db: &Dbs, op: Op, now: u64) -> Result<OpResult> {
     Ok(match op {
+        Op::PutObject(record, condition) => {
+            OpResult::Object(tables::put_object(tx, db, *record, condition)?)
+        }
         Op::PutUpload(row) => {
             let k = upload_key(&row.bucket, &row.key, &row.upload_id);
-            db.uploads.put(w, &k, &encode_row(&*row)?)?;
+            let mut merged = *row;
+            if let Some(stored) = tx.get::<UploadRow>(db, super::Table::Uploads, &k)? {
+                crate::meta::types::Merge::merge(&mut merged, &stored);
+            }
+            tx.put(db, super::Table::Uploads, &k, &merged)?;
             OpResult::Unit
         }
-        Op::DeleteUpload(bucket, key, upload_id) => {
-            let k = upload_key(&bucket, &key, &upload_id);
-            let prev: Option<UploadRow> = db.uploads.get(w, &k)?.map(decode_row).transpose()?;
-            if prev.is_some() {
-                db.uploads.delete(w, &k)?;
-            }
-            OpResult::Upload(prev, take_parts(db, w, &upload_id)?)
+        Op::AbortUpload(bucket, key, upload_id, stamp) => {
+            let ids = (&bucket, key.as_str(), upload_id.as_str());
+            let (prev, parts) = tables::end_upload(tx, db, ids, UploadState::Aborted, stamp)?;
+            OpResult::Upload(prev, parts)
         }
         Op::PutPart(bucket, key, row) => {
-            if db
-                .uploads
-                .get(w, &upload_key(&bucket, &key, &row.upload_id))?
-                .is_none()
-            {
-                OpResult::Part(PutIf::Refused(None))
-            } else {
-                let k = part_key(&row.upload_id, row.number);
-                let prev: Option<PartRow> = db.parts.get(w, &k)?.map(decode_row).transpose()?;
-                db.parts.put(w, &k, &encode_row(&*row)?)?;
-                OpResult::Part(PutIf::Written(prev))
-            }
+            OpResult::Part(tables::put_part(tx, db, &bucket, &key, *row)?)
         }
-        Op::CompleteUpload(c) => OpResult::Completion(complete_upload(db, w, *c, now)?),
-        Op::DeleteBucketUploads(bucket) => {
-            let mut ids = Vec::new();
-            for item in db.uploads.prefix_iter(w, &bucket.0)? {
-                let (k, v) = item?;
-                ids.push((k.to_vec(), decode_row::<UploadRow>(v)?.upload_id));
-            }
-            let mut parts = Vec::new();
-            for (k, id) in ids {
-                db.uploads.delete(w, &k)?;
-                parts.extend(take_parts(db, w, &id)?);
-            }
-            OpResult::Parts(parts)
+        Op::CompleteUpload(c) => OpResult::Completion(tables::complete_upload(tx, db, *c, now)?),
+        Op::DeleteBucketUploads(bucket, partitions) => {
+            OpResult::Parts(tables::delete_bucket_uploads(tx, db, &bucket, &partitions)?)
         }
         Op::SweepCompleted { before_ms, limit } => {
-            let mut old = Vec::new();
-            for item in db.completed.iter(w)? {
-                let (k, v) = item?;
-                let done: CompletedUpload = decode_row(v)?;
-                if done.completed_ms < before_ms {
-                    old.push(k.to_vec());
-                    if old.len() >= limit {
-                        break;
-                    }
-                }
-            }
-            for k in &old {
-                db.completed.delete(w, k)?;
-            }
-            OpResult::Count(old.len() as u64)
+            OpResult::Count(tables::sweep_ended_uploads(tx, db, before_ms, limit)?)
         }
-        _ => unreachable!("apply_upload_op takes the ops of uploads"),
-    })
-}
-
-/// Removes every part row of an upload; returns them.
-fn take_parts(db: &Dbs, w: &mut heed::RwTxn, upload_id: &str) -> Result<Vec<PartRow>> {
-    let mut pfx = upload_id.as_bytes().to_vec();
-    pfx.push(0);
-    let mut parts = Vec::new();
-    let mut keys = Vec::new();
-    for item in db.parts.prefix_iter(w, &pfx)? {
-        let (k, v) = item?;
-        keys.push(k.to_vec());
-        parts.push(decode_row(v)?);
-    }
-    for k in keys {
-        db.parts.delete(w, &k)?;
-    }
-    Ok(parts)
-}
-
-/// The transaction of `ShardStore::complete_upload`.
-fn complete_upload(db: &Dbs, w: &mut heed::RwTxn, c: Completing, now: u64) -> Result<Completion> {
-    let Completing {
-        object,
-        upload_id,
-        chosen,
-        condition,
-    } = c;
-    let uk = upload_key(&object.bucket, &object.key, &upload_id);
-    if db.uploads.get(w, &uk)?.is_none() {
-        return Ok(match db.completed.get(w, &uk)? {
-            Some(b) => Completion::AlreadyCompleted(decode_row(b)?),
-            None => Completion::NoSuchUpload,
-        });
-    }
-    // The caller built the object from parts it read before: each must still be as read
-    // (a part uploaded again meanwhile would leave the object pointing at released blocks).
-    for part in &chosen {
-        let now_stored: Option<PartRow> = db
-            .parts
-            .get(w, &part_key(&upload_id, part.number))?
-            .map(decode_row)
-            .transpose()?;
-        if now_stored.as_ref() != Some(part) {
-            return Ok(Completion::PartsChanged);
-        }
-    }
-    let k = object_key(&object.bucket, &object.key);
-    let prev: Option<ObjectRow> = db.objects.get(w, &k)?.map(decode_row).transpose()?;
-    if let Some(condition) = condition {
-        if !condition(prev.as_ref()) {
-            return Ok(Completion::Refused(prev));
-        }
-    }
-    db.objects.put(w, &k, &encode_row(&object)?)?;
-    db.uploads.delete(w, &uk)?;
-    let unused = take_parts(db, w, &upload_id)?
-        .into_iter()
-        .filter(|p| !chosen.iter().any(|c| c.number == p.number))
-        .collect();
-    let done = CompletedUpload {
-        upload_id,
-        parts: chosen.iter().map(|p| (p.number, p.etag.clone())).collect(),
-        etag: object.etag.clone(),
-        checksum: object.checksum.clone(),
-        completed_ms: now,
-    };
-    db.completed.put(w, &uk, &encode_row(&done)?)?;
-    Ok(Completion::Completed {
-        replaced: prev,
-        unused,
+        Op::PutBucket(record) => OpResult::Bucket(Box::new(tables::put_bucket(tx, db, *record)?)),
+        Op::PutKey(record) => OpResult::Key(Box::new(tables::put_key(tx, db, *record)?)),
+        _ => unreachable!("apply_row_op takes the ops of rows"),
     })
 }
 

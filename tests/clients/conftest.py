@@ -81,6 +81,7 @@ class GranaryServer:
         self.proc = None
         self.starts = 0
         # Added to the command line and the environment by tests that need more.
+        self.shards = 2
         self.extra_args = []
         self.extra_env = {}
         # CA bundle for a server that speaks TLS (None: plain HTTP).
@@ -99,7 +100,7 @@ class GranaryServer:
             "--admin-addr",
             f"127.0.0.1:{self.admin_port}",
             "--shards",
-            "2",
+            str(self.shards),
             "--s3-root-domain",
             ROOT_DOMAIN,
             "--web-addr",
@@ -110,6 +111,11 @@ class GranaryServer:
         ]
 
     def start(self):
+        self.launch()
+        self.wait_ready()
+
+    def launch(self):
+        """Starts the process without waiting for it to serve."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         env = clean_env()
         env["GRANARY_ROOT_ACCESS_KEY_ID"] = self.access_key
@@ -129,7 +135,6 @@ class GranaryServer:
             cwd=self.workdir,
         )
         log.close()
-        self.wait_ready()
 
     def wait_ready(self):
         client = self.client(retries=0, connect_timeout=2, read_timeout=5)

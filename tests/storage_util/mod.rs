@@ -5,7 +5,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
-use granary::meta::types::{BlockHash, BucketId, ObjectData, ObjectRow, Stamp};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use granary::meta::types::{BlockHash, BucketId, Holder, ObjectData, ObjectRow, Stamp, VersionId};
 use granary::storage::{FsyncPolicy, StorageConfig};
 
 /// Run `f` on a fresh glommio executor (small io_memory: the memlock limit is 8 MiB).
@@ -63,14 +65,31 @@ pub fn block(len: usize, seed: u64) -> (BlockHash, Vec<u8>) {
 
 pub const BUCKET: BucketId = BucketId([1; 16]);
 
+/// The holder most tests put their blocks under.
+pub const H: Holder = Holder([7; 16]);
+
+/// A holder of its own for each `n`.
+pub fn holder(n: u8) -> Holder {
+    Holder([n; 16])
+}
+
+/// A stamp later than every one this process made before: each test write is the newest.
+pub fn next_stamp() -> Stamp {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    Stamp {
+        time_ms: NEXT.fetch_add(1, Ordering::Relaxed),
+        counter: 0,
+        node: 1,
+    }
+}
+
+/// An object row: a new version, newer than every row made before it.
 pub fn obj(key: &str, body: &[u8]) -> ObjectRow {
     ObjectRow {
         bucket: BUCKET,
         key: key.to_string(),
-        stamp: Stamp {
-            time_ms: 1,
-            node: 1,
-        },
+        version: VersionId::random(),
+        stamp: next_stamp(),
         bytes: body.len() as u64,
         etag: format!("\"{}\"", key.len()),
         last_modified_ms: 1,

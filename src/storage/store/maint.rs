@@ -285,6 +285,8 @@ impl ShardStore {
                     .unbounded_send(DataReq {
                         kind: Kind::Relocate(e.segment, e.offset),
                         hash,
+                        holder: crate::meta::types::Holder::RECOVERED,
+                        stamp: crate::meta::types::Stamp::ZERO,
                         data: super::BlockBuf::sealed_copy(&hash, data),
                         reply: tx,
                     })

@@ -1,23 +1,29 @@
-//! What the offline repair of reference counts reads and sets (`storage::refcheck` decides).
+//! What the offline repair of block references reads and sets (`storage::refcheck`
+//! decides).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use super::{corrupt, decode_row, BlockEntry, Op, OpResult, Result, ShardStore};
-use crate::meta::types::{BlockHash, ObjectData, ObjectRow, PartRow};
+use super::{corrupt, decode_row, tables, BlockEntry, Op, OpResult, Result, ShardStore};
+use crate::meta::types::{BlockHash, Holder, ObjectRecord, PartRow};
 use crate::storage::refcheck::Indexed;
 use crate::storage::StorageError;
 
 impl ShardStore {
-    /// Adds the block references this shard's rows hold to `held`: one per entry of each
-    /// object's block list and each upload part's.
-    pub fn count_row_refs(&self, held: &mut HashMap<BlockHash, u64>) -> Result<()> {
+    /// Adds the (block, holder) references this shard's rows hold to `held`: every version
+    /// of every object, and every upload part.
+    pub fn collect_row_holders(
+        &self,
+        held: &mut HashMap<BlockHash, BTreeSet<Holder>>,
+    ) -> Result<()> {
         let r = self.env.read_txn()?;
         for item in self.db.objects.iter(&r)? {
             let (_, v) = item?;
-            let row: ObjectRow = decode_row(v)?;
-            if let ObjectData::Blocks(blocks) = &row.data {
-                for b in blocks {
-                    *held.entry(b.hash).or_default() += 1;
+            let record: ObjectRecord = decode_row(v)?;
+            for version in &record.versions {
+                if let Some(row) = record.row(version) {
+                    for (hash, holder) in row.block_holders() {
+                        held.entry(hash).or_default().insert(holder);
+                    }
                 }
             }
         }
@@ -25,13 +31,13 @@ impl ShardStore {
             let (_, v) = item?;
             let row: PartRow = decode_row(v)?;
             for b in &row.blocks {
-                *held.entry(b.hash).or_default() += 1;
+                held.entry(b.hash).or_default().insert(row.holder);
             }
         }
         Ok(())
     }
 
-    /// Every block this shard indexes, with its count.
+    /// Every block this shard indexes, with its count and the holders of its references.
     pub fn indexed_blocks(&self) -> Result<Vec<Indexed>> {
         let r = self.env.read_txn()?;
         let mut out = Vec::new();
@@ -42,18 +48,19 @@ impl ShardStore {
             out.push(Indexed {
                 hash,
                 refs: e.refs,
+                holders: tables::holders(&self.db, &r, &hash)?,
                 record_len: e.record_len,
             });
         }
         Ok(out)
     }
 
-    /// Sets blocks' counts, in one metadata commit. A count reaching 0 queues the block for
-    /// GC (after the grace delay), as a release does; a count leaving 0 takes it out.
-    pub async fn set_block_refs(&self, counts: Vec<(BlockHash, u64)>) -> Result<()> {
-        let ops: Vec<Op> = counts
+    /// Sets blocks' references to these holders, in one metadata commit. A block left with
+    /// none is queued for GC (after the grace delay), as a release does.
+    pub async fn set_block_holders(&self, fixes: Vec<(BlockHash, Vec<Holder>)>) -> Result<()> {
+        let ops: Vec<Op> = fixes
             .into_iter()
-            .map(|(hash, refs)| Op::SetRefs(hash, refs))
+            .map(|(hash, holders)| Op::SetHolders(hash, holders))
             .collect();
         for result in self.meta_ops(ops).await? {
             if let OpResult::NotFound = result {
@@ -61,5 +68,11 @@ impl ShardStore {
             }
         }
         Ok(())
+    }
+
+    /// The holders of a block's references (tests, repair).
+    pub fn block_holders(&self, hash: &BlockHash) -> Result<Vec<Holder>> {
+        let r = self.env.read_txn()?;
+        tables::holders(&self.db, &r, hash)
     }
 }
