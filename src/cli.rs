@@ -126,7 +126,7 @@ fn token(target: &AdminTarget) -> anyhow::Result<String> {
     if let Some(token) = &target.admin_token {
         return Ok(token.clone());
     }
-    let path = target.data_dir.join(crate::admin::TOKEN_FILE);
+    let path = target.data_dir.join(crate::constants::ADMIN_TOKEN_FILE);
     let token = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "reading the admin token from {} (or give --admin-token)",

@@ -35,9 +35,6 @@ use crate::server::Shard;
 const ADMIN_BODY_BYTES_MAX: usize = 64 * 1024;
 const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Name of the token file in the data directory.
-pub const TOKEN_FILE: &str = "admin.token";
-
 /// Reads the admin token file, creating it (readable by its owner only) on first start.
 pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
     use std::io::Write;
