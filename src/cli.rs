@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use crate::admin::api::{BucketInfo, KeyInfo};
+use crate::api::admin::tables::{BucketInfo, KeyInfo};
 
 #[derive(Args, Debug)]
 pub struct AdminTarget {

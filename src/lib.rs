@@ -6,17 +6,18 @@
 //! - I/O: `storage` (segments on glommio DmaFile, LMDB through heed), `runtime` (executors,
 //!   mesh), `server` (connections, S3 operations), `gather` (batches from a channel).
 
-pub mod admin;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod constants;
 pub mod gather;
 pub mod http;
 pub mod meta;
+pub mod model;
+pub mod node;
 pub mod repair;
 pub mod runtime;
 pub mod s3;
-pub mod server;
 pub mod storage;
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 use std::rc::Rc;
 
 use super::access::{self, edit_bucket};
-use super::conn::{Body, Response};
 use super::router::{self, check, lookup_bucket, Caller, Need};
-use super::Shard;
+use crate::api::conn::{Body, Response};
 use crate::http::RequestHead;
+use crate::model::Shard;
 use crate::s3::error::S3Error;
 use crate::s3::xml;
 

@@ -14,11 +14,12 @@
 
 use std::rc::Rc;
 
-use super::conn::{Body, PayloadFilter, Response};
+use super::objects;
 use super::router::{self, check, Caller, Need};
-use super::{now_ms, objects, Shard};
+use crate::api::conn::{Body, PayloadFilter, Response};
 use crate::http::form::{self, FormEvent, FormParser, PartHead};
 use crate::http::{url_encode_key, RequestHead};
+use crate::model::{now_ms, Shard};
 use crate::s3::error::S3Error;
 use crate::s3::policy;
 use crate::s3::sigv4::{PayloadMode, Verified};

@@ -15,12 +15,13 @@
 
 use std::rc::Rc;
 
-use super::access::edit_bucket;
 use super::conn::{Body, Response, ResponseBody};
-use super::router::{self, check, read_small_body, Caller, Need};
-use super::{objects, Shard};
+use super::s3::access::edit_bucket;
+use super::s3::objects;
+use super::s3::router::{self, check, read_small_body, Caller, Need};
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
+use crate::model::Shard;
 use crate::s3::error::S3Error;
 use crate::s3::website::{key_for_path, parse_website_configuration, website_configuration_xml};
 use crate::s3::xml::escape;
@@ -95,7 +96,7 @@ async fn serve(shard: &Rc<Shard>, head: &RequestHead) -> Result<Response, S3Erro
         return Err(S3Error::NoSuchWebsiteConfiguration);
     };
     if head.method == "OPTIONS" {
-        return super::cors::preflight(shard, head, Some(&name));
+        return super::s3::cors::preflight(shard, head, Some(&name));
     }
     if head.method != "GET" && head.method != "HEAD" {
         return Err(S3Error::MethodNotAllowed);

@@ -5,12 +5,13 @@
 
 use std::rc::Rc;
 
-use super::conn::Response;
+use super::router;
 use super::router::Caller;
-use super::shard_api::ShardRequest;
-use super::{router, Shard};
+use crate::api::conn::Response;
 use crate::http::{self, RequestHead};
 use crate::meta::types::{BucketRow, ObjectRow};
+use crate::model::ops::ShardRequest;
+use crate::model::Shard;
 use crate::s3::error::S3Error;
 use crate::s3::{checksum, xml};
 

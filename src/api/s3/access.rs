@@ -7,12 +7,13 @@
 
 use std::rc::Rc;
 
-use super::conn::{Body, Response};
 use super::router::{self, check, Caller, Need};
-use super::shard_api::{BucketChange, NameHold, ShardRequest};
-use super::{list, objects, Shard};
+use super::{list, objects};
+use crate::api::conn::{Body, Response};
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
+use crate::model::ops::{BucketChange, NameHold, ShardRequest};
+use crate::model::Shard;
 use crate::s3::acl::{self, CannedAcl};
 use crate::s3::error::S3Error;
 use crate::s3::xml;

@@ -11,10 +11,10 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use sha2::{Digest, Sha256};
 
-use super::objects::ObjectBody;
+use super::s3::objects::ObjectBody;
 use super::tls::Stream;
-use super::Shard;
 use crate::http::{self, AwsChunkEvent, AwsChunkedDecoder, BodyEvent, BodyFraming, ChunkedDecoder};
+use crate::model::Shard;
 use crate::s3::error::S3Error;
 use crate::s3::sigv4::ChunkVerifier;
 
@@ -815,8 +815,8 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, listener: Listener) {
             HeadRead::Closed => return,
             HeadRead::Bad(error) => {
                 let started = std::time::Instant::now();
-                let rid = super::router::request_id(&shard);
-                let response = super::router::error_response(&error, "", &rid, false);
+                let rid = super::s3::router::request_id(&shard);
+                let response = super::s3::router::error_response(&error, "", &rid, false);
                 let (status, length) = (response.status, response.body_len());
                 let _ = write_response(&shard, &mut io, response, false, &rid).await;
                 let took = started.elapsed();
@@ -839,7 +839,7 @@ pub async fn refuse(shard: Rc<Shard>, tcp: TcpStream) {
     if shard.config.tls.is_some() {
         return;
     }
-    let rid = super::router::request_id(&shard);
+    let rid = super::s3::router::request_id(&shard);
     let error = S3Error::SlowDown;
     let body = crate::s3::xml::error_xml(error.code(), &error.message(), "", &rid, &[]);
     let length = body.len().to_string();
@@ -939,11 +939,11 @@ async fn serve_request(
 ) -> bool {
     let in_flight = InFlight::new(shard);
     let started = std::time::Instant::now();
-    let rid = super::router::request_id(shard);
+    let rid = super::s3::router::request_id(shard);
     let op = match listener {
         Listener::Web => "Website",
         Listener::S3 => {
-            let (bucket, key) = super::router::address(shard, &head);
+            let (bucket, key) = super::s3::router::address(shard, &head);
             super::metrics::operation(&head, bucket.is_some(), key.is_some())
         }
     };
@@ -951,7 +951,7 @@ async fn serve_request(
         Ok(f) => f,
         Err(e) => {
             let response =
-                super::router::error_response(&S3Error::from(e), &head.path, &rid, false);
+                super::s3::router::error_response(&S3Error::from(e), &head.path, &rid, false);
             let _ = write_response(shard, io, response, false, &rid).await;
             return false;
         }
@@ -1024,19 +1024,19 @@ async fn respond(
 ) -> Response {
     let is_head = head.method == "HEAD";
     let result = match listener {
-        Listener::S3 => super::router::handle(shard, head, body).await,
+        Listener::S3 => super::s3::router::handle(shard, head, body).await,
         Listener::Web => Ok(super::website::handle(shard, head, rid).await),
     };
     let mut response = match result {
         Ok(response) => response,
-        Err(error) => super::router::error_response(&error, &head.path, rid, is_head),
+        Err(error) => super::s3::router::error_response(&error, &head.path, rid, is_head),
     };
     if let ResponseBody::Object(object) = &mut response.body {
         if let Err(error) = object.prefetch(shard).await {
-            response = super::router::error_response(&error, &head.path, rid, is_head);
+            response = super::s3::router::error_response(&error, &head.path, rid, is_head);
         }
     }
-    super::cors::add_response_headers(shard, head, listener, &mut response);
+    super::s3::cors::add_response_headers(shard, head, listener, &mut response);
     if body.too_slow() {
         shard.metrics.borrow_mut().request_too_slow();
         tracing::info!(

@@ -4,13 +4,12 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use super::conn::{Body, Response};
-use super::shard_api::{NameHold, ShardRequest};
-use super::{
-    access, attributes, bucket_config, list, multipart, now_ms, objects, part_copy, Shard,
-};
+use super::{access, attributes, bucket_config, list, multipart, objects, part_copy};
+use crate::api::conn::{Body, Response};
 use crate::http::RequestHead;
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
+use crate::model::ops::{NameHold, ShardRequest};
+use crate::model::{now_ms, Shard};
 use crate::s3::error::S3Error;
 use crate::s3::sigv2;
 use crate::s3::sigv4::{self, AuthInput, PayloadMode, Verified};
@@ -333,7 +332,7 @@ async fn bucket_op(
     bucket: &str,
 ) -> Result<Response, S3Error> {
     if head.has_query("website") {
-        return super::website::bucket_website_op(shard, head, body, caller, bucket).await;
+        return crate::api::website::bucket_website_op(shard, head, body, caller, bucket).await;
     }
     if head.has_query("cors") {
         return super::cors::bucket_cors_op(shard, head, body, caller, bucket).await;

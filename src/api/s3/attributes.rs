@@ -4,11 +4,11 @@
 
 use std::rc::Rc;
 
-use super::conn::Response;
 use super::objects::{check_conditions, fetch_object, last_modified};
-use super::Shard;
+use crate::api::conn::Response;
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
+use crate::model::Shard;
 use crate::s3::checksum;
 use crate::s3::error::S3Error;
 use crate::s3::xml::attributes::{

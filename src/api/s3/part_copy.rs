@@ -10,11 +10,11 @@ use super::objects::{
     check_copy_source_conditions, fetch_object, parse_copy_source, release_blocks,
 };
 use super::router::{check, lookup_bucket, Caller, Need};
-use super::shard_api::{BlockData, ShardRequest};
-use super::{now_ms, Shard};
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
 use crate::meta::types::{BlockHash, BlockRef, BucketRow, ChecksumAlgorithm, ObjectData, PartRow};
+use crate::model::ops::{BlockData, ShardRequest};
+use crate::model::{now_ms, Shard};
 use crate::s3::checksum::{self, Digests, Hashers};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
@@ -200,7 +200,7 @@ pub async fn upload_part_copy(
     ))
 }
 
-use super::conn::Response;
+use crate::api::conn::Response;
 
 #[cfg(test)]
 mod tests {

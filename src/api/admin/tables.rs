@@ -4,12 +4,13 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::s3::access;
+use crate::api::s3::router;
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
 use crate::meta::website::WebsiteConfig;
+use crate::model::ops::ShardRequest;
+use crate::model::{now_ms, Shard};
 use crate::s3::error::S3Error;
-use crate::server::access;
-use crate::server::shard_api::ShardRequest;
-use crate::server::{now_ms, router, Shard};
 
 pub fn error_json(message: &str) -> String {
     serde_json::json!({ "error": message }).to_string()

@@ -5,20 +5,20 @@
 use std::io;
 use std::rc::Rc;
 
-use super::conn::{Body, BodySink, ConnIo, Response, ResponseBody};
 use super::router::{self, check, prepare_body, Caller, Need};
-use super::shard_api::{BlockData, ShardRequest, WriteCondition};
-use super::{now_ms, Shard};
+use crate::api::conn::{Body, BodySink, ConnIo, Response, ResponseBody};
+use crate::api::md5_lanes::Md5Stream;
 use crate::http::{self, RequestHead};
 use crate::meta::types::{
     BlockHash, BlockRef, BucketRow, Checksum, ChecksumAlgorithm, ObjectData, ObjectRow, Stamp,
 };
+use crate::model::ops::{BlockData, ShardRequest, WriteCondition};
+use crate::model::{now_ms, Shard};
 use crate::s3::checksum::{self, Hashers};
 use crate::s3::conditions::{Conditions, Outcome};
 use crate::s3::error::S3Error;
 use crate::s3::sigv4::PayloadMode;
 use crate::s3::xml;
-use crate::server::md5_lanes::Md5Stream;
 use crate::storage::BlockBuf;
 
 /// Blocks of one upload being written at once (per request): enough to keep both the
@@ -934,7 +934,7 @@ impl ObjectBody {
     }
 }
 
-type PieceRead = glommio::task::JoinHandle<Result<Vec<u8>, super::shard_api::ShardError>>;
+type PieceRead = glommio::task::JoinHandle<Result<Vec<u8>, crate::model::ops::ShardError>>;
 
 /// Writes the pieces in order, each fetched while the one before is written.
 async fn stream_pieces(

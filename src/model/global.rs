@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::shard_api::{BucketChange, NameHold, ShardError, ShardRequest, ShardResponse};
+use super::ops::{BucketChange, NameHold, ShardError, ShardRequest, ShardResponse};
 use super::{now_ms, Shard};
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Stamp};
 

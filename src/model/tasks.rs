@@ -3,9 +3,9 @@
 
 use std::rc::Rc;
 
-use super::metrics::{ShardStats, TaskProgress};
-use super::shard_api::{ShardError, ShardResult, Task};
+use super::ops::{ShardError, ShardResult, Task};
 use super::{now_ms, Shard};
+use crate::api::metrics::{ShardStats, TaskProgress};
 
 /// Blocks verified per step of a requested scrub, between yields.
 const SCRUB_STEP_BLOCKS: usize = 64;
@@ -31,13 +31,13 @@ impl Shard {
         };
         self.metrics.borrow().fill(&mut stats);
         let m = self.md5.counters();
-        stats.md5 = super::metrics::Md5Figures {
+        stats.md5 = crate::api::metrics::Md5Figures {
             rounds: m.rounds.get(),
             blocks: m.jobs.get(),
             bytes: m.bytes.get(),
         };
         let l = &self.lifecycle_stats;
-        stats.lifecycle = super::metrics::LifecycleFigures {
+        stats.lifecycle = crate::api::metrics::LifecycleFigures {
             passes: l.passes.get(),
             objects_scanned: l.objects_scanned.get(),
             objects_expired: l.objects_expired.get(),

@@ -64,7 +64,7 @@ pub enum BlockData {
 pub enum ShardRequest {
     /// Serve this connection, accepted by a busier shard.
     Adopt {
-        conn: crate::runtime::Handoff,
+        conn: crate::node::Handoff,
     },
     PutBlock {
         hash: BlockHash,
@@ -259,7 +259,7 @@ pub enum ShardResponse {
         buckets: Vec<BucketRow>,
         keys: Vec<KeyRow>,
     },
-    Stats(Box<super::metrics::ShardStats>),
+    Stats(Box<crate::api::metrics::ShardStats>),
     /// The bucket's live row after a change (`None`: deleted).
     Bucket(ShardResult<Option<BucketRow>>),
 }

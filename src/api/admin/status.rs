@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::api::{error_json, Answer};
-use crate::server::metrics::{self, ShardStats};
-use crate::server::shard_api::{ShardRequest, ShardResponse, Task};
-use crate::server::{now_ms, Shard};
+use super::tables::{error_json, Answer};
+use crate::api::metrics::{self, ShardStats};
+use crate::model::ops::{ShardRequest, ShardResponse, Task};
+use crate::model::{now_ms, Shard};
 
 /// How long a shard may take to answer a health or statistics request.
 const SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);

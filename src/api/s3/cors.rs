@@ -5,10 +5,12 @@
 
 use std::rc::Rc;
 
-use super::conn::{Body, Listener, Response};
+use super::access;
 use super::router::{self, check, read_small_body, Caller, Need};
-use super::{access, website, Shard};
+use crate::api::conn::{Body, Listener, Response};
+use crate::api::website;
 use crate::http::RequestHead;
+use crate::model::Shard;
 use crate::s3::cors;
 use crate::s3::error::S3Error;
 

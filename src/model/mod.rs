@@ -2,25 +2,10 @@
 //! the S3 port with SO_REUSEPORT), parses and authenticates requests, and sends the work on
 //! data to the shard that owns it (`shard_api`).
 
-pub mod access;
-pub mod attributes;
-pub mod bucket_config;
-pub mod conn;
-pub mod cors;
 pub mod global;
 pub mod lifecycle;
-pub mod list;
-pub mod md5_lanes;
-pub mod metrics;
-pub mod multipart;
-pub mod objects;
-pub mod part_copy;
-pub mod post_object;
-pub mod router;
-pub mod shard_api;
+pub mod ops;
 pub mod tasks;
-pub mod tls;
-pub mod website;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -29,7 +14,7 @@ use crate::config::ServerConfig;
 use crate::runtime::mesh::Mesh;
 use crate::storage::{Completing, Completion, PutIf, ShardStore};
 use global::Global;
-use shard_api::{BlockData, ShardError, ShardRequest, ShardResponse, ShardResult};
+use ops::{BlockData, ShardError, ShardRequest, ShardResponse, ShardResult};
 
 pub struct Shard {
     pub id: u16,
@@ -45,13 +30,13 @@ pub struct Shard {
     /// them).
     pub requests_in_flight: std::cell::Cell<u64>,
     /// Request counters of this shard's connections.
-    pub metrics: RefCell<metrics::Recorder>,
+    pub metrics: RefCell<crate::api::metrics::Recorder>,
     /// The latest operator task of each kind on this shard.
-    pub tasks: RefCell<Vec<metrics::TaskProgress>>,
+    pub tasks: RefCell<Vec<crate::api::metrics::TaskProgress>>,
     /// MD5 of this shard's uploads, many at once.
-    pub md5: md5_lanes::Md5Lanes,
+    pub md5: crate::api::md5_lanes::Md5Lanes,
     /// Taken by each bucket change on shard 0 (`global::change_bucket`), so they do not
-    /// overlap; holds the names that DeleteBucket holds (`shard_api::NameHold`).
+    /// overlap; holds the names that DeleteBucket holds (`ops::NameHold`).
     pub bucket_changes: futures::lock::Mutex<std::collections::HashSet<String>>,
     /// This shard's share of `--max-buffered-bytes`, in bytes: uploads take their room for
     /// blocks in memory from it (`objects::reserve_upload_memory`).
@@ -100,7 +85,7 @@ impl Shard {
         row: ObjectRow,
         upload_id: String,
         chosen: Vec<PartRow>,
-        condition: Option<shard_api::WriteCondition>,
+        condition: Option<ops::WriteCondition>,
     ) -> ShardResult<Completion> {
         self.check_bucket_live(&row.bucket)?;
         let completing = Completing {
@@ -129,7 +114,7 @@ impl Shard {
     }
 
     /// Serves a connection another shard accepted (`runtime::connection_target`).
-    fn adopt(self: &Rc<Self>, conn: crate::runtime::Handoff) -> ShardResult<()> {
+    fn adopt(self: &Rc<Self>, conn: crate::node::Handoff) -> ShardResult<()> {
         if crate::runtime::stopping() {
             conn.close();
             return Err(ShardError::Busy("the node is stopping".into()));
@@ -315,8 +300,8 @@ impl Shard {
     async fn put_object(
         &self,
         row: ObjectRow,
-        condition: Option<shard_api::WriteCondition>,
-    ) -> shard_api::ShardResult<Option<ObjectRow>> {
+        condition: Option<ops::WriteCondition>,
+    ) -> ops::ShardResult<Option<ObjectRow>> {
         self.check_bucket_live(&row.bucket)?;
         let Some(condition) = condition else {
             return self.store.put_object(row).await.map_err(storage_err);
@@ -334,8 +319,8 @@ impl Shard {
 
 /// The check of a write condition against the current row, for the store to run in the
 /// transaction that writes.
-fn condition_fn(condition: shard_api::WriteCondition) -> crate::storage::WriteCond {
-    use shard_api::WriteCondition as C;
+fn condition_fn(condition: ops::WriteCondition) -> crate::storage::WriteCond {
+    use ops::WriteCondition as C;
     match condition {
         C::Absent => Box::new(|cur: Option<&ObjectRow>| cur.is_none()),
         C::EtagMatches(etag) => Box::new(move |cur: Option<&ObjectRow>| {
@@ -347,11 +332,11 @@ fn condition_fn(condition: shard_api::WriteCondition) -> crate::storage::WriteCo
 /// Why a conditional write was refused: `If-Match` on a key that does not exist is a 404,
 /// as S3 answers; anything else a failed precondition.
 pub fn condition_refused(
-    condition: &shard_api::WriteCondition,
+    condition: &ops::WriteCondition,
     current: Option<&ObjectRow>,
 ) -> ShardError {
     match (condition, current) {
-        (shard_api::WriteCondition::EtagMatches(_), None) => ShardError::NoSuchKey,
+        (ops::WriteCondition::EtagMatches(_), None) => ShardError::NoSuchKey,
         _ => ShardError::PreconditionFailed,
     }
 }

@@ -4,17 +4,17 @@
 
 use std::rc::Rc;
 
-use super::conn::{Body, Response};
 use super::objects::{self, ingest, release_blocks, release_data, stored_headers};
 use super::router::Caller;
-use super::shard_api::ShardRequest;
-use super::{now_ms, Shard};
+use crate::api::conn::{Body, Response};
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
 use crate::meta::types::{
     BlockRef, BucketRow, Checksum, CompletedUpload, ObjectData, ObjectRow, PartRow, PartSummary,
     Stamp, UploadRow,
 };
+use crate::model::ops::ShardRequest;
+use crate::model::{now_ms, Shard};
 use crate::s3::checksum;
 use crate::s3::error::S3Error;
 use crate::s3::xml;
@@ -244,7 +244,7 @@ pub async fn complete(
             Completion::PartsChanged => continue,
             Completion::Refused(current) => {
                 let condition = condition.expect("only a condition refuses");
-                return Err(super::condition_refused(&condition, current.as_ref()).into());
+                return Err(crate::model::condition_refused(&condition, current.as_ref()).into());
             }
         }
     }
@@ -268,7 +268,9 @@ fn choose_parts(
         previous = part.part_number;
         let found = stored
             .iter()
-            .find(|p| p.number == part.part_number && super::etags_equal(&p.etag, &part.etag))
+            .find(|p| {
+                p.number == part.part_number && crate::model::etags_equal(&p.etag, &part.etag)
+            })
             .ok_or(S3Error::InvalidPart)?;
         chosen.push(found.clone());
     }
@@ -366,7 +368,7 @@ fn repeat_answer(
 ) -> Result<Response, S3Error> {
     let same = done.parts.len() == wanted.len()
         && done.parts.iter().zip(wanted).all(|((number, etag), w)| {
-            *number == w.part_number && super::etags_equal(etag, &w.etag)
+            *number == w.part_number && crate::model::etags_equal(etag, &w.etag)
         });
     if !same {
         return Err(S3Error::NoSuchUpload);
