@@ -18,7 +18,6 @@ const LONG_FUNCTIONS: &[(&str, &str, usize)] = &[
     ("src/s3/error.rs", "message", 140),
     ("src/s3/sigv4.rs", "parse_forms_and_errors", 162),
     ("src/api/conn.rs", "read_aws", 119),
-    ("src/model/mod.rs", "handle", 116),
     ("src/api/s3/multipart.rs", "complete", 118),
     ("src/api/s3/objects.rs", "ingest", 104),
     ("src/api/s3/objects.rs", "get_object", 122),

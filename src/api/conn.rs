@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::s3::objects::ObjectBody;
 use super::tls::Stream;
+use crate::api::Gateway;
 use crate::http::{self, AwsChunkEvent, AwsChunkedDecoder, BodyEvent, BodyFraming, ChunkedDecoder};
-use crate::model::Shard;
 use crate::s3::error::S3Error;
 use crate::s3::sigv4::ChunkVerifier;
 
@@ -794,7 +794,7 @@ pub enum Listener {
 }
 
 /// Serves one connection until it closes, errs, or idles out.
-pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, listener: Listener) {
+pub async fn serve(shard: Rc<Gateway>, tcp: TcpStream, listener: Listener) {
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
     let handshake = glommio::timer::timeout(HEAD_TIMEOUT, async { Ok(Stream::accept(tcp).await) });
@@ -834,7 +834,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, listener: Listener) {
 /// Answers a connection the node has no room for (`--max-connections`): 503 SlowDown and
 /// close, without reading anything, within a bounded time. A TLS connection is closed
 /// unanswered (a plain response would mean nothing to it).
-pub async fn refuse(shard: Rc<Shard>, tcp: TcpStream) {
+pub async fn refuse(shard: Rc<Gateway>, tcp: TcpStream) {
     shard.metrics.borrow_mut().connection_refused();
     if shard.config.tls.is_some() {
         return;
@@ -902,7 +902,7 @@ async fn read_head(io: &mut ConnIo) -> HeadRead {
 }
 
 /// Counts a connection open for as long as it lives.
-struct OpenConnection<'s>(&'s Shard);
+struct OpenConnection<'s>(&'s Gateway);
 
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
@@ -911,10 +911,10 @@ impl Drop for OpenConnection<'_> {
 }
 
 /// Counts a request in flight for as long as it lives.
-struct InFlight<'s>(&'s Shard);
+struct InFlight<'s>(&'s Gateway);
 
 impl<'s> InFlight<'s> {
-    fn new(shard: &'s Shard) -> Self {
+    fn new(shard: &'s Gateway) -> Self {
         shard
             .requests_in_flight
             .set(shard.requests_in_flight.get() + 1);
@@ -932,7 +932,7 @@ impl Drop for InFlight<'_> {
 
 /// Handles one request. Returns whether the connection may serve another.
 async fn serve_request(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     io: &mut ConnIo,
     head: http::RequestHead,
     listener: Listener,
@@ -1016,7 +1016,7 @@ async fn serve_request(
 /// The answer to a request: the operation's, or its error's. An object's first piece is
 /// read before the head goes out (`ObjectBody::prefetch`).
 async fn respond(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &http::RequestHead,
     body: &mut Body<'_>,
     listener: Listener,
@@ -1049,7 +1049,7 @@ async fn respond(
 }
 
 async fn write_response(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     io: &mut ConnIo,
     response: Response,
     keep_alive: bool,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::http::RequestHead;
+pub use crate::model::tasks::TaskProgress;
 use crate::storage::StorageStats;
 
 /// Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf.
@@ -94,34 +95,6 @@ impl Recorder {
 
     pub fn connection_closed(&mut self) {
         self.connections_open = self.connections_open.saturating_sub(1);
-    }
-}
-
-/// A long operator action on one shard (scrub, GC), as `granary status` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TaskProgress {
-    /// `scrub` or `gc`.
-    pub task: String,
-    /// `running`, `done` or `failed: <why>`.
-    pub state: String,
-    pub started_ms: u64,
-    pub finished_ms: Option<u64>,
-    /// Units done and (when known) the total: blocks for a scrub, blocks dropped and
-    /// segments compacted for GC.
-    pub done: u64,
-    pub total: Option<u64>,
-}
-
-impl TaskProgress {
-    /// Fraction done, 0 to 1 (1 once finished).
-    pub fn ratio(&self) -> f64 {
-        if self.finished_ms.is_some() {
-            return 1.0;
-        }
-        match self.total {
-            Some(t) if t > 0 => (self.done as f64 / t as f64).min(1.0),
-            _ => 0.0,
-        }
     }
 }
 

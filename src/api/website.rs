@@ -19,16 +19,16 @@ use super::conn::{Body, Response, ResponseBody};
 use super::s3::access::edit_bucket;
 use super::s3::objects;
 use super::s3::router::{self, check, read_small_body, Caller, Need};
+use crate::api::Gateway;
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
-use crate::model::Shard;
 use crate::s3::error::S3Error;
 use crate::s3::website::{key_for_path, parse_website_configuration, website_configuration_xml};
 use crate::s3::xml::escape;
 
 /// `?website` on a bucket: PUT, GET, DELETE (owner only, as on S3).
 pub async fn bucket_website_op(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -57,7 +57,7 @@ pub async fn bucket_website_op(
 
 /// The bucket a website request names: `<bucket>.<web-root-domain>` in Host, or else the
 /// whole host name (without port).
-pub fn host_bucket(shard: &Shard, head: &RequestHead) -> Option<String> {
+pub fn host_bucket(shard: &Gateway, head: &RequestHead) -> Option<String> {
     let host = head.header("host")?.trim();
     let host = match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
@@ -77,14 +77,14 @@ pub fn host_bucket(shard: &Shard, head: &RequestHead) -> Option<String> {
 }
 
 /// Serves one request of the website listener. Errors are HTML pages, never XML.
-pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, rid: &str) -> Response {
+pub async fn handle(shard: &Rc<Gateway>, head: &RequestHead, rid: &str) -> Response {
     match serve(shard, head).await {
         Ok(response) => response,
         Err(error) => error_page(&error, rid, head.method == "HEAD"),
     }
 }
 
-async fn serve(shard: &Rc<Shard>, head: &RequestHead) -> Result<Response, S3Error> {
+async fn serve(shard: &Rc<Gateway>, head: &RequestHead) -> Result<Response, S3Error> {
     // A name that is no bucket answers as a bucket that is no website: visitors are
     // anonymous, and must not learn which names exist.
     let name = host_bucket(shard, head).ok_or(S3Error::NoSuchWebsiteConfiguration)?;
@@ -155,7 +155,7 @@ fn redirect_or(response: Response) -> Response {
 
 /// The bucket's error document, with status 404; a plain 404 when it is missing too.
 async fn error_document(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     error_key: &str,

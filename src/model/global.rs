@@ -116,7 +116,7 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
         node: shard.node_id,
     };
     if let Err(e) = shard.store.put_bucket(row.clone()).await {
-        return ShardResponse::Bucket(Err(super::storage_err(e)));
+        return ShardResponse::Bucket(Err(super::owner::storage_err(e)));
     }
     let live = (!row.deleted).then(|| row.clone());
     match broadcast(shard, vec![row], vec![]).await {
@@ -133,7 +133,7 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
 /// Stores an access key row on shard 0 and copies it to every shard.
 pub async fn put_key(shard: &Shard, row: KeyRow) -> ShardResponse {
     if let Err(e) = shard.store.put_key(row.clone()).await {
-        return ShardResponse::Done(Err(super::storage_err(e)));
+        return ShardResponse::Done(Err(super::owner::storage_err(e)));
     }
     broadcast(shard, vec![], vec![row]).await
 }

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use glommio::{Latency, Shares};
 
-use super::{now_ms, Shard};
-use crate::api::s3::objects::{release_blocks, release_data};
+use super::{now_ms, release_blocks, release_data, Shard};
 use crate::meta::lifecycle::LifecycleConfig;
 use crate::meta::types::BucketRow;
 use crate::runtime::stopping;

@@ -1,350 +1,113 @@
-//! The S3 server: one `Shard` per executor. A shard accepts connections (every shard binds
-//! the S3 port with SO_REUSEPORT), parses and authenticates requests, and sends the work on
-//! data to the shard that owns it (`shard_api`).
+//! The model: bucket, key and object rules, and the only code that asks where data lives.
+//! A [`Shard`] is the data side of one executor: its store, its copy of the global tables,
+//! and the way to the other shards (`Peers`). What shards ask of each other are the
+//! operations of `ops`, run by their owner (`owner`).
 
 pub mod global;
 pub mod lifecycle;
 pub mod ops;
+mod owner;
 pub mod tasks;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::config::ServerConfig;
-use crate::runtime::mesh::Mesh;
-use crate::storage::{Completing, Completion, PutIf, ShardStore};
-use global::Global;
-use ops::{BlockData, ShardError, ShardRequest, ShardResponse, ShardResult};
+use futures::future::LocalBoxFuture;
 
+use crate::config::ServerConfig;
+use crate::meta::types::{BlockRef, ObjectData};
+use crate::storage::ShardStore;
+use global::Global;
+use ops::{ShardRequest, ShardResponse};
+
+pub use owner::condition_refused;
+
+/// The way to the shards that own data: the node's mesh today (`node`), a replica's
+/// node later. A call to the shard itself runs its handler directly.
+pub trait Peers {
+    fn call(&self, shard: u16, request: ShardRequest) -> LocalBoxFuture<'_, ShardResponse>;
+}
+
+/// The data side of one shard.
 pub struct Shard {
     pub id: u16,
     pub shards: u16,
     pub node_id: u64,
     pub config: Rc<ServerConfig>,
     pub store: Rc<ShardStore>,
-    pub mesh: Rc<Mesh<ShardRequest, ShardResponse>>,
+    /// The other shards (and this one), to send operations on data they own.
+    pub peers: Rc<dyn Peers>,
     pub global: RefCell<Global>,
     /// What the lifecycle worker of this shard has done (for logs and metrics).
     pub lifecycle_stats: lifecycle::LifecycleStats,
-    /// S3 requests being served by this shard's connections (a graceful stop waits for
-    /// them).
-    pub requests_in_flight: std::cell::Cell<u64>,
-    /// Request counters of this shard's connections.
-    pub metrics: RefCell<crate::api::metrics::Recorder>,
+    /// Work on this shard that a graceful stop waits for: S3 requests being served by its
+    /// connections, and the lifecycle worker's batches.
+    pub requests_in_flight: Cell<u64>,
     /// The latest operator task of each kind on this shard.
-    pub tasks: RefCell<Vec<crate::api::metrics::TaskProgress>>,
-    /// MD5 of this shard's uploads, many at once.
-    pub md5: crate::api::md5_lanes::Md5Lanes,
+    pub tasks: RefCell<Vec<tasks::TaskProgress>>,
     /// Taken by each bucket change on shard 0 (`global::change_bucket`), so they do not
     /// overlap; holds the names that DeleteBucket holds (`ops::NameHold`).
     pub bucket_changes: futures::lock::Mutex<std::collections::HashSet<String>>,
-    /// This shard's share of `--max-buffered-bytes`, in bytes: uploads take their room for
-    /// blocks in memory from it (`objects::reserve_upload_memory`).
-    pub upload_memory: Rc<glommio::sync::Semaphore>,
-}
-
-fn storage_err(e: impl std::fmt::Display) -> ShardError {
-    ShardError::Storage(e.to_string())
 }
 
 impl Shard {
-    /// Refuses a row for a bucket this shard knows as deleted. Called right before the row
-    /// is handed to the store, with no await in between: a row either reached the
-    /// metadata stage before this shard saw the bucket's tombstone (and DeleteBucket's last
-    /// emptiness check, which waits for the stage, finds it), or it is refused.
-    fn check_bucket_live(&self, bucket: &BucketId) -> ShardResult<()> {
-        if self.global.borrow().bucket_is_live(bucket) {
-            Ok(())
-        } else {
-            Err(ShardError::Rejected(
-                crate::s3::error::S3Error::NoSuchBucket,
-            ))
+    /// The data side of shard `id`, with the global tables as given.
+    pub fn new(
+        id: u16,
+        node_id: u64,
+        config: Rc<ServerConfig>,
+        store: Rc<ShardStore>,
+        peers: Rc<dyn Peers>,
+        global: Global,
+    ) -> Self {
+        Self {
+            id,
+            shards: config.shards,
+            node_id,
+            config,
+            store,
+            peers,
+            global: RefCell::new(global),
+            lifecycle_stats: Default::default(),
+            requests_in_flight: Cell::new(0),
+            tasks: Default::default(),
+            bucket_changes: Default::default(),
         }
-    }
-
-    async fn put_upload(&self, row: UploadRow) -> ShardResult<()> {
-        self.check_bucket_live(&row.bucket)?;
-        self.store.put_upload(row).await.map_err(storage_err)
-    }
-
-    async fn put_part(
-        &self,
-        bucket: &BucketId,
-        key: &str,
-        row: PartRow,
-    ) -> ShardResult<PutIf<PartRow>> {
-        self.check_bucket_live(bucket)?;
-        self.store
-            .put_part(bucket, key, row)
-            .await
-            .map_err(storage_err)
-    }
-
-    async fn complete_upload(
-        &self,
-        row: ObjectRow,
-        upload_id: String,
-        chosen: Vec<PartRow>,
-        condition: Option<ops::WriteCondition>,
-    ) -> ShardResult<Completion> {
-        self.check_bucket_live(&row.bucket)?;
-        let completing = Completing {
-            object: row,
-            upload_id,
-            chosen,
-            condition: condition.map(condition_fn),
-        };
-        self.store
-            .complete_upload(completing)
-            .await
-            .map_err(storage_err)
-    }
-
-    /// Whether this shard holds an object of `bucket`, counting every row sent to the
-    /// store before the question (so the second check of DeleteBucket sees every row
-    /// accepted before the tombstone). Unfinished uploads do not count: DeleteBucket
-    /// removes them, as AWS does.
-    async fn bucket_has_objects(&self, bucket: &BucketId) -> ShardResult<bool> {
-        let store = &self.store;
-        store.metadata_barrier().await.map_err(storage_err)?;
-        Ok(!store
-            .list_objects(bucket, "", "", 1)
-            .map_err(storage_err)?
-            .is_empty())
-    }
-
-    /// Serves a connection another shard accepted (`runtime::connection_target`).
-    fn adopt(self: &Rc<Self>, conn: crate::node::Handoff) -> ShardResult<()> {
-        if crate::runtime::stopping() {
-            conn.close();
-            return Err(ShardError::Busy("the node is stopping".into()));
-        }
-        conn.serve(self);
-        Ok(())
     }
 
     /// Sends a request to the shard that owns its data.
     pub async fn call(&self, request: ShardRequest) -> ShardResponse {
         let shard = request.shard(self.shards);
-        self.mesh.call(usize::from(shard), request).await
+        self.peers.call(shard, request).await
     }
 
     /// Sends a request to a named shard (fan-out requests such as listings).
     pub async fn call_on(&self, shard: u16, request: ShardRequest) -> ShardResponse {
-        self.mesh.call(usize::from(shard), request).await
+        self.peers.call(shard, request).await
     }
+}
 
-    /// Runs a request on this shard, which must own its data.
-    pub async fn handle(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
-        use ShardRequest as R;
-        use ShardResponse as A;
-        let store = &self.store;
-        match request {
-            R::PutBlock { hash, data } => {
-                assert_eq!(hash.partition().shard(self.shards), self.id);
-                let stored = match data {
-                    BlockData::Record(buf) => store.put_block_buf(hash, buf).await,
-                    BlockData::Bytes(bytes) => store.put_block(hash, bytes).await,
-                };
-                A::Done(stored.map_err(storage_err))
-            }
-            R::ReadBlock { hash, offset, len } => {
-                assert_eq!(hash.partition().shard(self.shards), self.id);
-                A::Block(
-                    store
-                        .read_block(&hash, offset, len)
-                        .await
-                        .map_err(|e| ShardError::BlockUnavailable(e.to_string())),
-                )
-            }
-            R::DecrefBlock { hash } => {
-                A::Done(store.decref_block(&hash).await.map_err(storage_err))
-            }
-            R::IncrefBlock { hash } => {
-                A::Flag(store.incref_block(&hash).await.map_err(storage_err))
-            }
-            R::GetObject { bucket, key } => {
-                A::Object(store.get_object(&bucket, &key).map_err(storage_err))
-            }
-            R::PutObject { row, condition } => A::Object(self.put_object(row, condition).await),
-            R::DeleteObject { bucket, key } => A::Object(
-                store
-                    .delete_object(&bucket, &key)
-                    .await
-                    .map_err(storage_err),
-            ),
-            R::ListObjects {
-                bucket,
-                prefix,
-                start_after,
-                limit,
-            } => A::Objects(
-                store
-                    .list_objects(&bucket, &prefix, &start_after, limit)
-                    .map_err(storage_err),
-            ),
-            R::BucketHasObjects { bucket } => A::Flag(self.bucket_has_objects(&bucket).await),
-            R::PutUpload { .. }
-            | R::GetUpload { .. }
-            | R::DeleteUpload { .. }
-            | R::CompleteUpload { .. }
-            | R::GetCompletedUpload { .. }
-            | R::DeleteBucketUploads { .. }
-            | R::ListUploads { .. }
-            | R::PutPart { .. }
-            | R::ListParts { .. } => self.handle_upload(request).await,
-            R::ChangeBucket { name, change } => {
-                assert_eq!(self.id, 0);
-                global::change_bucket(&self, &name, change).await
-            }
-            R::PutKey { row } => {
-                assert_eq!(self.id, 0);
-                global::put_key(&self, row).await
-            }
-            R::GlobalSnapshot => {
-                assert_eq!(self.id, 0);
-                let g = self.global.borrow();
-                A::Global {
-                    buckets: g.bucket_rows(),
-                    keys: g.key_rows(),
-                }
-            }
-            R::Stats => A::Stats(Box::new(self.stats())),
-            R::Adopt { conn } => A::Done(self.adopt(conn)),
-            R::StartTask { task } => A::Done(self.start_task(task)),
-            R::GlobalUpdate { buckets, keys } => {
-                self.global.borrow_mut().apply(buckets, keys);
-                A::Done(Ok(()))
-            }
-        }
-    }
-
-    /// The requests of multipart uploads.
-    async fn handle_upload(&self, request: ShardRequest) -> ShardResponse {
-        use ShardRequest as R;
-        use ShardResponse as A;
-        let store = &self.store;
-        match request {
-            R::PutUpload { row } => A::Done(self.put_upload(row).await),
-            R::GetUpload {
-                bucket,
-                key,
-                upload_id,
-            } => A::Upload(
-                store
-                    .get_upload(&bucket, &key, &upload_id)
-                    .map_err(storage_err),
-            ),
-            R::DeleteUpload {
-                bucket,
-                key,
-                upload_id,
-            } => A::UploadRemoved(
-                store
-                    .delete_upload(&bucket, &key, &upload_id)
-                    .await
-                    .map_err(storage_err),
-            ),
-            R::CompleteUpload {
-                row,
-                upload_id,
-                chosen,
-                condition,
-            } => A::Completion(
-                self.complete_upload(row, upload_id, chosen, condition)
-                    .await,
-            ),
-            R::GetCompletedUpload {
-                bucket,
-                key,
-                upload_id,
-            } => A::Completed(
-                store
-                    .get_completed_upload(&bucket, &key, &upload_id)
-                    .map_err(storage_err),
-            ),
-            R::DeleteBucketUploads { bucket } => A::Parts(
-                store
-                    .delete_bucket_uploads(&bucket)
-                    .await
-                    .map_err(storage_err),
-            ),
-            R::ListUploads {
-                bucket,
-                prefix,
-                key_marker,
-                limit,
-            } => A::Uploads(
-                store
-                    .list_uploads(&bucket, &prefix, &key_marker, "", limit)
-                    .map_err(storage_err),
-            ),
-            R::PutPart { row, bucket, key } => A::Part(self.put_part(&bucket, &key, row).await),
-            R::ListParts {
-                upload_id,
-                after,
-                limit,
-                ..
-            } => A::Parts(
-                store
-                    .list_parts(&upload_id, after, limit)
-                    .map_err(storage_err),
-            ),
-            other => unreachable!("not an upload request: {other:?}"),
-        }
-    }
-
-    /// A put, with its condition decided by the store inside the write transaction that
-    /// commits it: every write of the key (conditional or not) is ordered by that
-    /// transaction, so a condition always sees the row it replaces.
-    async fn put_object(
-        &self,
-        row: ObjectRow,
-        condition: Option<ops::WriteCondition>,
-    ) -> ops::ShardResult<Option<ObjectRow>> {
-        self.check_bucket_live(&row.bucket)?;
-        let Some(condition) = condition else {
-            return self.store.put_object(row).await.map_err(storage_err);
-        };
-        let outcome = self
-            .store
-            .put_object_if(row, condition_fn(condition.clone()))
-            .await;
-        match outcome.map_err(storage_err)? {
-            PutIf::Written(previous) => Ok(previous),
-            PutIf::Refused(current) => Err(condition_refused(&condition, current.as_ref())),
+/// Drops one reference to each block (the object or part that held them is gone).
+pub async fn release_blocks(shard: &Shard, blocks: &[BlockRef]) {
+    for block in blocks {
+        let released = shard
+            .call(ShardRequest::DecrefBlock { hash: block.hash })
+            .await
+            .done();
+        if let Err(e) = released {
+            tracing::warn!(?block.hash, "could not release a block: {e:?}");
         }
     }
 }
 
-/// The check of a write condition against the current row, for the store to run in the
-/// transaction that writes.
-fn condition_fn(condition: ops::WriteCondition) -> crate::storage::WriteCond {
-    use ops::WriteCondition as C;
-    match condition {
-        C::Absent => Box::new(|cur: Option<&ObjectRow>| cur.is_none()),
-        C::EtagMatches(etag) => Box::new(move |cur: Option<&ObjectRow>| {
-            cur.is_some_and(|c| etags_equal(&c.etag, &etag))
-        }),
-    }
-}
-
-/// Why a conditional write was refused: `If-Match` on a key that does not exist is a 404,
-/// as S3 answers; anything else a failed precondition.
-pub fn condition_refused(
-    condition: &ops::WriteCondition,
-    current: Option<&ObjectRow>,
-) -> ShardError {
-    match (condition, current) {
-        (ops::WriteCondition::EtagMatches(_), None) => ShardError::NoSuchKey,
-        _ => ShardError::PreconditionFailed,
+pub async fn release_data(shard: &Shard, data: &ObjectData) {
+    if let ObjectData::Blocks(blocks) = data {
+        release_blocks(shard, blocks).await;
     }
 }
 
 /// Two ETags name the same content, with or without their quotes.
 pub use crate::s3::conditions::etags_equal;
-
-use crate::meta::types::{BucketId, ObjectRow, PartRow, UploadRow};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

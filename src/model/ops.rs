@@ -62,10 +62,6 @@ pub enum BlockData {
 
 #[derive(Debug)]
 pub enum ShardRequest {
-    /// Serve this connection, accepted by a busier shard.
-    Adopt {
-        conn: crate::node::Handoff,
-    },
     PutBlock {
         hash: BlockHash,
         data: BlockData,
@@ -168,8 +164,6 @@ pub enum ShardRequest {
         buckets: Vec<BucketRow>,
         keys: Vec<KeyRow>,
     },
-    /// A snapshot of the shard's counters and storage (admin API, metrics, health).
-    Stats,
     /// Starts an operator task on the shard; answers once it has started.
     StartTask {
         task: Task,
@@ -213,8 +207,6 @@ impl ShardRequest {
             | Self::DeleteBucketUploads { .. }
             | Self::ListUploads { .. }
             | Self::GlobalUpdate { .. }
-            | Self::Stats
-            | Self::Adopt { .. }
             | Self::StartTask { .. } => unreachable!("fan-out requests are sent with call_on"),
             Self::ChangeBucket { .. } | Self::PutKey { .. } | Self::GlobalSnapshot => 0,
         }
@@ -259,7 +251,6 @@ pub enum ShardResponse {
         buckets: Vec<BucketRow>,
         keys: Vec<KeyRow>,
     },
-    Stats(Box<crate::api::metrics::ShardStats>),
     /// The bucket's live row after a change (`None`: deleted).
     Bucket(ShardResult<Option<BucketRow>>),
 }

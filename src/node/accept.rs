@@ -4,10 +4,9 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::api::conn;
-use crate::model::ops::{ShardRequest, ShardResponse};
-use crate::model::Shard;
-use crate::runtime;
+use super::message::{Control, Message, Reply};
+use crate::api::{conn, Gateway};
+use crate::runtime::{self, mesh::Mesh};
 
 /// Connections each shard serves (or is about to): see [`connection_target`].
 static CONNECTIONS: std::sync::OnceLock<Box<[AtomicUsize]>> = std::sync::OnceLock::new();
@@ -29,12 +28,14 @@ pub fn init(shards: u16) {
 /// on the other in one measured run, leaving a core idle under a large upload. So a shard
 /// that serves more connections than another hands the new one to the least busy shard.
 pub async fn accept_until_stopped(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
+    mesh: &Rc<Mesh<Message, Reply>>,
     listener: glommio::net::TcpListener,
     kind: conn::Listener,
 ) {
     let accepting = {
         let shard = Rc::clone(shard);
+        let mesh = Rc::clone(mesh);
         glommio::spawn_local(async move {
             loop {
                 match listener.shared_accept().await {
@@ -52,13 +53,12 @@ pub async fn accept_until_stopped(
                         if target == shard.id {
                             conn.serve(&shard);
                         } else {
-                            let shard = Rc::clone(&shard);
+                            let mesh = Rc::clone(&mesh);
                             glommio::spawn_local(async move {
-                                let request = ShardRequest::Adopt { conn };
-                                if let ShardResponse::Done(Err(e)) =
-                                    shard.call_on(target, request).await
-                                {
-                                    tracing::warn!(target, "handing a connection over: {e:?}");
+                                let message = Message::Control(Control::Adopt(conn));
+                                let reply = mesh.call(usize::from(target), message).await;
+                                if !matches!(reply, Reply::Adopted(true)) {
+                                    tracing::warn!(target, "handing a connection over: {reply:?}");
                                     connection_closed(target);
                                 }
                             })
@@ -129,7 +129,7 @@ impl Handoff {
     }
 
     /// Serves the connection on the current shard (which [`connection_target`] chose).
-    pub fn serve(self, shard: &Rc<Shard>) {
+    pub fn serve(self, shard: &Rc<Gateway>) {
         let stream = self.stream.bind_to_executor();
         let (shard, kind) = (Rc::clone(shard), self.kind);
         glommio::spawn_local(async move {
@@ -139,4 +139,14 @@ impl Handoff {
         })
         .detach();
     }
+}
+
+/// Serves a connection another shard accepted; false (and closed) if the node is stopping.
+pub fn adopt(gateway: &Rc<Gateway>, conn: Handoff) -> bool {
+    if runtime::stopping() {
+        conn.close();
+        return false;
+    }
+    conn.serve(gateway);
+    true
 }

@@ -4,6 +4,7 @@
 //! connections (`accept`) until the node stops.
 
 mod accept;
+mod message;
 mod root_key;
 
 use std::rc::Rc;
@@ -12,13 +13,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 pub use accept::Handoff;
+pub use message::{Control, Message, Reply};
 
 use crate::api::conn::Listener;
+use crate::api::{Gateway, ShardControl};
 use crate::config::ServerConfig;
 use crate::model::global::Global;
 use crate::model::ops::{ShardRequest, ShardResponse};
-use crate::model::Shard;
-use crate::runtime::{self, mesh, notify};
+use crate::model::{Peers, Shard};
+use crate::runtime::mesh::{self, Mesh};
+use crate::runtime::{self, notify};
 use crate::storage::ShardStore;
 
 /// Runs a node until it stops. Returns once every shard has ended.
@@ -31,7 +35,7 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
     crate::api::tls::init(config.tls.clone())?;
     accept::init(shards);
     runtime::check_ports_free(&listeners(&config))?;
-    let mesh = mesh::builder::<ShardRequest, ShardResponse>(usize::from(shards));
+    let mesh = mesh::builder::<Message, Reply>(usize::from(shards));
     // The storage engine writes a group commit from registered (io_uring) buffers: room for
     // two batches in flight. Registration needs memlock (root, or LimitMEMLOCK in the
     // systemd unit); without it glommio warns and falls back to ordinary buffers. LMDB
@@ -92,65 +96,14 @@ async fn shard_main(
     id: u16,
     node_id: u64,
     config: ServerConfig,
-    mesh: mesh::Builder<ShardRequest, ShardResponse>,
+    mesh: mesh::Builder<Message, Reply>,
     ready: runtime::Ready,
 ) -> anyhow::Result<()> {
-    let dir = config.data_dir.join(format!("shard-{id}"));
-    let store = ShardStore::open(&dir, crate::storage::StorageConfig::from_server(&config))
-        .await
-        .with_context(|| format!("opening the store in {}", dir.display()))?;
-    let mesh = mesh::Mesh::join(mesh).await;
-    assert_eq!(mesh.me(), usize::from(id), "mesh ids follow shard ids");
-    let mut global = Global::default();
-    if id == 0 {
-        global.apply(store.list_buckets()?, store.list_keys()?);
-    }
-    let upload_memory = config.limits.max_buffered_bytes / u64::from(config.shards);
-    let shard = Rc::new(Shard {
-        id,
-        shards: config.shards,
-        node_id,
-        config: Rc::new(config),
-        store,
-        mesh: Rc::clone(&mesh),
-        global: std::cell::RefCell::new(global),
-        lifecycle_stats: Default::default(),
-        bucket_changes: Default::default(),
-        requests_in_flight: std::cell::Cell::new(0),
-        metrics: Default::default(),
-        tasks: Default::default(),
-        md5: crate::api::md5_lanes::Md5Lanes::start(),
-        upload_memory: Rc::new(glommio::sync::Semaphore::new(upload_memory)),
-    });
-    let handler_shard = Rc::clone(&shard);
-    mesh.set_handler(Rc::new(move |request| {
-        let shard = Rc::clone(&handler_shard);
-        Box::pin(async move { shard.handle(request).await })
-    }));
+    let (gateway, mesh) = open_shard(id, node_id, config, mesh).await?;
+    let shard = Rc::clone(&gateway.shard);
     if id == 0 {
         root_key::ensure_root_key(&shard).await?;
-        let token = match &shard.config.admin_token {
-            Some(token) => token.clone(),
-            None => crate::api::admin::load_or_create_token(&shard.config.admin_token_file)
-                .with_context(|| {
-                    format!(
-                        "reading or creating the admin token {}",
-                        shard.config.admin_token_file.display()
-                    )
-                })?,
-        };
-        let admin = glommio::net::TcpListener::bind(shard.config.admin_addr).map_err(|e| {
-            anyhow::anyhow!(
-                "binding the admin listener on {}: {e}",
-                shard.config.admin_addr
-            )
-        })?;
-        glommio::spawn_local(crate::api::admin::serve(
-            Rc::clone(&shard),
-            admin,
-            Rc::new(token),
-        ))
-        .detach();
+        start_admin(&gateway)?;
     } else {
         match shard.call_on(0, ShardRequest::GlobalSnapshot).await {
             ShardResponse::Global { buckets, keys } => {
@@ -170,11 +123,73 @@ async fn shard_main(
     })?;
     ready.ready();
     futures_lite::future::zip(
-        accept::accept_until_stopped(&shard, listener, Listener::S3),
-        accept::accept_until_stopped(&shard, web, Listener::Web),
+        accept::accept_until_stopped(&gateway, &mesh, listener, Listener::S3),
+        accept::accept_until_stopped(&gateway, &mesh, web, Listener::Web),
     )
     .await;
     drain_and_close(&shard).await;
+    Ok(())
+}
+
+/// Opens shard `id`'s store, joins the mesh, and makes the shard's data side and API side,
+/// which the mesh's handler serves from then on.
+async fn open_shard(
+    id: u16,
+    node_id: u64,
+    config: ServerConfig,
+    mesh: mesh::Builder<Message, Reply>,
+) -> anyhow::Result<(Rc<Gateway>, Rc<Mesh<Message, Reply>>)> {
+    let dir = config.data_dir.join(format!("shard-{id}"));
+    let store = ShardStore::open(&dir, crate::storage::StorageConfig::from_server(&config))
+        .await
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let mesh = mesh::Mesh::join(mesh).await;
+    assert_eq!(mesh.me(), usize::from(id), "mesh ids follow shard ids");
+    let mut global = Global::default();
+    if id == 0 {
+        global.apply(store.list_buckets()?, store.list_keys()?);
+    }
+    let peers: Rc<dyn Peers> = Rc::clone(&mesh) as _;
+    let shard = Rc::new(Shard::new(
+        id,
+        node_id,
+        Rc::new(config),
+        store,
+        peers,
+        global,
+    ));
+    let control: Rc<dyn ShardControl> = Rc::clone(&mesh) as _;
+    let gateway = Rc::new(Gateway::new(shard, control));
+    let handler_gateway = Rc::clone(&gateway);
+    mesh.set_handler(Rc::new(move |message| {
+        let gateway = Rc::clone(&handler_gateway);
+        Box::pin(async move { message::dispatch(gateway, message).await })
+    }));
+    Ok((gateway, mesh))
+}
+
+/// Starts the admin API on shard 0, which keeps the global tables.
+fn start_admin(gateway: &Rc<Gateway>) -> anyhow::Result<()> {
+    let config = &gateway.config;
+    let token = match &config.admin_token {
+        Some(token) => token.clone(),
+        None => crate::api::admin::load_or_create_token(&config.admin_token_file).with_context(
+            || {
+                format!(
+                    "reading or creating the admin token {}",
+                    config.admin_token_file.display()
+                )
+            },
+        )?,
+    };
+    let admin = glommio::net::TcpListener::bind(config.admin_addr)
+        .map_err(|e| anyhow::anyhow!("binding the admin listener on {}: {e}", config.admin_addr))?;
+    glommio::spawn_local(crate::api::admin::serve(
+        Rc::clone(gateway),
+        admin,
+        Rc::new(token),
+    ))
+    .detach();
     Ok(())
 }
 

@@ -28,9 +28,9 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpListener;
 
 use crate::api::tls::Stream;
+use crate::api::Gateway;
 use crate::http;
 use crate::model::ops::Task;
-use crate::model::Shard;
 
 const ADMIN_BODY_BYTES_MAX: usize = 64 * 1024;
 const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,7 +53,7 @@ pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
     Ok(token)
 }
 
-pub async fn serve(shard: Rc<Shard>, listener: TcpListener, token: Rc<String>) {
+pub async fn serve(shard: Rc<Gateway>, listener: TcpListener, token: Rc<String>) {
     status::mark_started();
     loop {
         match listener.accept().await {
@@ -80,7 +80,7 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener, token: Rc<String>) {
     }
 }
 
-async fn handle_connection(shard: &Rc<Shard>, mut stream: Stream, token: &str) {
+async fn handle_connection(shard: &Rc<Gateway>, mut stream: Stream, token: &str) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     let (head, used) = loop {

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::s3::access;
 use crate::api::s3::router;
+use crate::api::Gateway;
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
 use crate::meta::website::WebsiteConfig;
+use crate::model::now_ms;
 use crate::model::ops::ShardRequest;
-use crate::model::{now_ms, Shard};
 use crate::s3::error::S3Error;
 
 pub fn error_json(message: &str) -> String {
@@ -61,7 +62,7 @@ pub struct WebsiteInfo {
 /// them away. A deny that names no permission takes them all (read, write, owner): an
 /// operator who denies a key means it to lose its access. An allow that names none is
 /// refused rather than done as nothing.
-async fn set_grant(shard: &Rc<Shard>, name: &str, set: bool, body: &[u8]) -> Answer {
+async fn set_grant(shard: &Rc<Gateway>, name: &str, set: bool, body: &[u8]) -> Answer {
     let Ok(mut request) = serde_json::from_slice::<Allow>(body) else {
         return fail(400, "expected {\"key\", \"read\", \"write\", \"owner\"}");
     };
@@ -146,7 +147,7 @@ fn fail(status: u16, message: &str) -> Answer {
     (status, error_json(message))
 }
 
-fn key_info(shard: &Shard, key: &KeyRow, with_secret: bool) -> KeyInfo {
+fn key_info(shard: &Gateway, key: &KeyRow, with_secret: bool) -> KeyInfo {
     let global = shard.global.borrow();
     let buckets = global
         .buckets()
@@ -195,7 +196,7 @@ fn bucket_info(bucket: &BucketRow) -> BucketInfo {
     }
 }
 
-fn stamp(shard: &Shard, previous: Option<Stamp>) -> Stamp {
+fn stamp(shard: &Gateway, previous: Option<Stamp>) -> Stamp {
     let time_ms = previous.map_or(now_ms(), |p| now_ms().max(p.time_ms + 1));
     Stamp {
         time_ms,
@@ -206,7 +207,7 @@ fn stamp(shard: &Shard, previous: Option<Stamp>) -> Stamp {
 /// Changes a bucket's row through shard 0 and answers with the bucket as it now is; a
 /// refusal answers with its S3 error's status.
 async fn change_bucket(
-    shard: &Shard,
+    shard: &Gateway,
     name: &str,
     change: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
 ) -> Answer {
@@ -215,7 +216,7 @@ async fn change_bucket(
 
 /// Edits a live bucket's row through shard 0 (404 if there is none).
 async fn edit_bucket(
-    shard: &Shard,
+    shard: &Gateway,
     name: &str,
     edit: impl FnOnce(&mut BucketRow) + Send + 'static,
 ) -> Answer {
@@ -231,7 +232,7 @@ fn bucket_answer(name: &str, changed: Result<Option<BucketRow>, S3Error>) -> Ans
     }
 }
 
-pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) -> Answer {
+pub async fn handle(shard: &Rc<Gateway>, method: &str, path: &str, body: &[u8]) -> Answer {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         ("GET", ["v1", "keys"]) => {
@@ -338,7 +339,7 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
 }
 
 /// `DELETE /v1/keys/{id}`: the key's grants first, then the key.
-async fn delete_key(shard: &Shard, id: &str) -> Answer {
+async fn delete_key(shard: &Gateway, id: &str) -> Answer {
     let key = shard.global.borrow().key(id).cloned();
     let Some(mut row) = key else {
         return fail(404, "no such key");
@@ -357,7 +358,7 @@ async fn delete_key(shard: &Shard, id: &str) -> Answer {
 /// Removes every grant of a key from every bucket (before the key itself goes, so that
 /// a failure leaves a key without grants rather than grants of no key, listed by
 /// `bucket info` and GetBucketAcl).
-async fn revoke_everywhere(shard: &Shard, access_key_id: &str) -> Result<(), S3Error> {
+async fn revoke_everywhere(shard: &Gateway, access_key_id: &str) -> Result<(), S3Error> {
     let granted: Vec<String> = shard
         .global
         .borrow()
@@ -381,7 +382,7 @@ async fn revoke_everywhere(shard: &Shard, access_key_id: &str) -> Result<(), S3E
 }
 
 /// `POST /v1/buckets/{name}/website`: serve the bucket as a website, or stop.
-async fn set_website(shard: &Rc<Shard>, name: &str, body: &[u8]) -> Answer {
+async fn set_website(shard: &Rc<Gateway>, name: &str, body: &[u8]) -> Answer {
     let Ok(request) = serde_json::from_slice::<SetWebsite>(body) else {
         return fail(
             400,

@@ -10,10 +10,10 @@ use std::rc::Rc;
 use super::router::{self, check, Caller, Need};
 use super::{list, objects};
 use crate::api::conn::{Body, Response};
+use crate::api::Gateway;
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
 use crate::model::ops::{BucketChange, NameHold, ShardRequest};
-use crate::model::Shard;
 use crate::s3::acl::{self, CannedAcl};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
@@ -63,7 +63,7 @@ fn denied() -> S3Error {
 /// a `public-read` bucket; `AccessDenied` for everything else (whether the bucket exists
 /// or not, so that names do not leak).
 pub async fn anonymous(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: Option<&str>,
     key: Option<&str>,
@@ -146,7 +146,7 @@ pub fn check_object_acl(head: &RequestHead, bucket: &BucketRow) -> Result<(), S3
 /// Changes a bucket's row through shard 0 (`global::change_bucket`, which runs `change` on
 /// the row it holds); returns the live row as it now is.
 pub async fn change_bucket(
-    shard: &Shard,
+    shard: &Gateway,
     name: &str,
     change: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
 ) -> Result<Option<BucketRow>, S3Error> {
@@ -155,7 +155,7 @@ pub async fn change_bucket(
 
 /// [`change_bucket`] as a step of DeleteBucket, which holds the name (see [`NameHold`]).
 pub async fn change_bucket_holding(
-    shard: &Shard,
+    shard: &Gateway,
     name: &str,
     hold: NameHold,
     apply: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
@@ -176,7 +176,7 @@ pub async fn change_bucket_holding(
 
 /// Edits a live bucket's row (NoSuchBucket if it was deleted meanwhile); returns the row.
 pub async fn edit_bucket(
-    shard: &Shard,
+    shard: &Gateway,
     name: &str,
     edit: impl FnOnce(&mut BucketRow) + Send + 'static,
 ) -> Result<BucketRow, S3Error> {
@@ -200,7 +200,7 @@ pub fn get_bucket_acl(caller: &Caller, bucket: &BucketRow) -> Result<Response, S
 }
 
 pub async fn put_bucket_acl(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -220,7 +220,7 @@ pub async fn put_bucket_acl(
 }
 
 pub async fn get_object_acl(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     caller: &Caller,
     bucket: &BucketRow,
     key: &str,
@@ -236,7 +236,7 @@ pub async fn get_object_acl(
 }
 
 pub async fn put_object_acl(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,

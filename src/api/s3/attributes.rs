@@ -6,9 +6,9 @@ use std::rc::Rc;
 
 use super::objects::{check_conditions, fetch_object, last_modified};
 use crate::api::conn::Response;
+use crate::api::Gateway;
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
-use crate::model::Shard;
 use crate::s3::checksum;
 use crate::s3::error::S3Error;
 use crate::s3::xml::attributes::{
@@ -34,7 +34,7 @@ fn number(head: &RequestHead, name: &str, default: u32) -> Result<u32, S3Error> 
 }
 
 pub async fn get_object_attributes(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     key: &str,

@@ -7,14 +7,14 @@ use std::rc::Rc;
 use super::access::{self, edit_bucket};
 use super::router::{self, check, lookup_bucket, Caller, Need};
 use crate::api::conn::{Body, Response};
+use crate::api::Gateway;
 use crate::http::RequestHead;
-use crate::model::Shard;
 use crate::s3::error::S3Error;
 use crate::s3::xml;
 
 /// Handles the request if it names one of these subresources.
 pub async fn handle(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -30,7 +30,7 @@ pub async fn handle(
 }
 
 async fn run(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,

@@ -9,14 +9,14 @@ use super::access;
 use super::router::{self, check, read_small_body, Caller, Need};
 use crate::api::conn::{Body, Listener, Response};
 use crate::api::website;
+use crate::api::Gateway;
 use crate::http::RequestHead;
-use crate::model::Shard;
 use crate::s3::cors;
 use crate::s3::error::S3Error;
 
 /// `?cors` on a bucket: PUT, GET, DELETE (owner only, as on S3).
 pub async fn bucket_cors_op(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -45,7 +45,7 @@ pub async fn bucket_cors_op(
 /// not exist answers as one without rules (403 `AccessForbidden`): a preflight is
 /// anonymous, and must not tell which names exist.
 pub fn preflight(
-    shard: &Shard,
+    shard: &Gateway,
     head: &RequestHead,
     bucket: Option<&str>,
 ) -> Result<Response, S3Error> {
@@ -66,7 +66,7 @@ pub fn preflight(
 /// Adds the `Access-Control-*` headers of the matching rule to an actual response (of any
 /// status, as S3 does) when the request carries an `Origin`.
 pub fn add_response_headers(
-    shard: &Shard,
+    shard: &Gateway,
     head: &RequestHead,
     listener: Listener,
     response: &mut Response,

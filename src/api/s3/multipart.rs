@@ -7,14 +7,15 @@ use std::rc::Rc;
 use super::objects::{self, ingest, release_blocks, release_data, stored_headers};
 use super::router::Caller;
 use crate::api::conn::{Body, Response};
+use crate::api::Gateway;
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
 use crate::meta::types::{
     BlockRef, BucketRow, Checksum, CompletedUpload, ObjectData, ObjectRow, PartRow, PartSummary,
     Stamp, UploadRow,
 };
+use crate::model::now_ms;
 use crate::model::ops::ShardRequest;
-use crate::model::{now_ms, Shard};
 use crate::s3::checksum;
 use crate::s3::error::S3Error;
 use crate::s3::xml;
@@ -24,7 +25,7 @@ use crate::storage::{Completion, PutIf};
 const PART_BYTES_MIN: u64 = 5 * 1024 * 1024;
 
 pub async fn fetch_upload(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
     upload_id: &str,
@@ -41,7 +42,7 @@ pub async fn fetch_upload(
 }
 
 pub async fn create(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     key: &str,
@@ -74,7 +75,7 @@ pub async fn create(
 }
 
 pub async fn upload_part(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -122,7 +123,7 @@ pub async fn upload_part(
 /// read), in the transaction that writes it. Releases the blocks of the part it replaces,
 /// or, refused, its own.
 pub async fn store_part(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
     row: PartRow,
@@ -153,7 +154,7 @@ pub async fn store_part(
 }
 
 async fn all_parts(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
     upload_id: &str,
@@ -186,7 +187,7 @@ const COMPLETE_TRIES_MAX: usize = 4;
 /// completed before with the same parts (a client retrying after a lost answer) gets the
 /// first answer again, as AWS gives it.
 pub async fn complete(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     key: &str,
@@ -284,7 +285,7 @@ fn choose_parts(
 
 /// The object a Complete makes of its parts.
 fn object_of_parts(
-    shard: &Shard,
+    shard: &Gateway,
     bucket: &BucketRow,
     key: &str,
     upload: &UploadRow,
@@ -343,7 +344,7 @@ fn object_of_parts(
 /// A Complete of an upload that is not in progress: the first Complete's answer if it was
 /// completed with these very parts, else NoSuchUpload.
 async fn completed_before(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
     upload_id: &str,
@@ -409,7 +410,7 @@ fn complete_response(
 /// releases their blocks. An upload that is not in progress (completed, aborted, never
 /// made) is NoSuchUpload, as AWS answers.
 pub async fn abort(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
     upload_id: &str,
@@ -430,7 +431,7 @@ pub async fn abort(
 }
 
 pub async fn list_parts(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     key: &str,
@@ -501,7 +502,7 @@ pub async fn list_parts(
 }
 
 pub async fn list_uploads(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
 ) -> Result<Response, S3Error> {

@@ -8,12 +8,13 @@ use std::rc::Rc;
 use super::router::{self, check, prepare_body, Caller, Need};
 use crate::api::conn::{Body, BodySink, ConnIo, Response, ResponseBody};
 use crate::api::md5_lanes::Md5Stream;
+use crate::api::Gateway;
 use crate::http::{self, RequestHead};
 use crate::meta::types::{
     BlockHash, BlockRef, BucketRow, Checksum, ChecksumAlgorithm, ObjectData, ObjectRow, Stamp,
 };
+use crate::model::now_ms;
 use crate::model::ops::{BlockData, ShardRequest, WriteCondition};
-use crate::model::{now_ms, Shard};
 use crate::s3::checksum::{self, Hashers};
 use crate::s3::conditions::{Conditions, Outcome};
 use crate::s3::error::S3Error;
@@ -149,7 +150,7 @@ impl BlockWriter {
     /// Sends the upload's next block (waiting first if too many are in flight). It is
     /// named and sealed here, while its bytes are still in this core's cache; its shard
     /// writes the buffer as it is.
-    async fn send(&mut self, shard: &Rc<Shard>, mut data: BlockBuf) -> Result<(), S3Error> {
+    async fn send(&mut self, shard: &Rc<Gateway>, mut data: BlockBuf) -> Result<(), S3Error> {
         let hash = BlockHash::of(&data);
         data.seal(&hash);
         self.blocks.push(BlockRef {
@@ -221,7 +222,7 @@ fn declared_length(head: &RequestHead, caller: &Caller) -> Result<Option<u64>, S
 /// checksum), stores it in blocks (or keeps it for inline storage when it is small and
 /// `inline_ok`), and checks every digest the client declared.
 pub async fn ingest(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -336,7 +337,7 @@ fn checked_checksum(
 /// into block record buffers. A body that may stay inline (`inline_ok` and under the
 /// threshold) is left in `buffer`. Returns the bytes read.
 async fn read_body(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     body: &mut Body<'_>,
     hashers: &mut Hashers,
     writer: &mut BlockWriter,
@@ -409,7 +410,7 @@ async fn read_body(
 /// when that is less. Waits for room while other uploads hold it, at most
 /// `UPLOAD_MEMORY_WAIT`; then SlowDown (503), as S3 answers a client to back off.
 async fn reserve_upload_memory(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     body: &Body<'_>,
 ) -> Result<glommio::sync::StaticPermit, S3Error> {
     let most = crate::constants::UPLOAD_BLOCKS_BUFFERED * shard.config.block_size;
@@ -432,24 +433,7 @@ async fn reserve_upload_memory(
     }
 }
 
-/// Drops one reference to each block (the object or part that held them is gone).
-pub async fn release_blocks(shard: &Shard, blocks: &[BlockRef]) {
-    for block in blocks {
-        let released = shard
-            .call(ShardRequest::DecrefBlock { hash: block.hash })
-            .await
-            .done();
-        if let Err(e) = released {
-            tracing::warn!(?block.hash, "could not release a block: {e:?}");
-        }
-    }
-}
-
-pub async fn release_data(shard: &Shard, data: &ObjectData) {
-    if let ObjectData::Blocks(blocks) = data {
-        release_blocks(shard, blocks).await;
-    }
-}
+pub use crate::model::{release_blocks, release_data};
 
 /// Headers of a PUT that are stored and returned with the object.
 pub fn stored_headers(head: &RequestHead) -> Result<Vec<(String, String)>, S3Error> {
@@ -506,7 +490,7 @@ pub fn write_condition(head: &RequestHead) -> Result<Option<WriteCondition>, S3E
 }
 
 pub async fn put_object(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -561,7 +545,7 @@ pub async fn put_object(
 }
 
 pub async fn fetch_object(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
 ) -> Result<ObjectRow, S3Error> {
@@ -651,7 +635,7 @@ pub fn check_copy_source_conditions(head: &RequestHead, source: &ObjectRow) -> R
 
 /// `x-amz-expiration: expiry-date="<HTTP date>", rule-id="<id>"` when a lifecycle rule of
 /// the bucket will expire the object.
-pub fn expiration_header(shard: &Shard, bucket: &BucketRow, row: &ObjectRow) -> Option<String> {
+pub fn expiration_header(shard: &Gateway, bucket: &BucketRow, row: &ObjectRow) -> Option<String> {
     let day_ms = shard.config.lifecycle_day_secs * 1000;
     let (at, rule) =
         bucket
@@ -670,7 +654,7 @@ pub fn last_modified(row_ms: u64) -> String {
 }
 
 pub async fn get_object(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     key: &str,
@@ -866,7 +850,7 @@ impl ObjectBody {
     /// missing or corrupt first block is then answered with an error status, not with a
     /// 200 whose body stops short. (A block missing further on can only cut the body:
     /// the head is gone by then.) The error is logged and counted.
-    pub async fn prefetch(&mut self, shard: &Rc<Shard>) -> Result<(), S3Error> {
+    pub async fn prefetch(&mut self, shard: &Rc<Gateway>) -> Result<(), S3Error> {
         let ObjectData::Blocks(blocks) = &self.data else {
             return Ok(());
         };
@@ -895,7 +879,7 @@ impl ObjectBody {
 
     /// Streams the bytes: each piece is read from the shard that owns its block while the
     /// previous one is being written, so the disk and the socket work at once.
-    pub async fn stream_to(self, shard: &Rc<Shard>, io: &mut ConnIo) -> io::Result<()> {
+    pub async fn stream_to(self, shard: &Rc<Gateway>, io: &mut ConnIo) -> io::Result<()> {
         let blocks = match &self.data {
             ObjectData::Inline(bytes) => {
                 return io
@@ -955,7 +939,7 @@ async fn stream_pieces(
 }
 
 pub async fn delete_object(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
 ) -> Result<Response, S3Error> {
@@ -973,7 +957,7 @@ pub async fn delete_object(
 }
 
 pub async fn delete_objects(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     body: &[u8],
 ) -> Result<Response, S3Error> {
@@ -1020,7 +1004,7 @@ pub fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
 }
 
 pub async fn copy_object(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     caller: &Caller,
     bucket: &BucketRow,

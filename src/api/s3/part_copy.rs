@@ -10,11 +10,12 @@ use super::objects::{
     check_copy_source_conditions, fetch_object, parse_copy_source, release_blocks,
 };
 use super::router::{check, lookup_bucket, Caller, Need};
+use crate::api::Gateway;
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
 use crate::meta::types::{BlockHash, BlockRef, BucketRow, ChecksumAlgorithm, ObjectData, PartRow};
+use crate::model::now_ms;
 use crate::model::ops::{BlockData, ShardRequest};
-use crate::model::{now_ms, Shard};
 use crate::s3::checksum::{self, Digests, Hashers};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
@@ -49,7 +50,7 @@ pub fn parse_copy_range(value: &str, size: u64) -> Result<(u64, u64), S3Error> {
 /// The bytes `[start, end)` of `data`, stored again as blocks of `block_size`. `blocks`
 /// receives each block once it is written (on error, the caller releases those).
 async fn copy_range(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     data: &ObjectData,
     start: u64,
     end: u64,
@@ -106,7 +107,7 @@ async fn copy_range(
 }
 
 async fn write_block(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     blocks: &mut Vec<BlockRef>,
     data: Vec<u8>,
 ) -> Result<(), S3Error> {
@@ -125,7 +126,7 @@ async fn write_block(
 }
 
 pub async fn upload_part_copy(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     caller: &Caller,
     bucket: &BucketRow,

@@ -17,9 +17,10 @@ use std::rc::Rc;
 use super::objects;
 use super::router::{self, check, Caller, Need};
 use crate::api::conn::{Body, PayloadFilter, Response};
+use crate::api::Gateway;
 use crate::http::form::{self, FormEvent, FormParser, PartHead};
 use crate::http::{url_encode_key, RequestHead};
-use crate::model::{now_ms, Shard};
+use crate::model::now_ms;
 use crate::s3::error::S3Error;
 use crate::s3::policy;
 use crate::s3::sigv4::{PayloadMode, Verified};
@@ -153,7 +154,7 @@ impl PayloadFilter for FileFilter {
 /// Checks the form's signature and policy; returns the caller (the key that signed) and
 /// the object key.
 fn authorize(
-    shard: &Shard,
+    shard: &Gateway,
     fields: &[(String, String)],
     file: &PartHead,
     bucket: &str,
@@ -246,7 +247,7 @@ fn object_head(head: &RequestHead, fields: &[(String, String)], file: &PartHead)
 }
 
 pub async fn handle(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     bucket_name: &str,

@@ -6,10 +6,11 @@ use std::rc::Rc;
 
 use super::{access, attributes, bucket_config, list, multipart, objects, part_copy};
 use crate::api::conn::{Body, Response};
+use crate::api::Gateway;
 use crate::http::RequestHead;
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
+use crate::model::now_ms;
 use crate::model::ops::{NameHold, ShardRequest};
-use crate::model::{now_ms, Shard};
 use crate::s3::error::S3Error;
 use crate::s3::sigv2;
 use crate::s3::sigv4::{self, AuthInput, PayloadMode, Verified};
@@ -20,7 +21,7 @@ thread_local! {
 }
 
 /// A request id unique on this node: shard, then a per-shard counter.
-pub fn request_id(shard: &Shard) -> String {
+pub fn request_id(shard: &Gateway) -> String {
     let n = REQUEST_COUNTER.with(|c| {
         let n = c.get() + 1;
         c.set(n);
@@ -63,7 +64,7 @@ impl Caller {
 }
 
 /// The caller, or `None` for an unsigned (anonymous) request.
-fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Option<Caller>, S3Error> {
+fn authenticate(shard: &Gateway, head: &RequestHead) -> Result<Option<Caller>, S3Error> {
     let input = AuthInput {
         method: &head.method,
         raw_path: &head.raw_path,
@@ -111,7 +112,7 @@ fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Option<Caller>, S3E
 }
 
 /// The bucket named by the Host header under `--s3-root-domain`, if any.
-fn vhost_bucket(shard: &Shard, head: &RequestHead) -> Option<String> {
+fn vhost_bucket(shard: &Gateway, head: &RequestHead) -> Option<String> {
     let root = shard.config.s3_root_domain.as_ref()?;
     let host = head.header("host")?;
     let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
@@ -123,7 +124,7 @@ fn vhost_bucket(shard: &Shard, head: &RequestHead) -> Option<String> {
 /// Bucket and key named by the request, from the Host header (virtual-host style under
 /// `--s3-root-domain`) or from the path.
 pub(crate) fn address<'h>(
-    shard: &Shard,
+    shard: &Gateway,
     head: &'h RequestHead,
 ) -> (Option<String>, Option<&'h str>) {
     let path = head.path.strip_prefix('/').unwrap_or(&head.path);
@@ -141,7 +142,7 @@ pub(crate) fn address<'h>(
 }
 
 /// The bucket a request on the S3 listener names, if any.
-pub fn request_bucket(shard: &Shard, head: &RequestHead) -> Option<String> {
+pub fn request_bucket(shard: &Gateway, head: &RequestHead) -> Option<String> {
     address(shard, head).0
 }
 
@@ -189,7 +190,7 @@ pub fn bucket_owner(bucket: &BucketRow) -> xml::Owner {
     }
 }
 
-pub fn lookup_bucket(shard: &Shard, name: &str) -> Result<BucketRow, S3Error> {
+pub fn lookup_bucket(shard: &Gateway, name: &str) -> Result<BucketRow, S3Error> {
     shard
         .global
         .borrow()
@@ -242,7 +243,7 @@ use sha2::Digest;
 
 /// Dispatches one request.
 pub async fn handle(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
 ) -> Result<Response, S3Error> {
@@ -325,7 +326,7 @@ fn unsupported(head: &RequestHead) -> Option<&'static str> {
 }
 
 async fn bucket_op(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -394,7 +395,7 @@ async fn bucket_op(
 }
 
 async fn object_op(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -492,7 +493,7 @@ pub fn valid_bucket_name(name: &str) -> bool {
 }
 
 async fn create_bucket(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -559,7 +560,7 @@ fn name_taken(existing: &BucketRow, access_key_id: &str) -> S3Error {
 }
 
 async fn delete_bucket(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     caller: &Caller,
     name: &str,
 ) -> Result<Response, S3Error> {
@@ -571,7 +572,7 @@ async fn delete_bucket(
 
 /// Whether any shard holds an object or upload of `bucket`, counting every write that
 /// reached a shard's metadata stage before the question did.
-async fn bucket_has_objects(shard: &Shard, bucket: BucketId) -> Result<bool, S3Error> {
+async fn bucket_has_objects(shard: &Gateway, bucket: BucketId) -> Result<bool, S3Error> {
     for s in 0..shard.shards {
         let has = shard
             .call_on(s, ShardRequest::BucketHasObjects { bucket })
@@ -588,7 +589,7 @@ async fn bucket_has_objects(shard: &Shard, bucket: BucketId) -> Result<bool, S3E
 /// Removes the unfinished multipart uploads of a deleted bucket from every shard and
 /// releases their blocks: AWS deletes a bucket whose only contents are such uploads. The
 /// tombstone is on every shard, so no upload or part of the bucket is accepted any more.
-async fn remove_bucket_uploads(shard: &Shard, bucket: BucketId) {
+async fn remove_bucket_uploads(shard: &Gateway, bucket: BucketId) {
     for s in 0..shard.shards {
         let removed = shard
             .call_on(s, ShardRequest::DeleteBucketUploads { bucket })
@@ -614,7 +615,7 @@ async fn remove_bucket_uploads(shard: &Shard, bucket: BucketId) {
 /// the tombstone is on every shard, no new row is accepted (`Shard::check_bucket_live`)
 /// and a second check sees every row accepted before it; if there is one, the bucket is
 /// put back and the answer is BucketNotEmpty, as if the PUT had come first.
-pub async fn delete_empty_bucket(shard: &Shard, row: &BucketRow) -> Result<(), S3Error> {
+pub async fn delete_empty_bucket(shard: &Gateway, row: &BucketRow) -> Result<(), S3Error> {
     if bucket_has_objects(shard, row.id).await? {
         return Err(S3Error::BucketNotEmpty);
     }
