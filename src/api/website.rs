@@ -16,12 +16,12 @@
 use std::rc::Rc;
 
 use super::conn::{Body, Response, ResponseBody};
-use super::s3::access::edit_bucket;
 use super::s3::objects;
 use super::s3::router::{self, check, read_small_body, Caller, Need};
 use crate::api::Gateway;
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
+use crate::model::bucket::{edit_bucket, BucketEdit};
 use crate::s3::error::S3Error;
 use crate::s3::website::{key_for_path, parse_website_configuration, website_configuration_xml};
 use crate::s3::xml::escape;
@@ -40,7 +40,7 @@ pub async fn bucket_website_op(
         "PUT" => {
             let xml = read_small_body(body, head, caller).await?;
             let config = parse_website_configuration(&xml)?;
-            edit_bucket(shard, bucket, move |row| row.website = Some(config)).await?;
+            edit_bucket(shard, bucket, BucketEdit::SetWebsite(Some(config))).await?;
             Ok(Response::new(200))
         }
         "GET" => match &row.website {
@@ -48,7 +48,7 @@ pub async fn bucket_website_op(
             None => Err(S3Error::NoSuchWebsiteConfiguration),
         },
         "DELETE" => {
-            edit_bucket(shard, bucket, |row| row.website = None).await?;
+            edit_bucket(shard, bucket, BucketEdit::SetWebsite(None)).await?;
             Ok(Response::new(204))
         }
         _ => Err(S3Error::MethodNotAllowed),

@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::ops::{BucketChange, NameHold, ShardError, ShardRequest, ShardResponse};
+use super::bucket::{self, BucketEdit, NameHold};
+use super::ops::{ShardError, ShardRequest, ShardResponse};
 use super::{now_ms, Shard};
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Stamp};
 
@@ -86,9 +87,14 @@ impl Global {
 
 /// Applies a change to a bucket's row on shard 0, stores the row and copies it to every
 /// shard. Changes wait for each other: each one sees the row the one before it stored.
-pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> ShardResponse {
+pub async fn change_bucket(
+    shard: &Shard,
+    name: &str,
+    edit: BucketEdit,
+    hold: NameHold,
+) -> ShardResponse {
     let mut held = shard.bucket_changes.lock().await;
-    let name_held = match change.hold {
+    let name_held = match hold {
         NameHold::Release => {
             held.remove(name);
             false
@@ -100,7 +106,7 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
         let last = g.last_row(name).map(|r| r.stamp);
         (g.bucket(name).cloned(), last)
     };
-    let mut row = match (change.apply)(current.as_ref()) {
+    let mut row = match bucket::apply(edit, current.as_ref()) {
         Ok(Some(row)) => row,
         Ok(None) => return ShardResponse::Bucket(Ok(current)),
         Err(e) => return ShardResponse::Bucket(Err(ShardError::Rejected(e))),
@@ -121,7 +127,7 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
     let live = (!row.deleted).then(|| row.clone());
     match broadcast(shard, vec![row], vec![]).await {
         ShardResponse::Done(Ok(())) => {
-            if change.hold == NameHold::Take {
+            if hold == NameHold::Take {
                 held.insert(name.to_string());
             }
             ShardResponse::Bucket(Ok(live))

@@ -3,6 +3,7 @@
 //! and the way to the other shards (`Peers`). What shards ask of each other are the
 //! operations of `ops`, run by their owner (`owner`).
 
+pub mod bucket;
 pub mod global;
 pub mod lifecycle;
 pub mod ops;
@@ -46,7 +47,7 @@ pub struct Shard {
     /// The latest operator task of each kind on this shard.
     pub tasks: RefCell<Vec<tasks::TaskProgress>>,
     /// Taken by each bucket change on shard 0 (`global::change_bucket`), so they do not
-    /// overlap; holds the names that DeleteBucket holds (`ops::NameHold`).
+    /// overlap; holds the names that DeleteBucket holds (`bucket::NameHold`).
     pub bucket_changes: futures::lock::Mutex<std::collections::HashSet<String>>,
 }
 

@@ -1,6 +1,7 @@
 //! What shards ask of each other: every operation on data a shard owns. A request goes to the
 //! shard that owns the partition (`Partition::shard`); the handler asserts it landed there.
 
+use super::bucket::{BucketEdit, NameHold};
 use crate::meta::types::{
     BlockHash, BucketId, BucketRow, CompletedUpload, KeyRow, ObjectRow, PartRow, Partition,
     UploadRow,
@@ -16,37 +17,6 @@ pub enum WriteCondition {
     Absent,
     /// Write only if the current object has this ETag (with quotes).
     EtagMatches(String),
-}
-
-/// A change to one bucket's row. Shard 0 applies changes one at a time to the row it holds,
-/// so that changes made together (CORS, tags and lifecycle put at once, as Terraform does)
-/// all stay, and two creations of one name cannot both succeed. Given the live row (`None`
-/// when the name is free), `apply` returns the row to store (stamped by shard 0), `None` to
-/// leave things as they are, or why not.
-pub struct BucketChange {
-    #[allow(clippy::type_complexity)]
-    pub apply: Box<dyn FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send>,
-    pub hold: NameHold,
-}
-
-/// A DeleteBucket holds its bucket's name from the tombstone until it knows whether the
-/// bucket stays deleted (a late write puts it back: `router::delete_empty_bucket`).
-/// Meanwhile no other change may make a bucket of that name: CreateBucket answers
-/// `OperationAborted`, as AWS does for a conflicting operation in progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameHold {
-    /// Any other change.
-    None,
-    /// The tombstone: once it is stored, the name is held.
-    Take,
-    /// DeleteBucket's last step (putting the bucket back, or nothing): releases the name.
-    Release,
-}
-
-impl std::fmt::Debug for BucketChange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BucketChange")
-    }
 }
 
 /// A block's bytes as a `PutBlock` carries them.
@@ -154,7 +124,8 @@ pub enum ShardRequest {
     /// Global tables, kept by shard 0 and copied to every shard.
     ChangeBucket {
         name: String,
-        change: BucketChange,
+        edit: BucketEdit,
+        hold: NameHold,
     },
     PutKey {
         row: KeyRow,

@@ -138,9 +138,9 @@ impl Shard {
             | R::ListUploads { .. }
             | R::PutPart { .. }
             | R::ListParts { .. } => self.handle_upload(request).await,
-            R::ChangeBucket { name, change } => {
+            R::ChangeBucket { name, edit, hold } => {
                 assert_eq!(self.id, 0);
-                global::change_bucket(&self, &name, change).await
+                global::change_bucket(&self, &name, edit, hold).await
             }
             R::PutKey { row } => {
                 assert_eq!(self.id, 0);

@@ -4,11 +4,10 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::s3::access;
-use crate::api::s3::router;
 use crate::api::Gateway;
-use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
+use crate::meta::types::{BucketRow, KeyRow, Permissions, Stamp};
 use crate::meta::website::WebsiteConfig;
+use crate::model::bucket::{self, BucketEdit};
 use crate::model::now_ms;
 use crate::model::ops::ShardRequest;
 use crate::s3::error::S3Error;
@@ -75,28 +74,13 @@ async fn set_grant(shard: &Rc<Gateway>, name: &str, set: bool, body: &[u8]) -> A
     if shard.global.borrow().key(&request.key).is_none() {
         return fail(404, "no such key");
     }
-    edit_bucket(shard, name, move |row| {
-        let mut current = row
-            .grants
-            .iter()
-            .find(|(id, _)| *id == request.key)
-            .map(|(_, p)| *p)
-            .unwrap_or_default();
-        if request.read {
-            current.read = set;
-        }
-        if request.write {
-            current.write = set;
-        }
-        if request.owner {
-            current.owner = set;
-        }
-        row.grants.retain(|(id, _)| *id != request.key);
-        if current != Permissions::default() {
-            row.grants.push((request.key, current));
-        }
-    })
-    .await
+    let permissions = request.permissions();
+    let key = request.key;
+    let edit = match set {
+        true => BucketEdit::Grant { key, permissions },
+        false => BucketEdit::Deny { key, permissions },
+    };
+    edit_bucket(shard, name, edit).await
 }
 
 /// `POST /v1/buckets/{name}/website`: serve the bucket as a website (`allow`) or stop.
@@ -132,6 +116,17 @@ struct Allow {
     write: bool,
     #[serde(default)]
     owner: bool,
+}
+
+impl Allow {
+    /// The permissions the request names.
+    fn permissions(&self) -> Permissions {
+        Permissions {
+            read: self.read,
+            write: self.write,
+            owner: self.owner,
+        }
+    }
 }
 
 pub type Answer = (u16, String);
@@ -204,23 +199,9 @@ fn stamp(shard: &Gateway, previous: Option<Stamp>) -> Stamp {
     }
 }
 
-/// Changes a bucket's row through shard 0 and answers with the bucket as it now is; a
-/// refusal answers with its S3 error's status.
-async fn change_bucket(
-    shard: &Gateway,
-    name: &str,
-    change: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
-) -> Answer {
-    bucket_answer(name, access::change_bucket(shard, name, change).await)
-}
-
 /// Edits a live bucket's row through shard 0 (404 if there is none).
-async fn edit_bucket(
-    shard: &Gateway,
-    name: &str,
-    edit: impl FnOnce(&mut BucketRow) + Send + 'static,
-) -> Answer {
-    bucket_answer(name, access::edit_bucket(shard, name, edit).await.map(Some))
+async fn edit_bucket(shard: &Gateway, name: &str, edit: BucketEdit) -> Answer {
+    bucket_answer(name, bucket::edit_bucket(shard, name, edit).await.map(Some))
 }
 
 /// The bucket as a change left it (`None`: deleted), or the S3 error's status and message.
@@ -278,42 +259,17 @@ pub async fn handle(shard: &Rc<Gateway>, method: &str, path: &str, body: &[u8]) 
             let Ok(request) = serde_json::from_slice::<CreateBucket>(body) else {
                 return fail(400, "expected {\"name\": ..., \"owner\": access key id?}");
             };
-            if !router::valid_bucket_name(&request.name) {
+            if !bucket::valid_bucket_name(&request.name) {
                 return fail(400, "not a valid bucket name");
             }
-            let mut grants = Vec::new();
-            if let Some(owner) = request.owner {
-                if shard.global.borrow().key(&owner).is_none() {
+            if let Some(owner) = &request.owner {
+                if shard.global.borrow().key(owner).is_none() {
                     return fail(404, "no such key");
                 }
-                grants.push((
-                    owner,
-                    Permissions {
-                        read: true,
-                        write: true,
-                        owner: true,
-                    },
-                ));
             }
-            let row = BucketRow {
-                id: BucketId(rand::random()),
-                name: request.name,
-                created_ms: now_ms(),
-                stamp: stamp(shard, None),
-                deleted: false,
-                grants,
-                website: None,
-                cors: Vec::new(),
-                public_read: false,
-                lifecycle: None,
-                tags: Vec::new(),
-            };
-            let name = row.name.clone();
-            change_bucket(shard, &name, move |current| match current {
-                Some(_) => Err(S3Error::BucketAlreadyExists),
-                None => Ok(Some(row)),
-            })
-            .await
+            let owner = request.owner.as_deref();
+            let created = bucket::create_bucket(shard, &request.name, owner, false, None).await;
+            bucket_answer(&request.name, created.map(Some))
         }
         ("GET", ["v1", "buckets", name]) => match shard.global.borrow().bucket(name) {
             Some(b) => ok(&bucket_info(b)),
@@ -324,7 +280,7 @@ pub async fn handle(shard: &Rc<Gateway>, method: &str, path: &str, body: &[u8]) 
             let Some(row) = bucket else {
                 return fail(404, "no such bucket");
             };
-            match router::delete_empty_bucket(shard, &row).await {
+            match bucket::delete_empty_bucket(shard, &row).await {
                 Ok(()) => ok(&serde_json::json!({ "deleted": name })),
                 Err(S3Error::BucketNotEmpty) => fail(409, "the bucket is not empty"),
                 Err(e) => fail(e.status(), &e.message()),
@@ -368,11 +324,16 @@ async fn revoke_everywhere(shard: &Gateway, access_key_id: &str) -> Result<(), S
         .collect();
     for name in granted {
         let id = access_key_id.to_string();
-        match access::edit_bucket(shard, &name, move |row| {
-            row.grants.retain(|(k, _)| *k != id)
-        })
-        .await
-        {
+        let every = Permissions {
+            read: true,
+            write: true,
+            owner: true,
+        };
+        let edit = BucketEdit::Deny {
+            key: id,
+            permissions: every,
+        };
+        match bucket::edit_bucket(shard, &name, edit).await {
             // Deleted meanwhile: its grants went with it.
             Ok(_) | Err(S3Error::NoSuchBucket) => {}
             Err(e) => return Err(e),
@@ -403,5 +364,5 @@ async fn set_website(shard: &Rc<Gateway>, name: &str, body: &[u8]) -> Answer {
         error_document: request.error_document,
         redirect_all: None,
     });
-    edit_bucket(shard, name, move |row| row.website = website).await
+    edit_bucket(shard, name, BucketEdit::SetWebsite(website)).await
 }

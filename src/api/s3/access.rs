@@ -13,7 +13,7 @@ use crate::api::conn::{Body, Response};
 use crate::api::Gateway;
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
-use crate::model::ops::{BucketChange, NameHold, ShardRequest};
+use crate::model::bucket::{self, BucketEdit};
 use crate::s3::acl::{self, CannedAcl};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
@@ -143,52 +143,6 @@ pub fn check_object_acl(head: &RequestHead, bucket: &BucketRow) -> Result<(), S3
     }
 }
 
-/// Changes a bucket's row through shard 0 (`global::change_bucket`, which runs `change` on
-/// the row it holds); returns the live row as it now is.
-pub async fn change_bucket(
-    shard: &Gateway,
-    name: &str,
-    change: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
-) -> Result<Option<BucketRow>, S3Error> {
-    change_bucket_holding(shard, name, NameHold::None, change).await
-}
-
-/// [`change_bucket`] as a step of DeleteBucket, which holds the name (see [`NameHold`]).
-pub async fn change_bucket_holding(
-    shard: &Gateway,
-    name: &str,
-    hold: NameHold,
-    apply: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
-) -> Result<Option<BucketRow>, S3Error> {
-    let change = BucketChange {
-        apply: Box::new(apply),
-        hold,
-    };
-    shard
-        .call(ShardRequest::ChangeBucket {
-            name: name.to_string(),
-            change,
-        })
-        .await
-        .bucket()
-        .map_err(S3Error::from)
-}
-
-/// Edits a live bucket's row (NoSuchBucket if it was deleted meanwhile); returns the row.
-pub async fn edit_bucket(
-    shard: &Gateway,
-    name: &str,
-    edit: impl FnOnce(&mut BucketRow) + Send + 'static,
-) -> Result<BucketRow, S3Error> {
-    let row = change_bucket(shard, name, move |current| {
-        let mut row = current.cloned().ok_or(S3Error::NoSuchBucket)?;
-        edit(&mut row);
-        Ok(Some(row))
-    })
-    .await?;
-    row.ok_or(S3Error::NoSuchBucket)
-}
-
 pub fn get_bucket_acl(caller: &Caller, bucket: &BucketRow) -> Result<Response, S3Error> {
     check(caller, bucket, Need::Owner)?;
     let grants = acl::bucket_grants(&bucket.grants, bucket.public_read);
@@ -211,10 +165,8 @@ pub async fn put_bucket_acl(
     let current = acl::bucket_grants(&bucket.grants, false);
     let public_read = requested_public_read(head, &document, &current)?;
     if public_read != bucket.public_read {
-        edit_bucket(shard, &bucket.name, move |row| {
-            row.public_read = public_read
-        })
-        .await?;
+        let edit = BucketEdit::SetPublicRead(public_read);
+        bucket::edit_bucket(shard, &bucket.name, edit).await?;
     }
     Ok(Response::new(200))
 }

@@ -4,11 +4,12 @@
 
 use std::rc::Rc;
 
-use super::access::{self, edit_bucket};
+use super::access;
 use super::router::{self, check, lookup_bucket, Caller, Need};
 use crate::api::conn::{Body, Response};
 use crate::api::Gateway;
 use crate::http::RequestHead;
+use crate::model::bucket::{edit_bucket, BucketEdit};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
 
@@ -53,13 +54,13 @@ async fn run(
             check(caller, &row, Need::Owner)?;
             let document = router::read_small_body(body, head, caller).await?;
             let config = xml::lifecycle::parse_lifecycle(&document)?;
-            edit_bucket(shard, bucket, move |row| row.lifecycle = Some(config)).await?;
+            edit_bucket(shard, bucket, BucketEdit::SetLifecycle(Some(config))).await?;
             Ok(Response::new(200))
         }
         ("lifecycle", "DELETE") => {
             check(caller, &row, Need::Owner)?;
             if row.lifecycle.is_some() {
-                edit_bucket(shard, bucket, |row| row.lifecycle = None).await?;
+                edit_bucket(shard, bucket, BucketEdit::SetLifecycle(None)).await?;
             }
             Ok(Response::new(204))
         }
@@ -74,13 +75,13 @@ async fn run(
             check(caller, &row, Need::Owner)?;
             let document = router::read_small_body(body, head, caller).await?;
             let tags = xml::tagging::parse_tagging(&document)?;
-            edit_bucket(shard, bucket, move |row| row.tags = tags).await?;
+            edit_bucket(shard, bucket, BucketEdit::SetTags(tags)).await?;
             Ok(Response::new(204))
         }
         ("tagging", "DELETE") => {
             check(caller, &row, Need::Owner)?;
             if !row.tags.is_empty() {
-                edit_bucket(shard, bucket, |row| row.tags.clear()).await?;
+                edit_bucket(shard, bucket, BucketEdit::SetTags(Vec::new())).await?;
             }
             Ok(Response::new(204))
         }

@@ -5,12 +5,12 @@
 
 use std::rc::Rc;
 
-use super::access;
 use super::router::{self, check, read_small_body, Caller, Need};
 use crate::api::conn::{Body, Listener, Response};
 use crate::api::website;
 use crate::api::Gateway;
 use crate::http::RequestHead;
+use crate::model::bucket::{edit_bucket, BucketEdit};
 use crate::s3::cors;
 use crate::s3::error::S3Error;
 
@@ -28,13 +28,13 @@ pub async fn bucket_cors_op(
         "PUT" => {
             let xml = read_small_body(body, head, caller).await?;
             let rules = cors::parse_cors_configuration(&xml)?;
-            access::edit_bucket(shard, bucket, move |row| row.cors = rules).await?;
+            edit_bucket(shard, bucket, BucketEdit::SetCors(rules)).await?;
             Ok(Response::new(200))
         }
         "GET" if row.cors.is_empty() => Err(S3Error::NoSuchCORSConfiguration),
         "GET" => Ok(Response::xml(200, cors::cors_configuration_xml(&row.cors))),
         "DELETE" => {
-            access::edit_bucket(shard, bucket, |row| row.cors.clear()).await?;
+            edit_bucket(shard, bucket, BucketEdit::SetCors(Vec::new())).await?;
             Ok(Response::new(204))
         }
         _ => Err(S3Error::MethodNotAllowed),

@@ -8,9 +8,9 @@ use super::{access, attributes, bucket_config, list, multipart, objects, part_co
 use crate::api::conn::{Body, Response};
 use crate::api::Gateway;
 use crate::http::RequestHead;
-use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
+use crate::meta::types::{BucketRow, KeyRow};
+use crate::model::bucket;
 use crate::model::now_ms;
-use crate::model::ops::{NameHold, ShardRequest};
 use crate::s3::error::S3Error;
 use crate::s3::sigv2;
 use crate::s3::sigv4::{self, AuthInput, PayloadMode, Verified};
@@ -479,19 +479,6 @@ async fn object_op(
     }
 }
 
-/// S3's bucket naming rules (the DNS-compatible ones).
-pub fn valid_bucket_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    (3..=63).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(b))
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && !name.contains("..")
-        && name.parse::<std::net::Ipv4Addr>().is_err()
-}
-
 async fn create_bucket(
     shard: &Rc<Gateway>,
     head: &RequestHead,
@@ -499,64 +486,26 @@ async fn create_bucket(
     caller: &Caller,
     name: &str,
 ) -> Result<Response, S3Error> {
-    if !valid_bucket_name(name) {
+    if !bucket::valid_bucket_name(name) {
         return Err(S3Error::InvalidBucketName);
     }
     let config = read_small_body(body, head, caller).await?;
     xml::parse_create_bucket_configuration(&config)?;
     let public_read = access::create_bucket_public_read(head)?;
     if let Some(existing) = shard.global.borrow().bucket(name) {
-        return Err(name_taken(existing, &caller.key.access_key_id));
+        return Err(bucket::name_taken(
+            existing,
+            Some(&caller.key.access_key_id),
+        ));
     }
     if !caller.key.create_bucket {
         return Err(S3Error::AccessDenied(
             "this key may not create buckets".into(),
         ));
     }
-    let row = BucketRow {
-        id: BucketId(rand::random()),
-        name: name.to_string(),
-        created_ms: now_ms(),
-        stamp: Stamp {
-            time_ms: now_ms(),
-            node: shard.node_id,
-        },
-        deleted: false,
-        grants: vec![(
-            caller.key.access_key_id.clone(),
-            Permissions {
-                read: true,
-                write: true,
-                owner: true,
-            },
-        )],
-        website: None,
-        cors: Vec::new(),
-        public_read,
-        lifecycle: None,
-        tags: Vec::new(),
-    };
-    // Shard 0 checks the name again: another creation may have taken it meanwhile.
-    let me = caller.key.access_key_id.clone();
-    access::change_bucket(shard, name, move |current| match current {
-        Some(existing) => Err(name_taken(existing, &me)),
-        None => Ok(Some(row)),
-    })
-    .await?;
+    let key = caller.key.access_key_id.as_str();
+    bucket::create_bucket(shard, name, Some(key), public_read, Some(key)).await?;
     Ok(Response::new(200).header("Location", format!("/{name}")))
-}
-
-/// The error for creating a bucket whose name is taken: by the caller's key, or not.
-fn name_taken(existing: &BucketRow, access_key_id: &str) -> S3Error {
-    let ours = existing
-        .grants
-        .iter()
-        .any(|(id, p)| id == access_key_id && p.owner);
-    if ours {
-        S3Error::BucketAlreadyOwnedByYou
-    } else {
-        S3Error::BucketAlreadyExists
-    }
 }
 
 async fn delete_bucket(
@@ -566,114 +515,6 @@ async fn delete_bucket(
 ) -> Result<Response, S3Error> {
     let row = lookup_bucket(shard, name)?;
     check(caller, &row, Need::Owner)?;
-    delete_empty_bucket(shard, &row).await?;
+    bucket::delete_empty_bucket(shard, &row).await?;
     Ok(Response::new(204))
-}
-
-/// Whether any shard holds an object or upload of `bucket`, counting every write that
-/// reached a shard's metadata stage before the question did.
-async fn bucket_has_objects(shard: &Gateway, bucket: BucketId) -> Result<bool, S3Error> {
-    for s in 0..shard.shards {
-        let has = shard
-            .call_on(s, ShardRequest::BucketHasObjects { bucket })
-            .await
-            .flag()
-            .map_err(S3Error::from)?;
-        if has {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Removes the unfinished multipart uploads of a deleted bucket from every shard and
-/// releases their blocks: AWS deletes a bucket whose only contents are such uploads. The
-/// tombstone is on every shard, so no upload or part of the bucket is accepted any more.
-async fn remove_bucket_uploads(shard: &Gateway, bucket: BucketId) {
-    for s in 0..shard.shards {
-        let removed = shard
-            .call_on(s, ShardRequest::DeleteBucketUploads { bucket })
-            .await
-            .parts();
-        match removed {
-            Ok(parts) => {
-                for part in parts {
-                    super::objects::release_blocks(shard, &part.blocks).await;
-                }
-            }
-            Err(e) => tracing::warn!(
-                shard = s,
-                ?bucket,
-                "removing the uploads of a deleted bucket failed: {e:?}"
-            ),
-        }
-    }
-}
-
-/// Deletes a bucket if it is empty (DeleteBucket, and the admin API). An upload that
-/// started before the delete may commit its object after the first emptiness check: once
-/// the tombstone is on every shard, no new row is accepted (`Shard::check_bucket_live`)
-/// and a second check sees every row accepted before it; if there is one, the bucket is
-/// put back and the answer is BucketNotEmpty, as if the PUT had come first.
-pub async fn delete_empty_bucket(shard: &Gateway, row: &BucketRow) -> Result<(), S3Error> {
-    if bucket_has_objects(shard, row.id).await? {
-        return Err(S3Error::BucketNotEmpty);
-    }
-    let id = row.id;
-    access::change_bucket_holding(shard, &row.name, NameHold::Take, move |current| {
-        match current {
-            // Deleted and made again meanwhile: that is another bucket.
-            Some(now) if now.id != id => Err(S3Error::NoSuchBucket),
-            Some(now) => Ok(Some(BucketRow {
-                deleted: true,
-                ..now.clone()
-            })),
-            None => Err(S3Error::NoSuchBucket),
-        }
-    })
-    .await?;
-    // The name is held until the release below: nobody can make a bucket of it meanwhile.
-    let late = bucket_has_objects(shard, id).await;
-    if let Ok(false) = late {
-        remove_bucket_uploads(shard, id).await;
-        let _ =
-            access::change_bucket_holding(shard, &row.name, NameHold::Release, |_| Ok(None)).await;
-        return Ok(());
-    }
-    // A write landed (or the check failed: keep the bucket rather than risk its objects).
-    // The tombstone (on every shard once the change returned) is the row as it was when it
-    // was deleted, settings changed meanwhile included: put that back.
-    let tombstone = shard.global.borrow().last_row(&row.name).cloned();
-    let restored = BucketRow {
-        deleted: false,
-        ..tombstone
-            .filter(|t| t.id == id)
-            .unwrap_or_else(|| row.clone())
-    };
-    let back = access::change_bucket_holding(shard, &row.name, NameHold::Release, move |current| {
-        match current {
-            None => Ok(Some(restored)),
-            Some(_) => Err(S3Error::BucketAlreadyExists),
-        }
-    })
-    .await;
-    let why = match &late {
-        Ok(_) => "a write landed as the bucket was deleted".to_string(),
-        Err(e) => format!("the last emptiness check failed ({e:?})"),
-    };
-    if let Err(e) = back {
-        // The name is held until this step, so only a failure to store the row gets here.
-        tracing::error!(
-            bucket = %row.name,
-            error = ?e,
-            "{why}, and the bucket could not be put back: its objects are unreachable"
-        );
-        return Err(S3Error::InternalError(format!(
-            "{why}, and bucket {} could not be put back",
-            row.name
-        )));
-    }
-    tracing::info!(bucket = %row.name, "{why}: the bucket was put back");
-    late?;
-    Err(S3Error::BucketNotEmpty)
 }
