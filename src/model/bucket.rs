@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ops::ShardRequest;
+use super::ops::DataRequest;
 use super::{now_ms, release_blocks, Shard};
 use crate::meta::lifecycle::LifecycleConfig;
 use crate::meta::types::{BucketId, BucketRow, Permissions, Stamp};
@@ -177,7 +177,7 @@ pub async fn change_bucket_holding(
     edit: BucketEdit,
 ) -> Result<Option<BucketRow>, S3Error> {
     shard
-        .call(ShardRequest::ChangeBucket {
+        .call(DataRequest::ChangeBucket {
             name: name.to_string(),
             edit,
             hold,
@@ -245,7 +245,7 @@ pub async fn create_bucket(
 async fn bucket_has_objects(shard: &Shard, bucket: BucketId) -> Result<bool, S3Error> {
     for s in 0..shard.shards {
         let has = shard
-            .call_on(s, ShardRequest::BucketHasObjects { bucket })
+            .call_on(s, DataRequest::BucketHasObjects { bucket })
             .await
             .flag()
             .map_err(S3Error::from)?;
@@ -262,7 +262,7 @@ async fn bucket_has_objects(shard: &Shard, bucket: BucketId) -> Result<bool, S3E
 async fn remove_bucket_uploads(shard: &Shard, bucket: BucketId) {
     for s in 0..shard.shards {
         let removed = shard
-            .call_on(s, ShardRequest::DeleteBucketUploads { bucket })
+            .call_on(s, DataRequest::DeleteBucketUploads { bucket })
             .await
             .parts();
         match removed {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::bucket::{self, BucketEdit, NameHold};
-use super::ops::{ShardError, ShardRequest, ShardResponse};
+use super::ops::{DataError, DataRequest, DataResponse};
 use super::{now_ms, Shard};
 use crate::meta::types::{BucketId, BucketRow, KeyRow, Stamp};
 
@@ -92,7 +92,7 @@ pub async fn change_bucket(
     name: &str,
     edit: BucketEdit,
     hold: NameHold,
-) -> ShardResponse {
+) -> DataResponse {
     let mut held = shard.bucket_changes.lock().await;
     let name_held = match hold {
         NameHold::Release => {
@@ -108,57 +108,60 @@ pub async fn change_bucket(
     };
     let mut row = match bucket::apply(edit, current.as_ref()) {
         Ok(Some(row)) => row,
-        Ok(None) => return ShardResponse::Bucket(Ok(current)),
-        Err(e) => return ShardResponse::Bucket(Err(ShardError::Rejected(e))),
+        Ok(None) => return DataResponse::Bucket(Ok(current)),
+        Err(e) => return DataResponse::Bucket(Err(DataError::Rejected(e))),
     };
     if name_held && current.is_none() && !row.deleted {
-        return ShardResponse::Bucket(Err(ShardError::Rejected(
+        return DataResponse::Bucket(Err(DataError::Rejected(
             crate::s3::error::S3Error::OperationAborted,
         )));
     }
-    assert_eq!(row.name, name, "a bucket change may not rename the bucket");
+    if row.name != name {
+        let why = format!("an edit of bucket {name} made a row named {}", row.name);
+        return DataResponse::Bucket(Err(DataError::Protocol(why)));
+    }
     row.stamp = Stamp {
         time_ms: last_stamp.map_or(0, |s| s.time_ms + 1).max(now_ms()),
         node: shard.node_id,
     };
     if let Err(e) = shard.store.put_bucket(row.clone()).await {
-        return ShardResponse::Bucket(Err(super::owner::storage_err(e)));
+        return DataResponse::Bucket(Err(super::owner::storage_err(e)));
     }
     let live = (!row.deleted).then(|| row.clone());
     match broadcast(shard, vec![row], vec![]).await {
-        ShardResponse::Done(Ok(())) => {
+        DataResponse::Done(Ok(())) => {
             if hold == NameHold::Take {
                 held.insert(name.to_string());
             }
-            ShardResponse::Bucket(Ok(live))
+            DataResponse::Bucket(Ok(live))
         }
         other => other,
     }
 }
 
 /// Stores an access key row on shard 0 and copies it to every shard.
-pub async fn put_key(shard: &Shard, row: KeyRow) -> ShardResponse {
+pub async fn put_key(shard: &Shard, row: KeyRow) -> DataResponse {
     if let Err(e) = shard.store.put_key(row.clone()).await {
-        return ShardResponse::Done(Err(super::owner::storage_err(e)));
+        return DataResponse::Done(Err(super::owner::storage_err(e)));
     }
     broadcast(shard, vec![], vec![row]).await
 }
 
-async fn broadcast(shard: &Shard, buckets: Vec<BucketRow>, keys: Vec<KeyRow>) -> ShardResponse {
+async fn broadcast(shard: &Shard, buckets: Vec<BucketRow>, keys: Vec<KeyRow>) -> DataResponse {
     shard
         .global
         .borrow_mut()
         .apply(buckets.clone(), keys.clone());
     for other in 1..shard.shards {
-        let update = ShardRequest::GlobalUpdate {
+        let update = DataRequest::GlobalUpdate {
             buckets: buckets.clone(),
             keys: keys.clone(),
         };
-        shard
-            .call_on(other, update)
-            .await
-            .done()
-            .expect("applying a global update cannot fail");
+        // Applying an update cannot fail; sending it can (later, across a network).
+        if let Err(e) = shard.call_on(other, update).await.done() {
+            tracing::error!(shard = other, "a global update did not arrive: {e:?}");
+            return DataResponse::Done(Err(e));
+        }
     }
-    ShardResponse::Done(Ok(()))
+    DataResponse::Done(Ok(()))
 }

@@ -8,6 +8,7 @@ pub mod global;
 pub mod lifecycle;
 pub mod ops;
 mod owner;
+pub mod placement;
 pub mod tasks;
 
 use std::cell::{Cell, RefCell};
@@ -19,14 +20,14 @@ use crate::config::ServerConfig;
 use crate::meta::types::{BlockRef, ObjectData};
 use crate::storage::ShardStore;
 use global::Global;
-use ops::{ShardRequest, ShardResponse};
+use ops::{DataError, DataRequest, DataResponse};
 
 pub use owner::condition_refused;
 
 /// The way to the shards that own data: the node's mesh today (`node`), a replica's
 /// node later. A call to the shard itself runs its handler directly.
 pub trait Peers {
-    fn call(&self, shard: u16, request: ShardRequest) -> LocalBoxFuture<'_, ShardResponse>;
+    fn call(&self, shard: u16, request: DataRequest) -> LocalBoxFuture<'_, DataResponse>;
 }
 
 /// The data side of one shard.
@@ -77,13 +78,17 @@ impl Shard {
     }
 
     /// Sends a request to the shard that owns its data.
-    pub async fn call(&self, request: ShardRequest) -> ShardResponse {
-        let shard = request.shard(self.shards);
-        self.peers.call(shard, request).await
+    pub async fn call(&self, request: DataRequest) -> DataResponse {
+        match placement::owner(&request, self.shards) {
+            Some(shard) => self.peers.call(shard, request).await,
+            None => DataResponse::Failed(DataError::Protocol(format!(
+                "{request:?} goes to each shard in turn, not to an owner"
+            ))),
+        }
     }
 
     /// Sends a request to a named shard (fan-out requests such as listings).
-    pub async fn call_on(&self, shard: u16, request: ShardRequest) -> ShardResponse {
+    pub async fn call_on(&self, shard: u16, request: DataRequest) -> DataResponse {
         self.peers.call(shard, request).await
     }
 }
@@ -92,7 +97,7 @@ impl Shard {
 pub async fn release_blocks(shard: &Shard, blocks: &[BlockRef]) {
     for block in blocks {
         let released = shard
-            .call(ShardRequest::DecrefBlock { hash: block.hash })
+            .call(DataRequest::DecrefBlock { hash: block.hash })
             .await
             .done();
         if let Err(e) = released {

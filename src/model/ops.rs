@@ -1,17 +1,20 @@
-//! What shards ask of each other: every operation on data a shard owns. A request goes to the
-//! shard that owns the partition (`Partition::shard`); the handler asserts it landed there.
+//! What shards ask of each other: every operation on data a shard owns, as a typed message
+//! that could as well cross a network (serde, postcard on the wire), with a typed answer.
+//! A request goes to the shard that owns its partition (`placement`), which runs it
+//! (`owner`); an answer that is not the one expected, or none at all (a transport failure),
+//! is an error (`DataError::Protocol`, `DataError::Transport`), never a panic.
+
+use serde::{Deserialize, Serialize};
 
 use super::bucket::{BucketEdit, NameHold};
 use crate::meta::types::{
-    BlockHash, BucketId, BucketRow, CompletedUpload, KeyRow, ObjectRow, PartRow, Partition,
-    UploadRow,
+    BlockHash, BucketId, BucketRow, CompletedUpload, KeyRow, ObjectRow, PartRow, UploadRow,
 };
 use crate::s3::error::S3Error;
-use crate::storage::{Completion, PutIf};
 
 /// A condition on the current row, checked atomically with the write on the owning shard
 /// (`If-None-Match: *`, `If-Match: <etag>` on PutObject and CompleteMultipartUpload).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteCondition {
     /// Write only if no object exists under the key.
     Absent,
@@ -19,19 +22,118 @@ pub enum WriteCondition {
     EtagMatches(String),
 }
 
-/// A block's bytes as a `PutBlock` carries them.
+/// A block's bytes as a `PutBlock` carries them. On the wire both forms are the block's
+/// bytes, and what arrives is `Bytes`: a remote node receives this same type.
 #[derive(Debug)]
 pub enum BlockData {
     /// In the record buffer an upload was read into, sealed by the receiving shard: the
     /// owning shard writes it as it is.
     Record(crate::storage::BlockBuf),
-    /// Bytes read back from another block (copies): the owning shard copies them into a
-    /// record only if it does not hold the block already.
+    /// Bytes read back from another block (copies), or received: the owning shard copies
+    /// them into a record only if it does not hold the block already.
     Bytes(Vec<u8>),
 }
 
-#[derive(Debug)]
-pub enum ShardRequest {
+impl BlockData {
+    /// The block's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Record(buf) => buf,
+            Self::Bytes(bytes) => bytes,
+        }
+    }
+}
+
+impl Serialize for BlockData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for BlockData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_byte_buf(BytesVisitor)
+    }
+}
+
+/// Reads a block's bytes into `BlockData::Bytes`, whichever way a format gives them.
+struct BytesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BytesVisitor {
+    type Value = BlockData;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a block's bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<BlockData, E> {
+        Ok(BlockData::Bytes(v.to_vec()))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<BlockData, E> {
+        Ok(BlockData::Bytes(v))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<BlockData, A::Error> {
+        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        while let Some(b) = seq.next_element()? {
+            bytes.push(b);
+        }
+        Ok(BlockData::Bytes(bytes))
+    }
+}
+
+/// `storage::PutIf` as an answer carries it: written (with the row it replaced), or
+/// refused by the condition (with the current row).
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PutIf<T> {
+    Written(Option<T>),
+    Refused(Option<T>),
+}
+
+impl<T> From<crate::storage::PutIf<T>> for PutIf<T> {
+    fn from(p: crate::storage::PutIf<T>) -> Self {
+        match p {
+            crate::storage::PutIf::Written(t) => Self::Written(t),
+            crate::storage::PutIf::Refused(t) => Self::Refused(t),
+        }
+    }
+}
+
+/// `storage::Completion` (what completing a multipart upload did) as an answer carries it.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Completion {
+    /// Written; the upload and its parts are gone. The caller releases the blocks of the
+    /// parts not chosen and of the object replaced.
+    Completed {
+        replaced: Option<ObjectRow>,
+        unused: Vec<PartRow>,
+    },
+    /// The upload was completed before (a retried Complete): how.
+    AlreadyCompleted(CompletedUpload),
+    /// No such upload in progress (never started, or aborted).
+    NoSuchUpload,
+    /// A chosen part was uploaded again since the caller read it.
+    PartsChanged,
+    /// The write condition did not hold; the current row.
+    Refused(Option<ObjectRow>),
+}
+
+impl From<crate::storage::Completion> for Completion {
+    fn from(c: crate::storage::Completion) -> Self {
+        use crate::storage::Completion as C;
+        match c {
+            C::Completed { replaced, unused } => Self::Completed { replaced, unused },
+            C::AlreadyCompleted(done) => Self::AlreadyCompleted(done),
+            C::NoSuchUpload => Self::NoSuchUpload,
+            C::PartsChanged => Self::PartsChanged,
+            C::Refused(current) => Self::Refused(current),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum DataRequest {
     PutBlock {
         hash: BlockHash,
         data: BlockData,
@@ -142,7 +244,7 @@ pub enum ShardRequest {
 }
 
 /// Long operator actions a shard runs in the background on request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Task {
     /// Read and verify every block now (the background scrub runs slowly on its own).
     Scrub,
@@ -150,43 +252,10 @@ pub enum Task {
     Gc,
 }
 
-impl ShardRequest {
-    /// The shard that must handle this request.
-    pub fn shard(&self, shards: u16) -> u16 {
-        let object = |bucket: &BucketId, key: &str| Partition::of_object(bucket, key).shard(shards);
-        match self {
-            Self::PutBlock { hash, .. } | Self::ReadBlock { hash, .. } => {
-                hash.partition().shard(shards)
-            }
-            Self::DecrefBlock { hash } | Self::IncrefBlock { hash } => {
-                hash.partition().shard(shards)
-            }
-            Self::GetObject { bucket, key } | Self::DeleteObject { bucket, key } => {
-                object(bucket, key)
-            }
-            Self::PutObject { row, .. } => object(&row.bucket, &row.key),
-            Self::PutUpload { row } => object(&row.bucket, &row.key),
-            Self::GetUpload { bucket, key, .. }
-            | Self::DeleteUpload { bucket, key, .. }
-            | Self::PutPart { bucket, key, .. }
-            | Self::GetCompletedUpload { bucket, key, .. }
-            | Self::ListParts { bucket, key, .. } => object(bucket, key),
-            Self::CompleteUpload { row, .. } => object(&row.bucket, &row.key),
-            // Fan-out requests name their shard explicitly (see `Shard::call_on`).
-            Self::ListObjects { .. }
-            | Self::BucketHasObjects { .. }
-            | Self::DeleteBucketUploads { .. }
-            | Self::ListUploads { .. }
-            | Self::GlobalUpdate { .. }
-            | Self::StartTask { .. } => unreachable!("fan-out requests are sent with call_on"),
-            Self::ChangeBucket { .. } | Self::PutKey { .. } | Self::GlobalSnapshot => 0,
-        }
-    }
-}
-
-/// A failure on the owning shard, carried back as values (storage errors are not `Send`).
-#[derive(Debug, Clone)]
-pub enum ShardError {
+/// A failure on the owning shard, carried back as values (storage errors are not `Send`),
+/// or on the way there and back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataError {
     /// The condition of a conditional write did not hold.
     PreconditionFailed,
     /// `If-Match` on a write, and no object exists under the key.
@@ -200,76 +269,102 @@ pub enum ShardError {
     /// Refused as S3 would: a bucket change on shard 0 (the name is taken, the bucket is
     /// gone), or a row for a bucket the shard knows as deleted.
     Rejected(S3Error),
+    /// The request or its answer was lost on the way (a closed mesh; later, a network).
+    Transport(String),
+    /// The answer was not one the request can have, or the request reached a shard that
+    /// does not own its data.
+    Protocol(String),
 }
 
-pub type ShardResult<T> = Result<T, ShardError>;
+pub type DataResult<T> = Result<T, DataError>;
 
-#[derive(Debug)]
-pub enum ShardResponse {
-    Done(ShardResult<()>),
-    Block(ShardResult<Vec<u8>>),
-    Object(ShardResult<Option<ObjectRow>>),
-    Objects(ShardResult<Vec<ObjectRow>>),
-    Flag(ShardResult<bool>),
-    Upload(ShardResult<Option<UploadRow>>),
-    Uploads(ShardResult<Vec<UploadRow>>),
-    Part(ShardResult<PutIf<PartRow>>),
-    Parts(ShardResult<Vec<PartRow>>),
-    UploadRemoved(ShardResult<(Option<UploadRow>, Vec<PartRow>)>),
-    Completion(ShardResult<Completion>),
-    Completed(ShardResult<Option<CompletedUpload>>),
+#[derive(Debug, Serialize, Deserialize)]
+pub enum DataResponse {
+    Done(DataResult<()>),
+    Block(DataResult<Vec<u8>>),
+    Object(DataResult<Option<ObjectRow>>),
+    Objects(DataResult<Vec<ObjectRow>>),
+    Flag(DataResult<bool>),
+    Upload(DataResult<Option<UploadRow>>),
+    Uploads(DataResult<Vec<UploadRow>>),
+    Part(DataResult<PutIf<PartRow>>),
+    Parts(DataResult<Vec<PartRow>>),
+    UploadRemoved(DataResult<(Option<UploadRow>, Vec<PartRow>)>),
+    Completion(DataResult<Completion>),
+    Completed(DataResult<Option<CompletedUpload>>),
     Global {
         buckets: Vec<BucketRow>,
         keys: Vec<KeyRow>,
     },
     /// The bucket's live row after a change (`None`: deleted).
-    Bucket(ShardResult<Option<BucketRow>>),
+    Bucket(DataResult<Option<BucketRow>>),
+    /// No answer came (`Transport`), or not one the request can have (`Protocol`).
+    Failed(DataError),
 }
 
+/// The answer a request expects, or an error for any other (never a panic: across a
+/// network, a peer may answer anything).
 macro_rules! expect_variant {
     ($name:ident, $variant:ident, $ty:ty) => {
-        pub fn $name(self) -> $ty {
+        pub fn $name(self) -> DataResult<$ty> {
             match self {
                 Self::$variant(v) => v,
-                other => panic!(
-                    "shard answered {other:?} to a request expecting {}",
+                Self::Failed(e) => Err(e),
+                other => Err(DataError::Protocol(format!(
+                    "answered {other:?} to a request expecting {}",
                     stringify!($variant)
-                ),
+                ))),
             }
         }
     };
 }
 
-impl ShardResponse {
-    expect_variant!(done, Done, ShardResult<()>);
-    expect_variant!(block, Block, ShardResult<Vec<u8>>);
-    expect_variant!(object, Object, ShardResult<Option<ObjectRow>>);
-    expect_variant!(objects, Objects, ShardResult<Vec<ObjectRow>>);
-    expect_variant!(flag, Flag, ShardResult<bool>);
-    expect_variant!(upload, Upload, ShardResult<Option<UploadRow>>);
-    expect_variant!(uploads, Uploads, ShardResult<Vec<UploadRow>>);
-    expect_variant!(part, Part, ShardResult<PutIf<PartRow>>);
-    expect_variant!(parts, Parts, ShardResult<Vec<PartRow>>);
+impl DataResponse {
+    /// The global tables, as a snapshot answers them.
+    pub fn global(self) -> DataResult<(Vec<BucketRow>, Vec<KeyRow>)> {
+        match self {
+            Self::Global { buckets, keys } => Ok((buckets, keys)),
+            Self::Failed(e) => Err(e),
+            other => Err(DataError::Protocol(format!(
+                "answered {other:?} to a request for the global tables"
+            ))),
+        }
+    }
+
+    expect_variant!(done, Done, ());
+    expect_variant!(block, Block, Vec<u8>);
+    expect_variant!(object, Object, Option<ObjectRow>);
+    expect_variant!(objects, Objects, Vec<ObjectRow>);
+    expect_variant!(flag, Flag, bool);
+    expect_variant!(upload, Upload, Option<UploadRow>);
+    expect_variant!(uploads, Uploads, Vec<UploadRow>);
+    expect_variant!(part, Part, PutIf<PartRow>);
+    expect_variant!(parts, Parts, Vec<PartRow>);
     expect_variant!(
         upload_removed,
         UploadRemoved,
-        ShardResult<(Option<UploadRow>, Vec<PartRow>)>
+        (Option<UploadRow>, Vec<PartRow>)
     );
-    expect_variant!(completion, Completion, ShardResult<Completion>);
-    expect_variant!(completed, Completed, ShardResult<Option<CompletedUpload>>);
-    expect_variant!(bucket, Bucket, ShardResult<Option<BucketRow>>);
+    expect_variant!(completion, Completion, Completion);
+    expect_variant!(completed, Completed, Option<CompletedUpload>);
+    expect_variant!(bucket, Bucket, Option<BucketRow>);
 }
 
-impl From<ShardError> for S3Error {
-    fn from(e: ShardError) -> Self {
+impl From<DataError> for S3Error {
+    fn from(e: DataError) -> Self {
         match e {
-            ShardError::PreconditionFailed => S3Error::PreconditionFailed,
-            ShardError::NoSuchKey => S3Error::NoSuchKey,
-            ShardError::BlockUnavailable(m) => {
+            DataError::PreconditionFailed => S3Error::PreconditionFailed,
+            DataError::NoSuchKey => S3Error::NoSuchKey,
+            DataError::BlockUnavailable(m) => {
                 S3Error::InternalError(format!("block unavailable: {m}"))
             }
-            ShardError::Storage(m) | ShardError::Busy(m) => S3Error::InternalError(m),
-            ShardError::Rejected(e) => e,
+            DataError::Storage(m) | DataError::Busy(m) => S3Error::InternalError(m),
+            DataError::Transport(m) => S3Error::InternalError(format!("transport: {m}")),
+            DataError::Protocol(m) => S3Error::InternalError(format!("protocol: {m}")),
+            DataError::Rejected(e) => e,
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

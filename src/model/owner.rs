@@ -1,16 +1,17 @@
 //! The owner's side of every data operation: what a shard does with a request for data it
-//! owns (`ops::ShardRequest`), whichever shard (later: node) sent it.
+//! owns (`ops::DataRequest`), whichever shard (later: node) sent it.
 
 use std::rc::Rc;
 
-use super::ops::{self, BlockData, ShardError, ShardRequest, ShardResponse, ShardResult};
-use super::{global, Shard};
+use super::ops::PutIf;
+use super::ops::{self, BlockData, Completion, DataError, DataRequest, DataResponse, DataResult};
+use super::{global, placement, Shard};
 use crate::meta::types::{BucketId, ObjectRow, PartRow, UploadRow};
 use crate::s3::conditions::etags_equal;
-use crate::storage::{Completing, Completion, PutIf};
+use crate::storage::Completing;
 
-pub(crate) fn storage_err(e: impl std::fmt::Display) -> ShardError {
-    ShardError::Storage(e.to_string())
+pub(crate) fn storage_err(e: impl std::fmt::Display) -> DataError {
+    DataError::Storage(e.to_string())
 }
 
 impl Shard {
@@ -18,17 +19,15 @@ impl Shard {
     /// is handed to the store, with no await in between: a row either reached the
     /// metadata stage before this shard saw the bucket's tombstone (and DeleteBucket's last
     /// emptiness check, which waits for the stage, finds it), or it is refused.
-    fn check_bucket_live(&self, bucket: &BucketId) -> ShardResult<()> {
+    fn check_bucket_live(&self, bucket: &BucketId) -> DataResult<()> {
         if self.global.borrow().bucket_is_live(bucket) {
             Ok(())
         } else {
-            Err(ShardError::Rejected(
-                crate::s3::error::S3Error::NoSuchBucket,
-            ))
+            Err(DataError::Rejected(crate::s3::error::S3Error::NoSuchBucket))
         }
     }
 
-    async fn put_upload(&self, row: UploadRow) -> ShardResult<()> {
+    async fn put_upload(&self, row: UploadRow) -> DataResult<()> {
         self.check_bucket_live(&row.bucket)?;
         self.store.put_upload(row).await.map_err(storage_err)
     }
@@ -38,12 +37,10 @@ impl Shard {
         bucket: &BucketId,
         key: &str,
         row: PartRow,
-    ) -> ShardResult<PutIf<PartRow>> {
+    ) -> DataResult<PutIf<PartRow>> {
         self.check_bucket_live(bucket)?;
-        self.store
-            .put_part(bucket, key, row)
-            .await
-            .map_err(storage_err)
+        let written = self.store.put_part(bucket, key, row).await;
+        written.map(PutIf::from).map_err(storage_err)
     }
 
     async fn complete_upload(
@@ -52,7 +49,7 @@ impl Shard {
         upload_id: String,
         chosen: Vec<PartRow>,
         condition: Option<ops::WriteCondition>,
-    ) -> ShardResult<Completion> {
+    ) -> DataResult<Completion> {
         self.check_bucket_live(&row.bucket)?;
         let completing = Completing {
             object: row,
@@ -60,17 +57,15 @@ impl Shard {
             chosen,
             condition: condition.map(condition_fn),
         };
-        self.store
-            .complete_upload(completing)
-            .await
-            .map_err(storage_err)
+        let completed = self.store.complete_upload(completing).await;
+        completed.map(Completion::from).map_err(storage_err)
     }
 
     /// Whether this shard holds an object of `bucket`, counting every row sent to the
     /// store before the question (so the second check of DeleteBucket sees every row
     /// accepted before the tombstone). Unfinished uploads do not count: DeleteBucket
     /// removes them, as AWS does.
-    async fn bucket_has_objects(&self, bucket: &BucketId) -> ShardResult<bool> {
+    async fn bucket_has_objects(&self, bucket: &BucketId) -> DataResult<bool> {
         let store = &self.store;
         store.metadata_barrier().await.map_err(storage_err)?;
         Ok(!store
@@ -80,28 +75,31 @@ impl Shard {
     }
 
     /// Runs a request on this shard, which must own its data.
-    pub async fn handle(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
-        use ShardRequest as R;
-        use ShardResponse as A;
+    pub async fn handle(self: Rc<Self>, request: DataRequest) -> DataResponse {
+        use DataRequest as R;
+        use DataResponse as A;
+        if let Some(owner) = placement::owner(&request, self.shards) {
+            if owner != self.id {
+                let id = self.id;
+                let why = format!("shard {id} got {request:?}, which shard {owner} owns");
+                return A::Failed(DataError::Protocol(why));
+            }
+        }
         let store = &self.store;
         match request {
             R::PutBlock { hash, data } => {
-                assert_eq!(hash.partition().shard(self.shards), self.id);
                 let stored = match data {
                     BlockData::Record(buf) => store.put_block_buf(hash, buf).await,
                     BlockData::Bytes(bytes) => store.put_block(hash, bytes).await,
                 };
                 A::Done(stored.map_err(storage_err))
             }
-            R::ReadBlock { hash, offset, len } => {
-                assert_eq!(hash.partition().shard(self.shards), self.id);
-                A::Block(
-                    store
-                        .read_block(&hash, offset, len)
-                        .await
-                        .map_err(|e| ShardError::BlockUnavailable(e.to_string())),
-                )
-            }
+            R::ReadBlock { hash, offset, len } => A::Block(
+                store
+                    .read_block(&hash, offset, len)
+                    .await
+                    .map_err(|e| DataError::BlockUnavailable(e.to_string())),
+            ),
             R::DecrefBlock { hash } => {
                 A::Done(store.decref_block(&hash).await.map_err(storage_err))
             }
@@ -139,15 +137,10 @@ impl Shard {
             | R::PutPart { .. }
             | R::ListParts { .. } => self.handle_upload(request).await,
             R::ChangeBucket { name, edit, hold } => {
-                assert_eq!(self.id, 0);
                 global::change_bucket(&self, &name, edit, hold).await
             }
-            R::PutKey { row } => {
-                assert_eq!(self.id, 0);
-                global::put_key(&self, row).await
-            }
+            R::PutKey { row } => global::put_key(&self, row).await,
             R::GlobalSnapshot => {
-                assert_eq!(self.id, 0);
                 let g = self.global.borrow();
                 A::Global {
                     buckets: g.bucket_rows(),
@@ -163,9 +156,9 @@ impl Shard {
     }
 
     /// The requests of multipart uploads.
-    async fn handle_upload(&self, request: ShardRequest) -> ShardResponse {
-        use ShardRequest as R;
-        use ShardResponse as A;
+    async fn handle_upload(&self, request: DataRequest) -> DataResponse {
+        use DataRequest as R;
+        use DataResponse as A;
         let store = &self.store;
         match request {
             R::PutUpload { row } => A::Done(self.put_upload(row).await),
@@ -244,7 +237,7 @@ impl Shard {
         &self,
         row: ObjectRow,
         condition: Option<ops::WriteCondition>,
-    ) -> ops::ShardResult<Option<ObjectRow>> {
+    ) -> ops::DataResult<Option<ObjectRow>> {
         self.check_bucket_live(&row.bucket)?;
         let Some(condition) = condition else {
             return self.store.put_object(row).await.map_err(storage_err);
@@ -254,8 +247,10 @@ impl Shard {
             .put_object_if(row, condition_fn(condition.clone()))
             .await;
         match outcome.map_err(storage_err)? {
-            PutIf::Written(previous) => Ok(previous),
-            PutIf::Refused(current) => Err(condition_refused(&condition, current.as_ref())),
+            crate::storage::PutIf::Written(previous) => Ok(previous),
+            crate::storage::PutIf::Refused(current) => {
+                Err(condition_refused(&condition, current.as_ref()))
+            }
         }
     }
 }
@@ -277,9 +272,9 @@ fn condition_fn(condition: ops::WriteCondition) -> crate::storage::WriteCond {
 pub fn condition_refused(
     condition: &ops::WriteCondition,
     current: Option<&ObjectRow>,
-) -> ShardError {
+) -> DataError {
     match (condition, current) {
-        (ops::WriteCondition::EtagMatches(_), None) => ShardError::NoSuchKey,
-        _ => ShardError::PreconditionFailed,
+        (ops::WriteCondition::EtagMatches(_), None) => DataError::NoSuchKey,
+        _ => DataError::PreconditionFailed,
     }
 }

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use super::ops::{ShardError, ShardResult, Task};
+use super::ops::{DataError, DataResult, Task};
 use super::{now_ms, Shard};
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +49,7 @@ impl Task {
 
 impl Shard {
     /// Starts `task` unless one of its kind is running here already.
-    pub fn start_task(self: &Rc<Self>, task: Task) -> ShardResult<()> {
+    pub fn start_task(self: &Rc<Self>, task: Task) -> DataResult<()> {
         let name = task.name();
         {
             let mut tasks = self.tasks.borrow_mut();
@@ -57,7 +57,7 @@ impl Shard {
                 .iter()
                 .any(|t| t.task == name && t.finished_ms.is_none())
             {
-                return Err(ShardError::Busy(format!("a {name} is running already")));
+                return Err(DataError::Busy(format!("a {name} is running already")));
             }
             tasks.retain(|t| t.task != name);
             tasks.push(TaskProgress {

@@ -57,7 +57,7 @@ pub async fn accept_until_stopped(
                             glommio::spawn_local(async move {
                                 let message = Message::Control(Control::Adopt(conn));
                                 let reply = mesh.call(usize::from(target), message).await;
-                                if !matches!(reply, Reply::Adopted(true)) {
+                                if !matches!(reply, Ok(Reply::Adopted(true))) {
                                     tracing::warn!(target, "handing a connection over: {reply:?}");
                                     connection_closed(target);
                                 }
@@ -110,7 +110,7 @@ fn connection_closed(shard: u16) {
     }
 }
 
-/// An accepted connection on its way to the shard that serves it (`ShardRequest::Adopt`).
+/// An accepted connection on its way to the shard that serves it (`DataRequest::Adopt`).
 pub struct Handoff {
     stream: glommio::net::AcceptedTcpStream,
     kind: conn::Listener,

@@ -9,7 +9,7 @@ use futures::future::LocalBoxFuture;
 use super::accept::{self, Handoff};
 use crate::api::metrics::ShardStats;
 use crate::api::{Gateway, ShardControl};
-use crate::model::ops::{ShardRequest, ShardResponse};
+use crate::model::ops::{DataError, DataRequest, DataResponse};
 use crate::model::Peers;
 use crate::runtime::mesh::Mesh;
 
@@ -17,7 +17,7 @@ use crate::runtime::mesh::Mesh;
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Message {
-    Data(ShardRequest),
+    Data(DataRequest),
     Control(Control),
 }
 
@@ -34,7 +34,7 @@ pub enum Control {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Reply {
-    Data(ShardResponse),
+    Data(DataResponse),
     /// Whether the connection is served (not when the node is stopping).
     Adopted(bool),
     Stats(Box<ShardStats>),
@@ -50,11 +50,14 @@ pub async fn dispatch(gateway: Rc<Gateway>, message: Message) -> Reply {
 }
 
 impl Peers for Mesh<Message, Reply> {
-    fn call(&self, shard: u16, request: ShardRequest) -> LocalBoxFuture<'_, ShardResponse> {
+    fn call(&self, shard: u16, request: DataRequest) -> LocalBoxFuture<'_, DataResponse> {
         Box::pin(async move {
             match Mesh::call(self, usize::from(shard), Message::Data(request)).await {
-                Reply::Data(response) => response,
-                other => panic!("shard {shard} answered {other:?} to a data request"),
+                Ok(Reply::Data(response)) => response,
+                Ok(other) => DataResponse::Failed(DataError::Protocol(format!(
+                    "shard {shard} answered {other:?} to a data request"
+                ))),
+                Err(e) => DataResponse::Failed(DataError::Transport(e.to_string())),
             }
         })
     }
@@ -65,7 +68,7 @@ impl ShardControl for Mesh<Message, Reply> {
         Box::pin(async move {
             let message = Message::Control(Control::Stats);
             match Mesh::call(self, usize::from(shard), message).await {
-                Reply::Stats(stats) => Some(*stats),
+                Ok(Reply::Stats(stats)) => Some(*stats),
                 _ => None,
             }
         })

@@ -19,7 +19,7 @@ use crate::api::conn::Listener;
 use crate::api::{Gateway, ShardControl};
 use crate::config::ServerConfig;
 use crate::model::global::Global;
-use crate::model::ops::{ShardRequest, ShardResponse};
+use crate::model::ops::DataRequest;
 use crate::model::{Peers, Shard};
 use crate::runtime::mesh::{self, Mesh};
 use crate::runtime::{self, notify};
@@ -105,12 +105,12 @@ async fn shard_main(
         root_key::ensure_root_key(&shard).await?;
         start_admin(&gateway)?;
     } else {
-        match shard.call_on(0, ShardRequest::GlobalSnapshot).await {
-            ShardResponse::Global { buckets, keys } => {
-                shard.global.borrow_mut().apply(buckets, keys)
-            }
-            other => anyhow::bail!("shard 0 answered {other:?} to a snapshot request"),
-        }
+        let (buckets, keys) = shard
+            .call_on(0, DataRequest::GlobalSnapshot)
+            .await
+            .global()
+            .map_err(|e| anyhow::anyhow!("asking shard 0 for the global tables: {e:?}"))?;
+        shard.global.borrow_mut().apply(buckets, keys);
     }
     crate::model::lifecycle::spawn(&shard);
     let listener = glommio::net::TcpListener::bind(shard.config.s3_addr)

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use crate::meta::types::{KeyRow, Stamp};
-use crate::model::ops::ShardRequest;
+use crate::model::ops::DataRequest;
 use crate::model::{now_ms, Shard};
 
 /// On first start, creates the administrator key: from `GRANARY_ROOT_ACCESS_KEY_ID` and
@@ -37,7 +37,7 @@ pub async fn ensure_root_key(shard: &Rc<Shard>) -> anyhow::Result<()> {
         create_bucket: true,
     };
     shard
-        .call_on(0, ShardRequest::PutKey { row })
+        .call_on(0, DataRequest::PutKey { row })
         .await
         .done()
         .map_err(|e| anyhow::anyhow!("storing the root key: {e:?}"))?;

@@ -11,7 +11,7 @@ use super::tables::{error_json, Answer};
 use crate::api::metrics::{self, ShardStats};
 use crate::api::Gateway;
 use crate::model::now_ms;
-use crate::model::ops::{ShardRequest, ShardResponse, Task};
+use crate::model::ops::{DataRequest, DataResponse, Task};
 
 /// How long a shard may take to answer a health or statistics request.
 const SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -152,9 +152,9 @@ pub async fn stats(shard: &Rc<Gateway>) -> Answer {
 pub async fn start(shard: &Rc<Gateway>, task: Task) -> Answer {
     let mut busy = Vec::new();
     for s in 0..shard.shards {
-        match shard.call_on(s, ShardRequest::StartTask { task }).await {
-            ShardResponse::Done(Ok(())) => {}
-            ShardResponse::Done(Err(e)) => busy.push(format!("shard {s}: {e:?}")),
+        match shard.call_on(s, DataRequest::StartTask { task }).await {
+            DataResponse::Done(Ok(())) => {}
+            DataResponse::Done(Err(e)) => busy.push(format!("shard {s}: {e:?}")),
             other => busy.push(format!("shard {s}: {other:?}")),
         }
     }

@@ -9,7 +9,7 @@ use crate::meta::types::{BucketRow, KeyRow, Permissions, Stamp};
 use crate::meta::website::WebsiteConfig;
 use crate::model::bucket::{self, BucketEdit};
 use crate::model::now_ms;
-use crate::model::ops::ShardRequest;
+use crate::model::ops::DataRequest;
 use crate::s3::error::S3Error;
 
 pub fn error_json(message: &str) -> String {
@@ -235,7 +235,7 @@ pub async fn handle(shard: &Rc<Gateway>, method: &str, path: &str, body: &[u8]) 
                 create_bucket: request.create_bucket,
             };
             match shard
-                .call(ShardRequest::PutKey { row: row.clone() })
+                .call(DataRequest::PutKey { row: row.clone() })
                 .await
                 .done()
             {
@@ -305,7 +305,7 @@ async fn delete_key(shard: &Gateway, id: &str) -> Answer {
     }
     row.deleted = true;
     row.stamp = stamp(shard, Some(row.stamp));
-    match shard.call(ShardRequest::PutKey { row }).await.done() {
+    match shard.call(DataRequest::PutKey { row }).await.done() {
         Ok(()) => ok(&serde_json::json!({ "deleted": id })),
         Err(e) => fail(500, &format!("{e:?}")),
     }

@@ -11,7 +11,7 @@ use crate::api::conn::Response;
 use crate::api::Gateway;
 use crate::http::{self, RequestHead};
 use crate::meta::types::{BucketRow, ObjectRow};
-use crate::model::ops::ShardRequest;
+use crate::model::ops::DataRequest;
 use crate::s3::error::S3Error;
 use crate::s3::{checksum, xml};
 
@@ -42,7 +42,7 @@ async fn page(
     let mut merged = Vec::new();
     let mut horizon: Option<String> = None;
     for s in 0..shard.shards {
-        let request = ShardRequest::ListObjects {
+        let request = DataRequest::ListObjects {
             bucket: bucket.id,
             prefix: prefix.into(),
             start_after: cursor.into(),

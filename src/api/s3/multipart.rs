@@ -15,11 +15,11 @@ use crate::meta::types::{
     Stamp, UploadRow,
 };
 use crate::model::now_ms;
-use crate::model::ops::ShardRequest;
+use crate::model::ops::DataRequest;
+use crate::model::ops::{Completion, PutIf};
 use crate::s3::checksum;
 use crate::s3::error::S3Error;
 use crate::s3::xml;
-use crate::storage::{Completion, PutIf};
 
 /// S3's smallest part (but the last).
 const PART_BYTES_MIN: u64 = 5 * 1024 * 1024;
@@ -31,7 +31,7 @@ pub async fn fetch_upload(
     upload_id: &str,
 ) -> Result<UploadRow, S3Error> {
     shard
-        .call(ShardRequest::GetUpload {
+        .call(DataRequest::GetUpload {
             bucket: bucket.id,
             key: key.into(),
             upload_id: upload_id.into(),
@@ -63,7 +63,7 @@ pub async fn create(
         headers: stored_headers(head)?,
         checksum_algorithm,
     };
-    shard.call(ShardRequest::PutUpload { row }).await.done()?;
+    shard.call(DataRequest::PutUpload { row }).await.done()?;
     let mut response = Response::xml(
         200,
         xml::initiate_multipart_upload_xml(&bucket.name, key, &upload_id),
@@ -129,7 +129,7 @@ pub async fn store_part(
     row: PartRow,
 ) -> Result<(), S3Error> {
     let blocks = row.blocks.clone();
-    let put = ShardRequest::PutPart {
+    let put = DataRequest::PutPart {
         bucket: bucket.id,
         key: key.into(),
         row,
@@ -162,7 +162,7 @@ async fn all_parts(
     let mut parts = Vec::new();
     let mut after = 0;
     loop {
-        let request = ShardRequest::ListParts {
+        let request = DataRequest::ListParts {
             bucket: bucket.id,
             key: key.into(),
             upload_id: upload_id.into(),
@@ -217,7 +217,7 @@ pub async fn complete(
             chosen => chosen?,
         };
         let row = object_of_parts(shard, bucket, key, &upload, &chosen)?;
-        let request = ShardRequest::CompleteUpload {
+        let request = DataRequest::CompleteUpload {
             row: row.clone(),
             upload_id: upload_id.into(),
             chosen,
@@ -350,7 +350,7 @@ async fn completed_before(
     upload_id: &str,
     wanted: &[xml::CompletedPart],
 ) -> Result<Response, S3Error> {
-    let request = ShardRequest::GetCompletedUpload {
+    let request = DataRequest::GetCompletedUpload {
         bucket: bucket.id,
         key: key.into(),
         upload_id: upload_id.into(),
@@ -415,7 +415,7 @@ pub async fn abort(
     key: &str,
     upload_id: &str,
 ) -> Result<Response, S3Error> {
-    let request = ShardRequest::DeleteUpload {
+    let request = DataRequest::DeleteUpload {
         bucket: bucket.id,
         key: key.into(),
         upload_id: upload_id.into(),
@@ -455,7 +455,7 @@ pub async fn list_parts(
         })
         .transpose()?
         .unwrap_or(0);
-    let request = ShardRequest::ListParts {
+    let request = DataRequest::ListParts {
         bucket: bucket.id,
         key: key.into(),
         upload_id: upload_id.into(),
@@ -515,7 +515,7 @@ pub async fn list_uploads(
         .min(1000);
     let mut uploads = Vec::new();
     for s in 0..shard.shards {
-        let request = ShardRequest::ListUploads {
+        let request = DataRequest::ListUploads {
             bucket: bucket.id,
             prefix: prefix.clone(),
             key_marker: key_marker.clone(),

@@ -14,7 +14,7 @@ use crate::meta::types::{
     BlockHash, BlockRef, BucketRow, Checksum, ChecksumAlgorithm, ObjectData, ObjectRow, Stamp,
 };
 use crate::model::now_ms;
-use crate::model::ops::{BlockData, ShardRequest, WriteCondition};
+use crate::model::ops::{BlockData, DataRequest, WriteCondition};
 use crate::s3::checksum::{self, Hashers};
 use crate::s3::conditions::{Conditions, Outcome};
 use crate::s3::error::S3Error;
@@ -166,7 +166,7 @@ impl BlockWriter {
         let task = glommio::spawn_local(async move {
             let data = hashed.await;
             shard
-                .call(ShardRequest::PutBlock {
+                .call(DataRequest::PutBlock {
                     hash,
                     data: BlockData::Record(data),
                 })
@@ -520,7 +520,7 @@ pub async fn put_object(
     let data = row.data.clone();
     let expiration = expiration_header(shard, bucket, &row);
     match shard
-        .call(ShardRequest::PutObject { row, condition })
+        .call(DataRequest::PutObject { row, condition })
         .await
         .object()
     {
@@ -550,7 +550,7 @@ pub async fn fetch_object(
     key: &str,
 ) -> Result<ObjectRow, S3Error> {
     shard
-        .call(ShardRequest::GetObject {
+        .call(DataRequest::GetObject {
             bucket: bucket.id,
             key: key.to_string(),
         })
@@ -858,7 +858,7 @@ impl ObjectBody {
             return Ok(());
         };
         let read = shard
-            .call(ShardRequest::ReadBlock { hash, offset, len })
+            .call(DataRequest::ReadBlock { hash, offset, len })
             .await
             .block();
         match read {
@@ -892,7 +892,7 @@ impl ObjectBody {
             let shard = Rc::clone(shard);
             glommio::spawn_local(async move {
                 let read = shard
-                    .call(ShardRequest::ReadBlock { hash, offset, len })
+                    .call(DataRequest::ReadBlock { hash, offset, len })
                     .await
                     .block();
                 if let Err(e) = &read {
@@ -918,7 +918,7 @@ impl ObjectBody {
     }
 }
 
-type PieceRead = glommio::task::JoinHandle<Result<Vec<u8>, crate::model::ops::ShardError>>;
+type PieceRead = glommio::task::JoinHandle<Result<Vec<u8>, crate::model::ops::DataError>>;
 
 /// Writes the pieces in order, each fetched while the one before is written.
 async fn stream_pieces(
@@ -944,7 +944,7 @@ pub async fn delete_object(
     key: &str,
 ) -> Result<Response, S3Error> {
     let removed = shard
-        .call(ShardRequest::DeleteObject {
+        .call(DataRequest::DeleteObject {
             bucket: bucket.id,
             key: key.to_string(),
         })
@@ -1035,14 +1035,14 @@ pub async fn copy_object(
     if let ObjectData::Blocks(blocks) = &source.data {
         for block in blocks {
             let counted = shard
-                .call(ShardRequest::IncrefBlock { hash: block.hash })
+                .call(DataRequest::IncrefBlock { hash: block.hash })
                 .await
                 .flag()?;
             if counted {
                 continue;
             }
             let data = shard
-                .call(ShardRequest::ReadBlock {
+                .call(DataRequest::ReadBlock {
                     hash: block.hash,
                     offset: 0,
                     len: block.bytes,
@@ -1050,7 +1050,7 @@ pub async fn copy_object(
                 .await
                 .block()?;
             shard
-                .call(ShardRequest::PutBlock {
+                .call(DataRequest::PutBlock {
                     hash: block.hash,
                     data: BlockData::Bytes(data),
                 })
@@ -1076,7 +1076,7 @@ pub async fn copy_object(
     };
     let etag = row.etag.clone();
     let previous = shard
-        .call(ShardRequest::PutObject {
+        .call(DataRequest::PutObject {
             row,
             condition: None,
         })

@@ -15,7 +15,7 @@ use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
 use crate::meta::types::{BlockHash, BlockRef, BucketRow, ChecksumAlgorithm, ObjectData, PartRow};
 use crate::model::now_ms;
-use crate::model::ops::{BlockData, ShardRequest};
+use crate::model::ops::{BlockData, DataRequest};
 use crate::s3::checksum::{self, Digests, Hashers};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
@@ -78,7 +78,7 @@ async fn copy_range(
                     let want = (block_size - buffer.len()) as u64;
                     let len = (to - from).min(want);
                     let piece = shard
-                        .call(ShardRequest::ReadBlock {
+                        .call(DataRequest::ReadBlock {
                             hash: block.hash,
                             offset: (from - block_start) as u32,
                             len: len as u32,
@@ -114,7 +114,7 @@ async fn write_block(
     let hash = BlockHash::of(&data);
     let bytes = data.len() as u32;
     shard
-        .call(ShardRequest::PutBlock {
+        .call(DataRequest::PutBlock {
             hash,
             data: BlockData::Bytes(data),
         })
