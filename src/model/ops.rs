@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bucket::{BucketEdit, NameHold};
 use crate::meta::types::{
-    BlockHash, BucketId, BucketRow, CompletedUpload, KeyRow, ObjectRow, PartRow, UploadRow,
+    BlockHash, BucketId, BucketRow, CompletedUpload, KeyRow, ObjectRow, PartRow, Stamp, UploadRow,
 };
 use crate::s3::error::S3Error;
 
@@ -20,6 +20,9 @@ pub enum WriteCondition {
     Absent,
     /// Write only if the current object has this ETag (with quotes).
     EtagMatches(String),
+    /// Write only if the current object is the version with this stamp (the lifecycle
+    /// worker deletes an object only if it is still the one found expired).
+    StampIs(Stamp),
 }
 
 /// A block's bytes as a `PutBlock` carries them. On the wire both forms are the block's
@@ -159,9 +162,11 @@ pub enum DataRequest {
         row: ObjectRow,
         condition: Option<WriteCondition>,
     },
+    /// Removes an object (if `condition` holds); answers with the row removed.
     DeleteObject {
         bucket: BucketId,
         key: String,
+        condition: Option<WriteCondition>,
     },
     ListObjects {
         bucket: BucketId,

@@ -110,12 +110,11 @@ impl Shard {
                 A::Object(store.get_object(&bucket, &key).map_err(storage_err))
             }
             R::PutObject { row, condition } => A::Object(self.put_object(row, condition).await),
-            R::DeleteObject { bucket, key } => A::Object(
-                store
-                    .delete_object(&bucket, &key)
-                    .await
-                    .map_err(storage_err),
-            ),
+            R::DeleteObject {
+                bucket,
+                key,
+                condition,
+            } => A::Object(self.delete_object(&bucket, &key, condition).await),
             R::ListObjects {
                 bucket,
                 prefix,
@@ -255,6 +254,35 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// A delete, with its condition decided by the store inside the write transaction that
+    /// commits it (as a put's).
+    async fn delete_object(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        condition: Option<ops::WriteCondition>,
+    ) -> DataResult<Option<ObjectRow>> {
+        let Some(condition) = condition else {
+            return self
+                .store
+                .delete_object(bucket, key)
+                .await
+                .map_err(storage_err);
+        };
+        let outcome = self
+            .store
+            .delete_object_if(bucket, key, condition_fn(condition.clone()))
+            .await;
+        match outcome.map_err(storage_err)? {
+            crate::storage::PutIf::Written(previous) => Ok(previous),
+            crate::storage::PutIf::Refused(current) => {
+                Err(condition_refused(&condition, current.as_ref()))
+            }
+        }
+    }
+}
+
 /// The check of a write condition against the current row, for the store to run in the
 /// transaction that writes.
 fn condition_fn(condition: ops::WriteCondition) -> crate::storage::WriteCond {
@@ -264,6 +292,9 @@ fn condition_fn(condition: ops::WriteCondition) -> crate::storage::WriteCond {
         C::EtagMatches(etag) => Box::new(move |cur: Option<&ObjectRow>| {
             cur.is_some_and(|c| etags_equal(&c.etag, &etag))
         }),
+        C::StampIs(stamp) => {
+            Box::new(move |cur: Option<&ObjectRow>| cur.is_some_and(|c| c.stamp == stamp))
+        }
     }
 }
 

@@ -947,6 +947,7 @@ pub async fn delete_object(
         .call(DataRequest::DeleteObject {
             bucket: bucket.id,
             key: key.to_string(),
+            condition: None,
         })
         .await
         .object()?;

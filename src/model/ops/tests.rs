@@ -130,6 +130,7 @@ fn requests() -> Vec<DataRequest> {
         R::DeleteObject {
             bucket: b,
             key: k(),
+            condition: Some(WriteCondition::StampIs(stamp())),
         },
         R::ListObjects {
             bucket: b,
