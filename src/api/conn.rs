@@ -12,6 +12,7 @@ use glommio::net::TcpStream;
 use sha2::{Digest, Sha256};
 
 use super::s3::objects::ObjectBody;
+use super::s3::op::S3Op;
 use super::tls::Stream;
 use crate::api::Gateway;
 use crate::http::{self, AwsChunkEvent, AwsChunkedDecoder, BodyEvent, BodyFraming, ChunkedDecoder};
@@ -940,13 +941,16 @@ async fn serve_request(
     let in_flight = InFlight::new(shard);
     let started = std::time::Instant::now();
     let rid = super::s3::router::request_id(shard);
-    let op = match listener {
-        Listener::Web => "Website",
+    // The S3 operation, worked out once: the router's dispatch, the access checks and the
+    // metrics label all follow it.
+    let s3_op = match listener {
+        Listener::Web => None,
         Listener::S3 => {
             let (bucket, key) = super::s3::router::address(shard, &head);
-            super::metrics::operation(&head, bucket.is_some(), key.is_some())
+            Some(S3Op::of(&head, bucket.is_some(), key.is_some()))
         }
     };
+    let op = s3_op.map_or("Website", S3Op::label);
     let framing = match http::body_framing(&head) {
         Ok(f) => f,
         Err(e) => {
@@ -961,7 +965,7 @@ async fn serve_request(
         && io.available().is_empty();
     let zero_length = matches!(framing, BodyFraming::Length(0));
     let mut body = Body::new(io, framing);
-    let response = respond(shard, &head, &mut body, listener, &rid).await;
+    let response = respond(shard, &head, &mut body, s3_op, &rid).await;
     let body_done = body.is_finished();
     let bytes_in = body.decoded_bytes();
     // A body the client never got to send (we answered before 100 Continue) or that is
@@ -1019,13 +1023,19 @@ async fn respond(
     shard: &Rc<Gateway>,
     head: &http::RequestHead,
     body: &mut Body<'_>,
-    listener: Listener,
+    s3_op: Option<S3Op>,
     rid: &str,
 ) -> Response {
     let is_head = head.method == "HEAD";
-    let result = match listener {
-        Listener::S3 => super::s3::router::handle(shard, head, body).await,
-        Listener::Web => Ok(super::website::handle(shard, head, rid).await),
+    let (result, listener) = match s3_op {
+        Some(op) => (
+            super::s3::router::handle(shard, op, head, body).await,
+            Listener::S3,
+        ),
+        None => (
+            Ok(super::website::handle(shard, head, rid).await),
+            Listener::Web,
+        ),
     };
     let mut response = match result {
         Ok(response) => response,

@@ -17,7 +17,8 @@ use std::rc::Rc;
 
 use super::conn::{Body, Response, ResponseBody};
 use super::s3::objects;
-use super::s3::router::{self, check, read_small_body, Caller, Need};
+use super::s3::op::S3Op;
+use super::s3::router::{read_small_body, Caller};
 use crate::api::Gateway;
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
@@ -26,29 +27,29 @@ use crate::s3::error::S3Error;
 use crate::s3::website::{key_for_path, parse_website_configuration, website_configuration_xml};
 use crate::s3::xml::escape;
 
-/// `?website` on a bucket: PUT, GET, DELETE (owner only, as on S3).
+/// `?website` on a bucket: PUT, GET, DELETE (owner only, as on S3: checked by the router).
 pub async fn bucket_website_op(
     shard: &Rc<Gateway>,
+    op: S3Op,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
-    bucket: &str,
+    row: &BucketRow,
 ) -> Result<Response, S3Error> {
-    let row = router::lookup_bucket(shard, bucket)?;
-    check(caller, &row, Need::Owner)?;
-    match head.method.as_str() {
-        "PUT" => {
+    match op {
+        S3Op::PutBucketWebsite => {
             let xml = read_small_body(body, head, caller).await?;
             let config = parse_website_configuration(&xml)?;
-            edit_bucket(shard, bucket, BucketEdit::SetWebsite(Some(config))).await?;
+            let edit = BucketEdit::SetWebsite(Some(config));
+            edit_bucket(shard, &row.name, edit).await?;
             Ok(Response::new(200))
         }
-        "GET" => match &row.website {
+        S3Op::GetBucketWebsite => match &row.website {
             Some(config) => Ok(Response::xml(200, website_configuration_xml(config))),
             None => Err(S3Error::NoSuchWebsiteConfiguration),
         },
-        "DELETE" => {
-            edit_bucket(shard, bucket, BucketEdit::SetWebsite(None)).await?;
+        S3Op::DeleteBucketWebsite => {
+            edit_bucket(shard, &row.name, BucketEdit::SetWebsite(None)).await?;
             Ok(Response::new(204))
         }
         _ => Err(S3Error::MethodNotAllowed),

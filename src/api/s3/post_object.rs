@@ -40,15 +40,6 @@ const OBJECT_FIELDS: &[&str] = &[
     "x-amz-website-redirect-location",
 ];
 
-/// A POST with a form body: S3's POST Object (browsers do not sign these requests).
-pub fn is_form_upload(head: &RequestHead) -> bool {
-    head.header("content-type").is_some_and(|t| {
-        t.trim_start()
-            .to_ascii_lowercase()
-            .starts_with("multipart/form-data")
-    })
-}
-
 fn malformed(e: form::FormError) -> S3Error {
     S3Error::MalformedPOSTRequest(format!(
         "The body of your POST request is not well-formed multipart/form-data: {e}"

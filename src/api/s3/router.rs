@@ -146,13 +146,7 @@ pub fn request_bucket(shard: &Gateway, head: &RequestHead) -> Option<String> {
     address(shard, head).0
 }
 
-/// What a request needs of the caller on a bucket.
-#[derive(Clone, Copy)]
-pub enum Need {
-    Read,
-    Write,
-    Owner,
-}
+pub use super::op::{Need, S3Op};
 
 pub fn check(caller: &Caller, bucket: &BucketRow, need: Need) -> Result<(), S3Error> {
     let granted = bucket
@@ -241,36 +235,39 @@ pub async fn read_small_body(
 
 use sha2::Digest;
 
-/// Dispatches one request.
+/// Dispatches one request, whose operation (`op`) the connection worked out.
 pub async fn handle(
     shard: &Rc<Gateway>,
+    op: S3Op,
     head: &RequestHead,
     body: &mut Body<'_>,
 ) -> Result<Response, S3Error> {
     // Browsers sign neither CORS preflights nor form uploads (the form carries its own).
-    if head.method == "OPTIONS" {
-        let (bucket, _) = address(shard, head);
-        return super::cors::preflight(shard, head, bucket.as_deref());
-    }
-    if head.method == "POST" && super::post_object::is_form_upload(head) {
-        if let (Some(bucket), None) = address(shard, head) {
-            return super::post_object::handle(shard, head, body, &bucket).await;
+    match op {
+        S3Op::PreflightCors => {
+            let (bucket, _) = address(shard, head);
+            return super::cors::preflight(shard, head, bucket.as_deref());
         }
+        S3Op::PostObject { form: true } => {
+            if let (Some(bucket), None) = address(shard, head) {
+                return super::post_object::handle(shard, head, body, &bucket).await;
+            }
+        }
+        _ => {}
     }
     let authenticated = authenticate(shard, head)?;
     let (bucket, key) = address(shard, head);
     let Some(caller) = authenticated else {
-        return access::anonymous(shard, head, bucket.as_deref(), key).await;
+        return access::anonymous(shard, op, head, bucket.as_deref(), key).await;
     };
-    let method = head.method.as_str();
     let Some(bucket) = bucket else {
-        return match method {
-            "GET" => list::list_buckets(shard, head, &caller),
+        return match op {
+            S3Op::ListBuckets => list::list_buckets(shard, head, &caller),
             _ => Err(S3Error::MethodNotAllowed),
         };
     };
     match key {
-        None => bucket_op(shard, head, body, &caller, &bucket).await,
+        None => bucket_op(shard, op, head, body, &caller, &bucket).await,
         Some(key) => {
             if key.len() > crate::constants::OBJECT_KEY_BYTES_MAX {
                 return Err(S3Error::KeyTooLongError);
@@ -281,201 +278,145 @@ pub async fn handle(
                 ));
             }
             let row = lookup_bucket(shard, &bucket)?;
-            object_op(shard, head, body, &caller, &row, key).await
+            object_op(shard, op, head, body, &caller, &row, key).await
         }
     }
 }
 
-/// Subresources Granary does not implement yet: answered with NotImplemented, never
-/// mistaken for a plain GET or PUT.
-const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "analytics",
-    "accelerate",
-    "cors",
-    "encryption",
-    "intelligent-tiering",
-    "inventory",
-    "logging",
-    "metadataConfiguration",
-    "metadataTable",
-    "metrics",
-    "notification",
-    "object-lock",
-    "ownershipControls",
-    "policy",
-    "policyStatus",
-    "publicAccessBlock",
-    "replication",
-    "requestPayment",
-    "retention",
-    "legal-hold",
-    "renameObject",
-    "restore",
-    "select",
-    "session",
-    "tagging",
-    "torrent",
-    "website",
-];
-
-fn unsupported(head: &RequestHead) -> Option<&'static str> {
-    UNSUPPORTED_SUBRESOURCES
-        .iter()
-        .copied()
-        .find(|s| head.has_query(s))
-}
-
+/// An operation on a bucket. What is refused whatever the bucket is refused first; then
+/// the bucket is looked up and the caller's permission on it checked, as `op` needs.
 async fn bucket_op(
     shard: &Rc<Gateway>,
+    op: S3Op,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
     bucket: &str,
 ) -> Result<Response, S3Error> {
-    if head.has_query("website") {
-        return crate::api::website::bucket_website_op(shard, head, body, caller, bucket).await;
-    }
-    if head.has_query("cors") {
-        return super::cors::bucket_cors_op(shard, head, body, caller, bucket).await;
-    }
-    if let Some(answer) = bucket_config::handle(shard, head, body, caller, bucket).await {
-        return answer;
-    }
-    if let Some(sub) = unsupported(head) {
-        return Err(S3Error::NotImplemented(format!(
-            "bucket subresource ?{sub}"
-        )));
-    }
-    match head.method.as_str() {
-        // A subresource with a method it does not take is not a bucket creation or
-        // deletion.
-        "PUT" | "DELETE" if access::SUBRESOURCES.iter().any(|s| head.has_query(s)) => {
-            Err(S3Error::MethodNotAllowed)
+    use S3Op as Op;
+    match op {
+        Op::Unsupported { sub, .. } => {
+            return Err(S3Error::NotImplemented(format!(
+                "bucket subresource ?{sub}"
+            )))
         }
-        "PUT" => create_bucket(shard, head, body, caller, bucket).await,
-        "DELETE" => delete_bucket(shard, caller, bucket).await,
-        "HEAD" => {
-            let row = lookup_bucket(shard, bucket)?;
-            check(caller, &row, Need::Read)?;
+        Op::MethodNotAllowed { sub: None } => return Err(S3Error::MethodNotAllowed),
+        Op::CreateBucket => return create_bucket(shard, head, body, caller, bucket).await,
+        // Form uploads (multipart/form-data) went to post_object before authentication.
+        Op::PostObject { .. } => {
+            return Err(S3Error::MalformedPOSTRequest(
+                "The body of your POST request is not well-formed multipart/form-data.".into(),
+            ))
+        }
+        _ => {}
+    }
+    let row = lookup_bucket(shard, bucket)?;
+    if let Some(need) = op.need() {
+        check(caller, &row, need)?;
+    }
+    match op {
+        Op::GetBucketWebsite
+        | Op::PutBucketWebsite
+        | Op::DeleteBucketWebsite
+        | Op::MethodNotAllowed {
+            sub: Some("website"),
+        } => super::super::website::bucket_website_op(shard, op, head, body, caller, &row).await,
+        Op::GetBucketCors
+        | Op::PutBucketCors
+        | Op::DeleteBucketCors
+        | Op::MethodNotAllowed { sub: Some("cors") } => {
+            super::cors::bucket_cors_op(shard, op, head, body, caller, &row).await
+        }
+        Op::DeleteBucket => {
+            bucket::delete_empty_bucket(shard, &row).await?;
+            Ok(Response::new(204))
+        }
+        Op::HeadBucket => {
             Ok(Response::new(200).header("x-amz-bucket-region", &shard.config.s3_region))
         }
-        "GET" => {
-            let row = lookup_bucket(shard, bucket)?;
-            check(caller, &row, Need::Read)?;
-            if head.has_query("location") {
-                let region = &shard.config.s3_region;
-                let text = if region == "us-east-1" {
-                    ""
-                } else {
-                    region.as_str()
-                };
-                Ok(Response::xml(200, xml::location_constraint_xml(text)))
-            } else if head.has_query("versioning") {
-                Ok(Response::xml(200, xml::versioning_xml(None)))
-            } else if head.has_query("uploads") {
-                multipart::list_uploads(shard, head, &row).await
-            } else if head.has_query("versions") {
-                list::list_versions(shard, head, &row).await
+        Op::GetBucketLocation => {
+            let region = &shard.config.s3_region;
+            let text = if region == "us-east-1" {
+                ""
             } else {
-                list::list_objects(shard, head, &row).await
-            }
+                region.as_str()
+            };
+            Ok(Response::xml(200, xml::location_constraint_xml(text)))
         }
-        "POST" if head.has_query("delete") => {
-            let row = lookup_bucket(shard, bucket)?;
-            check(caller, &row, Need::Write)?;
+        Op::GetBucketVersioning => Ok(Response::xml(200, xml::versioning_xml(None))),
+        Op::ListMultipartUploads => multipart::list_uploads(shard, head, &row).await,
+        Op::ListObjectVersions => list::list_versions(shard, head, &row).await,
+        Op::ListObjects | Op::ListObjectsV2 => list::list_objects(shard, head, &row).await,
+        Op::DeleteObjects => {
             let xml_body = read_small_body(body, head, caller).await?;
             objects::delete_objects(shard, &row, &xml_body).await
         }
-        // Form uploads (multipart/form-data) went to post_object before authentication.
-        "POST" => Err(S3Error::MalformedPOSTRequest(
-            "The body of your POST request is not well-formed multipart/form-data.".into(),
-        )),
-        _ => Err(S3Error::MethodNotAllowed),
+        // The bucket subresources kept in its row, and their wrong methods.
+        _ => bucket_config::run(shard, op, head, body, caller, &row).await,
     }
 }
 
+/// An operation on an object of an existing bucket: refused whatever the object is, or
+/// checked against the permission it needs, then done.
 async fn object_op(
     shard: &Rc<Gateway>,
+    op: S3Op,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
     bucket: &BucketRow,
     key: &str,
 ) -> Result<Response, S3Error> {
-    match head.method.as_str() {
-        "GET" if head.has_query("acl") => {
-            return access::get_object_acl(shard, caller, bucket, key).await
+    use S3Op as Op;
+    match op {
+        Op::Unsupported { sub, .. } => {
+            return Err(S3Error::NotImplemented(format!(
+                "object subresource ?{sub}"
+            )))
         }
-        "PUT" if head.has_query("acl") => {
-            return access::put_object_acl(shard, head, body, caller, bucket, key).await
-        }
-        "GET" if head.has_query("attributes") => {
-            check(caller, bucket, Need::Read)?;
-            return attributes::get_object_attributes(shard, head, bucket, key).await;
-        }
-        // Never mistaken for a plain write or delete of the object.
-        _ if head.has_query("acl") || head.has_query("attributes") => {
-            return Err(S3Error::MethodNotAllowed)
-        }
+        Op::MethodNotAllowed { .. } => return Err(S3Error::MethodNotAllowed),
         _ => {}
     }
-    if let Some(sub) = unsupported(head) {
-        return Err(S3Error::NotImplemented(format!(
-            "object subresource ?{sub}"
-        )));
+    if let Some(need) = op.need() {
+        check(caller, bucket, need)?;
     }
-    let upload_id = head.query_param("uploadId");
-    match head.method.as_str() {
-        "GET" | "HEAD" => {
-            check(caller, bucket, Need::Read)?;
-            match upload_id {
-                Some(id) if head.method == "GET" => {
-                    multipart::list_parts(shard, head, bucket, key, id).await
-                }
-                _ => objects::get_object(shard, head, bucket, key).await,
-            }
+    let upload_id = head.query_param("uploadId").unwrap_or_default();
+    match op {
+        Op::GetObjectAcl => access::get_object_acl(shard, bucket, key).await,
+        Op::PutObjectAcl => access::put_object_acl(shard, head, body, caller, bucket, key).await,
+        Op::GetObjectAttributes => {
+            attributes::get_object_attributes(shard, head, bucket, key).await
         }
-        "PUT" => {
-            check(caller, bucket, Need::Write)?;
-            if head.header("x-amz-copy-source").is_some() {
-                if let Some(id) = upload_id {
-                    return part_copy::upload_part_copy(shard, head, caller, bucket, key, id).await;
-                }
-                access::check_object_acl(head, bucket)?;
-                return objects::copy_object(shard, head, caller, bucket, key).await;
-            }
-            if upload_id.is_none() {
-                access::check_object_acl(head, bucket)?;
-            }
-            match upload_id {
-                Some(id) => {
-                    multipart::upload_part(shard, head, body, caller, bucket, key, id).await
-                }
-                None => objects::put_object(shard, head, body, caller, bucket, key).await,
-            }
+        Op::ListParts => multipart::list_parts(shard, head, bucket, key, upload_id).await,
+        Op::UploadPartCopy => {
+            part_copy::upload_part_copy(shard, head, caller, bucket, key, upload_id).await
         }
-        "DELETE" => {
-            check(caller, bucket, Need::Write)?;
-            match upload_id {
-                Some(id) => multipart::abort(shard, bucket, key, id).await,
-                None => objects::delete_object(shard, bucket, key).await,
-            }
+        Op::CopyObject => {
+            access::check_object_acl(head, bucket)?;
+            objects::copy_object(shard, head, caller, bucket, key).await
         }
-        "POST" => {
-            check(caller, bucket, Need::Write)?;
-            if head.has_query("uploads") {
-                access::check_object_acl(head, bucket)?;
-                multipart::create(shard, head, bucket, key).await
-            } else if let Some(id) = upload_id {
-                let xml_body = read_small_body(body, head, caller).await?;
-                multipart::complete(shard, head, bucket, key, id, &xml_body).await
-            } else {
-                Err(S3Error::InvalidRequest(
-                    "POST on an object needs ?uploads or ?uploadId".into(),
-                ))
-            }
+        Op::UploadPart => {
+            multipart::upload_part(shard, head, body, caller, bucket, key, upload_id).await
         }
-        _ => Err(S3Error::MethodNotAllowed),
+        Op::PutObject => {
+            access::check_object_acl(head, bucket)?;
+            objects::put_object(shard, head, body, caller, bucket, key).await
+        }
+        Op::AbortMultipartUpload => multipart::abort(shard, bucket, key, upload_id).await,
+        Op::DeleteObject => objects::delete_object(shard, bucket, key).await,
+        Op::CreateMultipartUpload => {
+            access::check_object_acl(head, bucket)?;
+            multipart::create(shard, head, bucket, key).await
+        }
+        Op::CompleteMultipartUpload => {
+            let xml_body = read_small_body(body, head, caller).await?;
+            multipart::complete(shard, head, bucket, key, upload_id, &xml_body).await
+        }
+        Op::ObjectPostWithoutUpload => Err(S3Error::InvalidRequest(
+            "POST on an object needs ?uploads or ?uploadId".into(),
+        )),
+        // GetObject and HeadObject.
+        _ => objects::get_object(shard, head, bucket, key).await,
     }
 }
 
@@ -506,15 +447,4 @@ async fn create_bucket(
     let key = caller.key.access_key_id.as_str();
     bucket::create_bucket(shard, name, Some(key), public_read, Some(key)).await?;
     Ok(Response::new(200).header("Location", format!("/{name}")))
-}
-
-async fn delete_bucket(
-    shard: &Rc<Gateway>,
-    caller: &Caller,
-    name: &str,
-) -> Result<Response, S3Error> {
-    let row = lookup_bucket(shard, name)?;
-    check(caller, &row, Need::Owner)?;
-    bucket::delete_empty_bucket(shard, &row).await?;
-    Ok(Response::new(204))
 }
