@@ -161,10 +161,10 @@ impl BlockWriter {
             let first = self.in_flight.pop_front().expect("non-empty");
             first.await.expect("block writes are not cancelled")?;
         }
-        let hashed = shard.md5.submit(&self.md5, data);
+        let hashed = shard.md5.submit(&self.md5, data).await;
         let shard = Rc::clone(shard);
         let task = glommio::spawn_local(async move {
-            let data = hashed.await;
+            let data = hashed.done().await;
             shard
                 .call(DataRequest::PutBlock {
                     hash,
