@@ -121,7 +121,7 @@ pub struct ShardStats {
     pub md5: Md5Figures,
 }
 
-/// How the shard's MD5 lanes were used (`server::md5_lanes`): mean lanes per round is
+/// How the shard's MD5 lanes were used (`api::md5_lanes`): mean lanes per round is
 /// `blocks / rounds`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Md5Figures {
