@@ -175,7 +175,9 @@ impl ConnIo {
             if left.is_zero() {
                 return;
             }
-            let room = &mut self.rbuf[..READ_CHUNK_BYTES];
+            // The read buffer may be idle-sized: discard through whatever it holds.
+            let end = self.rbuf.len().min(READ_CHUNK_BYTES);
+            let room = &mut self.rbuf[..end];
             let stream = &mut self.stream;
             match glommio::timer::timeout(left, async { Ok(stream.read(room).await) }).await {
                 Ok(Ok(n)) if n > 0 => discarded += n as u64,
