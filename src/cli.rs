@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use crate::admin::api::{BucketInfo, KeyInfo};
+use crate::api::admin::tables::{BucketInfo, KeyInfo};
 
 #[derive(Args, Debug)]
 pub struct AdminTarget {
@@ -126,7 +126,7 @@ fn token(target: &AdminTarget) -> anyhow::Result<String> {
     if let Some(token) = &target.admin_token {
         return Ok(token.clone());
     }
-    let path = target.data_dir.join(crate::admin::TOKEN_FILE);
+    let path = target.data_dir.join(crate::constants::ADMIN_TOKEN_FILE);
     let token = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "reading the admin token from {} (or give --admin-token)",

@@ -303,7 +303,7 @@ impl ServerArgs {
             admin_token: bearer_token("admin_token", self.admin_token)?,
             admin_token_file: self
                 .admin_token_file
-                .unwrap_or_else(|| data_dir.join(crate::admin::TOKEN_FILE)),
+                .unwrap_or_else(|| data_dir.join(crate::constants::ADMIN_TOKEN_FILE)),
             metrics_token: bearer_token("metrics_token", self.metrics_token)?,
             tls,
             shutdown_timeout_s,

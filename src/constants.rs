@@ -25,6 +25,8 @@ pub const COMPLETED_UPLOAD_KEEP_MS: u64 = 24 * 3600 * 1000;
 /// Blocks of one upload held in memory at most: the one being filled and those being
 /// written (`objects::BLOCK_WRITES_IN_FLIGHT_MAX`).
 pub const UPLOAD_BLOCKS_BUFFERED: u64 = 5;
+/// Name of the admin API's token file in the data directory (`--admin-token-file`).
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// S3's limit on a single PUT.
 pub const OBJECT_BYTES_MAX_SINGLE_PUT: u64 = 5 * 1024 * MIB;
 

@@ -1,5 +1,5 @@
 //! Gathering a channel's messages into a batch: a group commit (`storage`) and a round of
-//! MD5 lanes (`server::md5_lanes`) both take what has come, then wait a bounded time for
+//! MD5 lanes (`api::md5_lanes`) both take what has come, then wait a bounded time for
 //! more.
 
 use std::collections::VecDeque;

@@ -1,12 +1,21 @@
 //! Granary: a distributed, S3-compatible object store, thread-per-core on io_uring.
 //!
-//! Layering (enforced by review and `tests/tidy.rs`):
-//! - sans-IO, pure: `http`, `s3` (sigv4, xml, error, checksum), `meta::keys`, `meta::types`,
-//!   `storage::record`. These never import glommio or heed.
-//! - I/O: `storage` (segments on glommio DmaFile, LMDB through heed), `runtime` (executors,
-//!   mesh), `server` (connections, S3 operations), `gather` (batches from a channel).
+//! Layers, from the bottom (`tests/tidy.rs` checks the import rules and that no top-level
+//! modules import each other in a circle; `docs/architecture.md` has the map):
+//! - sans-IO, pure: `http` (knows no S3), `s3` (SigV4, XML, errors, checksums), `meta`
+//!   (rows, key encodings, CRDT merges). None of them imports glommio or heed, nor any of
+//!   the modules below.
+//! - `storage`: the engine (segments on glommio DmaFile, LMDB through heed); knows no API,
+//!   no handler and no runtime. `gather` (batches from a channel) and `constants` serve all.
+//! - `runtime`: executors, the mesh, stop signals, heartbeats, port checks; knows no
+//!   handler (`api`, `model`, `node`).
+//! - `model`: bucket, key and object rules, the data operations shards ask of each other,
+//!   and placement; knows no `api` and no `node`.
+//! - `api`: S3 and admin handlers, websites, connections, TLS, metrics, MD5 lanes.
+//! - `node`: wires runtime, model and api into a running node. `config`, `cli` and
+//!   `repair` face the user; the `granary` binary calls `node` and `cli`.
 
-pub mod admin;
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -14,10 +23,11 @@ pub mod constants;
 pub mod gather;
 pub mod http;
 pub mod meta;
+pub mod model;
+pub mod node;
 pub mod repair;
 pub mod runtime;
 pub mod s3;
-pub mod server;
 pub mod storage;
 
 #[cfg(test)]

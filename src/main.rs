@@ -130,7 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             init_logging(config.log_format);
-            granary::runtime::run(config)
+            granary::node::run(config)
         }
         Command::Key { target, command } => granary::cli::key(&target, command),
         Command::Bucket { target, command } => granary::cli::bucket(&target, command),

@@ -8,11 +8,11 @@
 
 use proptest::prelude::*;
 
+use crate::api::s3::{objects, part_copy};
 use crate::http::form::FormParser;
 use crate::http::{parse_head, uri_decode, AwsChunkedDecoder, ChunkedDecoder};
 use crate::s3::sigv4::{self, AuthInput};
 use crate::s3::{checksum, conditions, cors, policy, sigv2, website, xml};
-use crate::server::{objects, part_copy};
 
 /// Bytes that parsers split on, inserted more often than chance would.
 const SEPARATORS: &[u8] = b"\r\n:;=,<>/&\"0 ";

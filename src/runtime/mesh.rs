@@ -16,6 +16,17 @@ use std::rc::Rc;
 use futures::channel::oneshot;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 
+/// Why a call got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MeshError {
+    #[error("no shard {0} in the mesh")]
+    NoSuchShard(usize),
+    #[error("the mesh is closed")]
+    Closed,
+    #[error("the shard dropped the request unanswered")]
+    Unanswered,
+}
+
 /// Messages in flight between shards.
 pub enum Envelope<Req, Resp> {
     Request { id: u64, from: usize, request: Req },
@@ -119,10 +130,12 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
     }
 
     /// Sends `request` to `shard` and waits for its reply.
-    pub async fn call(&self, shard: usize, request: Req) -> Resp {
-        assert!(shard < self.shards());
+    pub async fn call(&self, shard: usize, request: Req) -> Result<Resp, MeshError> {
+        if shard >= self.shards() {
+            return Err(MeshError::NoSuchShard(shard));
+        }
         if shard == self.me() {
-            return self.run_handler(request).await;
+            return Ok(self.run_handler(request).await);
         }
         let id = self.next_id.get();
         self.next_id.set(id + 1);
@@ -134,8 +147,9 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
             request,
         };
         if self.senders.send_to(shard, envelope).await.is_err() {
-            panic!("shard mesh closed while the node runs");
+            self.pending.borrow_mut().remove(&id);
+            return Err(MeshError::Closed);
         }
-        rx.await.expect("a shard answers every request it receives")
+        rx.await.map_err(|_| MeshError::Unanswered)
     }
 }

@@ -9,7 +9,9 @@ use crate::s3::checksum::algorithm_name;
 use crate::s3::sigv4::AuthError;
 
 /// An S3 error. Variants carry what their message needs; `String`s are the message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serialisable: a data operation's refusal carries it back from the shard (later: the
+/// node) that refused.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum S3Error {
     AccessDenied(String),
     /// A CORS preflight that no rule allows (or a bucket without CORS rules).

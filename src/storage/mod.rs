@@ -330,7 +330,7 @@ pub enum Completion {
 }
 
 /// What a write of an object key did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectWrite {
     /// The object visible before the write.
     pub previous: Option<crate::meta::types::ObjectRow>,

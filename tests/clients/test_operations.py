@@ -215,7 +215,7 @@ def test_copy_object_references_the_source_blocks_without_reading_them(server, s
 
 
 def test_concurrent_uploads_hashed_together_keep_their_own_etags(server, bucket):
-    """Uploads that run at once share their shard's MD5 lanes (server::md5_lanes): each
+    """Uploads that run at once share their shard's MD5 lanes (api::md5_lanes): each
     still gets the MD5 of its own bytes as its ETag, whatever the block boundaries."""
     import concurrent.futures
 

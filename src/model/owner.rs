@@ -1,69 +1,16 @@
-//! The S3 server: one `Shard` per executor. A shard accepts connections (every shard binds
-//! the S3 port with SO_REUSEPORT), parses and authenticates requests, and sends the work on
-//! data to the shard that owns it (`shard_api`).
+//! The owner's side of every data operation: what a shard does with a request for data it
+//! owns (`ops::DataRequest`), whichever shard (later: node) sent it.
 
-pub mod access;
-pub mod attributes;
-pub mod bucket_config;
-pub mod conn;
-pub mod cors;
-pub mod global;
-pub mod lifecycle;
-pub mod list;
-pub mod md5_lanes;
-pub mod metrics;
-pub mod multipart;
-pub mod objects;
-pub mod part_copy;
-pub mod post_object;
-pub mod router;
-pub mod shard_api;
-pub mod tasks;
-pub mod tls;
-pub mod website;
-
-use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::config::ServerConfig;
-use crate::runtime::mesh::Mesh;
-use crate::storage::{Completing, Completion, ObjectPut, ObjectWrite, PutIf, ShardStore};
-use global::Global;
-use shard_api::{BlockData, ShardError, ShardRequest, ShardResponse, ShardResult};
+use super::ops::PutIf;
+use super::ops::{self, BlockData, Completion, DataError, DataRequest, DataResponse, DataResult};
+use super::{global, placement, Shard};
+use crate::meta::types::{BucketId, ObjectRow, PartRow, Stamp, UploadRow, VersionId};
+use crate::storage::{Completing, ObjectPut, ObjectWrite};
 
-pub struct Shard {
-    pub id: u16,
-    pub shards: u16,
-    pub node_id: u64,
-    /// Which shard holds each partition (recorded in the data directory).
-    pub placement: std::sync::Arc<crate::meta::placement::Placement>,
-    /// The node's clock (stamps of writes).
-    pub clock: crate::clock::Clock,
-    pub config: Rc<ServerConfig>,
-    pub store: Rc<ShardStore>,
-    pub mesh: Rc<Mesh<ShardRequest, ShardResponse>>,
-    pub global: RefCell<Global>,
-    /// What the lifecycle worker of this shard has done (for logs and metrics).
-    pub lifecycle_stats: lifecycle::LifecycleStats,
-    /// S3 requests being served by this shard's connections (a graceful stop waits for
-    /// them).
-    pub requests_in_flight: std::cell::Cell<u64>,
-    /// Request counters of this shard's connections.
-    pub metrics: RefCell<metrics::Recorder>,
-    /// The latest operator task of each kind on this shard.
-    pub tasks: RefCell<Vec<metrics::TaskProgress>>,
-    /// MD5 of this shard's uploads, many at once.
-    pub md5: md5_lanes::Md5Lanes,
-    /// Taken by each bucket change on shard 0 (`global::change_bucket`), so they do not
-    /// overlap; holds the names that DeleteBucket holds (`shard_api::NameHold`).
-    pub bucket_changes: futures::lock::Mutex<std::collections::HashSet<String>>,
-    /// This shard's share of `--max-buffered-bytes`, in bytes: uploads take their room for
-    /// blocks in memory from it (`objects::reserve_upload_memory`).
-    pub upload_memory: Rc<glommio::sync::Semaphore>,
-}
-
-fn storage_err(e: impl std::fmt::Display) -> ShardError {
-    ShardError::Storage(e.to_string())
+pub(crate) fn storage_err(e: impl std::fmt::Display) -> DataError {
+    DataError::Storage(e.to_string())
 }
 
 impl Shard {
@@ -71,17 +18,15 @@ impl Shard {
     /// is handed to the store, with no await in between: a row either reached the
     /// metadata stage before this shard saw the bucket's tombstone (and DeleteBucket's last
     /// emptiness check, which waits for the stage, finds it), or it is refused.
-    fn check_bucket_live(&self, bucket: &BucketId) -> ShardResult<()> {
+    fn check_bucket_live(&self, bucket: &BucketId) -> DataResult<()> {
         if self.global.borrow().bucket_is_live(bucket) {
             Ok(())
         } else {
-            Err(ShardError::Rejected(
-                crate::s3::error::S3Error::NoSuchBucket,
-            ))
+            Err(DataError::Rejected(crate::s3::error::S3Error::NoSuchBucket))
         }
     }
 
-    async fn put_upload(&self, row: UploadRow) -> ShardResult<()> {
+    async fn put_upload(&self, row: UploadRow) -> DataResult<()> {
         self.check_bucket_live(&row.bucket)?;
         self.store.put_upload(row).await.map_err(storage_err)
     }
@@ -91,12 +36,10 @@ impl Shard {
         bucket: &BucketId,
         key: &str,
         row: PartRow,
-    ) -> ShardResult<PutIf<PartRow>> {
+    ) -> DataResult<PutIf<PartRow>> {
         self.check_bucket_live(bucket)?;
-        self.store
-            .put_part(bucket, key, row)
-            .await
-            .map_err(storage_err)
+        let written = self.store.put_part(bucket, key, row).await;
+        written.map(PutIf::from).map_err(storage_err)
     }
 
     async fn complete_upload(
@@ -104,8 +47,8 @@ impl Shard {
         row: ObjectRow,
         upload_id: String,
         chosen: Vec<PartRow>,
-        condition: Option<shard_api::WriteCondition>,
-    ) -> ShardResult<Completion> {
+        condition: Option<ops::WriteCondition>,
+    ) -> DataResult<Completion> {
         self.check_bucket_live(&row.bucket)?;
         let completing = Completing {
             object: row,
@@ -113,17 +56,15 @@ impl Shard {
             chosen,
             condition,
         };
-        self.store
-            .complete_upload(completing)
-            .await
-            .map_err(storage_err)
+        let completed = self.store.complete_upload(completing).await;
+        completed.map(Completion::from).map_err(storage_err)
     }
 
     /// Whether this shard holds an object of `bucket`, counting every row sent to the
     /// store before the question (so the second check of DeleteBucket sees every row
     /// accepted before the tombstone). Unfinished uploads do not count: DeleteBucket
     /// removes them, as AWS does.
-    async fn bucket_has_objects(&self, bucket: &BucketId) -> ShardResult<bool> {
+    async fn bucket_has_objects(&self, bucket: &BucketId) -> DataResult<bool> {
         let store = &self.store;
         store.metadata_barrier().await.map_err(storage_err)?;
         Ok(!store
@@ -132,50 +73,32 @@ impl Shard {
             .is_empty())
     }
 
-    /// Serves a connection another shard accepted (`runtime::connection_target`).
-    fn adopt(self: &Rc<Self>, conn: crate::runtime::Handoff) -> ShardResult<()> {
-        if crate::runtime::stopping() {
-            conn.close();
-            return Err(ShardError::Busy("the node is stopping".into()));
-        }
-        conn.serve(self);
-        Ok(())
-    }
-
-    /// Sends a request to the shard that owns its data.
-    pub async fn call(&self, request: ShardRequest) -> ShardResponse {
-        let shard = request.shard(&self.placement);
-        self.mesh.call(usize::from(shard), request).await
-    }
-
-    /// Sends a request to a named shard (fan-out requests such as listings).
-    pub async fn call_on(&self, shard: u16, request: ShardRequest) -> ShardResponse {
-        self.mesh.call(usize::from(shard), request).await
-    }
-
     /// Runs a request on this shard, which must own its data.
-    pub async fn handle(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
-        use ShardRequest as R;
-        use ShardResponse as A;
+    pub async fn handle(self: Rc<Self>, request: DataRequest) -> DataResponse {
+        use DataRequest as R;
+        use DataResponse as A;
+        if let Some(owner) = placement::owner(&request, &self.placement) {
+            if owner != self.id {
+                let id = self.id;
+                let why = format!("shard {id} got {request:?}, which shard {owner} owns");
+                return A::Failed(DataError::Protocol(why));
+            }
+        }
         let store = &self.store;
         match request {
             R::PutBlock { hash, data, holder } => {
-                assert_eq!(self.placement.shard_of(hash.partition()), self.id);
                 let stored = match data {
                     BlockData::Record(buf) => store.put_block_buf(hash, buf, holder).await,
                     BlockData::Bytes(bytes) => store.put_block(hash, bytes, holder).await,
                 };
                 A::Done(stored.map_err(storage_err))
             }
-            R::ReadBlock { hash, offset, len } => {
-                assert_eq!(self.placement.shard_of(hash.partition()), self.id);
-                A::Block(
-                    store
-                        .read_block(&hash, offset, len)
-                        .await
-                        .map_err(|e| ShardError::BlockUnavailable(e.to_string())),
-                )
-            }
+            R::ReadBlock { hash, offset, len } => A::Block(
+                store
+                    .read_block(&hash, offset, len)
+                    .await
+                    .map_err(|e| DataError::BlockUnavailable(e.to_string())),
+            ),
             R::ReleaseBlock { hash, holder } => A::Done(
                 store
                     .release_block(&hash, holder)
@@ -197,12 +120,11 @@ impl Shard {
                 key,
                 version,
                 stamp,
-            } => A::Written(
-                store
-                    .delete_object(&bucket, &key, version, stamp)
-                    .await
-                    .map_err(storage_err),
-            ),
+                condition,
+            } => {
+                let marker = (version, stamp);
+                A::Written(self.delete_object(&bucket, &key, marker, condition).await)
+            }
             R::ListObjects {
                 bucket,
                 prefix,
@@ -223,24 +145,17 @@ impl Shard {
             | R::ListUploads { .. }
             | R::PutPart { .. }
             | R::ListParts { .. } => self.handle_upload(request).await,
-            R::ChangeBucket { name, change } => {
-                assert_eq!(self.id, 0);
-                global::change_bucket(&self, &name, change).await
+            R::ChangeBucket { name, edit, hold } => {
+                global::change_bucket(&self, &name, edit, hold).await
             }
-            R::PutKey { row } => {
-                assert_eq!(self.id, 0);
-                global::put_key(&self, row).await
-            }
+            R::PutKey { row } => global::put_key(&self, row).await,
             R::GlobalSnapshot => {
-                assert_eq!(self.id, 0);
                 let g = self.global.borrow();
                 A::Global {
                     buckets: g.bucket_rows(),
                     keys: g.key_rows(),
                 }
             }
-            R::Stats => A::Stats(Box::new(self.stats())),
-            R::Adopt { conn } => A::Done(self.adopt(conn)),
             R::StartTask { task } => A::Done(self.start_task(task)),
             R::GlobalUpdate { buckets, keys } => {
                 self.global.borrow_mut().apply(buckets, keys);
@@ -250,9 +165,9 @@ impl Shard {
     }
 
     /// The requests of multipart uploads.
-    async fn handle_upload(&self, request: ShardRequest) -> ShardResponse {
-        use ShardRequest as R;
-        use ShardResponse as A;
+    async fn handle_upload(&self, request: DataRequest) -> DataResponse {
+        use DataRequest as R;
+        use DataResponse as A;
         let store = &self.store;
         match request {
             R::PutUpload { row } => A::Done(self.put_upload(row).await),
@@ -328,20 +243,45 @@ impl Shard {
 
     /// A put, with its condition decided by the store inside the write transaction that
     /// commits it: every write of the key (conditional or not) is ordered by that
-    /// transaction, so a condition always sees the row it replaces.
+    /// transaction, so a condition always sees the version it would replace.
     async fn put_object(
         &self,
         row: ObjectRow,
-        condition: Option<shard_api::WriteCondition>,
-    ) -> shard_api::ShardResult<ObjectWrite> {
+        condition: Option<ops::WriteCondition>,
+    ) -> DataResult<ObjectWrite> {
         self.check_bucket_live(&row.bucket)?;
         let outcome = self.store.put_object_if(row, condition.clone()).await;
-        match outcome.map_err(storage_err)? {
-            ObjectPut::Written(written) => Ok(written),
-            ObjectPut::Refused(current) => {
-                let condition = condition.expect("only a condition refuses");
-                Err(condition_refused(&condition, current.as_ref()))
-            }
+        written_or_refused(outcome.map_err(storage_err)?, condition)
+    }
+}
+
+impl Shard {
+    /// A delete (a delete marker), with its condition decided by the store inside the
+    /// write transaction that commits it (as a put's).
+    async fn delete_object(
+        &self,
+        bucket: &BucketId,
+        key: &str,
+        marker: (VersionId, Stamp),
+        condition: Option<ops::WriteCondition>,
+    ) -> DataResult<ObjectWrite> {
+        let outcome = self
+            .store
+            .delete_object_if(bucket, key, marker, condition.clone())
+            .await;
+        written_or_refused(outcome.map_err(storage_err)?, condition)
+    }
+}
+
+fn written_or_refused(
+    outcome: ObjectPut,
+    condition: Option<ops::WriteCondition>,
+) -> DataResult<ObjectWrite> {
+    match outcome {
+        ObjectPut::Written(written) => Ok(written),
+        ObjectPut::Refused(current) => {
+            let condition = condition.expect("only a condition refuses");
+            Err(condition_refused(&condition, current.as_ref()))
         }
     }
 }
@@ -349,22 +289,11 @@ impl Shard {
 /// Why a conditional write was refused: `If-Match` on a key that does not exist is a 404,
 /// as S3 answers; anything else a failed precondition.
 pub fn condition_refused(
-    condition: &shard_api::WriteCondition,
+    condition: &ops::WriteCondition,
     current: Option<&ObjectRow>,
-) -> ShardError {
+) -> DataError {
     match (condition, current) {
-        (shard_api::WriteCondition::EtagMatches(_), None) => ShardError::NoSuchKey,
-        (shard_api::WriteCondition::VersionIs(_), _) => ShardError::PreconditionFailed,
-        _ => ShardError::PreconditionFailed,
+        (ops::WriteCondition::EtagMatches(_), None) => DataError::NoSuchKey,
+        _ => DataError::PreconditionFailed,
     }
-}
-
-/// Two ETags name the same content, with or without their quotes.
-pub use crate::s3::conditions::etags_equal;
-
-use crate::meta::types::{BucketId, ObjectRow, PartRow, UploadRow};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    crate::clock::system_ms()
 }

@@ -1,7 +1,7 @@
-//! What a shard counts about the requests it serves, the snapshot it hands to the admin API
-//! (`ShardStats`), and the Prometheus text rendering of all shards' snapshots. Each shard
-//! counts in its own `Recorder` (no sharing); a scrape asks every shard for a snapshot
-//! through the mesh.
+//! What a shard counts about the requests it serves (labelled by `s3::op::S3Op::label`),
+//! the snapshot it hands to the admin API (`ShardStats`), and the Prometheus text rendering
+//! of all shards' snapshots. Each shard counts in its own `Recorder` (no sharing); a scrape
+//! asks every shard for a snapshot through the mesh.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::http::RequestHead;
+pub use crate::model::tasks::TaskProgress;
 use crate::storage::StorageStats;
 
 /// Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf.
@@ -97,34 +97,6 @@ impl Recorder {
     }
 }
 
-/// A long operator action on one shard (scrub, GC), as `granary status` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TaskProgress {
-    /// `scrub` or `gc`.
-    pub task: String,
-    /// `running`, `done` or `failed: <why>`.
-    pub state: String,
-    pub started_ms: u64,
-    pub finished_ms: Option<u64>,
-    /// Units done and (when known) the total: blocks for a scrub, blocks dropped and
-    /// segments compacted for GC.
-    pub done: u64,
-    pub total: Option<u64>,
-}
-
-impl TaskProgress {
-    /// Fraction done, 0 to 1 (1 once finished).
-    pub fn ratio(&self) -> f64 {
-        if self.finished_ms.is_some() {
-            return 1.0;
-        }
-        match self.total {
-            Some(t) if t > 0 => (self.done as f64 / t as f64).min(1.0),
-            _ => 0.0,
-        }
-    }
-}
-
 /// A shard's whole state, as the admin API reports it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShardStats {
@@ -149,7 +121,7 @@ pub struct ShardStats {
     pub md5: Md5Figures,
 }
 
-/// How the shard's MD5 lanes were used (`server::md5_lanes`): mean lanes per round is
+/// How the shard's MD5 lanes were used (`api::md5_lanes`): mean lanes per round is
 /// `blocks / rounds`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Md5Figures {
@@ -210,120 +182,6 @@ impl Recorder {
         stats.connections_refused = self.connections_refused;
         stats.requests_too_slow = self.requests_too_slow;
         stats.object_read_errors = self.object_read_errors;
-    }
-}
-
-/// Subresources that name bucket operations: (query key, GET, PUT, DELETE).
-const BUCKET_SUBRESOURCES: &[(&str, &str, &str, &str)] = &[
-    ("acl", "GetBucketAcl", "PutBucketAcl", "Other"),
-    ("cors", "GetBucketCors", "PutBucketCors", "DeleteBucketCors"),
-    (
-        "lifecycle",
-        "GetBucketLifecycleConfiguration",
-        "PutBucketLifecycleConfiguration",
-        "DeleteBucketLifecycle",
-    ),
-    (
-        "website",
-        "GetBucketWebsite",
-        "PutBucketWebsite",
-        "DeleteBucketWebsite",
-    ),
-    (
-        "tagging",
-        "GetBucketTagging",
-        "PutBucketTagging",
-        "DeleteBucketTagging",
-    ),
-    (
-        "policy",
-        "GetBucketPolicy",
-        "PutBucketPolicy",
-        "DeleteBucketPolicy",
-    ),
-    (
-        "versioning",
-        "GetBucketVersioning",
-        "PutBucketVersioning",
-        "Other",
-    ),
-    ("location", "GetBucketLocation", "Other", "Other"),
-    ("uploads", "ListMultipartUploads", "Other", "Other"),
-    ("versions", "ListObjectVersions", "Other", "Other"),
-];
-
-/// Subresources that name object operations: (query key, GET, PUT, DELETE).
-const OBJECT_SUBRESOURCES: &[(&str, &str, &str, &str)] = &[
-    ("acl", "GetObjectAcl", "PutObjectAcl", "Other"),
-    (
-        "tagging",
-        "GetObjectTagging",
-        "PutObjectTagging",
-        "DeleteObjectTagging",
-    ),
-    ("attributes", "GetObjectAttributes", "Other", "Other"),
-];
-
-fn by_method(
-    table: &[(&str, &'static str, &'static str, &'static str)],
-    head: &RequestHead,
-) -> Option<&'static str> {
-    let (_, get, put, delete) = table.iter().find(|row| head.has_query(row.0))?;
-    match head.method.as_str() {
-        "GET" => Some(get),
-        "PUT" => Some(put),
-        "DELETE" => Some(delete),
-        _ => None,
-    }
-}
-
-/// The S3 operation a request asks for, by its method, its address and its query: the
-/// label of the request metrics. Unknown shapes are `Other`.
-pub fn operation(head: &RequestHead, bucket: bool, key: bool) -> &'static str {
-    let method = head.method.as_str();
-    if method == "OPTIONS" {
-        return "PreflightCors";
-    }
-    if !bucket {
-        return if method == "GET" {
-            "ListBuckets"
-        } else {
-            "Other"
-        };
-    }
-    let upload = head.query_param("uploadId").is_some();
-    let copy = head.header("x-amz-copy-source").is_some();
-    if !key {
-        if let Some(op) = by_method(BUCKET_SUBRESOURCES, head) {
-            return op;
-        }
-        return match method {
-            "GET" if head.query_param("list-type") == Some("2") => "ListObjectsV2",
-            "GET" => "ListObjects",
-            "HEAD" => "HeadBucket",
-            "PUT" => "CreateBucket",
-            "DELETE" => "DeleteBucket",
-            "POST" if head.has_query("delete") => "DeleteObjects",
-            "POST" => "PostObject",
-            _ => "Other",
-        };
-    }
-    if let Some(op) = by_method(OBJECT_SUBRESOURCES, head) {
-        return op;
-    }
-    match method {
-        "GET" if upload => "ListParts",
-        "GET" => "GetObject",
-        "HEAD" => "HeadObject",
-        "PUT" if upload && copy => "UploadPartCopy",
-        "PUT" if upload => "UploadPart",
-        "PUT" if copy => "CopyObject",
-        "PUT" => "PutObject",
-        "DELETE" if upload => "AbortMultipartUpload",
-        "DELETE" => "DeleteObject",
-        "POST" if head.has_query("uploads") => "CreateMultipartUpload",
-        "POST" if upload => "CompleteMultipartUpload",
-        _ => "Other",
     }
 }
 
@@ -667,51 +525,6 @@ pub fn render_prometheus(all: &[ShardStats]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn head(method: &str, query: &str, headers: &[(&str, &str)]) -> RequestHead {
-        let mut text = format!("{method} /b/k?{query} HTTP/1.1\r\nHost: x\r\n");
-        for (n, v) in headers {
-            text.push_str(&format!("{n}: {v}\r\n"));
-        }
-        text.push_str("\r\n");
-        crate::http::parse_head(text.as_bytes()).unwrap().unwrap().0
-    }
-
-    #[test]
-    fn operations_are_named_as_s3_names_them() {
-        let cases = [
-            ("GET", "", false, false, "ListBuckets"),
-            ("GET", "list-type=2&prefix=a", true, false, "ListObjectsV2"),
-            ("GET", "", true, false, "ListObjects"),
-            ("GET", "uploads", true, false, "ListMultipartUploads"),
-            ("PUT", "cors", true, false, "PutBucketCors"),
-            ("DELETE", "lifecycle", true, false, "DeleteBucketLifecycle"),
-            ("POST", "delete", true, false, "DeleteObjects"),
-            ("PUT", "", true, false, "CreateBucket"),
-            ("GET", "", true, true, "GetObject"),
-            ("GET", "uploadId=1", true, true, "ListParts"),
-            ("PUT", "partNumber=1&uploadId=1", true, true, "UploadPart"),
-            ("POST", "uploads", true, true, "CreateMultipartUpload"),
-            ("POST", "uploadId=1", true, true, "CompleteMultipartUpload"),
-            ("DELETE", "uploadId=1", true, true, "AbortMultipartUpload"),
-            ("GET", "attributes", true, true, "GetObjectAttributes"),
-            ("OPTIONS", "", true, true, "PreflightCors"),
-            ("PATCH", "", true, true, "Other"),
-        ];
-        for (method, query, bucket, key, want) in cases {
-            assert_eq!(
-                operation(&head(method, query, &[]), bucket, key),
-                want,
-                "{method} ?{query}"
-            );
-        }
-        let copy = [("x-amz-copy-source", "/a/b")];
-        assert_eq!(operation(&head("PUT", "", &copy), true, true), "CopyObject");
-        assert_eq!(
-            operation(&head("PUT", "partNumber=2&uploadId=1", &copy), true, true),
-            "UploadPartCopy"
-        );
-    }
 
     #[test]
     fn histogram_buckets_are_cumulative_in_the_text() {

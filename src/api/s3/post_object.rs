@@ -14,11 +14,13 @@
 
 use std::rc::Rc;
 
-use super::conn::{Body, PayloadFilter, Response};
+use super::objects;
 use super::router::{self, check, Caller, Need};
-use super::{now_ms, objects, Shard};
+use crate::api::conn::{Body, PayloadFilter, Response};
+use crate::api::Gateway;
 use crate::http::form::{self, FormEvent, FormParser, PartHead};
 use crate::http::{url_encode_key, RequestHead};
+use crate::model::now_ms;
 use crate::s3::error::S3Error;
 use crate::s3::policy;
 use crate::s3::sigv4::{PayloadMode, Verified};
@@ -37,15 +39,6 @@ const OBJECT_FIELDS: &[&str] = &[
     "expires",
     "x-amz-website-redirect-location",
 ];
-
-/// A POST with a form body: S3's POST Object (browsers do not sign these requests).
-pub fn is_form_upload(head: &RequestHead) -> bool {
-    head.header("content-type").is_some_and(|t| {
-        t.trim_start()
-            .to_ascii_lowercase()
-            .starts_with("multipart/form-data")
-    })
-}
 
 fn malformed(e: form::FormError) -> S3Error {
     S3Error::MalformedPOSTRequest(format!(
@@ -152,7 +145,7 @@ impl PayloadFilter for FileFilter {
 /// Checks the form's signature and policy; returns the caller (the key that signed) and
 /// the object key.
 fn authorize(
-    shard: &Shard,
+    shard: &Gateway,
     fields: &[(String, String)],
     file: &PartHead,
     bucket: &str,
@@ -245,7 +238,7 @@ fn object_head(head: &RequestHead, fields: &[(String, String)], file: &PartHead)
 }
 
 pub async fn handle(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     bucket_name: &str,

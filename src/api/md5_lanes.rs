@@ -18,6 +18,10 @@
 //! block queued, or [`GATHER_MAX`] after the round's first block. A lone upload is hashed
 //! at once; concurrent ones wait at most `GATHER_MAX` per block, and an upload keeps reading
 //! meanwhile (its blocks are written a few at a time behind it).
+//!
+//! The queue is bounded: at most [`QUEUE_JOBS_MAX`] blocks are queued or being hashed, and
+//! an upload that finds it full waits for room before it queues its block (and so before it
+//! reads more of its body).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -26,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
+use glommio::sync::{Semaphore, StaticPermit};
 use md5_many::{Md5Many, Md5State};
 
 use crate::storage::BlockBuf;
@@ -36,6 +41,8 @@ const ROUND_LANES_MAX: usize = 48;
 const ROUND_LANES_TARGET: usize = 16;
 /// ... or this long after its first block was queued.
 const GATHER_MAX: Duration = Duration::from_millis(20);
+/// Blocks queued or being hashed at most: two full rounds.
+pub const QUEUE_JOBS_MAX: usize = 2 * ROUND_LANES_MAX;
 
 /// One upload's running MD5, shared between the upload and the shard's worker.
 #[derive(Clone)]
@@ -95,14 +102,31 @@ struct Job {
     stream: Md5Stream,
     data: BlockBuf,
     done: oneshot::Sender<BlockBuf>,
+    /// The job's room in the queue, given back once it is answered.
+    _room: Option<StaticPermit>,
 }
 
 /// A shard's MD5 worker: see the module's text.
 pub struct Md5Lanes {
     tx: mpsc::UnboundedSender<Job>,
+    /// Room in the queue: `QUEUE_JOBS_MAX` jobs.
+    room: Rc<Semaphore>,
     counters: Rc<LaneCounters>,
     /// Uploads in progress on the shard (live [`Md5Stream`]s that have sent a block).
     active: Rc<Cell<usize>>,
+}
+
+/// A block on its way through the lanes: hashed already, or queued.
+pub struct Hashing(Result<BlockBuf, oneshot::Receiver<BlockBuf>>);
+
+impl Hashing {
+    /// The block's bytes, once they are hashed.
+    pub async fn done(self) -> BlockBuf {
+        match self.0 {
+            Ok(data) => data,
+            Err(rx) => rx.await.expect("the MD5 worker answers every job it takes"),
+        }
+    }
 }
 
 /// How full the rounds were.
@@ -125,38 +149,33 @@ impl Md5Lanes {
         glommio::spawn_local(worker(rx, Rc::clone(&counters), Rc::clone(&active))).detach();
         Self {
             tx,
+            room: Rc::new(Semaphore::new(QUEUE_JOBS_MAX as u64)),
             counters,
             active,
         }
     }
 
-    /// Queues `data` as the next bytes of `stream`; the returned future gives the bytes
-    /// back once they are hashed. Call it in the order of the stream's bytes.
-    pub fn submit(
-        &self,
-        stream: &Md5Stream,
-        data: BlockBuf,
-    ) -> impl std::future::Future<Output = BlockBuf> {
+    /// Waits for room in the queue, then queues `data` as the next bytes of `stream`; the
+    /// returned [`Hashing`] gives the bytes back once they are hashed. Call it in the order
+    /// of the stream's bytes, each call once the one before has returned.
+    pub async fn submit(&self, stream: &Md5Stream, data: BlockBuf) -> Hashing {
         stream.count_once();
+        // An error means the semaphore is closed, which nothing does: queue anyway.
+        let room = self.room.acquire_static_permit(1).await.ok();
         let (done, rx) = oneshot::channel();
         let job = Job {
             stream: stream.clone(),
             data,
             done,
+            _room: room,
         };
-        let fallback = match self.tx.unbounded_send(job) {
-            Ok(()) => None,
+        match self.tx.unbounded_send(job) {
+            Ok(()) => Hashing(Err(rx)),
             // The worker is gone (the shard is stopping): hash here.
             Err(e) => {
                 let job = e.into_inner();
                 job.stream.update(&job.data);
-                Some(job.data)
-            }
-        };
-        async move {
-            match fallback {
-                Some(data) => data,
-                None => rx.await.expect("the MD5 worker answers every job it takes"),
+                Hashing(Ok(job.data))
             }
         }
     }
@@ -276,6 +295,7 @@ mod tests {
             stream: stream.clone(),
             data: BlockBuf::from(&data[..]),
             done,
+            _room: None,
         };
         (job, rx)
     }
@@ -339,6 +359,35 @@ mod tests {
         assert_eq!(active.get(), 1, "a queued job still holds the stream");
         drop(clone);
         assert_eq!(active.get(), 0);
+    }
+
+    #[test]
+    fn a_full_queue_makes_the_next_block_wait() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async {
+                let lanes = Md5Lanes::start();
+                let stream = Md5Stream::new(&lanes);
+                let mut body = Vec::new();
+                let mut queued = Vec::new();
+                for i in 0..QUEUE_JOBS_MAX {
+                    body.push(i as u8);
+                    queued.push(lanes.submit(&stream, BlockBuf::from(&[i as u8][..])).await);
+                }
+                assert_eq!(lanes.room.available(), 0, "the queue is full");
+                // Room comes back as the worker answers; the next block waits for it.
+                body.push(0xff);
+                let last = lanes.submit(&stream, BlockBuf::from(&[0xff][..])).await;
+                for hashing in queued {
+                    hashing.done().await;
+                }
+                last.done().await;
+                let want: [u8; 16] = md5::Md5::digest(&body).into();
+                assert_eq!(stream.finish(), want);
+                assert_eq!(lanes.room.available(), QUEUE_JOBS_MAX as u64);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     proptest::proptest! {

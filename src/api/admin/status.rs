@@ -7,25 +7,26 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::api::{error_json, Answer};
-use crate::server::metrics::{self, ShardStats};
-use crate::server::shard_api::{ShardRequest, ShardResponse, Task};
-use crate::server::{now_ms, Shard};
+use super::tables::{error_json, Answer};
+use crate::api::metrics::{self, ShardStats};
+use crate::api::Gateway;
+use crate::model::now_ms;
+use crate::model::ops::{DataRequest, DataResponse, Task};
 
 /// How long a shard may take to answer a health or statistics request.
 const SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every shard's snapshot, or the shards that did not answer in time.
-pub async fn all_stats(shard: &Rc<Shard>) -> Result<Vec<ShardStats>, Vec<u16>> {
+pub async fn all_stats(shard: &Rc<Gateway>) -> Result<Vec<ShardStats>, Vec<u16>> {
     let mut stats = Vec::with_capacity(usize::from(shard.shards));
     let mut missing = Vec::new();
     for s in 0..shard.shards {
         let answer = glommio::timer::timeout(SHARD_ANSWER_TIMEOUT, async {
-            Ok(shard.call_on(s, ShardRequest::Stats).await)
+            Ok(shard.control.stats(s).await)
         })
         .await;
         match answer {
-            Ok(ShardResponse::Stats(one)) => stats.push(*one),
+            Ok(Some(one)) => stats.push(one),
             _ => missing.push(s),
         }
     }
@@ -37,7 +38,7 @@ pub async fn all_stats(shard: &Rc<Shard>) -> Result<Vec<ShardStats>, Vec<u16>> {
 }
 
 /// `GET /health`: 200 only while every shard answers and the node is not stopping.
-pub async fn health(shard: &Rc<Shard>) -> Answer {
+pub async fn health(shard: &Rc<Gateway>) -> Answer {
     if crate::runtime::stopping() {
         return (503, error_json("the node is stopping"));
     }
@@ -55,7 +56,7 @@ pub async fn health(shard: &Rc<Shard>) -> Answer {
 }
 
 /// `GET /metrics`, in the Prometheus text format.
-pub async fn prometheus(shard: &Rc<Shard>) -> Result<String, Answer> {
+pub async fn prometheus(shard: &Rc<Gateway>) -> Result<String, Answer> {
     match all_stats(shard).await {
         Ok(stats) => Ok(metrics::render_prometheus(&stats)),
         Err(missing) => Err((
@@ -98,7 +99,7 @@ pub fn mark_started() {
 }
 
 /// `GET /v1/status`.
-pub async fn status(shard: &Rc<Shard>) -> Answer {
+pub async fn status(shard: &Rc<Gateway>) -> Answer {
     let stats = match all_stats(shard).await {
         Ok(stats) => stats,
         Err(missing) => {
@@ -137,7 +138,7 @@ pub async fn status(shard: &Rc<Shard>) -> Answer {
 }
 
 /// `GET /v1/stats`: every shard's snapshot.
-pub async fn stats(shard: &Rc<Shard>) -> Answer {
+pub async fn stats(shard: &Rc<Gateway>) -> Answer {
     match all_stats(shard).await {
         Ok(stats) => (200, serde_json::to_string(&stats).expect("stats serialize")),
         Err(missing) => (
@@ -148,12 +149,12 @@ pub async fn stats(shard: &Rc<Shard>) -> Answer {
 }
 
 /// `POST /v1/scrub` and `POST /v1/gc`: start the task on every shard.
-pub async fn start(shard: &Rc<Shard>, task: Task) -> Answer {
+pub async fn start(shard: &Rc<Gateway>, task: Task) -> Answer {
     let mut busy = Vec::new();
     for s in 0..shard.shards {
-        match shard.call_on(s, ShardRequest::StartTask { task }).await {
-            ShardResponse::Done(Ok(())) => {}
-            ShardResponse::Done(Err(e)) => busy.push(format!("shard {s}: {e:?}")),
+        match shard.call_on(s, DataRequest::StartTask { task }).await {
+            DataResponse::Done(Ok(())) => {}
+            DataResponse::Done(Err(e)) => busy.push(format!("shard {s}: {e:?}")),
             other => busy.push(format!("shard {s}: {other:?}")),
         }
     }

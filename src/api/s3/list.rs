@@ -5,12 +5,13 @@
 
 use std::rc::Rc;
 
-use super::conn::Response;
+use super::router;
 use super::router::Caller;
-use super::shard_api::ShardRequest;
-use super::{router, Shard};
+use crate::api::conn::Response;
+use crate::api::Gateway;
 use crate::http::{self, RequestHead};
 use crate::meta::types::{BucketRow, ObjectRow};
+use crate::model::ops::DataRequest;
 use crate::s3::error::S3Error;
 use crate::s3::{checksum, xml};
 
@@ -32,7 +33,7 @@ fn past_prefix(prefix: &str) -> String {
 }
 
 async fn page(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     prefix: &str,
     cursor: &str,
@@ -41,7 +42,7 @@ async fn page(
     let mut merged = Vec::new();
     let mut horizon: Option<String> = None;
     for s in 0..shard.shards {
-        let request = ShardRequest::ListObjects {
+        let request = DataRequest::ListObjects {
             bucket: bucket.id,
             prefix: prefix.into(),
             start_after: cursor.into(),
@@ -65,7 +66,7 @@ async fn page(
 
 /// Lists up to `max_keys` entries (keys and common prefixes) after `start_after`.
 pub async fn collect(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     prefix: &str,
     delimiter: Option<&str>,
@@ -172,7 +173,7 @@ fn entries(
 
 /// ListObjects (V1) and ListObjectsV2.
 pub async fn list_objects(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
 ) -> Result<Response, S3Error> {
@@ -232,7 +233,7 @@ pub async fn list_objects(
 /// ListObjectVersions on a bucket without versioning: every object is its one version,
 /// `null`, and the latest.
 pub async fn list_versions(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
 ) -> Result<Response, S3Error> {
@@ -341,7 +342,7 @@ fn bucket_page<'n>(
 /// (`max-buckets`, `continuation-token`, `prefix`; `bucket-region` other than the node's
 /// lists nothing, since every bucket is in the node's region).
 pub fn list_buckets(
-    shard: &Shard,
+    shard: &Gateway,
     head: &RequestHead,
     caller: &Caller,
 ) -> Result<Response, S3Error> {

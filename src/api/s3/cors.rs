@@ -5,34 +5,37 @@
 
 use std::rc::Rc;
 
-use super::conn::{Body, Listener, Response};
-use super::router::{self, check, read_small_body, Caller, Need};
-use super::{access, website, Shard};
+use super::op::S3Op;
+use super::router::{self, read_small_body, Caller};
+use crate::api::conn::{Body, Listener, Response};
+use crate::api::website;
+use crate::api::Gateway;
 use crate::http::RequestHead;
+use crate::meta::types::BucketRow;
+use crate::model::bucket::{edit_bucket, BucketEdit};
 use crate::s3::cors;
 use crate::s3::error::S3Error;
 
-/// `?cors` on a bucket: PUT, GET, DELETE (owner only, as on S3).
+/// `?cors` on a bucket: PUT, GET, DELETE (owner only, as on S3: checked by the router).
 pub async fn bucket_cors_op(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
+    op: S3Op,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
-    bucket: &str,
+    row: &BucketRow,
 ) -> Result<Response, S3Error> {
-    let row = router::lookup_bucket(shard, bucket)?;
-    check(caller, &row, Need::Owner)?;
-    match head.method.as_str() {
-        "PUT" => {
+    match op {
+        S3Op::PutBucketCors => {
             let xml = read_small_body(body, head, caller).await?;
             let rules = cors::parse_cors_configuration(&xml)?;
-            access::edit_bucket(shard, bucket, move |row| row.cors = rules).await?;
+            edit_bucket(shard, &row.name, BucketEdit::SetCors(rules)).await?;
             Ok(Response::new(200))
         }
-        "GET" if row.cors.is_empty() => Err(S3Error::NoSuchCORSConfiguration),
-        "GET" => Ok(Response::xml(200, cors::cors_configuration_xml(&row.cors))),
-        "DELETE" => {
-            access::edit_bucket(shard, bucket, |row| row.cors.clear()).await?;
+        S3Op::GetBucketCors if row.cors.is_empty() => Err(S3Error::NoSuchCORSConfiguration),
+        S3Op::GetBucketCors => Ok(Response::xml(200, cors::cors_configuration_xml(&row.cors))),
+        S3Op::DeleteBucketCors => {
+            edit_bucket(shard, &row.name, BucketEdit::SetCors(Vec::new())).await?;
             Ok(Response::new(204))
         }
         _ => Err(S3Error::MethodNotAllowed),
@@ -43,7 +46,7 @@ pub async fn bucket_cors_op(
 /// not exist answers as one without rules (403 `AccessForbidden`): a preflight is
 /// anonymous, and must not tell which names exist.
 pub fn preflight(
-    shard: &Shard,
+    shard: &Gateway,
     head: &RequestHead,
     bucket: Option<&str>,
 ) -> Result<Response, S3Error> {
@@ -64,7 +67,7 @@ pub fn preflight(
 /// Adds the `Access-Control-*` headers of the matching rule to an actual response (of any
 /// status, as S3 does) when the request carries an `Origin`.
 pub fn add_response_headers(
-    shard: &Shard,
+    shard: &Gateway,
     head: &RequestHead,
     listener: Listener,
     response: &mut Response,

@@ -15,39 +15,41 @@
 
 use std::rc::Rc;
 
-use super::access::edit_bucket;
 use super::conn::{Body, Response, ResponseBody};
-use super::router::{self, check, read_small_body, Caller, Need};
-use super::{objects, Shard};
+use super::s3::objects;
+use super::s3::op::S3Op;
+use super::s3::router::{read_small_body, Caller};
+use crate::api::Gateway;
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
+use crate::model::bucket::{edit_bucket, BucketEdit};
 use crate::s3::error::S3Error;
 use crate::s3::website::{key_for_path, parse_website_configuration, website_configuration_xml};
 use crate::s3::xml::escape;
 
-/// `?website` on a bucket: PUT, GET, DELETE (owner only, as on S3).
+/// `?website` on a bucket: PUT, GET, DELETE (owner only, as on S3: checked by the router).
 pub async fn bucket_website_op(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
+    op: S3Op,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
-    bucket: &str,
+    row: &BucketRow,
 ) -> Result<Response, S3Error> {
-    let row = router::lookup_bucket(shard, bucket)?;
-    check(caller, &row, Need::Owner)?;
-    match head.method.as_str() {
-        "PUT" => {
+    match op {
+        S3Op::PutBucketWebsite => {
             let xml = read_small_body(body, head, caller).await?;
             let config = parse_website_configuration(&xml)?;
-            edit_bucket(shard, bucket, move |row| row.website = Some(config)).await?;
+            let edit = BucketEdit::SetWebsite(Some(config));
+            edit_bucket(shard, &row.name, edit).await?;
             Ok(Response::new(200))
         }
-        "GET" => match &row.website {
+        S3Op::GetBucketWebsite => match &row.website {
             Some(config) => Ok(Response::xml(200, website_configuration_xml(config))),
             None => Err(S3Error::NoSuchWebsiteConfiguration),
         },
-        "DELETE" => {
-            edit_bucket(shard, bucket, |row| row.website = None).await?;
+        S3Op::DeleteBucketWebsite => {
+            edit_bucket(shard, &row.name, BucketEdit::SetWebsite(None)).await?;
             Ok(Response::new(204))
         }
         _ => Err(S3Error::MethodNotAllowed),
@@ -56,7 +58,7 @@ pub async fn bucket_website_op(
 
 /// The bucket a website request names: `<bucket>.<web-root-domain>` in Host, or else the
 /// whole host name (without port).
-pub fn host_bucket(shard: &Shard, head: &RequestHead) -> Option<String> {
+pub fn host_bucket(shard: &Gateway, head: &RequestHead) -> Option<String> {
     let host = head.header("host")?.trim();
     let host = match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
@@ -76,14 +78,14 @@ pub fn host_bucket(shard: &Shard, head: &RequestHead) -> Option<String> {
 }
 
 /// Serves one request of the website listener. Errors are HTML pages, never XML.
-pub async fn handle(shard: &Rc<Shard>, head: &RequestHead, rid: &str) -> Response {
+pub async fn handle(shard: &Rc<Gateway>, head: &RequestHead, rid: &str) -> Response {
     match serve(shard, head).await {
         Ok(response) => response,
         Err(error) => error_page(&error, rid, head.method == "HEAD"),
     }
 }
 
-async fn serve(shard: &Rc<Shard>, head: &RequestHead) -> Result<Response, S3Error> {
+async fn serve(shard: &Rc<Gateway>, head: &RequestHead) -> Result<Response, S3Error> {
     // A name that is no bucket answers as a bucket that is no website: visitors are
     // anonymous, and must not learn which names exist.
     let name = host_bucket(shard, head).ok_or(S3Error::NoSuchWebsiteConfiguration)?;
@@ -95,7 +97,7 @@ async fn serve(shard: &Rc<Shard>, head: &RequestHead) -> Result<Response, S3Erro
         return Err(S3Error::NoSuchWebsiteConfiguration);
     };
     if head.method == "OPTIONS" {
-        return super::cors::preflight(shard, head, Some(&name));
+        return super::s3::cors::preflight(shard, head, Some(&name));
     }
     if head.method != "GET" && head.method != "HEAD" {
         return Err(S3Error::MethodNotAllowed);
@@ -154,7 +156,7 @@ fn redirect_or(response: Response) -> Response {
 
 /// The bucket's error document, with status 404; a plain 404 when it is missing too.
 async fn error_document(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     error_key: &str,

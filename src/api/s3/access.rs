@@ -1,58 +1,24 @@
-//! Access control beyond the per-key permission check (`router::check`): anonymous reads
-//! of public buckets, canned ACLs (`x-amz-acl`), and the ACL views (Get/PutBucketAcl,
-//! Get/PutObjectAcl). See `s3::acl` for how permissions map to ACL grants.
+//! Access control beyond the per-key permission check (`router::check`, with the
+//! permission `op::S3Op::need` names): anonymous reads of public buckets, canned ACLs
+//! (`x-amz-acl`), and the ACL views (Get/PutBucketAcl, Get/PutObjectAcl). See `s3::acl` for
+//! how permissions map to ACL grants.
 //!
-//! Required permissions: bucket ACL get/put and object ACL put need `owner`; object ACL
-//! get needs `read`.
+//! Required permissions (checked by the router): bucket ACL get/put and object ACL put
+//! need `owner`; object ACL get needs `read`.
 
 use std::rc::Rc;
 
-use super::conn::{Body, Response};
-use super::router::{self, check, Caller, Need};
-use super::shard_api::{BucketChange, NameHold, ShardRequest};
-use super::{list, objects, Shard};
+use super::op::S3Op;
+use super::router::{self, Caller};
+use super::{list, objects};
+use crate::api::conn::{Body, Response};
+use crate::api::Gateway;
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
+use crate::model::bucket::{self, BucketEdit};
 use crate::s3::acl::{self, CannedAcl};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
-
-/// Query parameters that make a request something else than a plain read, listing, or
-/// bucket creation / deletion.
-pub const SUBRESOURCES: &[&str] = &[
-    "accelerate",
-    "acl",
-    "analytics",
-    "attributes",
-    "cors",
-    "delete",
-    "encryption",
-    "intelligent-tiering",
-    "inventory",
-    "legal-hold",
-    "lifecycle",
-    "location",
-    "logging",
-    "metrics",
-    "notification",
-    "object-lock",
-    "ownershipControls",
-    "policy",
-    "policyStatus",
-    "publicAccessBlock",
-    "replication",
-    "requestPayment",
-    "restore",
-    "retention",
-    "select",
-    "tagging",
-    "torrent",
-    "uploadId",
-    "uploads",
-    "versioning",
-    "versions",
-    "website",
-];
 
 fn denied() -> S3Error {
     S3Error::AccessDenied("anonymous access is allowed only to read public-read buckets".into())
@@ -62,7 +28,8 @@ fn denied() -> S3Error {
 /// a `public-read` bucket; `AccessDenied` for everything else (whether the bucket exists
 /// or not, so that names do not leak).
 pub async fn anonymous(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
+    op: S3Op,
     head: &RequestHead,
     bucket: Option<&str>,
     key: Option<&str>,
@@ -76,8 +43,7 @@ pub async fn anonymous(
         .bucket(bucket)
         .cloned()
         .ok_or_else(denied)?;
-    let read = matches!(head.method.as_str(), "GET" | "HEAD");
-    if !row.public_read || !read || SUBRESOURCES.iter().any(|s| head.has_query(s)) {
+    if !row.public_read || !op.public_read() {
         return Err(denied());
     }
     let overrides = head
@@ -89,12 +55,14 @@ pub async fn anonymous(
             "request specific response headers cannot be used for anonymous GET requests".into(),
         ));
     }
-    match key {
-        Some(key) => objects::get_object(shard, head, &row, key).await,
-        None if head.method == "HEAD" => {
+    match (op, key) {
+        (S3Op::GetObject | S3Op::HeadObject, Some(key)) => {
+            objects::get_object(shard, head, &row, key).await
+        }
+        (S3Op::HeadBucket, None) => {
             Ok(Response::new(200).header("x-amz-bucket-region", &shard.config.s3_region))
         }
-        None => list::list_objects(shard, head, &row).await,
+        _ => list::list_objects(shard, head, &row).await,
     }
 }
 
@@ -142,54 +110,7 @@ pub fn check_object_acl(head: &RequestHead, bucket: &BucketRow) -> Result<(), S3
     }
 }
 
-/// Changes a bucket's row through shard 0 (`global::change_bucket`, which runs `change` on
-/// the row it holds); returns the live row as it now is.
-pub async fn change_bucket(
-    shard: &Shard,
-    name: &str,
-    change: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
-) -> Result<Option<BucketRow>, S3Error> {
-    change_bucket_holding(shard, name, NameHold::None, change).await
-}
-
-/// [`change_bucket`] as a step of DeleteBucket, which holds the name (see [`NameHold`]).
-pub async fn change_bucket_holding(
-    shard: &Shard,
-    name: &str,
-    hold: NameHold,
-    apply: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
-) -> Result<Option<BucketRow>, S3Error> {
-    let change = BucketChange {
-        apply: Box::new(apply),
-        hold,
-    };
-    shard
-        .call(ShardRequest::ChangeBucket {
-            name: name.to_string(),
-            change,
-        })
-        .await
-        .bucket()
-        .map_err(S3Error::from)
-}
-
-/// Edits a live bucket's row (NoSuchBucket if it was deleted meanwhile); returns the row.
-pub async fn edit_bucket(
-    shard: &Shard,
-    name: &str,
-    edit: impl FnOnce(&mut BucketRow) + Send + 'static,
-) -> Result<BucketRow, S3Error> {
-    let row = change_bucket(shard, name, move |current| {
-        let mut row = current.cloned().ok_or(S3Error::NoSuchBucket)?;
-        edit(&mut row);
-        Ok(Some(row))
-    })
-    .await?;
-    row.ok_or(S3Error::NoSuchBucket)
-}
-
-pub fn get_bucket_acl(caller: &Caller, bucket: &BucketRow) -> Result<Response, S3Error> {
-    check(caller, bucket, Need::Owner)?;
+pub fn get_bucket_acl(bucket: &BucketRow) -> Result<Response, S3Error> {
     let grants = acl::bucket_grants(&bucket.grants, bucket.public_read);
     let owner = router::bucket_owner(bucket);
     Ok(Response::xml(
@@ -199,32 +120,27 @@ pub fn get_bucket_acl(caller: &Caller, bucket: &BucketRow) -> Result<Response, S
 }
 
 pub async fn put_bucket_acl(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
     bucket: &BucketRow,
 ) -> Result<Response, S3Error> {
-    check(caller, bucket, Need::Owner)?;
     let document = router::read_small_body(body, head, caller).await?;
     let current = acl::bucket_grants(&bucket.grants, false);
     let public_read = requested_public_read(head, &document, &current)?;
     if public_read != bucket.public_read {
-        edit_bucket(shard, &bucket.name, move |row| {
-            row.public_read = public_read
-        })
-        .await?;
+        let edit = BucketEdit::SetPublicRead(public_read);
+        bucket::edit_bucket(shard, &bucket.name, edit).await?;
     }
     Ok(Response::new(200))
 }
 
 pub async fn get_object_acl(
-    shard: &Rc<Shard>,
-    caller: &Caller,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
 ) -> Result<Response, S3Error> {
-    check(caller, bucket, Need::Read)?;
     objects::fetch_object(shard, bucket, key).await?;
     let grants = acl::object_grants(&bucket.grants, bucket.public_read);
     let owner = router::bucket_owner(bucket);
@@ -235,14 +151,13 @@ pub async fn get_object_acl(
 }
 
 pub async fn put_object_acl(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
     bucket: &BucketRow,
     key: &str,
 ) -> Result<Response, S3Error> {
-    check(caller, bucket, Need::Owner)?;
     let document = router::read_small_body(body, head, caller).await?;
     objects::fetch_object(shard, bucket, key).await?;
     let current = acl::object_grants(&bucket.grants, false);

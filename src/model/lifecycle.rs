@@ -3,9 +3,12 @@
 //! the objects whose expiration has come and aborts the uploads older than their rule
 //! allows. It works in small batches, yields between items, and stops with the node.
 //!
-//! An object is deleted only if its row is still the one found expired (a conditional
-//! delete decided in the store's write transaction), so an object rewritten meanwhile
-//! survives. Progress is logged per pass and counted in `LifecycleStats`.
+//! The worker reads the rows its own shard holds, and deletes and aborts through the same
+//! owner-side operations as any client (`ops::DataRequest::DeleteObject`, `DeleteUpload`),
+//! never writing the store past them. An object is deleted only if its row is still the one
+//! found expired (a conditional delete decided in the store's write transaction), so an
+//! object rewritten meanwhile survives. Progress is logged per pass and counted in
+//! `LifecycleStats`.
 
 use std::cell::Cell;
 use std::rc::{Rc, Weak};
@@ -13,12 +16,11 @@ use std::time::{Duration, Instant};
 
 use glommio::{Latency, Shares};
 
-use super::objects::{release_blocks, release_dropped};
-use super::{now_ms, Shard};
+use super::ops::{DataError, DataRequest, WriteCondition};
+use super::{now_ms, release_blocks, release_dropped, Shard};
 use crate::meta::lifecycle::LifecycleConfig;
-use crate::meta::types::{BucketRow, Condition, VersionId};
+use crate::meta::types::{BucketRow, VersionId};
 use crate::runtime::stopping;
-use crate::storage::ObjectPut;
 
 /// Shares of the lifecycle task queue (foreground tasks run in the default queue, 1000).
 const LIFECYCLE_SHARES: usize = 25;
@@ -218,23 +220,26 @@ async fn expire_objects(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycl
             // group commits; then their blocks are released, also together.
             let _in_flight = InFlight::new(shard);
             let deletes = expired.iter().map(|row| {
-                let marker = (VersionId::random(), shard.clock.stamp());
-                let still = Some(Condition::VersionIs(row.version));
-                shard
-                    .store
-                    .delete_object_if(&bucket.id, &row.key, marker, still)
+                shard.call(DataRequest::DeleteObject {
+                    bucket: bucket.id,
+                    key: row.key.clone(),
+                    version: VersionId::random(),
+                    stamp: shard.clock.stamp(),
+                    condition: Some(WriteCondition::VersionIs(row.version)),
+                })
             });
             let mut removed = Vec::new();
             let mut failed = false;
             for outcome in futures::future::join_all(deletes).await {
-                match outcome {
-                    Ok(ObjectPut::Written(written)) => removed.push(written),
-                    Ok(ObjectPut::Refused(_)) => {} // rewritten or deleted meanwhile
+                match outcome.written() {
+                    Ok(written) if written.previous.is_some() => removed.push(written),
+                    // Rewritten or deleted meanwhile.
+                    Ok(_) | Err(DataError::PreconditionFailed) => {}
                     Err(e) => {
                         tracing::warn!(
                             shard = shard.id,
                             bucket = %bucket.name,
-                            "lifecycle delete failed: {e}",
+                            "lifecycle delete failed: {e:?}",
                         );
                         failed = true;
                     }
@@ -297,15 +302,17 @@ async fn abort_uploads(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycle
             }
             let _in_flight = InFlight::new(shard);
             let aborts = stale.iter().map(|u| {
-                let stamp = shard.clock.stamp();
-                shard
-                    .store
-                    .abort_upload(&bucket.id, &u.key, &u.upload_id, stamp)
+                shard.call(DataRequest::DeleteUpload {
+                    bucket: bucket.id,
+                    key: u.key.clone(),
+                    upload_id: u.upload_id.clone(),
+                    stamp: shard.clock.stamp(),
+                })
             });
             let mut parts = Vec::new();
             let mut failed = false;
             for (upload, outcome) in stale.iter().zip(futures::future::join_all(aborts).await) {
-                match outcome {
+                match outcome.upload_removed() {
                     Ok((Some(_), removed)) => {
                         parts.extend(removed);
                         bump(&stats.uploads_aborted, 1);
@@ -321,7 +328,7 @@ async fn abort_uploads(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycle
                         tracing::warn!(
                             shard = shard.id,
                             bucket = %bucket.name,
-                            "lifecycle abort failed: {e}",
+                            "lifecycle abort failed: {e:?}",
                         );
                         failed = true;
                     }

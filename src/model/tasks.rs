@@ -3,12 +3,40 @@
 
 use std::rc::Rc;
 
-use super::metrics::{ShardStats, TaskProgress};
-use super::shard_api::{ShardError, ShardResult, Task};
+use super::ops::{DataError, DataResult, Task};
 use super::{now_ms, Shard};
+use serde::{Deserialize, Serialize};
 
 /// Blocks verified per step of a requested scrub, between yields.
 const SCRUB_STEP_BLOCKS: usize = 64;
+
+/// A long operator action on one shard (scrub, GC), as `granary status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskProgress {
+    /// `scrub` or `gc`.
+    pub task: String,
+    /// `running`, `done` or `failed: <why>`.
+    pub state: String,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    /// Units done and (when known) the total: blocks for a scrub, blocks dropped and
+    /// segments compacted for GC.
+    pub done: u64,
+    pub total: Option<u64>,
+}
+
+impl TaskProgress {
+    /// Fraction done, 0 to 1 (1 once finished).
+    pub fn ratio(&self) -> f64 {
+        if self.finished_ms.is_some() {
+            return 1.0;
+        }
+        match self.total {
+            Some(t) if t > 0 => (self.done as f64 / t as f64).min(1.0),
+            _ => 0.0,
+        }
+    }
+}
 
 impl Task {
     pub fn name(self) -> &'static str {
@@ -20,36 +48,8 @@ impl Task {
 }
 
 impl Shard {
-    /// The shard's counters, storage figures and tasks.
-    pub fn stats(&self) -> ShardStats {
-        let mut stats = ShardStats {
-            shard: self.id,
-            requests_in_flight: self.requests_in_flight.get(),
-            storage: self.store.stats(),
-            tasks: self.tasks.borrow().clone(),
-            ..Default::default()
-        };
-        self.metrics.borrow().fill(&mut stats);
-        let m = self.md5.counters();
-        stats.md5 = super::metrics::Md5Figures {
-            rounds: m.rounds.get(),
-            blocks: m.jobs.get(),
-            bytes: m.bytes.get(),
-        };
-        let l = &self.lifecycle_stats;
-        stats.lifecycle = super::metrics::LifecycleFigures {
-            passes: l.passes.get(),
-            objects_scanned: l.objects_scanned.get(),
-            objects_expired: l.objects_expired.get(),
-            uploads_scanned: l.uploads_scanned.get(),
-            uploads_aborted: l.uploads_aborted.get(),
-            last_pass_ms: l.last_pass_ms.get(),
-        };
-        stats
-    }
-
     /// Starts `task` unless one of its kind is running here already.
-    pub fn start_task(self: &Rc<Self>, task: Task) -> ShardResult<()> {
+    pub fn start_task(self: &Rc<Self>, task: Task) -> DataResult<()> {
         let name = task.name();
         {
             let mut tasks = self.tasks.borrow_mut();
@@ -57,7 +57,7 @@ impl Shard {
                 .iter()
                 .any(|t| t.task == name && t.finished_ms.is_none())
             {
-                return Err(ShardError::Busy(format!("a {name} is running already")));
+                return Err(DataError::Busy(format!("a {name} is running already")));
             }
             tasks.retain(|t| t.task != name);
             tasks.push(TaskProgress {

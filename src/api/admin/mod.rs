@@ -18,8 +18,8 @@
 //! | POST | /v1/buckets/{name}/allow, /deny | `{"key", "read", "write", "owner"}` |
 //! | POST | /v1/buckets/{name}/website | `{"allow", "index_document"?, "error_document"?}` |
 
-pub mod api;
-pub mod node;
+pub mod status;
+pub mod tables;
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -27,16 +27,13 @@ use std::time::Duration;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpListener;
 
+use crate::api::tls::Stream;
+use crate::api::Gateway;
 use crate::http;
-use crate::server::shard_api::Task;
-use crate::server::tls::Stream;
-use crate::server::Shard;
+use crate::model::ops::Task;
 
 const ADMIN_BODY_BYTES_MAX: usize = 64 * 1024;
 const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Name of the token file in the data directory.
-pub const TOKEN_FILE: &str = "admin.token";
 
 /// Reads the admin token file, creating it (readable by its owner only) on first start.
 pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
@@ -56,8 +53,8 @@ pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
     Ok(token)
 }
 
-pub async fn serve(shard: Rc<Shard>, listener: TcpListener, token: Rc<String>) {
-    node::mark_started();
+pub async fn serve(shard: Rc<Gateway>, listener: TcpListener, token: Rc<String>) {
+    status::mark_started();
     loop {
         match listener.accept().await {
             Ok(tcp) => {
@@ -83,7 +80,7 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener, token: Rc<String>) {
     }
 }
 
-async fn handle_connection(shard: &Rc<Shard>, mut stream: Stream, token: &str) {
+async fn handle_connection(shard: &Rc<Gateway>, mut stream: Stream, token: &str) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     let (head, used) = loop {
@@ -91,7 +88,7 @@ async fn handle_connection(shard: &Rc<Shard>, mut stream: Stream, token: &str) {
             Ok(Some(parsed)) => break parsed,
             Ok(None) => {}
             Err(e) => {
-                let _ = respond(&mut stream, 400, &api::error_json(&e.to_string())).await;
+                let _ = respond(&mut stream, 400, &tables::error_json(&e.to_string())).await;
                 return;
             }
         }
@@ -107,7 +104,7 @@ async fn handle_connection(shard: &Rc<Shard>, mut stream: Stream, token: &str) {
             let _ = respond(
                 &mut stream,
                 413,
-                &api::error_json("body too large or chunked"),
+                &tables::error_json("body too large or chunked"),
             )
             .await;
             return;
@@ -123,13 +120,13 @@ async fn handle_connection(shard: &Rc<Shard>, mut stream: Stream, token: &str) {
     body.truncate(length);
     let method = head.method.as_str();
     let (status, json) = match (method, head.path.as_str()) {
-        ("GET", "/health") => node::health(shard).await,
+        ("GET", "/health") => status::health(shard).await,
         ("GET", "/metrics") => {
             let open = shard.config.metrics_token.as_deref();
             if open.is_some_and(|t| !authorized(&head, t)) {
-                (401, api::error_json("missing or wrong metrics token"))
+                (401, tables::error_json("missing or wrong metrics token"))
             } else {
-                match node::prometheus(shard).await {
+                match status::prometheus(shard).await {
                     Ok(text) => {
                         let _ = respond_with(&mut stream, 200, PROMETHEUS_TYPE, &text).await;
                         return;
@@ -138,12 +135,14 @@ async fn handle_connection(shard: &Rc<Shard>, mut stream: Stream, token: &str) {
                 }
             }
         }
-        _ if !authorized(&head, token) => (401, api::error_json("missing or wrong bearer token")),
-        ("GET", "/v1/status") => node::status(shard).await,
-        ("GET", "/v1/stats") => node::stats(shard).await,
-        ("POST", "/v1/scrub") => node::start(shard, Task::Scrub).await,
-        ("POST", "/v1/gc") => node::start(shard, Task::Gc).await,
-        _ => api::handle(shard, method, &head.path, &body).await,
+        _ if !authorized(&head, token) => {
+            (401, tables::error_json("missing or wrong bearer token"))
+        }
+        ("GET", "/v1/status") => status::status(shard).await,
+        ("GET", "/v1/stats") => status::stats(shard).await,
+        ("POST", "/v1/scrub") => status::start(shard, Task::Scrub).await,
+        ("POST", "/v1/gc") => status::start(shard, Task::Gc).await,
+        _ => tables::handle(shard, method, &head.path, &body).await,
     };
     let _ = respond(&mut stream, status, &json).await;
 }

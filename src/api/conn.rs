@@ -11,9 +11,10 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use sha2::{Digest, Sha256};
 
-use super::objects::ObjectBody;
+use super::s3::objects::ObjectBody;
+use super::s3::op::S3Op;
 use super::tls::Stream;
-use super::Shard;
+use crate::api::Gateway;
 use crate::http::{self, AwsChunkEvent, AwsChunkedDecoder, BodyEvent, BodyFraming, ChunkedDecoder};
 use crate::s3::error::S3Error;
 use crate::s3::sigv4::ChunkVerifier;
@@ -796,7 +797,7 @@ pub enum Listener {
 }
 
 /// Serves one connection until it closes, errs, or idles out.
-pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, listener: Listener) {
+pub async fn serve(shard: Rc<Gateway>, tcp: TcpStream, listener: Listener) {
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
     let handshake = glommio::timer::timeout(HEAD_TIMEOUT, async { Ok(Stream::accept(tcp).await) });
@@ -817,8 +818,8 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, listener: Listener) {
             HeadRead::Closed => return,
             HeadRead::Bad(error) => {
                 let started = std::time::Instant::now();
-                let rid = super::router::request_id(&shard);
-                let response = super::router::error_response(&error, "", &rid, false);
+                let rid = super::s3::router::request_id(&shard);
+                let response = super::s3::router::error_response(&error, "", &rid, false);
                 let (status, length) = (response.status, response.body_len());
                 let _ = write_response(&shard, &mut io, response, false, &rid).await;
                 let took = started.elapsed();
@@ -836,12 +837,12 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, listener: Listener) {
 /// Answers a connection the node has no room for (`--max-connections`): 503 SlowDown and
 /// close, without reading anything, within a bounded time. A TLS connection is closed
 /// unanswered (a plain response would mean nothing to it).
-pub async fn refuse(shard: Rc<Shard>, tcp: TcpStream) {
+pub async fn refuse(shard: Rc<Gateway>, tcp: TcpStream) {
     shard.metrics.borrow_mut().connection_refused();
     if shard.config.tls.is_some() {
         return;
     }
-    let rid = super::router::request_id(&shard);
+    let rid = super::s3::router::request_id(&shard);
     let error = S3Error::SlowDown;
     let body = crate::s3::xml::error_xml(error.code(), &error.message(), "", &rid, &[]);
     let length = body.len().to_string();
@@ -904,7 +905,7 @@ async fn read_head(io: &mut ConnIo) -> HeadRead {
 }
 
 /// Counts a connection open for as long as it lives.
-struct OpenConnection<'s>(&'s Shard);
+struct OpenConnection<'s>(&'s Gateway);
 
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
@@ -913,10 +914,10 @@ impl Drop for OpenConnection<'_> {
 }
 
 /// Counts a request in flight for as long as it lives.
-struct InFlight<'s>(&'s Shard);
+struct InFlight<'s>(&'s Gateway);
 
 impl<'s> InFlight<'s> {
-    fn new(shard: &'s Shard) -> Self {
+    fn new(shard: &'s Gateway) -> Self {
         shard
             .requests_in_flight
             .set(shard.requests_in_flight.get() + 1);
@@ -934,26 +935,29 @@ impl Drop for InFlight<'_> {
 
 /// Handles one request. Returns whether the connection may serve another.
 async fn serve_request(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     io: &mut ConnIo,
     head: http::RequestHead,
     listener: Listener,
 ) -> bool {
     let in_flight = InFlight::new(shard);
     let started = std::time::Instant::now();
-    let rid = super::router::request_id(shard);
-    let op = match listener {
-        Listener::Web => "Website",
+    let rid = super::s3::router::request_id(shard);
+    // The S3 operation, worked out once: the router's dispatch, the access checks and the
+    // metrics label all follow it.
+    let s3_op = match listener {
+        Listener::Web => None,
         Listener::S3 => {
-            let (bucket, key) = super::router::address(shard, &head);
-            super::metrics::operation(&head, bucket.is_some(), key.is_some())
+            let (bucket, key) = super::s3::router::address(shard, &head);
+            Some(S3Op::of(&head, bucket.is_some(), key.is_some()))
         }
     };
+    let op = s3_op.map_or("Website", S3Op::label);
     let framing = match http::body_framing(&head) {
         Ok(f) => f,
         Err(e) => {
             let response =
-                super::router::error_response(&S3Error::from(e), &head.path, &rid, false);
+                super::s3::router::error_response(&S3Error::from(e), &head.path, &rid, false);
             let _ = write_response(shard, io, response, false, &rid).await;
             return false;
         }
@@ -963,7 +967,7 @@ async fn serve_request(
         && io.available().is_empty();
     let zero_length = matches!(framing, BodyFraming::Length(0));
     let mut body = Body::new(io, framing);
-    let response = respond(shard, &head, &mut body, listener, &rid).await;
+    let response = respond(shard, &head, &mut body, s3_op, &rid).await;
     let body_done = body.is_finished();
     let bytes_in = body.decoded_bytes();
     // A body the client never got to send (we answered before 100 Continue) or that is
@@ -1018,27 +1022,33 @@ async fn serve_request(
 /// The answer to a request: the operation's, or its error's. An object's first piece is
 /// read before the head goes out (`ObjectBody::prefetch`).
 async fn respond(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &http::RequestHead,
     body: &mut Body<'_>,
-    listener: Listener,
+    s3_op: Option<S3Op>,
     rid: &str,
 ) -> Response {
     let is_head = head.method == "HEAD";
-    let result = match listener {
-        Listener::S3 => super::router::handle(shard, head, body).await,
-        Listener::Web => Ok(super::website::handle(shard, head, rid).await),
+    let (result, listener) = match s3_op {
+        Some(op) => (
+            super::s3::router::handle(shard, op, head, body).await,
+            Listener::S3,
+        ),
+        None => (
+            Ok(super::website::handle(shard, head, rid).await),
+            Listener::Web,
+        ),
     };
     let mut response = match result {
         Ok(response) => response,
-        Err(error) => super::router::error_response(&error, &head.path, rid, is_head),
+        Err(error) => super::s3::router::error_response(&error, &head.path, rid, is_head),
     };
     if let ResponseBody::Object(object) = &mut response.body {
         if let Err(error) = object.prefetch(shard).await {
-            response = super::router::error_response(&error, &head.path, rid, is_head);
+            response = super::s3::router::error_response(&error, &head.path, rid, is_head);
         }
     }
-    super::cors::add_response_headers(shard, head, listener, &mut response);
+    super::s3::cors::add_response_headers(shard, head, listener, &mut response);
     if body.too_slow() {
         shard.metrics.borrow_mut().request_too_slow();
         tracing::info!(
@@ -1051,7 +1061,7 @@ async fn respond(
 }
 
 async fn write_response(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     io: &mut ConnIo,
     response: Response,
     keep_alive: bool,

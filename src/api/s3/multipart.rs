@@ -4,33 +4,34 @@
 
 use std::rc::Rc;
 
-use super::conn::{Body, Response};
-use super::objects::{self, ingest, release_blocks, release_dropped, stored_headers, Destination};
+use super::objects::{self, ingest, stored_headers, Destination};
 use super::router::Caller;
-use super::shard_api::ShardRequest;
-use super::Shard;
+use crate::api::conn::{Body, Response};
+use crate::api::Gateway;
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
 use crate::meta::types::{
     BlockRef, BucketRow, Checksum, CompletedUpload, Holder, Lww, ObjectData, ObjectRow, PartRow,
     PartSummary, UploadRow, UploadState, VersionId,
 };
+use crate::model::ops::DataRequest;
+use crate::model::ops::{Completion, PutIf};
+use crate::model::{release_blocks, release_dropped};
 use crate::s3::checksum;
 use crate::s3::error::S3Error;
 use crate::s3::xml;
-use crate::storage::{Completion, PutIf};
 
 /// S3's smallest part (but the last).
 const PART_BYTES_MIN: u64 = 5 * 1024 * 1024;
 
 pub async fn fetch_upload(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
     upload_id: &str,
 ) -> Result<UploadRow, S3Error> {
     shard
-        .call(ShardRequest::GetUpload {
+        .call(DataRequest::GetUpload {
             bucket: bucket.id,
             key: key.into(),
             upload_id: upload_id.into(),
@@ -41,7 +42,7 @@ pub async fn fetch_upload(
 }
 
 pub async fn create(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     key: &str,
@@ -65,7 +66,7 @@ pub async fn create(
         checksum_algorithm,
         state: Lww::new(stamp, UploadState::InProgress),
     };
-    shard.call(ShardRequest::PutUpload { row }).await.done()?;
+    shard.call(DataRequest::PutUpload { row }).await.done()?;
     let mut response = Response::xml(
         200,
         xml::initiate_multipart_upload_xml(&bucket.name, key, &upload_id),
@@ -77,7 +78,7 @@ pub async fn create(
 }
 
 pub async fn upload_part(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -134,13 +135,13 @@ pub async fn upload_part(
 /// read), in the transaction that writes it. Releases the blocks of the part it replaces,
 /// or, refused, its own.
 pub async fn store_part(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
     row: PartRow,
 ) -> Result<(), S3Error> {
     let (holder, blocks) = (row.holder, row.blocks.clone());
-    let put = ShardRequest::PutPart {
+    let put = DataRequest::PutPart {
         bucket: bucket.id,
         key: key.into(),
         row,
@@ -165,7 +166,7 @@ pub async fn store_part(
 }
 
 async fn all_parts(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
     upload_id: &str,
@@ -173,7 +174,7 @@ async fn all_parts(
     let mut parts = Vec::new();
     let mut after = 0;
     loop {
-        let request = ShardRequest::ListParts {
+        let request = DataRequest::ListParts {
             bucket: bucket.id,
             key: key.into(),
             upload_id: upload_id.into(),
@@ -198,7 +199,7 @@ const COMPLETE_TRIES_MAX: usize = 4;
 /// completed before with the same parts (a client retrying after a lost answer) gets the
 /// first answer again, as AWS gives it.
 pub async fn complete(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     key: &str,
@@ -228,7 +229,7 @@ pub async fn complete(
             chosen => chosen?,
         };
         let row = object_of_parts(shard, bucket, key, &upload, &chosen)?;
-        let request = ShardRequest::CompleteUpload {
+        let request = DataRequest::CompleteUpload {
             row: row.clone(),
             upload_id: upload_id.into(),
             chosen,
@@ -254,7 +255,7 @@ pub async fn complete(
             Completion::PartsChanged => continue,
             Completion::Refused(current) => {
                 let condition = condition.expect("only a condition refuses");
-                return Err(super::condition_refused(&condition, current.as_ref()).into());
+                return Err(crate::model::condition_refused(&condition, current.as_ref()).into());
             }
         }
     }
@@ -278,7 +279,9 @@ fn choose_parts(
         previous = part.part_number;
         let found = stored
             .iter()
-            .find(|p| p.number == part.part_number && super::etags_equal(&p.etag, &part.etag))
+            .find(|p| {
+                p.number == part.part_number && crate::model::etags_equal(&p.etag, &part.etag)
+            })
             .ok_or(S3Error::InvalidPart)?;
         chosen.push(found.clone());
     }
@@ -292,7 +295,7 @@ fn choose_parts(
 
 /// The object a Complete makes of its parts.
 fn object_of_parts(
-    shard: &Shard,
+    shard: &Gateway,
     bucket: &BucketRow,
     key: &str,
     upload: &UploadRow,
@@ -353,13 +356,13 @@ fn object_of_parts(
 /// A Complete of an upload that is not in progress: the first Complete's answer if it was
 /// completed with these very parts, else NoSuchUpload.
 async fn completed_before(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
     upload_id: &str,
     wanted: &[xml::CompletedPart],
 ) -> Result<Response, S3Error> {
-    let request = ShardRequest::GetCompletedUpload {
+    let request = DataRequest::GetCompletedUpload {
         bucket: bucket.id,
         key: key.into(),
         upload_id: upload_id.into(),
@@ -378,7 +381,7 @@ fn repeat_answer(
 ) -> Result<Response, S3Error> {
     let same = done.parts.len() == wanted.len()
         && done.parts.iter().zip(wanted).all(|((number, etag), w)| {
-            *number == w.part_number && super::etags_equal(etag, &w.etag)
+            *number == w.part_number && crate::model::etags_equal(etag, &w.etag)
         });
     if !same {
         return Err(S3Error::NoSuchUpload);
@@ -419,12 +422,12 @@ fn complete_response(
 /// releases their blocks. An upload that is not in progress (completed, aborted, never
 /// made) is NoSuchUpload, as AWS answers.
 pub async fn abort(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
     upload_id: &str,
 ) -> Result<Response, S3Error> {
-    let request = ShardRequest::DeleteUpload {
+    let request = DataRequest::DeleteUpload {
         bucket: bucket.id,
         key: key.into(),
         upload_id: upload_id.into(),
@@ -441,7 +444,7 @@ pub async fn abort(
 }
 
 pub async fn list_parts(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     key: &str,
@@ -465,7 +468,7 @@ pub async fn list_parts(
         })
         .transpose()?
         .unwrap_or(0);
-    let request = ShardRequest::ListParts {
+    let request = DataRequest::ListParts {
         bucket: bucket.id,
         key: key.into(),
         upload_id: upload_id.into(),
@@ -512,7 +515,7 @@ pub async fn list_parts(
 }
 
 pub async fn list_uploads(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
 ) -> Result<Response, S3Error> {
@@ -525,7 +528,7 @@ pub async fn list_uploads(
         .min(1000);
     let mut uploads = Vec::new();
     for s in 0..shard.shards {
-        let request = ShardRequest::ListUploads {
+        let request = DataRequest::ListUploads {
             bucket: bucket.id,
             prefix: prefix.clone(),
             key_marker: key_marker.clone(),

@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::shard_api::{BucketChange, NameHold, ShardError, ShardRequest, ShardResponse};
+use super::bucket::{self, BucketEdit, NameHold};
+use super::ops::{DataError, DataRequest, DataResponse};
 use super::Shard;
 use crate::meta::types::{BucketId, BucketRecord, BucketRow, KeyRecord, KeyRow, Merge};
 
@@ -118,9 +119,14 @@ impl Global {
 
 /// Applies a change to a bucket's row on shard 0, stores the row and copies it to every
 /// shard. Changes wait for each other: each one sees the row the one before it stored.
-pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> ShardResponse {
+pub async fn change_bucket(
+    shard: &Shard,
+    name: &str,
+    edit: BucketEdit,
+    hold: NameHold,
+) -> DataResponse {
     let mut held = shard.bucket_changes.lock().await;
-    let name_held = match change.hold {
+    let name_held = match hold {
         NameHold::Release => {
             held.remove(name);
             false
@@ -128,17 +134,20 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
         NameHold::None | NameHold::Take => held.contains(name),
     };
     let current = shard.global.borrow().bucket(name).cloned();
-    let row = match (change.apply)(current.as_ref()) {
+    let row = match bucket::apply(edit, current.as_ref()) {
         Ok(Some(row)) => row,
-        Ok(None) => return ShardResponse::Bucket(Ok(current)),
-        Err(e) => return ShardResponse::Bucket(Err(ShardError::Rejected(e))),
+        Ok(None) => return DataResponse::Bucket(Ok(current)),
+        Err(e) => return DataResponse::Bucket(Err(DataError::Rejected(e))),
     };
     if name_held && current.is_none() && !row.deleted {
-        return ShardResponse::Bucket(Err(ShardError::Rejected(
+        return DataResponse::Bucket(Err(DataError::Rejected(
             crate::s3::error::S3Error::OperationAborted,
         )));
     }
-    assert_eq!(row.name, name, "a bucket change may not rename the bucket");
+    if row.name != name {
+        let why = format!("an edit of bucket {name} made a row named {}", row.name);
+        return DataResponse::Bucket(Err(DataError::Protocol(why)));
+    }
     // The change, field by field, on the bucket's record (a new one for a new bucket):
     // each setting it changed gets a new stamp, the others keep theirs.
     let stamp = shard.clock.stamp();
@@ -151,16 +160,16 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
     };
     let record = match shard.store.put_bucket(record).await {
         Ok(merged) => merged,
-        Err(e) => return ShardResponse::Bucket(Err(super::storage_err(e))),
+        Err(e) => return DataResponse::Bucket(Err(super::owner::storage_err(e))),
     };
     let view = record.view();
     let live = (!view.deleted).then_some(view);
     match broadcast(shard, vec![record], vec![]).await {
-        ShardResponse::Done(Ok(())) => {
-            if change.hold == NameHold::Take {
+        DataResponse::Done(Ok(())) => {
+            if hold == NameHold::Take {
                 held.insert(name.to_string());
             }
-            ShardResponse::Bucket(Ok(live))
+            DataResponse::Bucket(Ok(live))
         }
         other => other,
     }
@@ -168,7 +177,7 @@ pub async fn change_bucket(shard: &Shard, name: &str, change: BucketChange) -> S
 
 /// Stores an access key (as its view says it should be) on shard 0 and copies it to every
 /// shard: the settings it changes get a new stamp.
-pub async fn put_key(shard: &Shard, row: KeyRow) -> ShardResponse {
+pub async fn put_key(shard: &Shard, row: KeyRow) -> DataResponse {
     let stamp = shard.clock.stamp();
     let record = match shard
         .global
@@ -184,7 +193,7 @@ pub async fn put_key(shard: &Shard, row: KeyRow) -> ShardResponse {
     };
     let record = match shard.store.put_key(record).await {
         Ok(merged) => merged,
-        Err(e) => return ShardResponse::Done(Err(super::storage_err(e))),
+        Err(e) => return DataResponse::Done(Err(super::owner::storage_err(e))),
     };
     broadcast(shard, vec![], vec![record]).await
 }
@@ -193,21 +202,21 @@ async fn broadcast(
     shard: &Shard,
     buckets: Vec<BucketRecord>,
     keys: Vec<KeyRecord>,
-) -> ShardResponse {
+) -> DataResponse {
     shard
         .global
         .borrow_mut()
         .apply(buckets.clone(), keys.clone());
     for other in 1..shard.shards {
-        let update = ShardRequest::GlobalUpdate {
+        let update = DataRequest::GlobalUpdate {
             buckets: buckets.clone(),
             keys: keys.clone(),
         };
-        shard
-            .call_on(other, update)
-            .await
-            .done()
-            .expect("applying a global update cannot fail");
+        // Applying an update cannot fail; sending it can (later, across a network).
+        if let Err(e) = shard.call_on(other, update).await.done() {
+            tracing::error!(shard = other, "a global update did not arrive: {e:?}");
+            return DataResponse::Done(Err(e));
+        }
     }
-    ShardResponse::Done(Ok(()))
+    DataResponse::Done(Ok(()))
 }

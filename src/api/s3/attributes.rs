@@ -4,9 +4,9 @@
 
 use std::rc::Rc;
 
-use super::conn::Response;
 use super::objects::{check_conditions, fetch_object, last_modified};
-use super::Shard;
+use crate::api::conn::Response;
+use crate::api::Gateway;
 use crate::http::RequestHead;
 use crate::meta::types::BucketRow;
 use crate::s3::checksum;
@@ -34,7 +34,7 @@ fn number(head: &RequestHead, name: &str, default: u32) -> Result<u32, S3Error> 
 }
 
 pub async fn get_object_attributes(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     key: &str,

@@ -5,21 +5,22 @@
 use std::io;
 use std::rc::Rc;
 
-use super::conn::{Body, BodySink, ConnIo, Response, ResponseBody};
 use super::router::{self, check, prepare_body, Caller, Need};
-use super::shard_api::{BlockData, ShardRequest, WriteCondition};
-use super::Shard;
+use crate::api::conn::{Body, BodySink, ConnIo, Response, ResponseBody};
+use crate::api::md5_lanes::Md5Stream;
+use crate::api::Gateway;
 use crate::http::{self, RequestHead};
 use crate::meta::types::{
     BlockHash, BlockRef, BucketRow, Checksum, ChecksumAlgorithm, Holder, ObjectData, ObjectRow,
     PartSummary, VersionId,
 };
+use crate::model::ops::{BlockData, DataRequest, WriteCondition};
+pub use crate::model::{release_blocks, release_dropped, release_object};
 use crate::s3::checksum::{self, Hashers};
 use crate::s3::conditions::{Conditions, Outcome};
 use crate::s3::error::S3Error;
 use crate::s3::sigv4::PayloadMode;
 use crate::s3::xml;
-use crate::server::md5_lanes::Md5Stream;
 use crate::storage::BlockBuf;
 
 /// Blocks of one upload being written at once (per request): enough to keep both the
@@ -152,7 +153,7 @@ impl BlockWriter {
     /// Sends the upload's next block (waiting first if too many are in flight). It is
     /// named and sealed here, while its bytes are still in this core's cache; its shard
     /// writes the buffer as it is.
-    async fn send(&mut self, shard: &Rc<Shard>, mut data: BlockBuf) -> Result<(), S3Error> {
+    async fn send(&mut self, shard: &Rc<Gateway>, mut data: BlockBuf) -> Result<(), S3Error> {
         let hash = BlockHash::of(&data);
         data.seal(&hash);
         self.blocks.push(BlockRef {
@@ -163,12 +164,12 @@ impl BlockWriter {
             let first = self.in_flight.pop_front().expect("non-empty");
             first.await.expect("block writes are not cancelled")?;
         }
-        let hashed = shard.md5.submit(&self.md5, data);
+        let hashed = shard.md5.submit(&self.md5, data).await;
         let (shard, holder) = (Rc::clone(shard), self.holder);
         let task = glommio::spawn_local(async move {
-            let data = hashed.await;
+            let data = hashed.done().await;
             shard
-                .call(ShardRequest::PutBlock {
+                .call(DataRequest::PutBlock {
                     hash,
                     data: BlockData::Record(data),
                     holder,
@@ -234,7 +235,7 @@ pub struct Destination {
 /// checksum), stores it in blocks held by `to.holder` (or keeps it for inline storage when
 /// it is small and `to.inline_ok`), and checks every digest the client declared.
 pub async fn ingest(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -351,7 +352,7 @@ fn checked_checksum(
 /// into block record buffers. A body that may stay inline (`inline_ok` and under the
 /// threshold) is left in `buffer`. Returns the bytes read.
 async fn read_body(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     body: &mut Body<'_>,
     hashers: &mut Hashers,
     writer: &mut BlockWriter,
@@ -424,7 +425,7 @@ async fn read_body(
 /// when that is less. Waits for room while other uploads hold it, at most
 /// `UPLOAD_MEMORY_WAIT`; then SlowDown (503), as S3 answers a client to back off.
 async fn reserve_upload_memory(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     body: &Body<'_>,
 ) -> Result<glommio::sync::StaticPermit, S3Error> {
     let most = crate::constants::UPLOAD_BLOCKS_BUFFERED * shard.config.block_size;
@@ -443,42 +444,6 @@ async fn reserve_upload_memory(
                 "no room for an upload's blocks within --max-buffered-bytes: SlowDown"
             );
             Err(S3Error::SlowDown)
-        }
-    }
-}
-
-/// Releases `holder`'s reference on each block (the object version or part that held them
-/// is gone). A release is idempotent: a block named twice is released once.
-pub async fn release_blocks(shard: &Shard, holder: Holder, blocks: &[BlockRef]) {
-    let pairs: Vec<(BlockHash, Holder)> = blocks.iter().map(|b| (b.hash, holder)).collect();
-    release_holders(shard, &pairs).await;
-}
-
-/// Releases the references an object version holds (on each block, under its own version
-/// or its parts' holders).
-pub async fn release_object(shard: &Shard, row: &ObjectRow) {
-    release_holders(shard, &row.block_holders()).await;
-}
-
-/// Releases the references of the versions a write dropped.
-pub async fn release_dropped(shard: &Shard, written: &crate::storage::ObjectWrite) {
-    for row in &written.dropped {
-        release_object(shard, row).await;
-    }
-}
-
-async fn release_holders(shard: &Shard, pairs: &[(BlockHash, Holder)]) {
-    let mut seen = std::collections::HashSet::new();
-    for &(hash, holder) in pairs {
-        if !seen.insert((hash, holder)) {
-            continue;
-        }
-        let released = shard
-            .call(ShardRequest::ReleaseBlock { hash, holder })
-            .await
-            .done();
-        if let Err(e) = released {
-            tracing::warn!(?hash, "could not release a block: {e:?}");
         }
     }
 }
@@ -538,7 +503,7 @@ pub fn write_condition(head: &RequestHead) -> Result<Option<WriteCondition>, S3E
 }
 
 pub async fn put_object(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     body: &mut Body<'_>,
     caller: &Caller,
@@ -573,7 +538,7 @@ pub async fn put_object(
     let written = row.clone();
     let expiration = expiration_header(shard, bucket, &row);
     match shard
-        .call(ShardRequest::PutObject { row, condition })
+        .call(DataRequest::PutObject { row, condition })
         .await
         .written()
     {
@@ -594,12 +559,12 @@ pub async fn put_object(
 }
 
 pub async fn fetch_object(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
 ) -> Result<ObjectRow, S3Error> {
     shard
-        .call(ShardRequest::GetObject {
+        .call(DataRequest::GetObject {
             bucket: bucket.id,
             key: key.to_string(),
         })
@@ -684,7 +649,7 @@ pub fn check_copy_source_conditions(head: &RequestHead, source: &ObjectRow) -> R
 
 /// `x-amz-expiration: expiry-date="<HTTP date>", rule-id="<id>"` when a lifecycle rule of
 /// the bucket will expire the object.
-pub fn expiration_header(shard: &Shard, bucket: &BucketRow, row: &ObjectRow) -> Option<String> {
+pub fn expiration_header(shard: &Gateway, bucket: &BucketRow, row: &ObjectRow) -> Option<String> {
     let day_ms = shard.config.lifecycle_day_secs * 1000;
     let (at, rule) =
         bucket
@@ -703,7 +668,7 @@ pub fn last_modified(row_ms: u64) -> String {
 }
 
 pub async fn get_object(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     bucket: &BucketRow,
     key: &str,
@@ -899,7 +864,7 @@ impl ObjectBody {
     /// missing or corrupt first block is then answered with an error status, not with a
     /// 200 whose body stops short. (A block missing further on can only cut the body:
     /// the head is gone by then.) The error is logged and counted.
-    pub async fn prefetch(&mut self, shard: &Rc<Shard>) -> Result<(), S3Error> {
+    pub async fn prefetch(&mut self, shard: &Rc<Gateway>) -> Result<(), S3Error> {
         let ObjectData::Blocks(blocks) = &self.data else {
             return Ok(());
         };
@@ -907,7 +872,7 @@ impl ObjectBody {
             return Ok(());
         };
         let read = shard
-            .call(ShardRequest::ReadBlock { hash, offset, len })
+            .call(DataRequest::ReadBlock { hash, offset, len })
             .await
             .block();
         match read {
@@ -928,7 +893,7 @@ impl ObjectBody {
 
     /// Streams the bytes: each piece is read from the shard that owns its block while the
     /// previous one is being written, so the disk and the socket work at once.
-    pub async fn stream_to(self, shard: &Rc<Shard>, io: &mut ConnIo) -> io::Result<()> {
+    pub async fn stream_to(self, shard: &Rc<Gateway>, io: &mut ConnIo) -> io::Result<()> {
         let blocks = match &self.data {
             ObjectData::Inline(bytes) => {
                 return io
@@ -941,7 +906,7 @@ impl ObjectBody {
             let shard = Rc::clone(shard);
             glommio::spawn_local(async move {
                 let read = shard
-                    .call(ShardRequest::ReadBlock { hash, offset, len })
+                    .call(DataRequest::ReadBlock { hash, offset, len })
                     .await
                     .block();
                 if let Err(e) = &read {
@@ -967,7 +932,7 @@ impl ObjectBody {
     }
 }
 
-type PieceRead = glommio::task::JoinHandle<Result<Vec<u8>, super::shard_api::ShardError>>;
+type PieceRead = glommio::task::JoinHandle<Result<Vec<u8>, crate::model::ops::DataError>>;
 
 /// Writes the pieces in order, each fetched while the one before is written.
 async fn stream_pieces(
@@ -988,16 +953,17 @@ async fn stream_pieces(
 }
 
 pub async fn delete_object(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     key: &str,
 ) -> Result<Response, S3Error> {
     let written = shard
-        .call(ShardRequest::DeleteObject {
+        .call(DataRequest::DeleteObject {
             bucket: bucket.id,
             key: key.to_string(),
             version: VersionId::random(),
             stamp: shard.clock.stamp(),
+            condition: None,
         })
         .await
         .written()?;
@@ -1006,7 +972,7 @@ pub async fn delete_object(
 }
 
 pub async fn delete_objects(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     bucket: &BucketRow,
     body: &[u8],
 ) -> Result<Response, S3Error> {
@@ -1055,11 +1021,15 @@ pub fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
 /// Gives `holder` a reference on every block of `data`: a stored block gains one without
 /// its data being read or written; one that is missing or bad is read (failing with the
 /// reason if it cannot be) and stored again.
-async fn hold_blocks(shard: &Rc<Shard>, data: &ObjectData, holder: Holder) -> Result<(), S3Error> {
+async fn hold_blocks(
+    shard: &Rc<Gateway>,
+    data: &ObjectData,
+    holder: Holder,
+) -> Result<(), S3Error> {
     if let ObjectData::Blocks(blocks) = data {
         for block in blocks {
             let counted = shard
-                .call(ShardRequest::AddBlockRef {
+                .call(DataRequest::AddBlockRef {
                     hash: block.hash,
                     holder,
                 })
@@ -1069,7 +1039,7 @@ async fn hold_blocks(shard: &Rc<Shard>, data: &ObjectData, holder: Holder) -> Re
                 continue;
             }
             let data = shard
-                .call(ShardRequest::ReadBlock {
+                .call(DataRequest::ReadBlock {
                     hash: block.hash,
                     offset: 0,
                     len: block.bytes,
@@ -1077,7 +1047,7 @@ async fn hold_blocks(shard: &Rc<Shard>, data: &ObjectData, holder: Holder) -> Re
                 .await
                 .block()?;
             shard
-                .call(ShardRequest::PutBlock {
+                .call(DataRequest::PutBlock {
                     hash: block.hash,
                     data: BlockData::Bytes(data),
                     holder,
@@ -1090,7 +1060,7 @@ async fn hold_blocks(shard: &Rc<Shard>, data: &ObjectData, holder: Holder) -> Re
 }
 
 pub async fn copy_object(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     caller: &Caller,
     bucket: &BucketRow,
@@ -1148,7 +1118,7 @@ pub async fn copy_object(
     };
     let etag = row.etag.clone();
     let written = row.clone();
-    let put = ShardRequest::PutObject {
+    let put = DataRequest::PutObject {
         row,
         condition: None,
     };

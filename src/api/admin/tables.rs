@@ -4,12 +4,13 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::types::{BucketId, BucketRow, KeyRow, Permissions, Stamp};
+use crate::api::Gateway;
+use crate::meta::types::{BucketRow, KeyRow, Permissions, Stamp};
 use crate::meta::website::WebsiteConfig;
+use crate::model::bucket::{self, BucketEdit};
+use crate::model::now_ms;
+use crate::model::ops::DataRequest;
 use crate::s3::error::S3Error;
-use crate::server::access;
-use crate::server::shard_api::ShardRequest;
-use crate::server::{now_ms, router, Shard};
 
 pub fn error_json(message: &str) -> String {
     serde_json::json!({ "error": message }).to_string()
@@ -60,7 +61,7 @@ pub struct WebsiteInfo {
 /// them away. A deny that names no permission takes them all (read, write, owner): an
 /// operator who denies a key means it to lose its access. An allow that names none is
 /// refused rather than done as nothing.
-async fn set_grant(shard: &Rc<Shard>, name: &str, set: bool, body: &[u8]) -> Answer {
+async fn set_grant(shard: &Rc<Gateway>, name: &str, set: bool, body: &[u8]) -> Answer {
     let Ok(mut request) = serde_json::from_slice::<Allow>(body) else {
         return fail(400, "expected {\"key\", \"read\", \"write\", \"owner\"}");
     };
@@ -73,28 +74,13 @@ async fn set_grant(shard: &Rc<Shard>, name: &str, set: bool, body: &[u8]) -> Ans
     if shard.global.borrow().key(&request.key).is_none() {
         return fail(404, "no such key");
     }
-    edit_bucket(shard, name, move |row| {
-        let mut current = row
-            .grants
-            .iter()
-            .find(|(id, _)| *id == request.key)
-            .map(|(_, p)| *p)
-            .unwrap_or_default();
-        if request.read {
-            current.read = set;
-        }
-        if request.write {
-            current.write = set;
-        }
-        if request.owner {
-            current.owner = set;
-        }
-        row.grants.retain(|(id, _)| *id != request.key);
-        if current != Permissions::default() {
-            row.grants.push((request.key, current));
-        }
-    })
-    .await
+    let permissions = request.permissions();
+    let key = request.key;
+    let edit = match set {
+        true => BucketEdit::Grant { key, permissions },
+        false => BucketEdit::Deny { key, permissions },
+    };
+    edit_bucket(shard, name, edit).await
 }
 
 /// `POST /v1/buckets/{name}/website`: serve the bucket as a website (`allow`) or stop.
@@ -132,6 +118,17 @@ struct Allow {
     owner: bool,
 }
 
+impl Allow {
+    /// The permissions the request names.
+    fn permissions(&self) -> Permissions {
+        Permissions {
+            read: self.read,
+            write: self.write,
+            owner: self.owner,
+        }
+    }
+}
+
 pub type Answer = (u16, String);
 
 fn ok<T: Serialize>(value: &T) -> Answer {
@@ -145,7 +142,7 @@ fn fail(status: u16, message: &str) -> Answer {
     (status, error_json(message))
 }
 
-fn key_info(shard: &Shard, key: &KeyRow, with_secret: bool) -> KeyInfo {
+fn key_info(shard: &Gateway, key: &KeyRow, with_secret: bool) -> KeyInfo {
     let global = shard.global.borrow();
     let buckets = global
         .buckets()
@@ -196,27 +193,13 @@ fn bucket_info(bucket: &BucketRow) -> BucketInfo {
 
 /// The stamp of a view the admin API makes: shard 0 stamps the change when it stores it
 /// (`global::put_key`), so the view's own stamp is only what was read.
-fn stamp(shard: &Shard, previous: Option<Stamp>) -> Stamp {
+fn stamp(shard: &Gateway, previous: Option<Stamp>) -> Stamp {
     previous.unwrap_or_else(|| shard.clock.stamp())
 }
 
-/// Changes a bucket's row through shard 0 and answers with the bucket as it now is; a
-/// refusal answers with its S3 error's status.
-async fn change_bucket(
-    shard: &Shard,
-    name: &str,
-    change: impl FnOnce(Option<&BucketRow>) -> Result<Option<BucketRow>, S3Error> + Send + 'static,
-) -> Answer {
-    bucket_answer(name, access::change_bucket(shard, name, change).await)
-}
-
 /// Edits a live bucket's row through shard 0 (404 if there is none).
-async fn edit_bucket(
-    shard: &Shard,
-    name: &str,
-    edit: impl FnOnce(&mut BucketRow) + Send + 'static,
-) -> Answer {
-    bucket_answer(name, access::edit_bucket(shard, name, edit).await.map(Some))
+async fn edit_bucket(shard: &Gateway, name: &str, edit: BucketEdit) -> Answer {
+    bucket_answer(name, bucket::edit_bucket(shard, name, edit).await.map(Some))
 }
 
 /// The bucket as a change left it (`None`: deleted), or the S3 error's status and message.
@@ -228,7 +211,7 @@ fn bucket_answer(name: &str, changed: Result<Option<BucketRow>, S3Error>) -> Ans
     }
 }
 
-pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) -> Answer {
+pub async fn handle(shard: &Rc<Gateway>, method: &str, path: &str, body: &[u8]) -> Answer {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         ("GET", ["v1", "keys"]) => {
@@ -250,7 +233,7 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
                 create_bucket: request.create_bucket,
             };
             match shard
-                .call(ShardRequest::PutKey { row: row.clone() })
+                .call(DataRequest::PutKey { row: row.clone() })
                 .await
                 .done()
             {
@@ -274,42 +257,17 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
             let Ok(request) = serde_json::from_slice::<CreateBucket>(body) else {
                 return fail(400, "expected {\"name\": ..., \"owner\": access key id?}");
             };
-            if !router::valid_bucket_name(&request.name) {
+            if !bucket::valid_bucket_name(&request.name) {
                 return fail(400, "not a valid bucket name");
             }
-            let mut grants = Vec::new();
-            if let Some(owner) = request.owner {
-                if shard.global.borrow().key(&owner).is_none() {
+            if let Some(owner) = &request.owner {
+                if shard.global.borrow().key(owner).is_none() {
                     return fail(404, "no such key");
                 }
-                grants.push((
-                    owner,
-                    Permissions {
-                        read: true,
-                        write: true,
-                        owner: true,
-                    },
-                ));
             }
-            let row = BucketRow {
-                id: BucketId(rand::random()),
-                name: request.name,
-                created_ms: now_ms(),
-                stamp: stamp(shard, None),
-                deleted: false,
-                grants,
-                website: None,
-                cors: Vec::new(),
-                public_read: false,
-                lifecycle: None,
-                tags: Vec::new(),
-            };
-            let name = row.name.clone();
-            change_bucket(shard, &name, move |current| match current {
-                Some(_) => Err(S3Error::BucketAlreadyExists),
-                None => Ok(Some(row)),
-            })
-            .await
+            let owner = request.owner.as_deref();
+            let created = bucket::create_bucket(shard, &request.name, owner, false, None).await;
+            bucket_answer(&request.name, created.map(Some))
         }
         ("GET", ["v1", "buckets", name]) => match shard.global.borrow().bucket(name) {
             Some(b) => ok(&bucket_info(b)),
@@ -320,7 +278,7 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
             let Some(row) = bucket else {
                 return fail(404, "no such bucket");
             };
-            match router::delete_empty_bucket(shard, &row).await {
+            match bucket::delete_empty_bucket(shard, &row).await {
                 Ok(()) => ok(&serde_json::json!({ "deleted": name })),
                 Err(S3Error::BucketNotEmpty) => fail(409, "the bucket is not empty"),
                 Err(e) => fail(e.status(), &e.message()),
@@ -335,7 +293,7 @@ pub async fn handle(shard: &Rc<Shard>, method: &str, path: &str, body: &[u8]) ->
 }
 
 /// `DELETE /v1/keys/{id}`: the key's grants first, then the key.
-async fn delete_key(shard: &Shard, id: &str) -> Answer {
+async fn delete_key(shard: &Gateway, id: &str) -> Answer {
     let key = shard.global.borrow().key(id).cloned();
     let Some(mut row) = key else {
         return fail(404, "no such key");
@@ -345,7 +303,7 @@ async fn delete_key(shard: &Shard, id: &str) -> Answer {
     }
     row.deleted = true;
     row.stamp = stamp(shard, Some(row.stamp));
-    match shard.call(ShardRequest::PutKey { row }).await.done() {
+    match shard.call(DataRequest::PutKey { row }).await.done() {
         Ok(()) => ok(&serde_json::json!({ "deleted": id })),
         Err(e) => fail(500, &format!("{e:?}")),
     }
@@ -354,7 +312,7 @@ async fn delete_key(shard: &Shard, id: &str) -> Answer {
 /// Removes every grant of a key from every bucket (before the key itself goes, so that
 /// a failure leaves a key without grants rather than grants of no key, listed by
 /// `bucket info` and GetBucketAcl).
-async fn revoke_everywhere(shard: &Shard, access_key_id: &str) -> Result<(), S3Error> {
+async fn revoke_everywhere(shard: &Gateway, access_key_id: &str) -> Result<(), S3Error> {
     let granted: Vec<String> = shard
         .global
         .borrow()
@@ -364,11 +322,16 @@ async fn revoke_everywhere(shard: &Shard, access_key_id: &str) -> Result<(), S3E
         .collect();
     for name in granted {
         let id = access_key_id.to_string();
-        match access::edit_bucket(shard, &name, move |row| {
-            row.grants.retain(|(k, _)| *k != id)
-        })
-        .await
-        {
+        let every = Permissions {
+            read: true,
+            write: true,
+            owner: true,
+        };
+        let edit = BucketEdit::Deny {
+            key: id,
+            permissions: every,
+        };
+        match bucket::edit_bucket(shard, &name, edit).await {
             // Deleted meanwhile: its grants went with it.
             Ok(_) | Err(S3Error::NoSuchBucket) => {}
             Err(e) => return Err(e),
@@ -378,7 +341,7 @@ async fn revoke_everywhere(shard: &Shard, access_key_id: &str) -> Result<(), S3E
 }
 
 /// `POST /v1/buckets/{name}/website`: serve the bucket as a website, or stop.
-async fn set_website(shard: &Rc<Shard>, name: &str, body: &[u8]) -> Answer {
+async fn set_website(shard: &Rc<Gateway>, name: &str, body: &[u8]) -> Answer {
     let Ok(request) = serde_json::from_slice::<SetWebsite>(body) else {
         return fail(
             400,
@@ -399,5 +362,5 @@ async fn set_website(shard: &Rc<Shard>, name: &str, body: &[u8]) -> Answer {
         error_document: request.error_document,
         redirect_all: None,
     });
-    edit_bucket(shard, name, move |row| row.website = website).await
+    edit_bucket(shard, name, BucketEdit::SetWebsite(website)).await
 }

@@ -10,13 +10,13 @@ use super::objects::{
     check_copy_source_conditions, fetch_object, parse_copy_source, release_blocks,
 };
 use super::router::{check, lookup_bucket, Caller, Need};
-use super::shard_api::{BlockData, ShardRequest};
-use super::Shard;
+use crate::api::Gateway;
 use crate::constants::MULTIPART_PART_COUNT_MAX;
 use crate::http::RequestHead;
 use crate::meta::types::{
     BlockHash, BlockRef, BucketRow, ChecksumAlgorithm, Holder, ObjectData, PartRow,
 };
+use crate::model::ops::{BlockData, DataRequest};
 use crate::s3::checksum::{self, Digests, Hashers};
 use crate::s3::error::S3Error;
 use crate::s3::xml;
@@ -51,7 +51,7 @@ pub fn parse_copy_range(value: &str, size: u64) -> Result<(u64, u64), S3Error> {
 /// The bytes `[start, end)` of `data`, stored again as blocks of `block_size`. `blocks`
 /// receives each block once it is written (on error, the caller releases those).
 async fn copy_range(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     data: &ObjectData,
     start: u64,
     end: u64,
@@ -79,7 +79,7 @@ async fn copy_range(
                     let want = (block_size - buffer.len()) as u64;
                     let len = (to - from).min(want);
                     let piece = shard
-                        .call(ShardRequest::ReadBlock {
+                        .call(DataRequest::ReadBlock {
                             hash: block.hash,
                             offset: (from - block_start) as u32,
                             len: len as u32,
@@ -113,11 +113,15 @@ struct NewBlocks {
     blocks: Vec<BlockRef>,
 }
 
-async fn write_block(shard: &Rc<Shard>, out: &mut NewBlocks, data: Vec<u8>) -> Result<(), S3Error> {
+async fn write_block(
+    shard: &Rc<Gateway>,
+    out: &mut NewBlocks,
+    data: Vec<u8>,
+) -> Result<(), S3Error> {
     let hash = BlockHash::of(&data);
     let bytes = data.len() as u32;
     shard
-        .call(ShardRequest::PutBlock {
+        .call(DataRequest::PutBlock {
             hash,
             data: BlockData::Bytes(data),
             holder: out.holder,
@@ -130,7 +134,7 @@ async fn write_block(shard: &Rc<Shard>, out: &mut NewBlocks, data: Vec<u8>) -> R
 }
 
 pub async fn upload_part_copy(
-    shard: &Rc<Shard>,
+    shard: &Rc<Gateway>,
     head: &RequestHead,
     caller: &Caller,
     bucket: &BucketRow,
@@ -211,7 +215,7 @@ pub async fn upload_part_copy(
     ))
 }
 
-use super::conn::Response;
+use crate::api::conn::Response;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,93 @@
+//! The API: S3 handlers (`s3`), the admin API (`admin`), buckets served as websites, the
+//! connection loop, TLS, metrics and the MD5 lanes. A handler parses and authenticates a
+//! request, then asks `model` for the data.
+
+pub mod admin;
+pub mod conn;
+pub mod md5_lanes;
+pub mod metrics;
+pub mod s3;
+pub mod tls;
+pub mod website;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+
+use crate::model::Shard;
+use metrics::{LifecycleFigures, Md5Figures, ShardStats};
+
+/// What the API asks of the node's shards beside data (which goes through `model`):
+/// provided by `node`, which owns the mesh.
+pub trait ShardControl {
+    /// Shard `shard`'s snapshot: counters, storage figures, operator tasks (`None`: the
+    /// shard could not be asked).
+    fn stats(&self, shard: u16) -> LocalBoxFuture<'_, Option<ShardStats>>;
+}
+
+/// The API side of one shard: what serving clients needs beside the data (`Shard`, which
+/// it dereferences to).
+pub struct Gateway {
+    pub shard: Rc<Shard>,
+    /// Request counters of this shard's connections.
+    pub metrics: RefCell<metrics::Recorder>,
+    /// MD5 of this shard's uploads, many at once.
+    pub md5: md5_lanes::Md5Lanes,
+    /// This shard's share of `--max-buffered-bytes`, in bytes: uploads take their room for
+    /// blocks in memory from it (`objects::reserve_upload_memory`).
+    pub upload_memory: Rc<glommio::sync::Semaphore>,
+    /// The node's shards, for their snapshots (admin API).
+    pub control: Rc<dyn ShardControl>,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Shard;
+
+    fn deref(&self) -> &Shard {
+        &self.shard
+    }
+}
+
+impl Gateway {
+    /// The API side of `shard`; starts its MD5 lanes on the current executor.
+    pub fn new(shard: Rc<Shard>, control: Rc<dyn ShardControl>) -> Self {
+        let config = &shard.config;
+        let upload_memory = config.limits.max_buffered_bytes / u64::from(config.shards);
+        Self {
+            metrics: Default::default(),
+            md5: md5_lanes::Md5Lanes::start(),
+            upload_memory: Rc::new(glommio::sync::Semaphore::new(upload_memory)),
+            control,
+            shard,
+        }
+    }
+
+    /// The shard's counters, storage figures and tasks.
+    pub fn stats(&self) -> ShardStats {
+        let mut stats = ShardStats {
+            shard: self.id,
+            requests_in_flight: self.requests_in_flight.get(),
+            storage: self.store.stats(),
+            tasks: self.tasks.borrow().clone(),
+            ..Default::default()
+        };
+        self.metrics.borrow().fill(&mut stats);
+        let m = self.md5.counters();
+        stats.md5 = Md5Figures {
+            rounds: m.rounds.get(),
+            blocks: m.jobs.get(),
+            bytes: m.bytes.get(),
+        };
+        let l = &self.lifecycle_stats;
+        stats.lifecycle = LifecycleFigures {
+            passes: l.passes.get(),
+            objects_scanned: l.objects_scanned.get(),
+            objects_expired: l.objects_expired.get(),
+            uploads_scanned: l.uploads_scanned.get(),
+            uploads_aborted: l.uploads_aborted.get(),
+            last_pass_ms: l.last_pass_ms.get(),
+        };
+        stats
+    }
+}
