@@ -5,6 +5,7 @@
 
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -800,7 +801,9 @@ pub enum Listener {
 pub async fn serve(shard: Rc<Gateway>, tcp: TcpStream, listener: Listener) {
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
-    let handshake = glommio::timer::timeout(HEAD_TIMEOUT, async { Ok(Stream::accept(tcp).await) });
+    let tls = Arc::clone(&shard.tls);
+    let handshake =
+        glommio::timer::timeout(HEAD_TIMEOUT, async { Ok(Stream::accept(tcp, &tls).await) });
     let stream = match handshake.await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
@@ -973,7 +976,7 @@ async fn serve_request(
     // A body the client never got to send (we answered before 100 Continue) or that is
     // too large to drain means the connection cannot carry another request; nor does
     // one of a stopping node.
-    let mut keep_alive = head.keep_alive() && !crate::runtime::stopping();
+    let mut keep_alive = head.keep_alive() && !shard.life.stopping();
     if !body_done {
         if body.io.continue_pending {
             keep_alive = false;

@@ -12,6 +12,8 @@ pub mod website;
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
 
@@ -39,6 +41,49 @@ pub struct Gateway {
     pub upload_memory: Rc<glommio::sync::Semaphore>,
     /// The node's shards, for their snapshots (admin API).
     pub control: Rc<dyn ShardControl>,
+    /// The node's TLS certificate (new connections take the current one).
+    pub tls: Arc<tls::Tls>,
+    /// The connections each shard of the node serves.
+    pub connections: Arc<Connections>,
+}
+
+/// The connections each shard of a node serves (or is about to): a new connection goes to
+/// the shard that serves the fewest (`node::accept`), and the node refuses one beyond
+/// `--max-connections`.
+pub struct Connections(Box<[AtomicUsize]>);
+
+impl Connections {
+    pub fn new(shards: u16) -> Arc<Connections> {
+        Arc::new(Connections(
+            (0..shards).map(|_| AtomicUsize::new(0)).collect(),
+        ))
+    }
+
+    /// The shard that should serve a new connection accepted by shard `me`: `me` unless
+    /// another serves fewer. The connection is counted on it from now on.
+    pub fn target(&self, me: u16) -> u16 {
+        let load = |i: u16| self.0[usize::from(i)].load(Ordering::Relaxed);
+        let mut target = me;
+        for i in 0..self.0.len() as u16 {
+            if load(i) < load(target) {
+                target = i;
+            }
+        }
+        self.0[usize::from(target)].fetch_add(1, Ordering::Relaxed);
+        target
+    }
+
+    /// Connections the node serves now, over all shards.
+    pub fn served(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed) as u64)
+            .sum()
+    }
+
+    pub fn closed(&self, shard: u16) {
+        self.0[usize::from(shard)].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::ops::Deref for Gateway {
@@ -51,7 +96,11 @@ impl std::ops::Deref for Gateway {
 
 impl Gateway {
     /// The API side of `shard`; starts its MD5 lanes on the current executor.
-    pub fn new(shard: Rc<Shard>, control: Rc<dyn ShardControl>) -> Self {
+    pub fn new(
+        shard: Rc<Shard>,
+        control: Rc<dyn ShardControl>,
+        (tls, connections): (Arc<tls::Tls>, Arc<Connections>),
+    ) -> Self {
         let config = &shard.config;
         let upload_memory = config.limits.max_buffered_bytes / u64::from(config.shards);
         Self {
@@ -59,6 +108,8 @@ impl Gateway {
             md5: md5_lanes::Md5Lanes::start(),
             upload_memory: Rc::new(glommio::sync::Semaphore::new(upload_memory)),
             control,
+            tls,
+            connections,
             shard,
         }
     }

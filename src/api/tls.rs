@@ -21,7 +21,11 @@ struct Current {
     config: Arc<rustls::ServerConfig>,
 }
 
-static CURRENT: RwLock<Option<Current>> = RwLock::new(None);
+/// A node's TLS: the certificate new connections get, replaced on SIGHUP. One per node.
+#[derive(Default)]
+pub struct Tls {
+    current: RwLock<Option<Current>>,
+}
 
 /// Builds a server configuration from PEM files.
 pub fn load(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
@@ -51,52 +55,55 @@ pub fn load(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(config))
 }
 
-/// Reads the certificate at start (or notes that the listeners speak plain HTTP).
-pub fn init(files: Option<TlsFiles>) -> anyhow::Result<()> {
-    let current = match files {
-        Some(files) => Some(Current {
-            config: load(&files)?,
-            files,
-        }),
-        None => None,
-    };
-    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = current;
-    Ok(())
-}
-
-/// Reads the certificate again (SIGHUP). On failure the previous one stays in use.
-pub fn reload() {
-    let files = match CURRENT.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        Some(current) => current.files.clone(),
-        None => {
-            tracing::info!("SIGHUP: TLS is not configured, nothing to reload");
-            return;
-        }
-    };
-    match load(&files) {
-        Ok(config) => {
-            let mut guard = CURRENT.write().unwrap_or_else(|e| e.into_inner());
-            if let Some(current) = guard.as_mut() {
-                current.config = config;
-            }
-            tracing::info!(cert = %files.cert.display(), "SIGHUP: TLS certificate reloaded");
-        }
-        Err(e) => tracing::error!("SIGHUP: keeping the previous TLS certificate: {e:#}"),
+impl Tls {
+    /// Reads the certificate at start (or notes that the listeners speak plain HTTP).
+    pub fn new(files: Option<TlsFiles>) -> anyhow::Result<Arc<Tls>> {
+        let current = match files {
+            Some(files) => Some(Current {
+                config: load(&files)?,
+                files,
+            }),
+            None => None,
+        };
+        Ok(Arc::new(Tls {
+            current: RwLock::new(current),
+        }))
     }
-}
 
-/// The configuration new connections get, when TLS is on.
-pub fn current() -> Option<Arc<rustls::ServerConfig>> {
-    CURRENT
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .map(|c| Arc::clone(&c.config))
-}
+    /// Reads the certificate again (SIGHUP). On failure the previous one stays in use.
+    pub fn reload(&self) {
+        let files = match self.read().as_ref() {
+            Some(current) => current.files.clone(),
+            None => {
+                tracing::info!("SIGHUP: TLS is not configured, nothing to reload");
+                return;
+            }
+        };
+        match load(&files) {
+            Ok(config) => {
+                let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
+                if let Some(current) = guard.as_mut() {
+                    current.config = config;
+                }
+                tracing::info!(cert = %files.cert.display(), "SIGHUP: TLS certificate reloaded");
+            }
+            Err(e) => tracing::error!("SIGHUP: keeping the previous TLS certificate: {e:#}"),
+        }
+    }
 
-/// Whether the listeners speak TLS (for URLs printed to the operator).
-pub fn enabled() -> bool {
-    current().is_some()
+    /// The configuration new connections get, when TLS is on.
+    pub fn current(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.read().as_ref().map(|c| Arc::clone(&c.config))
+    }
+
+    /// Whether the listeners speak TLS (for URLs printed to the operator).
+    pub fn enabled(&self) -> bool {
+        self.current().is_some()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<Current>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A connection's byte stream: plain TCP, or TLS over it.
@@ -106,9 +113,9 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// Wraps an accepted connection, doing the TLS handshake when TLS is on.
-    pub async fn accept(tcp: TcpStream) -> io::Result<Stream> {
-        match current() {
+    /// Wraps an accepted connection, doing the TLS handshake when `tls` is on.
+    pub async fn accept(tcp: TcpStream, tls: &Tls) -> io::Result<Stream> {
+        match tls.current() {
             None => Ok(Stream::Plain(tcp)),
             Some(config) => {
                 let tls = futures_rustls::TlsAcceptor::from(config)

@@ -20,7 +20,6 @@ use super::ops::{DataError, DataRequest, WriteCondition};
 use super::{now_ms, release_blocks, release_dropped, Shard};
 use crate::meta::lifecycle::LifecycleConfig;
 use crate::meta::types::{BucketRow, VersionId};
-use crate::runtime::stopping;
 
 /// Shares of the lifecycle task queue (foreground tasks run in the default queue, 1000).
 const LIFECYCLE_SHARES: usize = 25;
@@ -67,15 +66,15 @@ pub fn spawn(shard: &Rc<Shard>) {
 
 async fn run(shard: Weak<Shard>) {
     loop {
-        let Some(interval) = shard
-            .upgrade()
-            .map(|s| Duration::from_secs(s.config.lifecycle_scan_interval_s))
-        else {
+        let Some((interval, life)) = shard.upgrade().map(|s| {
+            let interval = Duration::from_secs(s.config.lifecycle_scan_interval_s);
+            (interval, std::sync::Arc::clone(&s.life))
+        }) else {
             return;
         };
         let wake = Instant::now() + interval;
         while Instant::now() < wake {
-            if stopping() {
+            if life.stopping() {
                 return;
             }
             glommio::timer::sleep(STOP_POLL.min(wake - Instant::now())).await;
@@ -127,7 +126,7 @@ pub async fn pass(shard: &Rc<Shard>) {
         if config.aborts_uploads() {
             abort_uploads(shard, bucket, config).await;
         }
-        if stopping() {
+        if shard.life.stopping() {
             return;
         }
     }
@@ -187,7 +186,7 @@ async fn expire_objects(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycl
     for prefix in walk_prefixes(config, true) {
         let mut cursor = String::new();
         loop {
-            if stopping() {
+            if shard.life.stopping() {
                 return;
             }
             let rows = match shard
@@ -270,7 +269,7 @@ async fn abort_uploads(shard: &Rc<Shard>, bucket: &BucketRow, config: &Lifecycle
     for prefix in walk_prefixes(config, false) {
         let (mut key_marker, mut id_marker) = (String::new(), String::new());
         loop {
-            if stopping() {
+            if shard.life.stopping() {
                 return;
             }
             let uploads =

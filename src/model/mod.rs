@@ -41,6 +41,10 @@ pub struct Shard {
     pub placement: std::sync::Arc<Placement>,
     /// The node's clock: stamps of writes.
     pub clock: Clock,
+    /// The node's life: whether it is stopping.
+    pub life: std::sync::Arc<crate::runtime::Life>,
+    /// When the node started (ms since the epoch).
+    pub started_ms: u64,
     pub config: Rc<ServerConfig>,
     pub store: Rc<ShardStore>,
     /// The other shards (and this one), to send operations on data they own.
@@ -73,6 +77,8 @@ impl Shard {
             node_id: node.id,
             placement: std::sync::Arc::clone(&node.placement),
             clock: node.clock.clone(),
+            life: std::sync::Arc::clone(&node.life),
+            started_ms: node.started_ms,
             config,
             store,
             peers,
@@ -100,11 +106,14 @@ impl Shard {
     }
 }
 
-/// What every shard of a node shares: its id, its clock, and where its partitions are.
+/// What every shard of a node shares: its id, its clock, where its partitions are, its
+/// life, and when it started. One per node: nothing of a node is process-wide.
 pub struct NodeParts {
     pub id: u64,
     pub clock: Clock,
     pub placement: std::sync::Arc<Placement>,
+    pub life: std::sync::Arc<crate::runtime::Life>,
+    pub started_ms: u64,
 }
 
 /// Releases `holder`'s reference on each block (the object version or part that held them

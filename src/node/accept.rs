@@ -1,20 +1,11 @@
 //! Accepting connections, and handing each to the shard that serves the fewest.
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::message::{Control, Message, Reply};
 use crate::api::{conn, Gateway};
-use crate::runtime::{self, mesh::Mesh};
-
-/// Connections each shard serves (or is about to): see [`connection_target`].
-static CONNECTIONS: std::sync::OnceLock<Box<[AtomicUsize]>> = std::sync::OnceLock::new();
-
-/// Makes the connection counts of `shards` shards (once, before they start).
-pub fn init(shards: u16) {
-    let _ = CONNECTIONS.set((0..shards).map(|_| AtomicUsize::new(0)).collect());
-}
+use crate::runtime::mesh::Mesh;
 
 /// Accepts connections until the node stops.
 ///
@@ -40,12 +31,12 @@ pub async fn accept_until_stopped(
             loop {
                 match listener.shared_accept().await {
                     Ok(accepted) => {
-                        if connections_served() >= shard.config.limits.max_connections {
+                        if shard.connections.served() >= shard.config.limits.max_connections {
                             let tcp = accepted.bind_to_executor();
                             glommio::spawn_local(conn::refuse(Rc::clone(&shard), tcp)).detach();
                             continue;
                         }
-                        let target = connection_target(shard.id);
+                        let target = shard.connections.target(shard.id);
                         let conn = Handoff {
                             stream: accepted,
                             kind,
@@ -54,12 +45,13 @@ pub async fn accept_until_stopped(
                             conn.serve(&shard);
                         } else {
                             let mesh = Rc::clone(&mesh);
+                            let connections = std::sync::Arc::clone(&shard.connections);
                             glommio::spawn_local(async move {
                                 let message = Message::Control(Control::Adopt(conn));
                                 let reply = mesh.call(usize::from(target), message).await;
                                 if !matches!(reply, Ok(Reply::Adopted(true))) {
                                     tracing::warn!(target, "handing a connection over: {reply:?}");
-                                    connection_closed(target);
+                                    connections.closed(target);
                                 }
                             })
                             .detach();
@@ -73,41 +65,8 @@ pub async fn accept_until_stopped(
             }
         })
     };
-    runtime::until_stopping().await;
+    shard.life.until_stopping().await;
     accepting.cancel().await;
-}
-
-/// The shard that should serve a new connection accepted by shard `me`: `me` unless
-/// another serves fewer. The connection is counted on it from now on.
-fn connection_target(me: u16) -> u16 {
-    let Some(counts) = CONNECTIONS.get() else {
-        return me;
-    };
-    let load = |i: u16| counts[usize::from(i)].load(Ordering::Relaxed);
-    let mut target = me;
-    for i in 0..counts.len() as u16 {
-        if load(i) < load(target) {
-            target = i;
-        }
-    }
-    counts[usize::from(target)].fetch_add(1, Ordering::Relaxed);
-    target
-}
-
-/// Connections the node serves now, over all shards.
-fn connections_served() -> u64 {
-    CONNECTIONS.get().map_or(0, |counts| {
-        counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed) as u64)
-            .sum()
-    })
-}
-
-fn connection_closed(shard: u16) {
-    if let Some(counts) = CONNECTIONS.get() {
-        counts[usize::from(shard)].fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// An accepted connection on its way to the shard that serves it (`DataRequest::Adopt`).
@@ -128,14 +87,15 @@ impl Handoff {
         drop(self.stream.bind_to_executor());
     }
 
-    /// Serves the connection on the current shard (which [`connection_target`] chose).
+    /// Serves the connection on the current shard (which `Connections::target` chose).
     pub fn serve(self, shard: &Rc<Gateway>) {
         let stream = self.stream.bind_to_executor();
         let (shard, kind) = (Rc::clone(shard), self.kind);
         glommio::spawn_local(async move {
             let id = shard.id;
+            let connections = std::sync::Arc::clone(&shard.connections);
             conn::serve(shard, stream, kind).await;
-            connection_closed(id);
+            connections.closed(id);
         })
         .detach();
     }
@@ -143,7 +103,7 @@ impl Handoff {
 
 /// Serves a connection another shard accepted; false (and closed) if the node is stopping.
 pub fn adopt(gateway: &Rc<Gateway>, conn: Handoff) -> bool {
-    if runtime::stopping() {
+    if gateway.life.stopping() {
         conn.close();
         return false;
     }

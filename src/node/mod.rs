@@ -8,6 +8,7 @@ mod message;
 mod root_key;
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -16,31 +17,89 @@ pub use accept::Handoff;
 pub use message::{Control, Message, Reply};
 
 use crate::api::conn::Listener;
-use crate::api::{Gateway, ShardControl};
+use crate::api::tls::Tls;
+use crate::api::{Connections, Gateway, ShardControl};
 use crate::config::ServerConfig;
 use crate::model::global::Global;
 use crate::model::ops::DataRequest;
 use crate::model::{NodeParts, Peers, Shard};
 use crate::runtime::mesh::{self, Mesh};
-use crate::runtime::{self, notify};
+use crate::runtime::{self, notify, Life};
 use crate::storage::ShardStore;
 
-/// Runs a node until it stops. Returns once every shard has ended.
+/// How a node is started beside others (tests, a simulation): the production defaults are
+/// what `run` uses.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Leave the shards unpinned: nodes that share a machine must not pile onto one core.
+    pub unpinned: bool,
+    /// The node's clock (default: the system clock). Tests give a clock they move by hand.
+    pub clock: Option<crate::clock::Clock>,
+}
+
+/// A running node: everything of it lives here and in its threads, nothing in process-wide
+/// state, so a process may run several (`tests/two_nodes.rs`).
+pub struct NodeHandle {
+    life: Arc<Life>,
+    tls: Arc<Tls>,
+    executors: runtime::Executors,
+}
+
+impl NodeHandle {
+    /// Asks the node to stop (as a SIGTERM does; a second call stops it at once).
+    pub fn stop(&self) {
+        self.life.stop();
+    }
+
+    /// Waits until every shard of the node has ended.
+    pub fn join(self) -> anyhow::Result<()> {
+        self.executors.join()?;
+        tracing::info!("Granary stopped");
+        Ok(())
+    }
+}
+
+/// Runs a node until it stops (SIGTERM, SIGINT), as `granary server` does: pinned shards,
+/// the system clock, signals, systemd's notifications and watchdog. Returns once every
+/// shard has ended.
 pub fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let signals = runtime::block_stop_signals();
+    let node = start(config.clone(), Options::default())?;
+    let tls = Arc::clone(&node.tls);
+    runtime::watch_stop_signals(signals, Arc::clone(&node.life), move || tls.reload())?;
+    notify::notify(&format!(
+        "READY=1\nSTATUS=serving S3 on {} with {} shards",
+        config.s3_addr, config.shards
+    ));
+    runtime::start_watchdog(Arc::clone(&node.life))?;
+    node.join()
+}
+
+/// Starts a node: prepares its data directory (migration, partition moves), starts one
+/// executor per shard, and returns once every shard serves.
+pub fn start(config: ServerConfig, options: Options) -> anyhow::Result<NodeHandle> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let node_id = node_id(&config)?;
     let shards = config.shards;
-    let signals = runtime::block_stop_signals();
-    crate::api::tls::init(config.tls.clone())?;
-    accept::init(shards);
+    let tls = Tls::new(config.tls.clone())?;
     runtime::check_ports_free(&listeners(&config))?;
-    let clock = crate::clock::Clock::system(node_id);
+    let clock = options
+        .clock
+        .unwrap_or_else(|| crate::clock::Clock::system(node_id));
     let placement = crate::storage::placement::prepare(&config.data_dir, shards, &clock)?;
-    let parts = std::sync::Arc::new(NodeParts {
-        id: node_id,
-        clock,
-        placement: std::sync::Arc::new(placement),
+    let life = Life::new(shards);
+    let node = Arc::new(Node {
+        parts: NodeParts {
+            id: node_id,
+            started_ms: clock.now_ms(),
+            clock,
+            placement: Arc::new(placement),
+            life: Arc::clone(&life),
+        },
+        tls: Arc::clone(&tls),
+        connections: Connections::new(shards),
+        storage: Default::default(),
     });
     let mesh = mesh::builder::<Message, Reply>(usize::from(shards));
     // The storage engine writes a group commit from registered (io_uring) buffers: room for
@@ -50,16 +109,15 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
     // own core.
     let io_memory = usize::try_from(2 * config.fsync_batch_bytes + (4 << 20))
         .expect("fsync_batch_bytes is bounded by validation");
-    let spec = runtime::ExecutorSpec { shards, io_memory };
+    let spec = runtime::ExecutorSpec {
+        shards,
+        io_memory,
+        pin: !options.unpinned,
+    };
     let shard_config = config.clone();
-    let executors = runtime::start(spec, move |id, ready| {
-        shard_main(
-            id,
-            std::sync::Arc::clone(&parts),
-            shard_config.clone(),
-            mesh.clone(),
-            ready,
-        )
+    let executors = runtime::start(spec, Arc::clone(&life), move |id, ready| {
+        let node = Arc::clone(&node);
+        shard_main(id, node, shard_config.clone(), mesh.clone(), ready)
     })?;
     runtime::check_ports_ours(&listeners(&config))?;
     tracing::info!(
@@ -71,15 +129,20 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         config.s3_addr,
         config.web_addr
     );
-    runtime::watch_stop_signals(signals, crate::api::tls::reload)?;
-    notify::notify(&format!(
-        "READY=1\nSTATUS=serving S3 on {} with {shards} shards",
-        config.s3_addr
-    ));
-    runtime::start_watchdog()?;
-    executors.join()?;
-    tracing::info!("Granary stopped");
-    Ok(())
+    Ok(NodeHandle {
+        life,
+        tls,
+        executors,
+    })
+}
+
+/// What the shards of one node share.
+struct Node {
+    parts: NodeParts,
+    tls: Arc<Tls>,
+    connections: Arc<Connections>,
+    /// The stores' shared resources (buffer pool, open directories, freeing thread).
+    storage: Arc<crate::storage::resources::Resources>,
 }
 
 /// The node's listening addresses: (what, address, sockets the node itself listens with).
@@ -107,7 +170,7 @@ fn node_id(config: &ServerConfig) -> anyhow::Result<u64> {
 
 async fn shard_main(
     id: u16,
-    node: std::sync::Arc<NodeParts>,
+    node: Arc<Node>,
     config: ServerConfig,
     mesh: mesh::Builder<Message, Reply>,
     ready: runtime::Ready,
@@ -148,19 +211,20 @@ async fn shard_main(
 /// which the mesh's handler serves from then on.
 async fn open_shard(
     id: u16,
-    node: &NodeParts,
+    node: &Node,
     config: ServerConfig,
     mesh: mesh::Builder<Message, Reply>,
 ) -> anyhow::Result<(Rc<Gateway>, Rc<Mesh<Message, Reply>>)> {
     let dir = config.data_dir.join(format!("shard-{id}"));
     let storage = crate::storage::StorageConfig {
-        clock: node.clock.clone(),
+        clock: node.parts.clock.clone(),
+        resources: Arc::clone(&node.storage),
         ..crate::storage::StorageConfig::from_server(&config)
     };
     let store = ShardStore::open(&dir, storage)
         .await
         .with_context(|| format!("opening the store in {}", dir.display()))?;
-    store.set_partitions(node.placement.partitions_of(id));
+    store.set_partitions(node.parts.placement.partitions_of(id));
     let mesh = mesh::Mesh::join(mesh).await;
     assert_eq!(mesh.me(), usize::from(id), "mesh ids follow shard ids");
     let mut global = Global::default();
@@ -169,14 +233,15 @@ async fn open_shard(
     }
     let peers: Rc<dyn Peers> = Rc::clone(&mesh) as _;
     let shard = Rc::new(Shard::new(
-        (id, node),
+        (id, &node.parts),
         Rc::new(config),
         store,
         peers,
         global,
     ));
     let control: Rc<dyn ShardControl> = Rc::clone(&mesh) as _;
-    let gateway = Rc::new(Gateway::new(shard, control));
+    let node_api = (Arc::clone(&node.tls), Arc::clone(&node.connections));
+    let gateway = Rc::new(Gateway::new(shard, control, node_api));
     let handler_gateway = Rc::clone(&gateway);
     mesh.set_handler(Rc::new(move |message| {
         let gateway = Rc::clone(&handler_gateway);
@@ -214,10 +279,9 @@ fn start_admin(gateway: &Rc<Gateway>) -> anyhow::Result<()> {
 /// request on one shard may still need another's data), then sync and close the store.
 async fn drain_and_close(shard: &Rc<Shard>) {
     let deadline = Instant::now() + Duration::from_secs(shard.config.shutdown_timeout_s);
-    runtime::drain(shard.shards, deadline, || {
-        shard.requests_in_flight.get() == 0
-    })
-    .await;
+    let life = Arc::clone(&shard.life);
+    life.drain(deadline, || shard.requests_in_flight.get() == 0)
+        .await;
     match shard.store.close().await {
         Ok(()) => tracing::info!(shard = shard.id, "shard stopped; store synced"),
         Err(e) => tracing::error!(shard = shard.id, "closing the store failed: {e}"),

@@ -8,40 +8,99 @@ pub mod ports;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
-/// Set from the signal thread: 0 running, 1 stop gracefully (SIGTERM or SIGINT), 2 stop
-/// now (a second signal). Shards poll it; it is the only state they share.
-static STOP: AtomicU8 = AtomicU8::new(0);
-/// Shards that have no request in flight any more, once stopping.
-static DRAINED: AtomicUsize = AtomicUsize::new(0);
+use crate::clock::system_ms as now_ms;
 
-/// Each shard's last sign of life (ms since the epoch), written by the shard every
-/// `HEARTBEAT_EVERY`; the systemd watchdog is fed only while all of them are fresh.
-static HEARTBEATS: std::sync::OnceLock<Box<[AtomicU64]>> = std::sync::OnceLock::new();
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 const STOP_POLL: Duration = Duration::from_millis(20);
 
-/// True once the node is stopping: connections finish their request and close.
-pub fn stopping() -> bool {
-    STOP.load(Ordering::Relaxed) > 0
+/// A node's life as its shards and threads share it: how far it is in stopping, which
+/// shards are drained, and each shard's last sign of life. One per node, so that several
+/// nodes can live in one process (tests, a simulation) and stop one at a time.
+pub struct Life {
+    /// 0 running, 1 stop gracefully (SIGTERM or SIGINT, `stop`), 2 stop now (again).
+    stop: AtomicU8,
+    /// Shards that have no request in flight any more, once stopping.
+    drained: AtomicUsize,
+    /// Each shard's last sign of life (ms since the epoch), written every
+    /// `HEARTBEAT_EVERY`; the systemd watchdog is fed only while all of them are fresh.
+    heartbeats: Box<[AtomicU64]>,
 }
 
-/// True once a second signal asked to stop now: no more waiting for work in flight.
-pub fn stopping_now() -> bool {
-    STOP.load(Ordering::SeqCst) >= 2
-}
+impl Life {
+    pub fn new(shards: u16) -> Arc<Life> {
+        Arc::new(Life {
+            stop: AtomicU8::new(0),
+            drained: AtomicUsize::new(0),
+            heartbeats: (0..shards).map(|_| AtomicU64::new(now_ms())).collect(),
+        })
+    }
 
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    /// True once the node is stopping: connections finish their request and close.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) > 0
+    }
+
+    /// True once a second request to stop came: no more waiting for work in flight.
+    pub fn stopping_now(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) >= 2
+    }
+
+    /// One step towards stopping (as a SIGTERM): the first stops gracefully, the second
+    /// at once. Returns the level reached.
+    pub fn stop(&self) -> u8 {
+        let step = self
+            .stop
+            .fetch_add(1, Ordering::SeqCst)
+            .saturating_add(1)
+            .min(2);
+        self.stop.store(step, Ordering::SeqCst);
+        step
+    }
+
+    /// Sleeps until the node stops (polled: see `node::accept`).
+    pub async fn until_stopping(&self) {
+        while !self.stopping() {
+            glommio::timer::sleep(STOP_POLL).await;
+        }
+    }
+
+    /// A graceful stop's wait on one shard: until `idle()` holds here, then until every
+    /// shard got that far (work on one shard may still need another's data). A second
+    /// stop or `deadline` cuts it short.
+    pub async fn drain(&self, deadline: Instant, idle: impl Fn() -> bool) {
+        let waiting = || !self.stopping_now() && Instant::now() < deadline;
+        while !idle() && waiting() {
+            glommio::timer::sleep(STOP_POLL).await;
+        }
+        self.drained.fetch_add(1, Ordering::SeqCst);
+        while self.drained.load(Ordering::SeqCst) < self.heartbeats.len() && waiting() {
+            glommio::timer::sleep(STOP_POLL).await;
+        }
+    }
+
+    /// Marks shard `id` alive every `HEARTBEAT_EVERY` until the node stops.
+    async fn heartbeat(&self, id: u16) {
+        while !self.stopping() {
+            if let Some(beat) = self.heartbeats.get(usize::from(id)) {
+                beat.store(now_ms(), Ordering::Relaxed);
+            }
+            glommio::timer::sleep(HEARTBEAT_EVERY).await;
+        }
+    }
+
+    /// The first shard whose last heartbeat is older than `stale_after_ms`.
+    fn stale_shard(&self, stale_after_ms: u64) -> Option<usize> {
+        let now = now_ms();
+        self.heartbeats
+            .iter()
+            .position(|b| now.saturating_sub(b.load(Ordering::Relaxed)) > stale_after_ms)
+    }
 }
 
 /// The stop signals, blocked in every thread (`block_stop_signals`) until
@@ -64,19 +123,23 @@ pub fn block_stop_signals() -> StopSignals {
     }
 }
 
-/// Starts the signal thread: each SIGTERM or SIGINT raises the stop level, each SIGHUP calls
-/// `reload`.
-pub fn watch_stop_signals(signals: StopSignals, reload: fn()) -> anyhow::Result<()> {
+/// Starts the signal thread: each SIGTERM or SIGINT is a step of `life`'s stop, each SIGHUP
+/// calls `reload`.
+pub fn watch_stop_signals(
+    signals: StopSignals,
+    life: Arc<Life>,
+    reload: impl Fn() + Send + 'static,
+) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || wait_for_stop_signals(signals.0, reload))
+        .spawn(move || wait_for_stop_signals(signals.0, &life, reload))
         .context("starting the signal thread")?;
     Ok(())
 }
 
-/// Turns each SIGTERM or SIGINT into a step of `STOP`, and each SIGHUP into a `reload` (of
-/// the TLS certificate).
-fn wait_for_stop_signals(set: libc::sigset_t, reload: fn()) {
+/// Turns each SIGTERM or SIGINT into a step of the stop, and each SIGHUP into a `reload`
+/// (of the TLS certificate).
+fn wait_for_stop_signals(set: libc::sigset_t, life: &Life, reload: impl Fn()) {
     loop {
         let mut signal = 0;
         // SAFETY: `set` is a valid signal set and `signal` a valid out-pointer.
@@ -87,11 +150,10 @@ fn wait_for_stop_signals(set: libc::sigset_t, reload: fn()) {
             reload();
             continue;
         }
-        if STOP.load(Ordering::SeqCst) == 0 {
+        if !life.stopping() {
             notify::notify("STOPPING=1\nSTATUS=finishing requests in flight");
         }
-        let step = STOP.fetch_add(1, Ordering::SeqCst).saturating_add(1).min(2);
-        STOP.store(step, Ordering::SeqCst);
+        let step = life.stop();
         if step == 1 {
             tracing::info!(
                 signal,
@@ -121,6 +183,9 @@ pub struct ExecutorSpec {
     pub shards: u16,
     /// Memory each executor registers for io_uring (see `node::run`).
     pub io_memory: usize,
+    /// Pin each shard to a core of its own (when there are enough): off for nodes that
+    /// share a machine with others (tests, several nodes in one process).
+    pub pin: bool,
 }
 
 /// The running executors, one per shard.
@@ -129,25 +194,24 @@ pub struct Executors {
 }
 
 /// Starts one executor per shard, each pinned to its core when there are no more shards
-/// than cores, each running `main(id, ready)` after starting its heartbeat. Returns once
-/// every shard has called `ready`, or with the first shard's error.
-pub fn start<F, Fut>(spec: ExecutorSpec, main: F) -> anyhow::Result<Executors>
+/// than cores (and `spec.pin`), each running `main(id, ready)` after starting its
+/// heartbeat. Returns once every shard has called `ready`, or with the first shard's error.
+pub fn start<F, Fut>(spec: ExecutorSpec, life: Arc<Life>, main: F) -> anyhow::Result<Executors>
 where
     F: Fn(u16, Ready) -> Fut + Send + Clone + 'static,
     Fut: Future<Output = anyhow::Result<()>> + 'static,
 {
     let shards = spec.shards;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let _ = HEARTBEATS.set((0..shards).map(|_| AtomicU64::new(now_ms())).collect());
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handles = Vec::new();
     for id in 0..shards {
-        let placement = if usize::from(shards) <= cores {
+        let placement = if spec.pin && usize::from(shards) <= cores {
             Placement::Fixed(usize::from(id))
         } else {
             Placement::Unbound
         };
-        let main = main.clone();
+        let (main, life) = (main.clone(), Arc::clone(&life));
         let ready = Ready {
             id,
             tx: ready_tx.clone(),
@@ -157,7 +221,8 @@ where
             .io_memory(spec.io_memory)
             .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
             .spawn(move || async move {
-                glommio::spawn_local(heartbeat(id)).detach();
+                let beating = Arc::clone(&life);
+                glommio::spawn_local(async move { beating.heartbeat(id).await }).detach();
                 let tx = ready.tx.clone();
                 if let Err(e) = main(id, ready).await {
                     let _ = tx.send(Err(format!("shard {id}: {e:#}")));
@@ -190,11 +255,11 @@ impl Executors {
 }
 
 /// Starts the thread that feeds systemd's watchdog, if systemd asked for one.
-pub fn start_watchdog() -> anyhow::Result<()> {
+pub fn start_watchdog(life: Arc<Life>) -> anyhow::Result<()> {
     if let Some(every) = notify::watchdog_interval() {
         std::thread::Builder::new()
             .name("watchdog".into())
-            .spawn(move || feed_watchdog(every))
+            .spawn(move || feed_watchdog(every, &life))
             .context("starting the watchdog thread")?;
     }
     Ok(())
@@ -239,54 +304,18 @@ pub fn check_ports_ours(listeners: &Listeners) -> anyhow::Result<()> {
 
 /// Sends `WATCHDOG=1` at half the interval systemd asked for, as long as every shard
 /// beats: a stuck shard lets the watchdog fire and systemd restart the node.
-fn feed_watchdog(every: Duration) {
+fn feed_watchdog(every: Duration, life: &Life) {
     let stale_after_ms = (every.as_millis() as u64).max(2 * HEARTBEAT_EVERY.as_millis() as u64);
     loop {
         std::thread::sleep(every / 2);
-        if stopping() {
+        if life.stopping() {
             // A stop is bounded by --shutdown-timeout (and systemd's TimeoutStopSec).
             notify::notify("WATCHDOG=1");
             continue;
         }
-        let now = now_ms();
-        let beats = HEARTBEATS.get().map(|b| &b[..]).unwrap_or_default();
-        let stale = beats
-            .iter()
-            .position(|b| now.saturating_sub(b.load(Ordering::Relaxed)) > stale_after_ms);
-        match stale {
+        match life.stale_shard(stale_after_ms) {
             None => notify::notify("WATCHDOG=1"),
             Some(shard) => tracing::warn!(shard, "shard missed its heartbeat: watchdog not fed"),
         }
-    }
-}
-
-/// Marks this shard alive every `HEARTBEAT_EVERY` until the node stops.
-async fn heartbeat(id: u16) {
-    while !stopping() {
-        if let Some(beat) = HEARTBEATS.get().and_then(|b| b.get(usize::from(id))) {
-            beat.store(now_ms(), Ordering::Relaxed);
-        }
-        glommio::timer::sleep(HEARTBEAT_EVERY).await;
-    }
-}
-
-/// A graceful stop's wait on one shard: until `idle()` holds here, then until every shard
-/// got that far (work on one shard may still need another's data). A second signal or
-/// `deadline` cuts it short.
-pub async fn drain(shards: u16, deadline: Instant, idle: impl Fn() -> bool) {
-    let waiting = || !stopping_now() && Instant::now() < deadline;
-    while !idle() && waiting() {
-        glommio::timer::sleep(STOP_POLL).await;
-    }
-    DRAINED.fetch_add(1, Ordering::SeqCst);
-    while DRAINED.load(Ordering::SeqCst) < usize::from(shards) && waiting() {
-        glommio::timer::sleep(STOP_POLL).await;
-    }
-}
-
-/// Sleeps until the node stops (polled: see `node::accept`).
-pub async fn until_stopping() {
-    while !stopping() {
-        glommio::timer::sleep(STOP_POLL).await;
     }
 }

@@ -10,14 +10,14 @@
 //!
 //! The memory comes from glommio's global DMA allocation (`allocate_dma_buffer_global`): a
 //! plain 4 KiB-aligned heap allocation tied to no executor, so a `BlockBuf` can be filled
-//! on one shard, written by another and freed by a third thread. Buffers are kept for reuse
-//! ([`POOL_BYTES_MAX`]): fresh ones came from `mmap` every time, and faulting in a new 1 MiB
-//! buffer for every block cost a large PUT a third of its throughput (server CPU 1.4 → 2.2
-//! s/GB; 530,000 page faults for 2 GiB against 40,000).
+//! on one shard, written by another and freed by a third thread. A node keeps idle buffers
+//! for reuse in its [`BufPool`] ([`POOL_BYTES_MAX`]): fresh ones came from `mmap` every
+//! time, and faulting in a new 1 MiB buffer for every block cost a large PUT a third of its
+//! throughput (server CPU 1.4 → 2.2 s/GB; 530,000 page faults for 2 GiB against 40,000).
 
 use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use glommio::io::DmaBuffer;
 
@@ -29,6 +29,7 @@ pub const POOL_BYTES_MAX: usize = 64 << 20;
 
 /// Idle buffers by length, for lengths that have been asked for (a buffer trimmed to a
 /// short record's length is not kept: that length is seldom asked for again).
+#[derive(Default)]
 struct Pool {
     free: HashMap<usize, Vec<Mem>>,
     bytes: usize,
@@ -40,29 +41,30 @@ struct Mem(DmaBuffer);
 // SAFETY: as for `BlockBuf` below: only buffers of glommio's global allocation are pooled.
 unsafe impl Send for Mem {}
 
-static POOL: Mutex<Option<Pool>> = Mutex::new(None);
-
-/// A buffer of `len` bytes: an idle one if there is one, else a new one.
-fn take_mem(len: usize) -> DmaBuffer {
-    let reused = POOL.lock().ok().and_then(|mut guard| {
-        let pool = guard.get_or_insert_with(|| Pool {
-            free: HashMap::new(),
-            bytes: 0,
-        });
-        let idle = pool.free.entry(len).or_default();
-        let mem = idle.pop()?;
-        pool.bytes -= len;
-        Some(mem.0)
-    });
-    reused.unwrap_or_else(|| glommio::allocate_dma_buffer_global(len))
+/// The idle block buffers of one node, shared by its shards (one per node: no process-wide
+/// state, so that two nodes in one process keep their own).
+#[derive(Default)]
+pub struct BufPool {
+    pool: Mutex<Pool>,
 }
 
-/// Keeps `mem` for reuse if its length is one asked for and the pool has room; else it
-/// is freed here.
-fn give_back(mem: DmaBuffer) {
-    let len = mem.len();
-    if let Ok(mut guard) = POOL.lock() {
-        if let Some(pool) = guard.as_mut() {
+impl BufPool {
+    /// A buffer of `len` bytes: an idle one if there is one, else a new one.
+    fn take(&self, len: usize) -> DmaBuffer {
+        let reused = self.pool.lock().ok().and_then(|mut pool| {
+            let idle = pool.free.entry(len).or_default();
+            let mem = idle.pop()?;
+            pool.bytes -= len;
+            Some(mem.0)
+        });
+        reused.unwrap_or_else(|| glommio::allocate_dma_buffer_global(len))
+    }
+
+    /// Keeps `mem` for reuse if its length is one asked for and the pool has room; else it
+    /// is freed here.
+    fn give_back(&self, mem: DmaBuffer) {
+        let len = mem.len();
+        if let Ok(mut pool) = self.pool.lock() {
             if pool.bytes + len <= POOL_BYTES_MAX {
                 if let Some(idle) = pool.free.get_mut(&len) {
                     idle.push(Mem(mem));
@@ -71,8 +73,8 @@ fn give_back(mem: DmaBuffer) {
                 }
             }
         }
+        drop(mem);
     }
-    drop(mem);
 }
 
 /// A block's data in record layout (see the module docs). Dereferences to the data.
@@ -89,6 +91,8 @@ pub struct BlockBuf {
     sealed: Option<BlockHash>,
     /// A written-out buffer trimmed to a short record: freed, never reused.
     trimmed: Option<DmaBuffer>,
+    /// Where `mem` goes back to when the buffer is dropped (none: it is freed).
+    pool: Option<Arc<BufPool>>,
 }
 
 // SAFETY: `DmaBuffer` is not `Send` because of its storage variants that point into an
@@ -100,26 +104,44 @@ pub struct BlockBuf {
 unsafe impl Send for BlockBuf {}
 
 impl BlockBuf {
-    /// An empty buffer with room for `cap` data bytes (at most `record::RECORD_DATA_MAX`).
+    /// An empty buffer with room for `cap` data bytes (at most `record::RECORD_DATA_MAX`),
+    /// freed when dropped.
     pub fn with_capacity(cap: usize) -> BlockBuf {
+        BlockBuf::with_capacity_in(None, cap)
+    }
+
+    /// An empty buffer with room for `cap` data bytes, taken from `pool` (if any) and
+    /// given back to it when dropped.
+    pub fn with_capacity_in(pool: Option<&Arc<BufPool>>, cap: usize) -> BlockBuf {
         assert!(
             cap <= record::RECORD_DATA_MAX,
             "block capacity {cap} above the record maximum"
         );
+        let len = record::record_len(cap);
+        let mem = match pool {
+            Some(pool) => pool.take(len),
+            None => glommio::allocate_dma_buffer_global(len),
+        };
         BlockBuf {
-            mem: Some(take_mem(record::record_len(cap))),
+            mem: Some(mem),
             at: record::header_len(cap),
             len: 0,
             cap,
             sealed: None,
             trimmed: None,
+            pool: pool.cloned(),
         }
     }
 
     /// A copy of `data`, sealed with `hash` in the same pass (each chunk is checksummed
     /// as it is copied).
     pub fn sealed_copy(hash: &BlockHash, data: &[u8]) -> BlockBuf {
-        let mut b = BlockBuf::with_capacity(data.len());
+        BlockBuf::sealed_copy_in(None, hash, data)
+    }
+
+    /// [`BlockBuf::sealed_copy`] in a buffer of `pool`.
+    pub fn sealed_copy_in(pool: Option<&Arc<BufPool>>, hash: &BlockHash, data: &[u8]) -> BlockBuf {
+        let mut b = BlockBuf::with_capacity_in(pool, data.len());
         let mem = b.mem.as_mut().expect("allocated");
         record::encode_into(hash, data, mem.as_bytes_mut());
         b.len = data.len();
@@ -190,7 +212,7 @@ impl BlockBuf {
             return;
         }
         if self.mem.is_none() {
-            *self = BlockBuf::with_capacity(0);
+            *self = BlockBuf::with_capacity_in(self.pool.as_ref(), 0);
         }
         let hl = record::header_len(self.len);
         let mem = self.mem.as_mut().expect("allocated above");
@@ -212,9 +234,8 @@ impl BlockBuf {
     }
 
     /// The record for `hash` as one DMA buffer of exactly its length, to be written as it
-    /// is (sealing it first if needed), and whether that is the whole allocation (not
-    /// trimmed to a short record), for [`BlockBuf::spent`].
-    pub(crate) fn into_record(mut self, hash: &BlockHash) -> (DmaBuffer, bool) {
+    /// is (sealing it first if needed): what [`BlockBuf::spent`] takes back once written.
+    pub(crate) fn into_record(mut self, hash: &BlockHash) -> Record {
         self.seal(hash);
         let rl = record::record_len(self.len);
         let mut mem = self.mem.take().expect("sealed implies memory");
@@ -222,17 +243,21 @@ impl BlockBuf {
         if !whole {
             mem.trim_to_size(rl);
         }
-        (mem, whole)
+        Record {
+            mem,
+            whole,
+            pool: self.pool.take(),
+        }
     }
 
-    /// Wraps a buffer that [`BlockBuf::into_record`] gave out, once written, so that it can
-    /// be dropped on another thread: kept for reuse if it is `whole` (not trimmed), else
-    /// freed.
-    pub(crate) fn spent(mem: DmaBuffer, whole: bool) -> BlockBuf {
-        let (mem, trimmed) = if whole {
-            (Some(mem), None)
+    /// Wraps a record that [`BlockBuf::into_record`] gave out, once written, so that it can
+    /// be dropped on another thread: given back to its pool if it is whole (not trimmed),
+    /// else freed.
+    pub(crate) fn spent(record: Record) -> BlockBuf {
+        let (mem, trimmed) = if record.whole {
+            (Some(record.mem), None)
         } else {
-            (None, Some(mem))
+            (None, Some(record.mem))
         };
         BlockBuf {
             mem,
@@ -241,14 +266,27 @@ impl BlockBuf {
             cap: 0,
             sealed: None,
             trimmed,
+            pool: record.pool,
         }
     }
+}
+
+/// A block's record out of its buffer, for one O_DIRECT write (`BlockBuf::into_record`).
+pub(crate) struct Record {
+    pub mem: DmaBuffer,
+    /// The whole allocation (not trimmed to a short record): worth giving back.
+    pub whole: bool,
+    /// The pool it came from.
+    pub pool: Option<Arc<BufPool>>,
 }
 
 impl Drop for BlockBuf {
     fn drop(&mut self) {
         if let Some(mem) = self.mem.take() {
-            give_back(mem);
+            match &self.pool {
+                Some(pool) => pool.give_back(mem),
+                None => drop(mem),
+            }
         }
     }
 }
@@ -309,7 +347,7 @@ mod tests {
             assert_eq!(&b[..], &data[..], "data moved with the header");
             let expected = record::encode(&hash, &data);
             assert_eq!(b.record(&hash), Some(&expected[..]));
-            assert_eq!(b.into_record(&hash).0.as_bytes(), &expected[..]);
+            assert_eq!(b.into_record(&hash).mem.as_bytes(), &expected[..]);
         }
     }
 
@@ -342,25 +380,25 @@ mod tests {
     #[test]
     fn an_empty_buffer_seals_into_an_empty_block() {
         let hash = BlockHash::of(b"");
-        let (rec, _) = BlockBuf::default().into_record(&hash);
-        assert_eq!(rec.as_bytes(), &record::encode(&hash, b"")[..]);
+        let rec = BlockBuf::default().into_record(&hash);
+        assert_eq!(rec.mem.as_bytes(), &record::encode(&hash, b"")[..]);
     }
 
     #[test]
     fn a_dropped_buffer_is_reused_and_a_trimmed_one_is_not() {
-        // A capacity no other test asks for, so that the pool's share is this test's own.
+        let pool = Arc::new(BufPool::default());
         let cap = 3 * 65_536 + 11;
-        let b = BlockBuf::with_capacity(cap);
+        let b = BlockBuf::with_capacity_in(Some(&pool), cap);
         let first = b.mem.as_ref().unwrap().as_bytes().as_ptr();
         drop(b);
-        let b = BlockBuf::with_capacity(cap);
+        let b = BlockBuf::with_capacity_in(Some(&pool), cap);
         assert_eq!(b.mem.as_ref().unwrap().as_bytes().as_ptr(), first);
         // Written out short: the record is trimmed to its length, which nobody asks for.
         let mut short = b;
         short.extend_from_slice(b"x");
-        let (rec, whole) = short.into_record(&BlockHash::of(b"x"));
-        assert_eq!((rec.len(), whole), (record::record_len(1), false));
-        let spent = BlockBuf::spent(rec, whole);
+        let rec = short.into_record(&BlockHash::of(b"x"));
+        assert_eq!((rec.mem.len(), rec.whole), (record::record_len(1), false));
+        let spent = BlockBuf::spent(rec);
         assert!(
             spent.mem.is_none() && spent.trimmed.is_some(),
             "kept apart, to be freed"
@@ -375,7 +413,7 @@ mod tests {
         let b = std::thread::spawn(move || BlockBuf::sealed_copy(&hash, &data))
             .join()
             .unwrap();
-        let rec = std::thread::spawn(move || b.into_record(&hash).0.as_bytes().to_vec())
+        let rec = std::thread::spawn(move || b.into_record(&hash).mem.as_bytes().to_vec())
             .join()
             .unwrap();
         assert_eq!(rec, record::encode(&hash, &sample(5000)));

@@ -88,9 +88,10 @@ pub mod index;
 pub mod placement;
 pub mod record;
 pub mod refcheck;
+pub mod resources;
 mod store;
 
-pub use blockbuf::BlockBuf;
+pub use blockbuf::{BlockBuf, BufPool};
 pub use disk::{DiskKind, SimDisk};
 pub use store::maint::ScrubProgress;
 pub use store::{BlockReader, ShardStore, META_FORMAT};
@@ -170,6 +171,8 @@ pub struct StorageConfig {
     pub disk: DiskKind,
     /// The node's clock: stamps of block references, and the times of GC.
     pub clock: crate::clock::Clock,
+    /// What the node's stores share (open directories, buffer pool, freeing thread).
+    pub resources: std::sync::Arc<resources::Resources>,
 }
 
 impl Default for StorageConfig {
@@ -189,6 +192,7 @@ impl Default for StorageConfig {
             preallocate_segments: false,
             disk: DiskKind::Real,
             clock: crate::clock::Clock::default(),
+            resources: Default::default(),
         }
     }
 }

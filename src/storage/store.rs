@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::{mpsc, oneshot};
@@ -18,6 +18,7 @@ use super::blockbuf::BlockBuf;
 use super::disk::{Disk, SegFile};
 use super::index::{decode_gc_key, gc_key, segment_key, BlockEntry, Checkpoint, SegmentInfo};
 use super::record;
+use super::resources::{Resources, Spent};
 use super::{
     Completing, Completion, FsyncPolicy, ObjectPut, PutIf, RowChange, RowHook, StorageConfig,
     StorageError, StorageStats,
@@ -41,39 +42,26 @@ use tables::Tx;
 
 type Result<T> = std::result::Result<T, StorageError>;
 
-/// Environments open in this process (LMDB must not open one twice in a process).
-static OPEN_DIRS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
-
-/// A shard directory held open: by this process's set, and across processes by an
-/// exclusive `flock` on `<dir>/lock` (which holds the holder's pid, for the message).
-/// Two processes appending to the same segments would corrupt them; a second server
-/// started on the same data directory (a manual run beside the systemd unit) is refused.
-struct OpenGuard(PathBuf, #[allow(dead_code)] std::fs::File);
+/// A shard directory held open: in its node's set of open directories (LMDB must not open
+/// an environment twice in a process), and across processes by an exclusive `flock` on
+/// `<dir>/lock` (which holds the holder's pid, for the message). Two processes appending to
+/// the same segments would corrupt them; a second server started on the same data
+/// directory (a manual run beside the systemd unit) is refused.
+struct OpenGuard(PathBuf, Arc<Resources>, #[allow(dead_code)] std::fs::File);
 
 impl OpenGuard {
-    fn take(dir: &Path) -> Result<Self> {
+    fn take(dir: &Path, resources: &Arc<Resources>) -> Result<Self> {
         let dir = std::fs::canonicalize(dir)?;
-        {
-            let mut g = OPEN_DIRS.lock().unwrap_or_else(|e| e.into_inner());
-            let set = g.get_or_insert_with(HashSet::new);
-            if !set.insert(dir.clone()) {
-                return Err(StorageError::AlreadyOpen(dir.display().to_string()));
-            }
+        if !resources.open_dirs().insert(dir.clone()) {
+            return Err(StorageError::AlreadyOpen(dir.display().to_string()));
         }
         match lock_dir(&dir) {
-            Ok(file) => Ok(OpenGuard(dir, file)),
+            Ok(file) => Ok(OpenGuard(dir, Arc::clone(resources), file)),
             Err(e) => {
-                forget_open(&dir);
+                resources.open_dirs().remove(&dir);
                 Err(e)
             }
         }
-    }
-}
-
-fn forget_open(dir: &Path) {
-    let mut g = OPEN_DIRS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(set) = g.as_mut() {
-        set.remove(dir);
     }
 }
 
@@ -110,7 +98,7 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        forget_open(&self.0);
+        self.1.open_dirs().remove(&self.0);
     }
 }
 
@@ -536,65 +524,6 @@ fn check_block(hash: &BlockHash, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A block's memory, done with, for [`free_elsewhere`].
-enum Spent {
-    Vec(#[allow(dead_code)] Vec<u8>),
-    Block(#[allow(dead_code)] BlockBuf),
-}
-
-impl Spent {
-    fn is_nothing(&self) -> bool {
-        match self {
-            Spent::Vec(v) => v.capacity() == 0,
-            Spent::Block(b) => !b.holds_memory(),
-        }
-    }
-}
-
-impl From<Vec<u8>> for Spent {
-    fn from(v: Vec<u8>) -> Spent {
-        Spent::Vec(v)
-    }
-}
-
-impl From<BlockBuf> for Spent {
-    fn from(b: BlockBuf) -> Spent {
-        Spent::Block(b)
-    }
-}
-
-/// Free a batch's block buffers on a thread of their own, after its acknowledgements, so
-/// that no `free` sits between a sync and the acks it releases. In the storage bench a
-/// 1 MiB buffer's drop took 70–95 µs of the shard thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`
-/// around it; blocks made by another thread before the run), a tenth of a block's
-/// acknowledgement at concurrency 1. How much a `free` costs depends on the allocator's
-/// state; in a server's `granary-bench large` PUT this made no difference beyond noise.
-/// Not the blocking pool: frees there would queue ahead of LMDB commits, and a job still
-/// queued when the executor ends makes its thread panic. This thread answers nobody.
-fn free_elsewhere(buffers: Vec<Spent>) {
-    static FREER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Vec<Spent>>>> =
-        std::sync::OnceLock::new();
-    if buffers.iter().all(Spent::is_nothing) {
-        return;
-    }
-    let freer = FREER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<Spent>>();
-        std::thread::Builder::new()
-            .name("granary-free".into())
-            .spawn(move || {
-                // Started from a shard, it would share that shard's one core.
-                unpin_current_thread();
-                rx.into_iter().for_each(drop)
-            })
-            .ok()
-            .map(|_| tx)
-    });
-    // Without the thread (it could not start), the buffers are freed here.
-    if let Some(tx) = freer {
-        let _ = tx.send(buffers);
-    }
-}
-
 /// Let the calling thread run on every CPU the process's main thread may use (a thread
 /// started from a pinned shard inherits the shard's one core). Best effort.
 pub(crate) fn unpin_current_thread() {
@@ -620,7 +549,7 @@ impl ShardStore {
         }
         std::fs::create_dir_all(dir.join("meta"))?;
         std::fs::create_dir_all(dir.join("segments"))?;
-        let guard = OpenGuard::take(dir)?;
+        let guard = OpenGuard::take(dir, &cfg.resources)?;
         probe_direct_reads(dir).await?;
         let meta_dir = dir.join("meta");
         let opts = heed_opts(&cfg);
@@ -840,6 +769,16 @@ impl ShardStore {
         &self.cfg
     }
 
+    /// The node's pool of block buffers (callers fill blocks in buffers of it).
+    pub fn buffers(&self) -> &Arc<super::blockbuf::BufPool> {
+        &self.cfg.resources.pool
+    }
+
+    /// Frees spent buffers off the shard's thread (`Resources::free_elsewhere`).
+    fn free_elsewhere(&self, buffers: Vec<Spent>) {
+        self.cfg.resources.free_elsewhere(buffers);
+    }
+
     /// A stamp from the node's clock.
     fn stamp(&self) -> Stamp {
         self.cfg.clock.stamp()
@@ -869,11 +808,11 @@ impl ShardStore {
     pub async fn put_block(&self, hash: BlockHash, data: Vec<u8>, holder: Holder) -> Result<()> {
         check_block(&hash, &data)?;
         if self.add_block_ref(&hash, holder).await? {
-            free_elsewhere(vec![data.into()]);
+            self.free_elsewhere(vec![data.into()]);
             return Ok(());
         }
-        let buf = BlockBuf::sealed_copy(&hash, &data);
-        free_elsewhere(vec![data.into()]);
+        let buf = BlockBuf::sealed_copy_in(Some(self.buffers()), &hash, &data);
+        self.free_elsewhere(vec![data.into()]);
         self.queue_block(hash, buf, holder).await
     }
 
@@ -1345,7 +1284,7 @@ impl ShardStore {
                         let _ = a.send(Ok(OpResult::Unit));
                     }
                 }
-                free_elsewhere(spent);
+                self.free_elsewhere(spent);
                 true
             }
             Err(e) => {
@@ -1414,8 +1353,8 @@ impl ShardStore {
         let buf = if let [r] = writes {
             // A batch of one block (every batch at concurrency 1) is written from the
             // block's own buffer: no copy, and no checksum pass if the caller sealed it.
-            let (rec, whole) = std::mem::take(&mut r.data).into_record(&r.hash);
-            BatchBuf::Block(Rc::new(rec), whole)
+            let rec = std::mem::take(&mut r.data).into_record(&r.hash);
+            BatchBuf::Block(Rc::new(rec.mem), rec.whole, rec.pool)
         } else {
             let mut buf = file.alloc_buffer(total);
             let out = buf.as_bytes_mut();
@@ -1462,11 +1401,12 @@ impl ShardStore {
         } = enc;
         let t_write = Instant::now();
         let written = match &buf {
-            BatchBuf::Block(b, _) | BatchBuf::Copied(b) => file.write_at(b.clone(), offset).await,
+            BatchBuf::Block(b, ..) | BatchBuf::Copied(b) => file.write_at(b.clone(), offset).await,
         };
-        if let BatchBuf::Block(b, whole) = buf {
-            if let Ok(b) = Rc::try_unwrap(b) {
-                free_elsewhere(vec![BlockBuf::spent(b, whole).into()]);
+        if let BatchBuf::Block(b, whole, pool) = buf {
+            if let Ok(mem) = Rc::try_unwrap(b) {
+                let spent = BlockBuf::spent(super::blockbuf::Record { mem, whole, pool });
+                self.free_elsewhere(vec![spent.into()]);
             }
         }
         let synced = synced_writes(&self.cfg);
@@ -1643,8 +1583,12 @@ struct Encoded {
 /// What a batch is written from.
 enum BatchBuf {
     /// Its one block's own record buffer (given back on another thread once written),
-    /// and whether it is whole (not trimmed to a short record).
-    Block(Rc<glommio::io::DmaBuffer>, bool),
+    /// whether it is whole (not trimmed to a short record), and its pool.
+    Block(
+        Rc<glommio::io::DmaBuffer>,
+        bool,
+        Option<Arc<super::blockbuf::BufPool>>,
+    ),
     /// A buffer of the segment file's, its blocks copied in.
     Copied(Rc<glommio::io::DmaBuffer>),
 }

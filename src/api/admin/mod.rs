@@ -54,7 +54,6 @@ pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
 }
 
 pub async fn serve(shard: Rc<Gateway>, listener: TcpListener, token: Rc<String>) {
-    status::mark_started();
     loop {
         match listener.accept().await {
             Ok(tcp) => {
@@ -63,8 +62,9 @@ pub async fn serve(shard: Rc<Gateway>, listener: TcpListener, token: Rc<String>)
                 glommio::spawn_local(async move {
                     let _ = tcp.set_read_timeout(Some(ADMIN_IO_TIMEOUT));
                     let _ = tcp.set_write_timeout(Some(ADMIN_IO_TIMEOUT));
+                    let tls = std::sync::Arc::clone(&shard.tls);
                     let handshake = glommio::timer::timeout(ADMIN_IO_TIMEOUT, async {
-                        Ok(Stream::accept(tcp).await)
+                        Ok(Stream::accept(tcp, &tls).await)
                     });
                     if let Ok(Ok(stream)) = handshake.await {
                         handle_connection(&shard, stream, &token).await;

@@ -39,7 +39,7 @@ pub async fn all_stats(shard: &Rc<Gateway>) -> Result<Vec<ShardStats>, Vec<u16>>
 
 /// `GET /health`: 200 only while every shard answers and the node is not stopping.
 pub async fn health(shard: &Rc<Gateway>) -> Answer {
-    if crate::runtime::stopping() {
+    if shard.life.stopping() {
         return (503, error_json("the node is stopping"));
     }
     match all_stats(shard).await {
@@ -88,16 +88,6 @@ struct ShardTasks<'a> {
     tasks: &'a [metrics::TaskProgress],
 }
 
-fn started_ms() -> u64 {
-    static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *STARTED.get_or_init(now_ms)
-}
-
-/// Notes the node's start time (for `uptime_s`).
-pub fn mark_started() {
-    started_ms();
-}
-
 /// `GET /v1/status`.
 pub async fn status(shard: &Rc<Gateway>) -> Answer {
     let stats = match all_stats(shard).await {
@@ -114,7 +104,7 @@ pub async fn status(shard: &Rc<Gateway>) -> Answer {
     let status = Status {
         node_id: format!("{:016x}", shard.node_id),
         version: env!("CARGO_PKG_VERSION"),
-        uptime_s: now_ms().saturating_sub(started_ms()) / 1000,
+        uptime_s: now_ms().saturating_sub(shard.started_ms) / 1000,
         shards: shard.shards,
         s3_addr: config.s3_addr.to_string(),
         admin_addr: config.admin_addr.to_string(),

@@ -50,14 +50,17 @@ struct BlockSink {
     block: BlockBuf,
     overflow: Vec<u8>,
     block_size: usize,
+    /// The node's buffer pool the blocks come from.
+    pool: Option<std::sync::Arc<crate::storage::BufPool>>,
 }
 
 impl BlockSink {
-    fn new(block_size: usize) -> BlockSink {
+    fn new(block_size: usize, pool: Option<&std::sync::Arc<crate::storage::BufPool>>) -> BlockSink {
         BlockSink {
-            block: BlockBuf::with_capacity(block_size),
+            block: BlockBuf::with_capacity_in(pool, block_size),
             overflow: Vec::new(),
             block_size,
+            pool: pool.cloned(),
         }
     }
 
@@ -77,7 +80,7 @@ impl BlockSink {
     /// over) starts with what ran over.
     fn next_block(&mut self, more: bool) -> BlockBuf {
         let next = if more || !self.overflow.is_empty() {
-            BlockBuf::with_capacity(self.block_size)
+            BlockBuf::with_capacity_in(self.pool.as_ref(), self.block_size)
         } else {
             BlockBuf::default()
         };
@@ -391,7 +394,7 @@ async fn read_body(
         let ended = n == 0;
         if sink.is_none() && !ended && buffer.len() >= BLOCK_SINK_FROM.min(block_size) {
             writer.room = Some(reserve_upload_memory(shard, body).await?);
-            let mut s = BlockSink::new(block_size);
+            let mut s = BlockSink::new(block_size, Some(shard.store.buffers()));
             s.extend_from_slice(buffer);
             *buffer = Vec::new();
             sink = Some(s);
@@ -1138,7 +1141,7 @@ mod tests {
 
     /// Feeds `pieces` to a block sink as `read_body` does; the blocks it sends.
     fn cut(block_size: usize, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
-        let mut sink = BlockSink::new(block_size);
+        let mut sink = BlockSink::new(block_size, None);
         let mut sent = Vec::new();
         for piece in pieces {
             sink.extend_from_slice(piece);

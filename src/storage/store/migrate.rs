@@ -74,7 +74,7 @@ fn open_raw(meta: &Path, cfg: &StorageConfig) -> Result<(Env, Dbs)> {
 pub fn migrate(dirs: &[PathBuf], cfg: &StorageConfig) -> Result<()> {
     let mut envs = Vec::new();
     for dir in dirs {
-        let guard = OpenGuard::take(dir)?;
+        let guard = OpenGuard::take(dir, &cfg.resources)?;
         let (env, db) = open_raw(&dir.join("meta"), cfg)?;
         envs.push((dir.clone(), env, db, guard));
     }
