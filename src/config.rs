@@ -241,7 +241,7 @@ impl ServerArgs {
 
     /// Fills defaults and checks every value.
     pub fn validate(self, usable_cores: u16) -> Result<ServerConfig, ConfigError> {
-        let shards = self.shards.unwrap_or(usable_cores.max(1));
+        let shards = self.shards.unwrap_or(usable_cores.clamp(1, 256));
         if shards == 0 || shards > 256 {
             return Err(bad("shards", "must be between 1 and 256"));
         }

@@ -40,6 +40,14 @@ fn shard_dirs(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// (`storage::refcheck`); with `fix`, sets the references to those holders. A block left
 /// with none is dropped by GC after the grace delay once the node runs again.
 pub fn refcounts(data_dir: &Path, fix: bool) -> anyhow::Result<RefReport> {
+    let moving = crate::storage::placement::pending_moves(data_dir)?;
+    if moving > 0 {
+        bail!(
+            "{} has {moving} partitions still to move between shards: start the node once \
+             (it finishes them before it serves), stop it, then run the repair",
+            data_dir.display()
+        );
+    }
     let dirs = shard_dirs(data_dir)?;
     let cfg = StorageConfig {
         // Nothing in the background while counting: no GC, compaction or scrub.
@@ -115,8 +123,8 @@ pub fn describe(report: &RefReport, fixed: bool) -> String {
         "consistent\n".to_string()
     } else if fixed {
         format!(
-            "set {to_set} counts; blocks now at 0 go to GC after the grace delay \
-             (--block-gc-delay) once the node runs\n"
+            "set {to_set} counts (the references of {to_set} blocks); blocks left with none \
+             go to GC after the grace delay (--block-gc-delay-s) once the node runs\n"
         )
     } else if to_set > 0 {
         format!("run again with --fix to set {to_set} counts\n")

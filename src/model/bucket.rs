@@ -237,7 +237,8 @@ pub async fn create_bucket(
     created.ok_or(S3Error::NoSuchBucket)
 }
 
-/// Whether any shard holds an object or upload of `bucket`, counting every write that
+/// Whether any shard holds an object of `bucket` (unfinished uploads do not count:
+/// DeleteBucket removes them), counting every write that
 /// reached a shard's metadata stage before the question did.
 async fn bucket_has_objects(shard: &Shard, bucket: BucketId) -> Result<bool, S3Error> {
     for s in 0..shard.shards {

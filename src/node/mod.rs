@@ -35,6 +35,9 @@ pub struct Options {
     pub unpinned: bool,
     /// The node's clock (default: the system clock). Tests give a clock they move by hand.
     pub clock: Option<crate::clock::Clock>,
+    /// The node's life (default: a new one). `run` gives the one its signals stop, so that
+    /// a stop during a long migration or move is heard before the node serves.
+    pub life: Option<Arc<Life>>,
 }
 
 /// A running node: everything of it lives here and in its threads, nothing in process-wide
@@ -64,9 +67,21 @@ impl NodeHandle {
 /// shard has ended.
 pub fn run(config: ServerConfig) -> anyhow::Result<()> {
     let signals = runtime::block_stop_signals();
-    let node = start(config.clone(), Options::default())?;
-    let tls = Arc::clone(&node.tls);
-    runtime::watch_stop_signals(signals, Arc::clone(&node.life), move || tls.reload())?;
+    let life = Life::new(config.shards);
+    // The TLS certificate a SIGHUP reloads is the node's, known once it starts.
+    let tls: Arc<std::sync::OnceLock<Arc<Tls>>> = Arc::default();
+    let reload = Arc::clone(&tls);
+    runtime::watch_stop_signals(signals, Arc::clone(&life), move || {
+        if let Some(tls) = reload.get() {
+            tls.reload();
+        }
+    })?;
+    let options = Options {
+        life: Some(life),
+        ..Options::default()
+    };
+    let node = start(config.clone(), options)?;
+    let _ = tls.set(Arc::clone(&node.tls));
     notify::notify(&format!(
         "READY=1\nSTATUS=serving S3 on {} with {} shards",
         config.s3_addr, config.shards
@@ -87,8 +102,19 @@ pub fn start(config: ServerConfig, options: Options) -> anyhow::Result<NodeHandl
     let clock = options
         .clock
         .unwrap_or_else(|| crate::clock::Clock::system(node_id));
-    let placement = crate::storage::placement::prepare(&config.data_dir, shards, &clock)?;
-    let life = Life::new(shards);
+    let life = options.life.unwrap_or_else(|| Life::new(shards));
+    let watch = crate::storage::placement::Watch {
+        stopping: {
+            let life = Arc::clone(&life);
+            Arc::new(move || life.stopping())
+        },
+        progress: Arc::new(|status: &str| {
+            // A migration or partition move can outlast systemd's start timeout: each step
+            // asks for more time.
+            notify::notify(&format!("EXTEND_TIMEOUT_USEC=600000000\nSTATUS={status}"));
+        }),
+    };
+    let placement = crate::storage::placement::prepare(&config.data_dir, shards, &clock, &watch)?;
     let node = Arc::new(Node {
         parts: NodeParts {
             id: node_id,

@@ -10,14 +10,16 @@
 //!
 //! ```text
 //! ShardStore::open(dir, cfg).await                 // recovery happens here
-//! blocks  : put_block(hash, data) / read_block(hash, off, len) / decref_block(hash)
+//! blocks  : put_block(hash, data, holder) / add_block_ref(hash, holder)
+//!           release_block(hash, holder) / read_block(hash, off, len) / block_info(hash)
 //!           open_block(hash) -> BlockReader { read(off, len) }   (streaming, chunk by chunk)
-//!           block_info(hash)
-//! objects : put_object(row) / put_object_if(row, cond) / get_object / delete_object
-//!           list_objects(bucket, prefix, start_after, limit) / bucket_is_empty / bucket_object_count
-//! uploads : put_upload / get_upload / delete_upload (returns its parts) / list_uploads
-//!           put_part / list_parts
-//! global  : put_bucket / list_buckets / get_bucket / put_key / list_keys / get_key (shard 0 only)
+//! objects : put_object(row) / put_object_if(row, cond) / get_object
+//!           delete_object(bucket, key, version, stamp) / delete_object_if
+//!           list_objects(bucket, prefix, start_after, limit) / bucket_is_empty
+//! uploads : put_upload / get_upload / abort_upload / complete_upload / list_uploads
+//!           put_part / list_parts / get_completed_upload / delete_bucket_uploads
+//! global  : put_bucket / list_buckets / get_bucket / put_key / list_keys / get_key (shard 0)
+//! moves   : partition_rows / partition_blocks / import_rows / import_block / drop_partition
 //! admin   : stats() / sync_all() / close() / gc_now() / compact_now() / scrub_step(n)
 //! ```
 //!
@@ -27,7 +29,7 @@
 //!
 //! # Durability
 //!
-//! Writes (block puts, refcount changes, row writes) go through one pipeline per shard:
+//! Writes (block puts, reference changes, row writes) go through one pipeline per shard:
 //!
 //! 1. **Data stage.** `put_block` calls of a shard are gathered into a batch that closes
 //!    at `fsync_batch_bytes` or `fsync_batch_delay_us` after its first block. The batch's
@@ -35,8 +37,8 @@
 //!    active segment (~1 MiB writes in flight together), then (data policy `always`) made
 //!    durable by one `fdatasync`. The next batch is encoded while one writes (two in
 //!    flight; a batch is acknowledged only after the one before it succeeded).
-//! 2. **Metadata stage.** The index entries of written batches, the reference-count
-//!    changes and every queued row write are applied in ONE LMDB write transaction,
+//! 2. **Metadata stage.** The index entries of written batches, the references added and
+//!    released, and every queued row write are applied in ONE LMDB write transaction,
 //!    committed on the blocking pool. With metadata policy `always` the commit syncs. The
 //!    transaction also moves the recovery checkpoint (segment, offset) past the batch's
 //!    records. While one transaction commits, the next gathers: at high concurrency one
@@ -62,9 +64,10 @@
 //! resumes in a new segment. Under the `periodic`/`never` data policies `open` also
 //! verifies every block written after the last recorded data sync and marks the lost ones
 //! bad. Startup time is proportional to that tail (and, under weak policies after an
-//! unclean stop, to the data written since the last sync). Re-indexed blocks get reference count 1: they may have been acknowledged
-//! (see above). An unacknowledged one (crash between its write and the acknowledgement)
-//! leaks; nothing acknowledged is lost.
+//! unclean stop, to the data written since the last sync). A re-indexed block is held by
+//! `Holder::RECOVERED`: it may have been acknowledged (see above). An unacknowledged one
+//! (crash between its write and the acknowledgement) leaks until `granary repair
+//! refcounts --fix`; nothing acknowledged is lost.
 //!
 //! # Faults
 //!
@@ -79,8 +82,8 @@
 //! All segment-file I/O goes through [`disk`]: the real O_DIRECT disk, or (tests) a
 //! simulated disk that can lose power and fail writes or syncs on request.
 //!
-//! Block data and refcounts are per shard; an object row's blocks may live on other shards
-//! (the server routes each call to the owner of the block's partition).
+//! Block data and references are per shard; an object row's blocks may live on other
+//! shards (the model routes each call to the owner of the block's partition).
 
 pub mod blockbuf;
 pub mod disk;

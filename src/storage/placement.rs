@@ -21,6 +21,7 @@
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -98,6 +99,12 @@ fn read_node_file(data_dir: &Path) -> anyhow::Result<Option<NodeFile>> {
     Ok(Some(file))
 }
 
+/// Partitions a data directory still has to move between shards (its node stopped, or
+/// died, before it finished them): nothing may count blocks before the node finishes them.
+pub fn pending_moves(data_dir: &Path) -> anyhow::Result<usize> {
+    Ok(read_node_file(data_dir)?.map_or(0, |f| f.moving.len()))
+}
+
 /// Writes `node.json` atomically and durably.
 fn write_node_file(data_dir: &Path, file: &NodeFile) -> anyhow::Result<()> {
     use std::io::Write;
@@ -115,7 +122,12 @@ fn write_node_file(data_dir: &Path, file: &NodeFile) -> anyhow::Result<()> {
 
 /// Gets the data directory ready for `shards` shards (see the module docs) and returns the
 /// placement the shards serve.
-pub fn prepare(data_dir: &Path, shards: u16, clock: &Clock) -> anyhow::Result<Placement> {
+pub fn prepare(
+    data_dir: &Path,
+    shards: u16,
+    clock: &Clock,
+    watch: &Watch,
+) -> anyhow::Result<Placement> {
     let cfg = StorageConfig {
         maintenance_interval_s: 0,
         scrub_bytes_per_s: 0,
@@ -124,7 +136,7 @@ pub fn prepare(data_dir: &Path, shards: u16, clock: &Clock) -> anyhow::Result<Pl
     };
     let mut file = match read_node_file(data_dir)? {
         Some(file) => file,
-        None => first_file(data_dir, shards, clock, &cfg)?,
+        None => first_file(data_dir, shards, (clock, watch), &cfg)?,
     };
     if file.placement.shards != shards {
         let next = file.placement.rebalanced(shards);
@@ -145,16 +157,48 @@ pub fn prepare(data_dir: &Path, shards: u16, clock: &Clock) -> anyhow::Result<Pl
         write_node_file(data_dir, &file)?;
     }
     if !file.moving.is_empty() {
-        gather_all(data_dir, &mut file, cfg)?;
+        gather_all(data_dir, &mut file, cfg, watch.clone())?;
     }
+    remove_idle_shard_dirs(data_dir, file.placement.shards)?;
     Ok(file.placement)
+}
+
+/// What the node's start is watched by: whether it was asked to stop (between two
+/// partitions a move then ends, leaving the rest for the next start), and a progress
+/// report (systemd's status and start timeout).
+#[derive(Clone)]
+pub struct Watch {
+    pub stopping: Arc<dyn Fn() -> bool + Send + Sync>,
+    pub progress: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Default for Watch {
+    fn default() -> Watch {
+        Watch {
+            stopping: Arc::new(|| false),
+            progress: Arc::new(|_| {}),
+        }
+    }
+}
+
+/// Shard directories beyond the shard count, once every partition has moved off them:
+/// they hold nothing live (their segments only dead records), so they go. A crash while
+/// removing one leaves a part of it, removed at the next start.
+fn remove_idle_shard_dirs(data_dir: &Path, shards: u16) -> anyhow::Result<()> {
+    for (s, dir) in shard_dirs(data_dir)? {
+        if s >= shards {
+            tracing::info!(dir = %dir.display(), "removing a shard directory no shard uses");
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The node file of a directory that has none: new, or written by a format-1 release.
 fn first_file(
     data_dir: &Path,
     shards: u16,
-    clock: &Clock,
+    (clock, watch): (&Clock, &Watch),
     cfg: &StorageConfig,
 ) -> anyhow::Result<NodeFile> {
     let dirs = shard_dirs(data_dir)?;
@@ -191,6 +235,7 @@ fn first_file(
         shards = dirs.len(),
         "migrating a data directory written by an earlier release (format 1)"
     );
+    (watch.progress)("migrating the data directory to this release's format");
     let paths: Vec<PathBuf> = dirs.into_iter().map(|(_, d)| d).collect();
     migrate::migrate(&paths, cfg).context("migrating the metadata to this build's format")?;
     // Rows of a partition may be on any shard: gather every partition where it belongs.
@@ -207,19 +252,27 @@ fn migrate_source_max() -> u32 {
 
 /// Gathers every partition of `file.moving` on its shard, in an executor of its own,
 /// striking each off (durably) once done.
-fn gather_all(data_dir: &Path, file: &mut NodeFile, cfg: StorageConfig) -> anyhow::Result<()> {
+fn gather_all(
+    data_dir: &Path,
+    file: &mut NodeFile,
+    cfg: StorageConfig,
+    watch: Watch,
+) -> anyhow::Result<()> {
     let mut shards: Vec<u16> = shard_dirs(data_dir)?.into_iter().map(|(s, _)| s).collect();
     shards.extend(0..file.placement.shards);
     shards.sort_unstable();
     shards.dedup();
     let data_dir = data_dir.to_path_buf();
     let todo = file.clone();
-    let done = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .name("moves")
-        .spawn(move || async move { gather_in_executor(&data_dir, todo, &shards, cfg).await })
-        .map_err(|e| anyhow::anyhow!("starting the executor that moves partitions: {e}"))?
-        .join()
-        .map_err(|e| anyhow::anyhow!("moving partitions failed: {e:?}"))??;
+    let done =
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .name("moves")
+            .spawn(move || async move {
+                gather_in_executor(&data_dir, todo, (&shards, &watch), cfg).await
+            })
+            .map_err(|e| anyhow::anyhow!("starting the executor that moves partitions: {e}"))?
+            .join()
+            .map_err(|e| anyhow::anyhow!("moving partitions failed: {e:?}"))??;
     *file = done;
     Ok(())
 }
@@ -227,7 +280,7 @@ fn gather_all(data_dir: &Path, file: &mut NodeFile, cfg: StorageConfig) -> anyho
 async fn gather_in_executor(
     data_dir: &Path,
     mut file: NodeFile,
-    shards: &[u16],
+    (shards, watch): (&[u16], &Watch),
     cfg: StorageConfig,
 ) -> anyhow::Result<NodeFile> {
     let mut stores: Vec<(u16, Rc<ShardStore>)> = Vec::new();
@@ -240,6 +293,9 @@ async fn gather_in_executor(
     }
     let total = file.moving.len();
     while let Some(&p) = file.moving.first() {
+        if (watch.stopping)() {
+            break;
+        }
         let target = file.placement.shard_of(p);
         gather(p, target, &stores).await?;
         file.moving.remove(0);
@@ -247,10 +303,20 @@ async fn gather_in_executor(
         let done = total - file.moving.len();
         if done.is_multiple_of(32) || file.moving.is_empty() {
             tracing::info!(done, total, "partitions moved");
+            (watch.progress)(&format!(
+                "moving partitions between shards: {done} of {total}"
+            ));
         }
     }
     for (_, store) in stores {
         store.close().await?;
+    }
+    if !file.moving.is_empty() {
+        anyhow::bail!(
+            "stopped before serving, with {} partitions still to move between shards: the \
+             next start finishes them",
+            file.moving.len()
+        );
     }
     Ok(file)
 }
@@ -321,15 +387,14 @@ async fn copy_block(hash: &BlockHash, from: &ShardStore, to: &ShardStore) -> any
     let Some(entry) = from.block_info(hash)? else {
         return Ok(());
     };
-    let data = match from.read_block(hash, 0, entry.data_len).await {
-        Ok(data) => data,
+    match from.read_block(hash, 0, entry.data_len).await {
+        Ok(data) => to.import_block(*hash, data, &holders).await?,
         Err(e) => {
-            // Unreadable here already (and so for its objects): it cannot move; its
-            // references stay unexplained for `granary repair` to report.
+            // Unreadable here already (and so for its objects): it moves as a bad block,
+            // its references with it, so that a later put of the same content repairs it.
             tracing::error!(block = %hash.to_hex(), "a block to move is unreadable: {e}");
-            return Ok(());
+            to.import_bad_block(*hash, entry.data_len, &holders).await?;
         }
-    };
-    to.import_block(*hash, data, &holders).await?;
+    }
     Ok(())
 }

@@ -199,6 +199,8 @@ enum Op {
     ImportRows(super::Table, moves::RawRows),
     /// Remove a partition moved to another shard.
     DropPartition(Partition),
+    /// Index a block another shard could not read, as bad, with its holders.
+    ImportBadBlock(BlockHash, u32, Vec<Holder>),
 }
 
 enum OpResult {
@@ -2254,6 +2256,10 @@ fn apply(env: &Env, db: Dbs, ops: Vec<Op>, now: u64) -> Result<(Vec<OpResult>, V
             }
             Op::DropPartition(p) => {
                 moves::drop_partition(&mut tx, &db, p)?;
+                OpResult::Unit
+            }
+            Op::ImportBadBlock(hash, data_len, holders) => {
+                moves::import_bad_block(&mut tx, &db, (hash, data_len), &holders)?;
                 OpResult::Unit
             }
         };

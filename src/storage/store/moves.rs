@@ -94,6 +94,19 @@ impl ShardStore {
         Ok(())
     }
 
+    /// Takes a block another shard holds but cannot read, with its holders: a bad entry
+    /// here (never served; a later put of the same content repairs it), unless this shard
+    /// holds the block already.
+    pub async fn import_bad_block(
+        &self,
+        hash: BlockHash,
+        data_len: u32,
+        holders: &[Holder],
+    ) -> Result<()> {
+        let op = Op::ImportBadBlock(hash, data_len, holders.to_vec());
+        self.meta_op(op).await.map(|_| ())
+    }
+
     /// Removes everything of partition `p` from this shard: rows, references, and the
     /// index entries of its blocks (their records become dead space for compaction).
     pub async fn drop_partition(&self, p: Partition) -> Result<()> {
@@ -151,6 +164,32 @@ where
         row.merge(&stored);
     }
     encode_row(&row)
+}
+
+/// The transaction of `import_bad_block`.
+pub(super) fn import_bad_block(
+    tx: &mut Tx,
+    db: &Dbs,
+    (hash, data_len): (BlockHash, u32),
+    holders: &[Holder],
+) -> Result<()> {
+    if get_entry(db, &tx.w, &hash)?.is_none() {
+        let entry = crate::storage::index::BlockEntry {
+            segment: 0,
+            offset: 0,
+            data_len,
+            record_len: 0,
+            refs: 0,
+            zero_since_ms: 0,
+            bad: true,
+        };
+        db.blocks.put(&mut tx.w, &hash.0, &entry.encode())?;
+        super::add_bad(db, &mut tx.w, 1)?;
+    }
+    for h in holders {
+        super::tables::add_ref(tx, db, &hash, *h, crate::meta::types::Stamp::ZERO)?;
+    }
+    Ok(())
 }
 
 /// The transaction of `drop_partition`.
