@@ -5,6 +5,8 @@
 //! - sans-IO, pure: `http` (knows no S3), `s3` (SigV4, XML, errors, checksums), `meta`
 //!   (rows, key encodings, CRDT merges). None of them imports glommio or heed, nor any of
 //!   the modules below.
+//! - `rpc`: the sans-IO core of node-to-node RPC (frames, flow control, the handshake);
+//!   it imports no handler, no storage, no S3 or HTTP and no heed.
 //! - `storage`: the engine (segments on glommio DmaFile, LMDB through heed); knows no API,
 //!   no handler and no runtime. `gather` (batches from a channel) and `constants` serve all.
 //! - `runtime`: executors, the mesh, stop signals, heartbeats, port checks; knows no
@@ -26,6 +28,7 @@ pub mod meta;
 pub mod model;
 pub mod node;
 pub mod repair;
+pub mod rpc;
 pub mod runtime;
 pub mod s3;
 pub mod storage;

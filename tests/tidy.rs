@@ -256,6 +256,11 @@ const FORBIDDEN_IMPORTS: &[(&str, &[&str], &str)] = &[
         "rows, keys and merges know no API and do no I/O",
     ),
     (
+        "rpc",
+        &["api", "model", "node", "storage", "s3", "http", "heed"],
+        "node-to-node RPC's core is bytes in, values out: it knows no handler and no engine",
+    ),
+    (
         "storage",
         &["s3", "api", "model", "node", "runtime"],
         "the engine knows no API and no handler, and runs on any executor",
