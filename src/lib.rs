@@ -5,6 +5,8 @@
 //! - sans-IO, pure: `http` (knows no S3), `s3` (SigV4, XML, errors, checksums), `meta`
 //!   (rows, key encodings, CRDT merges). None of them imports glommio or heed, nor any of
 //!   the modules below.
+//! - `cluster`: pure state machines of the cluster's decisions (quorums); like the three
+//!   above it imports no glommio or heed, nor any module below.
 //! - `rpc`: the sans-IO core of node-to-node RPC (frames, flow control, the handshake);
 //!   it imports no handler, no storage, no S3 or HTTP and no heed.
 //! - `storage`: the engine (segments on glommio DmaFile, LMDB through heed); knows no API,
@@ -20,6 +22,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod constants;
 pub mod gather;

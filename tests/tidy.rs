@@ -256,6 +256,13 @@ const FORBIDDEN_IMPORTS: &[(&str, &[&str], &str)] = &[
         "rows, keys and merges know no API and do no I/O",
     ),
     (
+        "cluster",
+        &[
+            "http", "s3", "storage", "runtime", "api", "model", "node", "glommio", "heed",
+        ],
+        "the cluster's decisions are state machines: messages and time in, messages out",
+    ),
+    (
         "rpc",
         &["api", "model", "node", "storage", "s3", "http", "heed"],
         "node-to-node RPC's core is bytes in, values out: it knows no handler and no engine",
