@@ -17,7 +17,7 @@
 //! and the bytes LMDB handed to `write()` per insert (`wchar` of `/proc/self/io`: pages
 //! rewritten by copy-on-write; the device's own count is not per process). The question
 //! it answers: would applying many group commits in one LMDB transaction (a metadata log
-//! in front of LMDB, see `docs/benchmarks.md`) keep random inserts flat?
+//! in front of LMDB, see `docs/bench/s3-end-to-end.md`) keep random inserts flat?
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -8,7 +8,7 @@ Starts a release Granary on a fresh data directory (loopback ports 39211-39213),
 tool prints the batch's line) reads the server's /metrics and its threads' context switches.
 Prints one row per batch (time, server CPU, LMDB commits, inserts per commit, seconds spent
 committing, voluntary and involuntary context switches) and how batch time and server CPU
-correlate with each. docs/benchmarks.md ("Where Granary is behind") cites its output.
+correlate with each. docs/bench/s3-end-to-end.md ("Where Granary is behind") cites its output.
 """
 
 import os

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Groups a `perf record` profile of the server by where the CPU went (MD5, blake3, crc32c,
-copies, kernel parts), as docs/benchmarks.md shows it.
+copies, kernel parts), as docs/bench/s3-end-to-end.md shows it.
 
     perf record -e cpu-clock -F 999 -g -p <granary pid> -o perf.data   # during a bench
     tools/bench/perf_groups.py perf.data

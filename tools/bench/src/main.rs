@@ -1,7 +1,7 @@
 //! granary-bench: an S3 load generator and the benchmark suite of docs/benchmarks.md.
 //!
 //! Each experiment prints a table and adds its result to one JSON document (schema in
-//! docs/benchmarks.md): `{"tool", "schema", "label", "endpoint", "started_unix", "smoke",
+//! docs/bench/tools.md): `{"tool", "schema", "label", "endpoint", "started_unix", "smoke",
 //! "machine", "experiments": {name: {"workload", "rows", ...}}}`.
 
 mod compare;
