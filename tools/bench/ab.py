@@ -25,7 +25,9 @@ def figures(doc):
             ops = sum(r.get("ops_per_s") or 0 for r in exp["rows"] if r.get("op") != "total")
             out["mixed ops/s"] = ops
         elif name == "million":
-            out["million objects/s"] = exp["summary"]["objects_per_s"]
+            random = exp.get("workload", {}).get("random_keys")
+            label = "million, random keys" if random else "million"
+            out[f"{label} objects/s"] = exp["summary"]["objects_per_s"]
     return out
 
 
@@ -33,7 +35,7 @@ def load(out_dir):
     """side → round → figures."""
     runs = {}
     for path in glob.glob(str(Path(out_dir) / "*.json")):
-        m = re.match(r"(\w+)-(a2|a|b)-(\d+)\.json$", Path(path).name)
+        m = re.match(r"([\w-]+)-(a2|a|b)-(\d+)\.json$", Path(path).name)
         if not m:
             continue
         _, side, rnd = m.groups()

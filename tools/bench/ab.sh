@@ -8,7 +8,8 @@
 # A, B, and A again (A2). Every round runs, against each server in turn (the order rotates
 # from round to round), granary-bench's `large` (64 MiB objects, PUT then GET), `mixed`
 # (MIXED_SECONDS) and `million` (MILLION_BATCHES batches of 8192 16-byte objects, each on
-# its fresh bucket). The figures of a round are paired: B/A and A2/A, per figure. The
+# its fresh bucket), keys batch by batch and again in random order (`--random-keys`, as
+# many independent clients write). The figures of a round are paired: B/A and A2/A, per figure. The
 # report (ab.py) gives each figure's pairwise ratios and their median: the change is no
 # slower when B/A's median is at least 0.95, read beside A2/A's spread.
 #
@@ -45,7 +46,8 @@ ACCESS=GKABBENCH0000000001
 SECRET=ab-bench-secret-key-0123456789abcdefghijk
 declare -A PID PORT BIN
 BIN[a]="$BIN_A"; BIN[b]="$BIN_B"; BIN[a2]="$BIN_A"
-PORT[a]=39500; PORT[b]=39510; PORT[a2]=39520
+# Below the ephemeral range (32768-60999), so that no client connection holds them.
+PORT[a]=29500; PORT[b]=29510; PORT[a2]=29520
 
 start() {
   local side=$1 port=${PORT[$1]}
@@ -71,10 +73,10 @@ stop_all() {
 trap stop_all EXIT
 
 bench() {
-  local side=$1 round=$2 exp=$3; shift 3
+  local side=$1 round=$2 name=$3 exp=$4; shift 4
   "$BENCH_BIN" --endpoint "http://127.0.0.1:${PORT[$side]}" --access-key "$ACCESS" \
     --secret-key "$SECRET" --label "$side" --server-pid "${PID[$side]}" \
-    --json-out "$OUT/$exp-$side-$round.json" "$@" "$exp" >>"$OUT/$side.log" 2>&1
+    --json-out "$OUT/$name-$side-$round.json" "$@" "$exp" >>"$OUT/$side.log" 2>&1
 }
 
 for side in a b a2; do start "$side"; done
@@ -87,9 +89,10 @@ for round in $(seq "$ROUNDS"); do
   esac
   for side in $order; do
     log "round $round: $side"
-    bench "$side" "$round" large --drop-caches
-    bench "$side" "$round" mixed --duration "$MIXED_SECONDS"
-    bench "$side" "$round" million --batches "$MILLION_BATCHES"
+    bench "$side" "$round" large large --drop-caches
+    bench "$side" "$round" mixed mixed --duration "$MIXED_SECONDS"
+    bench "$side" "$round" million million --batches "$MILLION_BATCHES"
+    bench "$side" "$round" million-random million --batches "$MILLION_BATCHES" --random-keys
   done
 done
 stop_all
