@@ -6,8 +6,8 @@ use granary::config::{LogFormat, ServerArgs, DEFAULT_CONFIG_PATH};
 
 /// mimalloc instead of glibc's malloc: on small requests, where the server allocates and
 /// frees many short strings and vectors, it took a quarter less server CPU per PUT
-/// (`docs/bench/s3-end-to-end.md`, "Allocator"). Every `GlobalAlloc` frees from any thread, which is
-/// all that `BlockBuf`'s `Send` needs of it (`src/storage/blockbuf.rs`).
+/// (`docs/bench/s3-end-to-end.md`, "Allocator"). Every `GlobalAlloc` frees from any
+/// thread, which is all that `BlockBuf`'s `Send` needs of it (`src/storage/blockbuf.rs`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
