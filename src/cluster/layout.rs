@@ -332,6 +332,8 @@ struct State<'a> {
     target: &'a [u64],
     sets: Vec<Vec<usize>>,
     count: Vec<u64>,
+    /// The partitions each node holds (kept with `sets` by `place` and `replace`).
+    parts: Vec<Vec<usize>>,
 }
 
 impl<'a> State<'a> {
@@ -343,32 +345,57 @@ impl<'a> State<'a> {
             target,
             sets: vec![Vec::with_capacity(rf); partitions],
             count: vec![0; nodes.ids.len()],
+            parts: vec![Vec::new(); nodes.ids.len()],
         }
     }
 
-    fn zones_of(&self, set: &[usize]) -> usize {
-        let mut zones: Vec<usize> = set.iter().map(|&i| self.nodes.zone[i]).collect();
-        zones.sort_unstable();
-        zones.dedup();
-        zones.len()
+    /// Puts `node` in partition `p`.
+    fn place(&mut self, p: usize, node: usize) {
+        self.sets[p].push(node);
+        self.count[node] += 1;
+        self.parts[node].push(p);
+    }
+
+    /// Puts `to` in `from`'s place in partition `p`.
+    fn replace(&mut self, p: usize, from: usize, to: usize) {
+        let at = self.sets[p]
+            .iter()
+            .position(|&i| i == from)
+            .expect("a member");
+        self.sets[p][at] = to;
+        self.count[from] -= 1;
+        self.count[to] += 1;
+        let k = self.parts[from]
+            .iter()
+            .position(|&q| q == p)
+            .expect("indexed");
+        self.parts[from].swap_remove(k);
+        self.parts[to].push(p);
     }
 
     /// Whether `node` may join `set` (of which `without` is left out) keeping the zone
-    /// rule reachable: the set, once full, must span `spread` zones.
+    /// rule reachable: the set, once full, must span `spread` zones. Allocation-free: it
+    /// runs for every (node, partition) pair a change looks at.
     fn may_join(&self, set: &[usize], without: Option<usize>, node: usize) -> bool {
-        let others: Vec<usize> = set
-            .iter()
-            .copied()
-            .filter(|&i| Some(i) != without)
-            .collect();
-        if others.contains(&node) {
-            return false;
+        let zone = &self.nodes.zone;
+        let (mut members, mut zones) = (1, 1); // `node` and its zone
+        for (k, &i) in set.iter().enumerate() {
+            if Some(i) == without {
+                continue;
+            }
+            if i == node {
+                return false;
+            }
+            members += 1;
+            let counted = zone[i] == zone[node]
+                || set[..k]
+                    .iter()
+                    .any(|&j| Some(j) != without && zone[j] == zone[i]);
+            if !counted {
+                zones += 1;
+            }
         }
-        let mut with = others.clone();
-        with.push(node);
-        let zones = self.zones_of(&with);
-        let places_left = self.rf - with.len();
-        zones + places_left >= self.spread
+        members <= self.rf && zones + (self.rf - members) >= self.spread
     }
 
     /// Keeps the previous replicas of nodes still in the layout, as long as the zone rule
@@ -380,8 +407,7 @@ impl<'a> State<'a> {
                     continue;
                 };
                 if self.sets[p].len() < self.rf && self.may_join(&self.sets[p], None, i) {
-                    self.sets[p].push(i);
-                    self.count[i] += 1;
+                    self.place(p, i);
                 }
             }
         }
@@ -403,8 +429,7 @@ impl<'a> State<'a> {
                 let Some(i) = best else {
                     break;
                 };
-                self.sets[p].push(i);
-                self.count[i] += 1;
+                self.place(p, i);
             }
         }
     }
@@ -441,8 +466,7 @@ impl<'a> State<'a> {
         }
         for (place, node) in matched.into_iter().enumerate() {
             if let Some(i) = node {
-                self.sets[places[place]].push(i);
-                self.count[i] += 1;
+                self.place(places[place], i);
             }
         }
     }
@@ -534,10 +558,8 @@ impl<'a> State<'a> {
         if !self.may_join(sp, Some(x), y) || !self.may_join(sq, Some(y), x) {
             return false;
         }
-        let at = sp.iter().position(|&i| i == x).expect("member");
-        self.sets[p][at] = y;
-        let at = self.sets[q].iter().position(|&i| i == y).expect("member");
-        self.sets[q][at] = x;
+        self.replace(p, x, y);
+        self.replace(q, y, x);
         true
     }
 
@@ -555,12 +577,13 @@ impl<'a> State<'a> {
                 if surplus[x] == 0 || x == to {
                     return Vec::new();
                 }
-                (0..self.sets.len())
-                    .filter(|&p| {
-                        let set = &self.sets[p];
-                        set.contains(&x) && self.may_join(set, Some(x), to)
-                    })
-                    .collect()
+                let mut sites: Vec<usize> = self.parts[x]
+                    .iter()
+                    .copied()
+                    .filter(|&p| self.may_join(&self.sets[p], Some(x), to))
+                    .collect();
+                sites.sort_unstable(); // the same order on every node
+                sites
             })
             .collect();
         let mut given: Vec<Option<usize>> = vec![None; self.sets.len()];
@@ -578,10 +601,7 @@ impl<'a> State<'a> {
         let mut moved = false;
         for (p, x) in given.into_iter().enumerate() {
             if let Some(x) = x {
-                let at = self.sets[p].iter().position(|&i| i == x).expect("member");
-                self.sets[p][at] = to;
-                self.count[x] -= 1;
-                self.count[to] += 1;
+                self.replace(p, x, to);
                 moved = true;
             }
         }
@@ -590,10 +610,11 @@ impl<'a> State<'a> {
 
     /// The partition where `from` may give its place to `to`, if any.
     fn move_site(&self, from: usize, to: usize) -> Option<usize> {
-        (0..self.sets.len()).find(|&p| {
-            let set = &self.sets[p];
-            set.contains(&from) && self.may_join(set, Some(from), to)
-        })
+        self.parts[from]
+            .iter()
+            .copied()
+            .filter(|&p| self.may_join(&self.sets[p], Some(from), to))
+            .min()
     }
 
     /// Moves one replica of `from` to `to` in some partition where the rules allow it.

@@ -319,3 +319,37 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3, ..ProptestConfig::default() })]
+
+    /// The scale the cluster aims at: 1,000 nodes of mixed capacities in 10 zones, RF 3. The
+    /// partition count is 4,096 here to bound the test's time (the benchmark,
+    /// `benches/layout_bench.rs`, runs 16,384).
+    #[test]
+    fn a_thousand_nodes_balance_and_one_more_moves_its_share(
+        caps in prop::collection::vec(1u64..=10, 1000),
+        cap in 1u64..=10,
+    ) {
+        let roles: BTreeMap<NodeId, Role> = caps
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let role = Role { zone: format!("z{}", i % 10), capacity: c << 40 };
+                (10 + i as u64, role)
+            })
+            .collect();
+        let before = assign(&roles, 3, 4096, None).unwrap();
+        check_rules(&before, &roles, 3);
+        check_balance(&before, &roles, 3);
+        let mut grown = roles.clone();
+        grown.insert(1, Role { zone: "z3".into(), capacity: cap << 40 });
+        let after = assign(&grown, 3, 4096, Some(&before)).unwrap();
+        check_rules(&after, &grown, 3);
+        check_balance(&after, &grown, 3);
+        let least = minimum_moves(&before, &grown, 3)
+            + replicas_without_direct_giver(&before, &grown, 3, 1);
+        let moved = after.moves_from(&before);
+        prop_assert!(moved as f64 <= least as f64 * 1.2 + 2.0, "{moved} moves, least {least}");
+    }
+}
