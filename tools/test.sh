@@ -3,7 +3,7 @@
 # client integration tests (AWS CLI, boto3, s3cmd, rclone) against the binary just built.
 # It builds once, in the dev profile (dependencies fully optimized, debug assertions on:
 # stricter than release); PROFILE=release tests the release binary instead.
-# The storage benchmarks (benches/) run in a smoke size. The benchmark tool (tools/bench, a
+# The storage and layout benchmarks (benches/) run in a smoke size. The benchmark tool (tools/bench, a
 # package of its own) is unit-tested and built here too; tests/clients/test_bench_smoke.py
 # runs its smoke mode (seconds) against the test server.
 # Extra arguments go to pytest, e.g.  tools/test.sh -k boto3 -x
@@ -35,6 +35,7 @@ cargo bench --profile "$PROFILE" --bench lmdb_txn_bench -- --objects 4096 --txn 
 cargo bench --profile "$PROFILE" --bench storage_bench -- --quick --secs 0.2 --runs 1 \
   --dir "$BENCH_DIR/storage"
 rm -rf "$BENCH_DIR"
+cargo bench --profile "$PROFILE" --bench layout_bench -- --sizes 64:256,256:4096
 
 step "benchmark tool: cargo test + build (tools/bench, dev profile)"
 nice -n 10 cargo test --manifest-path tools/bench/Cargo.toml
