@@ -3,9 +3,9 @@
 # client integration tests (AWS CLI, boto3, s3cmd, rclone) against the binary just built.
 # It builds once, in the dev profile (dependencies fully optimized, debug assertions on:
 # stricter than release); PROFILE=release tests the release binary instead.
-# The storage and layout benchmarks (benches/) run in a smoke size. The benchmark tool (tools/bench, a
-# package of its own) is unit-tested and built here too; tests/clients/test_bench_smoke.py
-# runs its smoke mode (seconds) against the test server.
+# The storage and layout benchmarks (benches/) run in a smoke size. The benchmark tool
+# (tools/bench, a package of its own) is unit-tested and built here too;
+# tests/clients/test_bench_smoke.py runs its smoke mode (seconds) against the test server.
 # Extra arguments go to pytest, e.g.  tools/test.sh -k boto3 -x
 set -euo pipefail
 
