@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import random
 import socket
 import time
 import uuid
@@ -56,10 +57,27 @@ def tree_hashes(root):
     }
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now, below the kernel's ephemeral range (32768-60999), so that
+    no client connection of this machine takes it as its source port before the server
+    binds it (it happened: "address already in use" on a port nobody listened on). Never
+    the same port twice in one test run."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 32768)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError("no free loopback port between 20000 and 32767")
 
 
 def error_code(exc_info):
