@@ -4,8 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
+use granary::clock::Clock;
 use granary::config::{ServerArgs, ServerConfig};
 use granary::node::{start, Options};
 use granary::s3::sigv4::{format_amz_date, presign_url, SigningParams};
@@ -69,6 +72,27 @@ fn request(node: &ServerConfig, method: &str, path: &str, body: &[u8]) -> (u16, 
     (status, answer[at..].to_vec())
 }
 
+/// The `Date` header of the node's answer to an anonymous request.
+fn date_header(node: &ServerConfig) -> String {
+    let mut stream = TcpStream::connect(node.s3_addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        node.s3_addr
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("Date: "))
+        .unwrap_or_else(|| panic!("no Date header in {answer}"))
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn two_nodes_serve_s3_in_one_process_and_stop_one_at_a_time() {
     // The root key of a node's first start comes from these (read once per node).
@@ -81,7 +105,20 @@ fn two_nodes_serve_s3_in_one_process_and_stop_one_at_a_time() {
         ..Options::default()
     };
     let a = start(config_a.clone(), options.clone()).unwrap();
-    let b = start(config_b.clone(), options).unwrap();
+    // Node b runs on a clock of its own, held by hand: its answers are dated by it.
+    let b_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 7_000;
+    let b_clock = Clock::manual(7, Arc::new(AtomicU64::new(b_ms)));
+    let b_options = Options {
+        clock: Some(b_clock),
+        ..options
+    };
+    let b = start(config_b.clone(), b_options).unwrap();
+    let b_date = std::time::UNIX_EPOCH + Duration::from_millis(b_ms);
+    assert_eq!(date_header(&config_b), granary::http::http_date(b_date));
     for (node, name) in [(&config_a, "a"), (&config_b, "b")] {
         assert_eq!(request(node, "PUT", &format!("/bucket-{name}"), b"").0, 200);
         let body = format!("held by node {name}").repeat(2000);

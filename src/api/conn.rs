@@ -1086,7 +1086,9 @@ async fn write_response(
     }
     headers.push(("x-amz-request-id".into(), rid.to_string()));
     headers.push(("Server".into(), "Granary".into()));
-    headers.push(("Date".into(), http::http_date(std::time::SystemTime::now())));
+    // The node's clock (a test's manual clock moves it too).
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(shard.clock.now_ms());
+    headers.push(("Date".into(), http::http_date(now)));
     if !keep_alive {
         headers.push(("Connection".into(), "close".into()));
     }
