@@ -5,7 +5,9 @@
 //!
 //! - **Killed peers** are down at once: their connection closes (the kernel resets it), and
 //!   a node whose connection is lost is down until a new handshake succeeds. Redials follow
-//!   every `redial_every_ms`.
+//!   after `redial_every_ms`, doubling while they fail up to `redial_max_ms` (10 s), so a
+//!   node gone for good costs little; a node that restarts dials its peers itself at once,
+//!   and after a partition heals the two sides meet within `redial_max_ms`.
 //! - **Silent peers** (a partition drops their packets, or the process is stopped) are down
 //!   when no pong came for `silent_down_ms`; their connection is closed and redialed.
 //! - **Peers are learned** from the bootstrap addresses, from the list kept in the data
@@ -33,6 +35,7 @@ pub struct Timing {
     pub ping_every_ms: u64,
     pub silent_down_ms: u64,
     pub redial_every_ms: u64,
+    pub redial_max_ms: u64,
     pub gossip_every_ms: u64,
 }
 
@@ -43,6 +46,7 @@ impl Default for Timing {
             ping_every_ms: 1000,
             silent_down_ms: 5000,
             redial_every_ms: 1000,
+            redial_max_ms: 10_000,
             gossip_every_ms: 2000,
         }
     }
@@ -102,6 +106,8 @@ pub struct PeerState {
     pub clock_offset_ms: Option<i64>,
     last_ping_ms: Option<u64>,
     last_dial_ms: Option<u64>,
+    /// Wait before the next dial: doubles with each dial that does not connect.
+    redial_ms: u64,
 }
 
 pub struct Membership {
@@ -175,6 +181,7 @@ impl Membership {
                     state.up = true;
                     state.last_seen_ms = Some(now_ms);
                     state.last_ping_ms = None;
+                    state.redial_ms = 0;
                     out.push(Action::SendPeers {
                         to: id,
                         peers: self.known(),
@@ -229,6 +236,7 @@ impl Membership {
             clock_offset_ms: None,
             last_ping_ms: None,
             last_dial_ms: None,
+            redial_ms: 0,
         });
         state.info.rpc_addr = info.rpc_addr;
         state
@@ -259,15 +267,25 @@ impl Membership {
                     });
                 }
             }
-            if !p.connected && due(p.last_dial_ms, t.redial_every_ms) {
+            if !p.connected && due(p.last_dial_ms, p.redial_ms) {
                 p.last_dial_ms = Some(now);
+                p.redial_ms = (p.redial_ms * 2).clamp(t.redial_every_ms, t.redial_max_ms);
                 out.push(Action::Dial {
                     addr: p.info.rpc_addr.clone(),
                 });
             }
         }
+        // Bootstrap addresses never heard from (a name, not the peer's own address, or a
+        // node not up yet): every redial interval while this node knows no one up, then
+        // at the slowest redial pace.
+        let alone = !self.peers.values().any(|p| p.up);
+        let every = if alone {
+            t.redial_every_ms
+        } else {
+            t.redial_max_ms
+        };
         for (addr, last) in self.bootstrap.iter_mut() {
-            if *addr != self.me.rpc_addr && due(*last, t.redial_every_ms) {
+            if *addr != self.me.rpc_addr && due(*last, every) {
                 *last = Some(now);
                 out.push(Action::Dial { addr: addr.clone() });
             }

@@ -241,3 +241,34 @@ fn gossip_fanout_grows_with_the_log_of_the_cluster() {
     assert_eq!(gossip_fanout(64), 7);
     assert_eq!(gossip_fanout(1000), 10);
 }
+
+#[test]
+fn a_node_gone_for_good_is_dialed_less_and_less() {
+    let mut sim = Sim::new(3);
+    sim.step(6_000);
+    sim.kill(3);
+    let mut dials = 0;
+    for _ in 0..600 {
+        sim.now += STEP_MS;
+        for id in [1, 2] {
+            let now = sim.clock(id);
+            let actions = sim.nodes.get_mut(&id).unwrap().handle(now, Event::Tick);
+            for action in actions {
+                if action == (Action::Dial { addr: addr(3) }) {
+                    dials += 1;
+                    sim.run(VecDeque::from([(id, Event::DialFailed { addr: addr(3) })]));
+                } else {
+                    let mut events = VecDeque::new();
+                    sim.deliver(id, action, &mut events);
+                    sim.run(events);
+                }
+            }
+        }
+    }
+    // 60 s: dials 1, 2, 4, 8, then 10 s apart: about 9 each, not 60.
+    assert!(
+        dials <= 2 * 10,
+        "{dials} dials of a dead node in 60 s by two nodes"
+    );
+    assert!(dials >= 2 * 4, "it is still dialed now and then: {dials}");
+}
