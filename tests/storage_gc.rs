@@ -105,8 +105,11 @@ fn grace_delay_keeps_zero_count_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
+        // The store's clock, moved by hand: the delay is counted on it.
+        let ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1_000_000_000));
         let cfg = StorageConfig {
             block_gc_delay_s: 3600,
+            clock: granary::clock::Clock::manual(1, std::sync::Arc::clone(&ms)),
             ..gc_cfg()
         };
         let s = ShardStore::open(&path, cfg).await.unwrap();
@@ -115,6 +118,19 @@ fn grace_delay_keeps_zero_count_blocks() {
         s.release_block(&h, H).await.unwrap();
         assert_eq!(s.gc_now().await.unwrap(), 0);
         assert_eq!(s.read_block(&h, 0, 10_000).await.unwrap(), d);
+        let ordering = std::sync::atomic::Ordering::Relaxed;
+        ms.fetch_add(3_599_000, ordering);
+        assert_eq!(
+            s.gc_now().await.unwrap(),
+            0,
+            "a second before the delay ends"
+        );
+        ms.fetch_add(2_000, ordering);
+        assert_eq!(
+            s.gc_now().await.unwrap(),
+            1,
+            "the delay has passed on the store's clock"
+        );
         s.close().await.unwrap();
     });
 }

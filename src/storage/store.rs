@@ -342,10 +342,6 @@ impl RowHook for ChangeCounts {
     }
 }
 
-fn now_ms() -> u64 {
-    crate::clock::system_ms()
-}
-
 /// The one log line of a block found corrupt (by a read or the scrub).
 fn log_marking_bad(hash: &BlockHash, e: &BlockEntry, why: &str) {
     tracing::error!(
@@ -690,7 +686,7 @@ impl ShardStore {
         };
         if !ops.is_empty() || truncated > 0 || last != checkpoint {
             ops.push(Op::Checkpoint(last));
-            let (e2, now) = (env.clone(), now_ms());
+            let (e2, now) = (env.clone(), cfg.clock.now_ms());
             blocking(move || -> Result<()> {
                 apply(&e2, db, ops, now)?;
                 e2.force_sync()?;
@@ -700,7 +696,7 @@ impl ShardStore {
         }
 
         if cfg.data_fsync != FsyncPolicy::Always {
-            verify_unsynced(&env, db, &files).await?;
+            verify_unsynced(&env, db, &files, cfg.clock.now_ms()).await?;
         }
 
         // Under weak data policies, what an earlier run wrote may still be unsynced: the
@@ -1640,7 +1636,12 @@ fn verify_read<'a>(
 /// is read and verified, and the failures are marked bad (reads are `Corrupt`; the next put
 /// of the block writes it again). After a clean close the sync point is the end: nothing to
 /// read. Cost: reading what was written since the last data sync.
-async fn verify_unsynced(env: &Env, db: Dbs, files: &BTreeMap<u32, Rc<SegFile>>) -> Result<()> {
+async fn verify_unsynced(
+    env: &Env,
+    db: Dbs,
+    files: &BTreeMap<u32, Rc<SegFile>>,
+    now: u64,
+) -> Result<()> {
     let suspects: Vec<(BlockHash, BlockEntry)> = {
         let r = env.read_txn()?;
         let mark = db
@@ -1690,7 +1691,7 @@ async fn verify_unsynced(env: &Env, db: Dbs, files: &BTreeMap<u32, Rc<SegFile>>)
             lost = ops.len(),
             "blocks written since the last data sync were lost (power loss under a weak data policy): marked bad"
         );
-        let (env, now) = (env.clone(), now_ms());
+        let env = env.clone();
         blocking(move || -> Result<()> {
             apply(&env, db, ops, now)?;
             env.force_sync()?;
@@ -1921,7 +1922,7 @@ async fn meta_loop(store: Weak<ShardStore>, mut rx: mpsc::UnboundedReceiver<Meta
                     _ => None,
                 })
                 .collect();
-            let now = now_ms();
+            let now = s.cfg.clock.now_ms();
             let t_commit = Instant::now();
             let res = blocking(move || apply(&env, db, ops, now)).await;
             let res = res.map(|(results, changes)| {

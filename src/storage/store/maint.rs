@@ -10,7 +10,7 @@ use futures::channel::oneshot;
 use glommio::{Latency, Shares};
 
 use super::{
-    bump, corrupt, now_ms, seg_path, BlockEntry, Checkpoint, DataReq, Kind, Op, OpResult, Result,
+    bump, corrupt, seg_path, BlockEntry, Checkpoint, DataReq, Kind, Op, OpResult, Result,
     SegmentInfo, ShardStore, CHECKPOINT_KEY,
 };
 use crate::meta::types::BlockHash;
@@ -85,7 +85,8 @@ impl ShardStore {
     /// Returns how many were dropped. (Runs in the background every
     /// `maintenance_interval_s`; public for tests and admin.)
     pub async fn gc_now(&self) -> Result<u64> {
-        let before_ms = now_ms().saturating_sub(self.cfg.block_gc_delay_s.saturating_mul(1000));
+        let gc_delay_ms = self.cfg.block_gc_delay_s.saturating_mul(1000);
+        let before_ms = self.cfg.clock.now_ms().saturating_sub(gc_delay_ms);
         let mut total = 0;
         loop {
             let n = match self
@@ -114,7 +115,8 @@ impl ShardStore {
     /// Forgets completed multipart uploads older than `COMPLETED_UPLOAD_KEEP_MS` (with the
     /// block GC).
     async fn sweep_completed_uploads(&self) -> Result<()> {
-        let before_ms = now_ms().saturating_sub(crate::constants::COMPLETED_UPLOAD_KEEP_MS);
+        let keep_ms = crate::constants::COMPLETED_UPLOAD_KEEP_MS;
+        let before_ms = self.cfg.clock.now_ms().saturating_sub(keep_ms);
         loop {
             let op = Op::SweepCompleted {
                 before_ms,
