@@ -399,15 +399,28 @@ impl<'a> State<'a> {
     }
 
     /// Keeps the previous replicas of nodes still in the layout, as long as the zone rule
-    /// holds (a node above its share gives replicas up in `balance`, one move each).
+    /// holds (a node above its share gives replicas up in `balance`, one move each). Where
+    /// the zone rule drops one of a partition's replicas (a zone was added), the one
+    /// dropped is of the node furthest above its share, so that the drop is also a move
+    /// the balance needs.
     fn keep(&mut self, prev: &Assignment) {
-        for (p, before) in prev.replicas.iter().enumerate() {
-            for &id in before {
-                let Some(i) = self.nodes.index(id) else {
-                    continue;
-                };
+        let members: Vec<Vec<usize>> = prev
+            .replicas
+            .iter()
+            .map(|set| set.iter().filter_map(|&id| self.nodes.index(id)).collect())
+            .collect();
+        let mut surplus: Vec<i64> = self.target.iter().map(|&t| -(t as i64)).collect();
+        for &i in members.iter().flatten() {
+            surplus[i] += 1;
+        }
+        for (p, mut set) in members.into_iter().enumerate() {
+            // The least surplus first: the node furthest above its share is left out.
+            set.sort_by_key(|&i| (surplus[i], i));
+            for i in set {
                 if self.sets[p].len() < self.rf && self.may_join(&self.sets[p], None, i) {
                     self.place(p, i);
+                } else {
+                    surplus[i] -= 1;
                 }
             }
         }
