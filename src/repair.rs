@@ -10,23 +10,12 @@ use anyhow::{bail, Context};
 use crate::storage::refcheck::{self, RefReport};
 use crate::storage::{ShardStore, StorageConfig};
 
-/// The shard directories (`shard-<n>`) of a data directory, in shard order.
+/// The shard directories (`shard-<n>`) of a data directory, in shard order: those
+/// `storage::placement` finds, with a clear error for a directory that holds none.
 fn shard_dirs(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let entries = std::fs::read_dir(data_dir)
+    std::fs::metadata(data_dir)
         .with_context(|| format!("reading the data directory {}", data_dir.display()))?;
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let id = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("shard-"))
-            .and_then(|n| n.parse::<u16>().ok());
-        if let Some(id) = id {
-            found.push((id, entry.path()));
-        }
-    }
-    found.sort();
+    let found = crate::storage::placement::shard_dirs(data_dir)?;
     if found.is_empty() {
         bail!(
             "{} holds no shard-<n> directories: is it a Granary data directory?",
