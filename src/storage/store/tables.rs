@@ -35,8 +35,23 @@ impl<'e> Tx<'e> {
 
     /// Writes (`Some`) or removes (`None`) a row, and reports the change.
     pub fn write(&mut self, db: &Dbs, table: Table, key: &[u8], new: Option<&[u8]>) -> Result<()> {
+        let old = Self::table(db, table)
+            .get(&self.w, key)?
+            .map(|b| *blake3::hash(b).as_bytes());
+        self.write_over(db, table, key, old, new)
+    }
+
+    /// `write`, for a caller that read the row in this transaction already (`read`) and
+    /// gives its hash: the row is not looked up a second time.
+    pub fn write_over(
+        &mut self,
+        db: &Dbs,
+        table: Table,
+        key: &[u8],
+        old: Option<[u8; 32]>,
+        new: Option<&[u8]>,
+    ) -> Result<()> {
         let t = Self::table(db, table);
-        let old = t.get(&self.w, key)?.map(|b| *blake3::hash(b).as_bytes());
         match new {
             Some(bytes) => t.put(&mut self.w, key, bytes)?,
             None => {
@@ -67,6 +82,19 @@ impl<'e> Tx<'e> {
             .transpose()
     }
 
+    /// A row and the hash of its stored bytes (what `write_over` reports as the old value).
+    pub fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        db: &Dbs,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<(T, [u8; 32])>> {
+        Self::table(db, table)
+            .get(&self.w, key)?
+            .map(|b| Ok((decode_row(b)?, *blake3::hash(b).as_bytes())))
+            .transpose()
+    }
+
     pub fn put<T: serde::Serialize>(
         &mut self,
         db: &Dbs,
@@ -90,7 +118,10 @@ pub(super) fn put_object(
     condition: Option<Condition>,
 ) -> Result<ObjectPut> {
     let k = object_key(&record.bucket, &record.key);
-    let stored: Option<ObjectRecord> = tx.get(db, Table::Objects, &k)?;
+    let (stored, old) = match tx.read::<ObjectRecord>(db, Table::Objects, &k)? {
+        Some((row, hash)) => (Some(row), Some(hash)),
+        None => (None, None),
+    };
     let previous = stored.as_ref().and_then(ObjectRecord::visible);
     if let Some(c) = condition {
         if !c.holds(previous.as_ref()) {
@@ -104,11 +135,12 @@ pub(super) fn put_object(
         }
         None => (record, Vec::new()),
     };
-    if merged.is_tombstone() {
-        tx.write(db, Table::Objects, &k, None)?;
+    let bytes = if merged.is_tombstone() {
+        None
     } else {
-        tx.put(db, Table::Objects, &k, &merged)?;
-    }
+        Some(encode_row(&merged)?)
+    };
+    tx.write_over(db, Table::Objects, &k, old, bytes.as_deref())?;
     Ok(ObjectPut::Written(ObjectWrite { previous, dropped }))
 }
 
